@@ -1,0 +1,1 @@
+"""Pomoc: real-time support chat for e-commerce shop admin panels."""

@@ -1,0 +1,159 @@
+"""The application factory: `create_app(settings, clock=...)`.
+
+The lifespan opens the database engine and Redis (or the in-process stand-in in
+embedded mode), builds this process's `Node`, starts its background tasks (the bus
+subscriber, the inbox flusher) and closes everything on shutdown. Nothing is built
+at import time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Coroutine
+from pathlib import Path
+from typing import Any
+
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.backoff import ExponentialBackoff, NoBackoff
+from redis.retry import Retry
+from sqlalchemy import text
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route, WebSocketRoute
+
+from server.bus import Bus
+from server.clock import Clock, OffsetClock, SystemClock
+from server.db import create_engine
+from server.keys import Keys
+from server.node import Node
+from server.settings import Settings
+from server.threads import ThreadStore
+from server.ws import websocket_endpoint
+
+log = logging.getLogger(__name__)
+WIDGET_DIR = Path(__file__).resolve().parent.parent / "widget"
+
+
+def clock_for(settings: Settings) -> Clock:
+    return OffsetClock(settings.clock_start) if settings.clock_start else SystemClock()
+
+
+def open_redis(settings: Settings) -> tuple[Redis, Redis]:
+    """A command client and a separate subscriber client.
+
+    The command pool blocks (up to 10 s) for a free connection instead of failing
+    under load, and commands time out after 10 s; the subscriber has no read timeout
+    (it is idle by nature) and no retries of its own, because the bus owns the
+    reconnect and must know when it happened.
+    """
+    if settings.embedded_redis:
+        import fakeredis
+
+        server = fakeredis.FakeServer()
+        return fakeredis.FakeAsyncRedis(server=server), fakeredis.FakeAsyncRedis(server=server)
+    pool = BlockingConnectionPool.from_url(
+        settings.redis_url, max_connections=64, timeout=10, socket_timeout=10, socket_connect_timeout=2,
+        socket_keepalive=True, health_check_interval=30,
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
+    )
+    subscriber = Redis.from_url(settings.redis_url, socket_timeout=None, socket_connect_timeout=2,
+                                socket_keepalive=True, retry=Retry(NoBackoff(), 0))
+    return Redis(connection_pool=pool), subscriber
+
+
+class Background:
+    """Owns the background tasks: a failure is logged (never silent) and shutdown
+    cancels and awaits every one of them."""
+
+    def __init__(self) -> None:
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def start(self, name: str, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(self._guard(name, coro), name=name)
+        self.tasks.add(task)
+
+    async def _guard(self, name: str, coro: Coroutine[Any, Any, None]) -> None:
+        try:
+            await coro
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("task.failed", extra={"task": name})
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        self.tasks.clear()
+
+
+def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
+    clock = clock or clock_for(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        engine = create_engine(settings)
+        redis, subscriber = open_redis(settings)
+        node_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        keys = Keys(settings.redis_prefix)
+        bus = Bus(redis, subscriber, node_id)
+        node = Node(settings, clock, ThreadStore(engine), redis, bus, keys)
+        app.state.node = node
+        background = Background()
+        background.start("bus", bus.run())
+        background.start("inbox", node.run_inbox_flusher())
+        log.info("node.started", extra={"node_id": node_id})
+        try:
+            yield
+        finally:
+            await node.drain()
+            await background.stop()
+            await bus.stop()
+            await redis.aclose()
+            await subscriber.aclose()
+            await engine.dispose()
+            log.info("node.stopped", extra={"node_id": node_id})
+
+    routes = [
+        WebSocketRoute("/ws", websocket_endpoint),
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/embed.js", embed_js),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan)
+
+
+async def healthz(request: Request) -> Response:
+    return PlainTextResponse("ok")
+
+
+async def readyz(request: Request) -> Response:
+    node: Node = request.app.state.node
+    checks: dict[str, str] = {}
+    try:
+        async with node.store.engine.connect() as conn:
+            await asyncio.wait_for(conn.execute(text("SELECT 1")), 2)
+        checks["database"] = "ok"
+    except Exception as exc:
+        checks["database"] = f"down: {type(exc).__name__}"
+    try:
+        await asyncio.wait_for(node.redis.ping(), 2)
+        checks["redis"] = "ok"
+    except Exception as exc:
+        checks["redis"] = f"down: {type(exc).__name__}"
+    ok = all(v == "ok" for v in checks.values())
+    return JSONResponse({"ready": ok, **checks}, status_code=200 if ok else 503)
+
+
+async def embed_js(request: Request) -> Response:
+    path = WIDGET_DIR / "embed.js"
+    if not path.is_file():
+        return JSONResponse({"error": {"code": "not_found", "message": "widget not built"}}, status_code=404)
+    return FileResponse(path, media_type="application/javascript; charset=utf-8",
+                        headers={"Cache-Control": "public, max-age=300"})

@@ -1,0 +1,251 @@
+"""Fan-out between server nodes over Redis pub/sub.
+
+One subscriber connection per node. A node subscribes to a channel when its first
+local listener needs it and drops it when the last one leaves. `publish` delivers to
+the local listeners at once and sends the event to Redis for the other nodes; a node
+ignores its own events coming back. Events travel as msgpack.
+
+When the subscriber connection breaks (Redis restarted, network cut) the bus
+reconnects with capped backoff, re-subscribes every channel its listeners need and
+then calls `on_resubscribed`, so the connections can fetch from the database what
+they missed meanwhile. What is *not* guaranteed: delivery of events published while
+Redis was unreachable — messages are recovered from the database by sequence number;
+typing and presence events are simply lost, which is harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgpack
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
+
+Listener = Callable[[dict[str, Any]], None]
+_SUBSCRIBE_WAIT = 5.0
+_PING_EVERY = 10.0
+_DEAD_AFTER = 25.0
+
+
+class Bus:
+    def __init__(self, redis: Redis, subscriber: Redis, node_id: str,
+                 on_resubscribed: Callable[[], Awaitable[None]] | None = None) -> None:
+        self._redis = redis
+        self._subscriber = subscriber
+        self.node_id = node_id
+        self._listeners: dict[str, set[Listener]] = {}
+        self._confirmed: set[str] = set()
+        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._pubsub: Any = None
+        self._connected = asyncio.Event()
+        self._stopping = False
+        self.on_resubscribed = on_resubscribed
+        self.published = 0
+        self.publish_failures = 0
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    # ------------------------------------------------------------ subscribing
+    async def subscribe(self, channel: str, listener: Listener) -> None:
+        """Add a local listener; returns once Redis confirmed the subscription
+        (or at once while Redis is unreachable: the reconnect will subscribe)."""
+        listeners = self._listeners.setdefault(channel, set())
+        listeners.add(listener)
+        if channel in self._confirmed:
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(channel, []).append(waiter)
+        if len(self._waiters[channel]) == 1 and self._pubsub is not None and self.connected:
+            try:
+                await self._pubsub.subscribe(channel)
+            except (RedisError, OSError) as exc:
+                log.warning("bus.subscribe_failed", extra={"channel": channel, "error": repr(exc)})
+                self._forget_waiter(channel, waiter)
+                return
+        if not self.connected:
+            self._forget_waiter(channel, waiter)
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(waiter), _SUBSCRIBE_WAIT)
+        except TimeoutError:
+            log.warning("bus.subscribe_slow", extra={"channel": channel})
+        finally:
+            self._forget_waiter(channel, waiter)
+
+    def _forget_waiter(self, channel: str, waiter: asyncio.Future[None]) -> None:
+        waiters = self._waiters.get(channel)
+        if waiters and waiter in waiters:
+            waiters.remove(waiter)
+            if not waiters:
+                del self._waiters[channel]
+
+    def unsubscribe(self, channel: str, listener: Listener) -> None:
+        listeners = self._listeners.get(channel)
+        if not listeners:
+            return
+        listeners.discard(listener)
+        if listeners:
+            return
+        del self._listeners[channel]
+        self._confirmed.discard(channel)
+        if self._pubsub is not None and self.connected:
+            task = asyncio.get_running_loop().create_task(self._unsubscribe(channel))
+            task.add_done_callback(_log_task_failure)
+
+    async def _unsubscribe(self, channel: str) -> None:
+        if channel in self._listeners:  # someone subscribed again meanwhile
+            return
+        try:
+            await self._pubsub.unsubscribe(channel)
+        except (RedisError, OSError, AttributeError):
+            pass  # the reconnect path only re-subscribes channels still listened to
+
+    @property
+    def channels(self) -> set[str]:
+        return set(self._listeners)
+
+    # ------------------------------------------------------------- publishing
+    async def publish(self, channel: str, event: dict[str, Any]) -> None:
+        self.dispatch(channel, event)
+        if not self.connected:
+            # The other nodes recover messages from the database when Redis returns.
+            self.publish_failures += 1
+            return
+        payload = msgpack.packb({"n": self.node_id, "e": event}, use_bin_type=True)
+        try:
+            await self._redis.publish(channel, payload)
+            self.published += 1
+        except (RedisError, OSError) as exc:
+            self.publish_failures += 1
+            log.warning("bus.publish_failed", extra={"channel": channel, "error": repr(exc)})
+
+    def dispatch(self, channel: str, event: dict[str, Any]) -> None:
+        for listener in tuple(self._listeners.get(channel, ())):
+            try:
+                listener(event)
+            except Exception:
+                log.exception("bus.listener_failed", extra={"channel": channel})
+
+    # ----------------------------------------------------------------- reader
+    async def run(self) -> None:
+        """The subscriber loop, with reconnects; runs until cancelled."""
+        delay = 0.1
+        first = True
+        while not self._stopping:
+            try:
+                await self._connect()
+                delay = 0.1
+                if not first and self.on_resubscribed is not None:
+                    task = asyncio.get_running_loop().create_task(self._after_resubscribe())
+                    task.add_done_callback(_log_task_failure)
+                first = False
+                await self._read()
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError, TimeoutError) as exc:
+                if self.connected:
+                    log.warning("bus.disconnected", extra={"error": repr(exc)})
+                else:
+                    log.debug("bus.reconnect_failed", extra={"error": repr(exc)})
+                first = False
+            finally:
+                self._connected.clear()
+                self._confirmed.clear()
+                await self._close_pubsub()
+            # Capped exponential backoff with jitter: a restarted Redis is not
+            # stampeded by every node at the same instant.
+            await asyncio.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 2.0)
+
+    async def _after_resubscribe(self) -> None:
+        # Wait until Redis confirmed every channel, so that nothing published from
+        # here on is missed, then let the connections catch up from the database.
+        deadline = time.monotonic() + _SUBSCRIBE_WAIT
+        while time.monotonic() < deadline and self.connected and not set(self._listeners) <= self._confirmed:
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            pending = next(iter(set(self._listeners) - self._confirmed))
+            self._waiters.setdefault(pending, []).append(waiter)
+            try:
+                await asyncio.wait_for(waiter, max(0.01, deadline - time.monotonic()))
+            except TimeoutError:
+                break
+            finally:
+                self._forget_waiter(pending, waiter)
+        log.info("bus.resubscribed", extra={"channels": len(self._listeners)})
+        if self.on_resubscribed is not None:
+            await self.on_resubscribed()
+
+    async def _connect(self) -> None:
+        pubsub = self._subscriber.pubsub()
+        await pubsub.ping()  # opens the connection; raises if Redis is unreachable
+        self._pubsub = pubsub
+        channels = list(self._listeners)
+        if channels:
+            await pubsub.subscribe(*channels)
+        self._connected.set()
+        log.info("bus.connected", extra={"channels": len(channels)})
+
+    async def _read(self) -> None:
+        pubsub = self._pubsub
+        last_seen = last_ping = time.monotonic()
+        while True:
+            now = time.monotonic()
+            if now - last_ping > _PING_EVERY:
+                await pubsub.ping()
+                last_ping = now
+            if now - last_seen > _DEAD_AFTER:
+                raise TimeoutError("no answer from Redis on the subscriber connection")
+            message = await pubsub.get_message(timeout=1.0)
+            if message is None:
+                continue
+            last_seen = time.monotonic()
+            kind = message["type"]
+            if kind == "message":
+                self._on_message(message["channel"], message["data"])
+            elif kind == "subscribe":
+                channel = _text(message["channel"])
+                self._confirmed.add(channel)
+                for waiter in self._waiters.pop(channel, []):
+                    if not waiter.done():
+                        waiter.set_result(None)
+
+    def _on_message(self, channel: bytes | str, data: bytes) -> None:
+        try:
+            envelope = msgpack.unpackb(data, raw=False)
+            if envelope["n"] == self.node_id:
+                return
+            event = envelope["e"]
+        except Exception:
+            log.exception("bus.bad_payload")
+            return
+        self.dispatch(_text(channel), event)
+
+    async def _close_pubsub(self) -> None:
+        pubsub, self._pubsub = self._pubsub, None
+        if pubsub is not None:
+            try:
+                await pubsub.aclose()
+            except Exception:  # closing a broken connection may fail in many ways; it is gone either way
+                log.debug("bus.close_failed", exc_info=True)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        await self._close_pubsub()
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _log_task_failure(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("bus.task_failed", exc_info=task.exception())

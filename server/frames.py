@@ -1,0 +1,297 @@
+"""Client frames: validation of each request type into a typed value (sans-I/O).
+
+`parse(frame, limits)` checks one decoded frame against PROTOCOL.md and returns a
+request dataclass, or raises `BadRequest` / `TooLarge` naming the field. Nothing
+here touches sockets, the database or Redis, so the tests just feed dicts.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from server.errors import BadRequest, TooLarge
+
+SEVERITIES = ("critical", "major", "minor", "question", "suggestion")
+STATUSES = ("open", "waiting_on_customer", "resolved", "closed")
+CONTEXT_FIELDS = ("browser", "browser_version", "page_url", "occurred_at", "steps_tried", "expectations",
+                  "order_url")
+MAX_ID_CHARS = 200
+MAX_CONTEXT_CHARS = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_body_chars: int = 10_000
+    max_title_chars: int = 200
+    history_page_max: int = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    token: object
+    resume: dict[int, int] = field(default_factory=dict)
+    feed: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class OpenTicket:
+    title: str
+    body: str
+    severity: str
+    context: dict[str, str]
+    client_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    ticket: int
+    body: str
+    client_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Read:
+    ticket: int
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Typing:
+    ticket: int
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    ticket: int
+    before_seq: int | None
+    after_seq: int | None
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class ListTickets:
+    status: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Follow:
+    ticket: int
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateTicket:
+    ticket: int
+    changes: dict[str, str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Presence:
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    pass
+
+
+Request = (Hello | OpenTicket | Send | Read | Typing | History | ListTickets | Follow | UpdateTicket | Presence
+           | Ping)
+
+
+# ------------------------------------------------------------------ fields
+def ticket_id(value: object, name: str = "ticket") -> int:
+    if isinstance(value, bool):
+        raise BadRequest(f"'{name}' must be a ticket id (a positive integer)")
+    if isinstance(value, str) and value.isdigit() and len(value) < 19:
+        value = int(value)
+    if not isinstance(value, int) or value <= 0 or value >= 2**63:
+        raise BadRequest(f"'{name}' must be a ticket id (a positive integer)")
+    return value
+
+
+def _int(frame: Mapping[str, Any], name: str, *, required: bool, minimum: int = 0) -> int | None:
+    value = frame.get(name)
+    if value is None:
+        if required:
+            raise BadRequest(f"'{name}' is required")
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BadRequest(f"'{name}' must be an integer")
+    if value < minimum or value >= 2**31:
+        raise BadRequest(f"'{name}' must be between {minimum} and {2**31 - 1}")
+    return value
+
+
+def _text(frame: Mapping[str, Any], name: str, *, max_chars: int, required: bool = True) -> str:
+    value = frame.get(name)
+    if value is None:
+        if required:
+            raise BadRequest(f"'{name}' is required")
+        return ""
+    if not isinstance(value, str):
+        raise BadRequest(f"'{name}' must be a string")
+    if len(value) > max_chars:
+        raise TooLarge(f"'{name}' is longer than {max_chars} characters")
+    if "\x00" in value:
+        raise BadRequest(f"'{name}' must not contain NUL characters")
+    if required and not value.strip():
+        raise BadRequest(f"'{name}' must not be empty")
+    return value
+
+
+def _client_id(frame: Mapping[str, Any]) -> str:
+    value = frame.get("client_id")
+    if value is None:
+        # Without a client id a retry cannot be recognised; the send still works.
+        return uuid.uuid4().hex
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not value or len(value) > MAX_ID_CHARS:
+        raise BadRequest(f"'client_id' must be a string of 1 to {MAX_ID_CHARS} characters")
+    return value
+
+
+def _ticket(frame: Mapping[str, Any]) -> int:
+    if "ticket" not in frame:
+        raise BadRequest("'ticket' is required")
+    return ticket_id(frame["ticket"])
+
+
+# ----------------------------------------------------------------- parsers
+def _hello(frame: Mapping[str, Any], limits: Limits) -> Hello:
+    resume_raw = frame.get("resume")
+    resume: dict[int, int] = {}
+    if resume_raw is not None:
+        if not isinstance(resume_raw, dict):
+            raise BadRequest("'resume' must be an object {ticket_id: last_seq}")
+        if len(resume_raw) > 1000:
+            raise BadRequest("'resume' names more than 1000 tickets")
+        for key, seq in resume_raw.items():
+            if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
+                raise BadRequest("'resume' values must be sequence numbers (integers >= 0)")
+            resume[ticket_id(key, "resume")] = seq
+    feed = frame.get("feed", True)
+    if not isinstance(feed, bool):
+        raise BadRequest("'feed' must be true or false")
+    return Hello(token=frame.get("token"), resume=resume, feed=feed)
+
+
+def _open_ticket(frame: Mapping[str, Any], limits: Limits) -> OpenTicket:
+    title = _text(frame, "title", max_chars=limits.max_title_chars).strip()
+    body = _text(frame, "body", max_chars=limits.max_body_chars)
+    severity = frame.get("severity", "question")
+    if severity not in SEVERITIES:
+        raise BadRequest(f"'severity' must be one of {', '.join(SEVERITIES)}")
+    raw_context = frame.get("context") or {}
+    if not isinstance(raw_context, dict):
+        raise BadRequest("'context' must be an object")
+    context: dict[str, str] = {}
+    for key, value in raw_context.items():
+        if key not in CONTEXT_FIELDS or value is None:
+            continue  # unknown context fields are extensions; dropped, not stored blindly
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            value = str(value)
+        if not isinstance(value, str):
+            raise BadRequest(f"'context.{key}' must be a string")
+        if len(value) > MAX_CONTEXT_CHARS:
+            raise TooLarge(f"'context.{key}' is longer than {MAX_CONTEXT_CHARS} characters")
+        context[key] = value
+    return OpenTicket(title=title, body=body, severity=str(severity), context=context,
+                      client_id=_client_id(frame))
+
+
+def _send(frame: Mapping[str, Any], limits: Limits) -> Send:
+    return Send(ticket=_ticket(frame), body=_text(frame, "body", max_chars=limits.max_body_chars),
+                client_id=_client_id(frame))
+
+
+def _read(frame: Mapping[str, Any], limits: Limits) -> Read:
+    seq = _int(frame, "seq", required=True)
+    return Read(ticket=_ticket(frame), seq=seq or 0)
+
+
+def _history(frame: Mapping[str, Any], limits: Limits) -> History:
+    before = _int(frame, "before_seq", required=False, minimum=1)
+    after = _int(frame, "after_seq", required=False)
+    if before is not None and after is not None:
+        raise BadRequest("give 'before_seq' or 'after_seq', not both")
+    limit = _int(frame, "limit", required=False, minimum=1)
+    if limit is not None and limit > limits.history_page_max:
+        raise BadRequest(f"'limit' must be at most {limits.history_page_max}")
+    return History(ticket=_ticket(frame), before_seq=before, after_seq=after, limit=limit or 50)
+
+
+def _list_tickets(frame: Mapping[str, Any], limits: Limits) -> ListTickets:
+    status = frame.get("status")
+    if status is not None and status not in STATUSES and status != "queued":
+        raise BadRequest(f"'status' must be one of {', '.join(STATUSES)}, queued")
+    return ListTickets(status=status)
+
+
+def _update_ticket(frame: Mapping[str, Any], limits: Limits) -> UpdateTicket:
+    changes: dict[str, str | None] = {}
+    if "status" in frame:
+        if frame["status"] not in STATUSES:
+            raise BadRequest(f"'status' must be one of {', '.join(STATUSES)}")
+        changes["status"] = frame["status"]
+    if "severity" in frame:
+        if frame["severity"] not in SEVERITIES:
+            raise BadRequest(f"'severity' must be one of {', '.join(SEVERITIES)}")
+        changes["severity"] = frame["severity"]
+    for name in ("department", "assignee"):
+        if name in frame:
+            value = frame[name]
+            if value is not None and (not isinstance(value, str) or not value.strip()
+                                      or len(value) > MAX_ID_CHARS):
+                raise BadRequest(f"'{name}' must be a non-empty string or null")
+            changes[name] = value
+    if not changes:
+        raise BadRequest("update_ticket needs at least one of status, severity, department, assignee")
+    return UpdateTicket(ticket=_ticket(frame), changes=changes)
+
+
+def _presence(frame: Mapping[str, Any], limits: Limits) -> Presence:
+    status = frame.get("status")
+    if status not in ("online", "away"):
+        raise BadRequest("'status' must be 'online' or 'away'")
+    return Presence(status=str(status))
+
+
+PARSERS: dict[str, Callable[[Mapping[str, Any], Limits], Request]] = {
+    "hello": _hello,
+    "open_ticket": _open_ticket,
+    "send": _send,
+    "read": _read,
+    "typing": lambda f, lim: Typing(ticket=_ticket(f)),
+    "history": _history,
+    "list_tickets": _list_tickets,
+    "follow": lambda f, lim: Follow(ticket=_ticket(f)),
+    "update_ticket": _update_ticket,
+    "presence": _presence,
+    "ping": lambda f, lim: Ping(),
+}
+
+
+def parse(frame: Mapping[str, Any], limits: Limits) -> Request:
+    kind = frame.get("type")
+    if not isinstance(kind, str):
+        raise BadRequest("a frame needs a string 'type'")
+    parser = PARSERS.get(kind)
+    if parser is None:
+        raise BadRequest(f"unknown frame type {kind[:40]!r}")
+    return parser(frame, limits)
+
+
+def valid_ref(frame: Mapping[str, Any]) -> object:
+    """The frame's `ref` if it is one a reply may carry (a short string or an int)."""
+    ref = frame.get("ref")
+    if isinstance(ref, bool):
+        return None
+    if isinstance(ref, int) and -(2**53) < ref < 2**53:
+        return ref
+    if isinstance(ref, str) and len(ref) <= MAX_ID_CHARS:
+        return ref
+    return None

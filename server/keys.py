@@ -1,0 +1,56 @@
+"""Every Redis key and pub/sub channel name Pomoc uses, in one place.
+
+All names start with the deployment's prefix (`POMOC_REDIS_PREFIX`), so deployments
+and test runs can share one Redis, and a purge can find every key about a ticket.
+Pure module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    prefix: str = "pomoc:"
+
+    # ---------------------------------------------------------------- channels
+    def shop_channel(self, shop_id: str) -> str:
+        """Messages, typing and ticket changes of one shop's tickets."""
+        return f"{self.prefix}ch:shop:{shop_id}"
+
+    @property
+    def inbox_channel(self) -> str:
+        """Ticket changes for every agent's live inbox."""
+        return f"{self.prefix}ch:inbox"
+
+    def reader_channel(self, reader: str) -> str:
+        """Unread updates for one reader's connections (all tabs, all nodes)."""
+        return f"{self.prefix}ch:reader:{reader}"
+
+    @property
+    def presence_channel(self) -> str:
+        return f"{self.prefix}ch:presence"
+
+    # -------------------------------------------------------------------- keys
+    def unread(self, reader: str) -> str:
+        return f"{self.prefix}unread:{reader}"
+
+    def readers(self, ticket_id: int) -> str:
+        return f"{self.prefix}readers:{ticket_id}"
+
+    def agent_connections(self, agent_id: str) -> str:
+        return f"{self.prefix}presence:agent:{agent_id}"
+
+    @property
+    def agents_online(self) -> str:
+        return f"{self.prefix}presence:agents"
+
+    def customer_connections(self, shop_id: str) -> str:
+        return f"{self.prefix}presence:shop:{shop_id}"
+
+    def typing_throttle(self, reader: str, ticket_id: int) -> str:
+        return f"{self.prefix}typing:{ticket_id}:{reader}"
+
+    def rate(self, scope: str, subject: str) -> str:
+        return f"{self.prefix}rate:{scope}:{subject}"

@@ -1,0 +1,290 @@
+"""This server process: its services, its live sessions and the routing between them.
+
+A `Node` ties the thread store, the Redis bus and the clock together and carries
+out what a request asks (store, then publish). It also routes events arriving from
+the bus to the local sessions that need them, encoding each frame once per codec
+however many sessions receive it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from redis.asyncio import Redis
+
+from server.auth import Principal
+from server.bus import Bus
+from server.clock import Clock
+from server.codec import Codec
+from server.errors import ClosedTicket, Forbidden
+from server.keys import Keys
+from server.settings import Settings
+from server.threads import SYSTEM, Author, Message, NewTicket, ThreadStore, Ticket
+
+if TYPE_CHECKING:
+    from server.ws import Session
+
+log = logging.getLogger(__name__)
+
+STATUS_LABELS = {"open": "otwarte", "waiting_on_customer": "czeka na klienta", "resolved": "rozwiązane",
+                 "closed": "zamknięte"}
+FIELD_LABELS = {"severity": "priorytet", "department": "dział", "assignee": "przypisane do"}
+
+# Sources of an event, which decide who receives it.
+SHOP = "shop"
+INBOX = "inbox"
+READER = "reader"
+PRESENCE = "presence"
+
+
+@dataclass(slots=True)
+class Outgoing:
+    """One event on its way to local sessions, encoded at most once per codec."""
+
+    kind: str
+    frame: dict[str, Any]
+    origin: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    _encoded: dict[str, bytes] = field(default_factory=dict)
+
+    def encoded(self, codec: Codec) -> bytes:
+        data = self._encoded.get(codec.name)
+        if data is None:
+            data = self._encoded[codec.name] = codec.encode(self.frame)
+        return data
+
+
+class Node:
+    def __init__(self, settings: Settings, clock: Clock, store: ThreadStore, redis: Redis, bus: Bus,
+                 keys: Keys) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.store = store
+        self.redis = redis
+        self.bus = bus
+        self.keys = keys
+        self.node_id = bus.node_id
+        self.sessions: set[Session] = set()
+        self._by_channel: dict[str, set[Session]] = {}
+        self._seen_customers: OrderedDict[str, float] = OrderedDict()
+        self._inbox_pending: dict[int, None] = {}
+        self._inbox_wakeup = asyncio.Event()
+        self.bus.on_resubscribed = self.catch_up_all
+        self.draining = False
+        self._all_closed = asyncio.Event()
+
+    def new_conn_id(self) -> str:
+        return f"{self.node_id}:{uuid.uuid4().hex[:12]}"
+
+    def now(self) -> datetime:
+        return self.clock.now()
+
+    # --------------------------------------------------------------- routing
+    async def listen(self, session: Session, channel: str) -> None:
+        members = self._by_channel.get(channel)
+        if members is None:
+            members = self._by_channel[channel] = set()
+            members.add(session)
+            await self.bus.subscribe(channel, self._router(channel))
+        else:
+            members.add(session)
+            if channel not in self.bus.channels:
+                await self.bus.subscribe(channel, self._router(channel))
+
+    def forget(self, session: Session) -> None:
+        for channel in list(session.channels):
+            members = self._by_channel.get(channel)
+            if members is None:
+                continue
+            members.discard(session)
+            if not members:
+                del self._by_channel[channel]
+                self.bus.unsubscribe(channel, self._router(channel))
+        session.channels.clear()
+        self.sessions.discard(session)
+        if not self.sessions:
+            self._all_closed.set()
+
+    def _router(self, channel: str) -> Any:
+        # One bound listener per channel; equality by channel keeps unsubscribe simple.
+        return _ChannelRouter(self, channel)
+
+    def route(self, channel: str, event: dict[str, Any]) -> None:
+        members = self._by_channel.get(channel)
+        if not members:
+            return
+        source = _source_of(channel, self.keys)
+        out = Outgoing(kind=event.get("k", ""), frame=event["f"], origin=event.get("o"),
+                       extra=event.get("x") or {})
+        for session in tuple(members):
+            session.deliver(source, out)
+
+    async def catch_up_all(self) -> None:
+        """After Redis came back: every session fetches what it missed from the database."""
+        for session in tuple(self.sessions):
+            await session.catch_up()
+
+    # ------------------------------------------------------------ publishing
+    async def publish_message(self, shop_id: str, message: Message, origin: str | None) -> None:
+        event = {"k": "message", "f": message.frame(), "o": origin}
+        await self.bus.publish(self.keys.shop_channel(shop_id), event)
+        self.inbox_touch(message.ticket)
+
+    async def publish_ticket(self, ticket: Ticket, *, inbox: bool = True, origin: str | None = None) -> None:
+        frame = {"type": "ticket", "ticket": ticket.public(for_agent=True)}
+        await self.bus.publish(self.keys.shop_channel(ticket.shop_id), {"k": "ticket", "f": frame, "o": origin})
+        if inbox and ticket.queued_until is None:
+            await self.bus.publish(self.keys.inbox_channel, {"k": "ticket", "f": frame})
+
+    async def publish_typing(self, shop_id: str, ticket_id: int, who: Principal, origin: str) -> None:
+        frame = {"type": "typing", "ticket": ticket_id,
+                 "who": {"kind": who.role.value, "id": who.id, "name": who.name}}
+        await self.bus.publish(self.keys.shop_channel(shop_id),
+                               {"k": "typing", "f": frame, "o": origin, "x": {"side": who.role.value}})
+
+    async def publish_unread(self, reader: str, tickets: dict[int, int], badge: bool) -> None:
+        frame = {"type": "unread", "tickets": {str(k): v for k, v in tickets.items()}, "badge": badge}
+        await self.bus.publish(self.keys.reader_channel(reader), {"k": "unread", "f": frame})
+
+    def inbox_touch(self, ticket_id: int) -> None:
+        """A ticket changed through a message: agents' inboxes hear of it, coalesced."""
+        self._inbox_pending[ticket_id] = None
+        self._inbox_wakeup.set()
+
+    async def run_inbox_flusher(self, interval: float = 1.0) -> None:
+        """Sends the coalesced inbox updates, about once a second per busy ticket."""
+        while True:
+            await self._inbox_wakeup.wait()
+            self._inbox_wakeup.clear()
+            pending, self._inbox_pending = list(self._inbox_pending), {}
+            for ticket_id in pending:
+                try:
+                    ticket = await self.store.get(ticket_id)
+                except Exception:
+                    log.exception("inbox.flush_failed", extra={"ticket_id": ticket_id})
+                    continue
+                if ticket.queued_until is None:
+                    frame = {"type": "ticket", "ticket": ticket.public(for_agent=True)}
+                    await self.bus.publish(self.keys.inbox_channel, {"k": "ticket", "f": frame})
+            await asyncio.sleep(interval)
+
+    # ---------------------------------------------------------------- shops
+    async def touch_customer(self, principal: Principal) -> None:
+        """Record the shop user, at most once an hour per node (hello storms stay cheap)."""
+        key = principal.key
+        now = self.clock.now()
+        stamp = self._seen_customers.get(key)
+        if stamp is not None and now.timestamp() - stamp < 3600:
+            return
+        await self.store.touch_customer(principal, now)
+        self._seen_customers[key] = now.timestamp()
+        self._seen_customers.move_to_end(key)
+        while len(self._seen_customers) > 100_000:
+            self._seen_customers.popitem(last=False)
+
+    # --------------------------------------------------------------- tickets
+    def first_messages(self, principal: Principal, new: NewTicket, now: datetime) -> list[tuple[Author, str]]:
+        """The customer's description, then the acknowledgment every ticket gets at once."""
+        return [(Author.of(principal), new.body), (SYSTEM, "Otrzymaliśmy Twoje zgłoszenie.")]
+
+    def ticket_changes(self, principal: Principal, ticket: Ticket, requested: dict[str, str | None]
+                       ) -> tuple[dict[str, Any], list[str]]:
+        """What an update_ticket request changes, and the system notes that record it."""
+        if ticket.status == "closed":
+            raise ClosedTicket("this ticket is closed and read-only; open a new ticket for a new problem")
+        if not principal.is_agent and (set(requested) != {"status"} or requested["status"] != "resolved"):
+            raise Forbidden("a customer may only mark its ticket resolved")
+        now = self.clock.now()
+        changes: dict[str, Any] = {}
+        notes: list[str] = []
+        status = requested.get("status")
+        if status is not None and status != ticket.status:
+            changes["status"] = status
+            if status == "resolved":
+                changes["resolved_at"] = now
+            elif status == "closed":
+                changes["closed_at"] = now
+            else:
+                changes["resolved_at"] = None
+            who = principal.name
+            notes.append(f"{who}: status {STATUS_LABELS[ticket.status]} → {STATUS_LABELS[status]}.")
+        for name in ("severity", "department", "assignee"):
+            if name in requested and requested[name] != getattr(ticket, name):
+                changes[name] = requested[name]
+                notes.append(f"{principal.name}: {FIELD_LABELS[name]} → {requested[name] or '—'}.")
+        return changes, notes
+
+    # ---------------------------------------------------------------- unread
+    async def after_read(self, principal: Principal, ticket_id: int) -> None:
+        """Tell all of the reader's connections the new unread state."""
+        if principal.is_agent:
+            ids = await self.store.cursor_tickets(principal.key)
+        else:
+            ids = [t.id for t in await self.store.list_for(principal, limit=self.settings.welcome_tickets_max)]
+        counts = await self.store.unread(principal, set(ids) | {ticket_id})
+        await self.publish_unread(principal.key, {ticket_id: counts.get(ticket_id, 0)},
+                                  any(counts.values()))
+
+    # --------------------------------------------------------------- presence
+    async def set_presence(self, principal: Principal, conn_id: str, status: str) -> None:
+        await self.bus.publish(self.keys.presence_channel,
+                               {"k": "presence", "f": {"type": "presence", "agent": principal.id, "status": status}})
+
+    async def session_closed(self, session: Session) -> None:
+        return None
+
+    async def drain(self, grace: float = 5.0) -> None:
+        """Going away: close every connection with 1001 so clients reconnect elsewhere."""
+        self.draining = True
+        for session in tuple(self.sessions):
+            session.close(1001, "server going away; reconnect and resume")
+        if self.sessions:
+            self._all_closed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._all_closed.wait(), grace)
+
+    # ---------------------------------------------------------------- status
+    def service_status(self) -> dict[str, Any]:
+        return {"open": True, "next_open": None}
+
+    async def agents_online(self) -> int:
+        return 0
+
+    def sessions_following(self, ticket_ids: Iterable[int]) -> int:
+        wanted = set(ticket_ids)
+        return sum(1 for s in self.sessions if wanted & set(s.follows))
+
+
+class _ChannelRouter:
+    __slots__ = ("node", "channel")
+
+    def __init__(self, node: Node, channel: str) -> None:
+        self.node = node
+        self.channel = channel
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        self.node.route(self.channel, event)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _ChannelRouter) and other.node is self.node and other.channel == self.channel
+
+    def __hash__(self) -> int:
+        return hash(self.channel)
+
+
+def _source_of(channel: str, keys: Keys) -> str:
+    if channel == keys.inbox_channel:
+        return INBOX
+    if channel == keys.presence_channel:
+        return PRESENCE
+    if channel.startswith(keys.reader_channel("")):
+        return READER
+    return SHOP

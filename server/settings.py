@@ -1,0 +1,178 @@
+"""One explicit, frozen settings object, built from the environment in one function.
+
+`Settings.from_env(os.environ)` is the only place that reads configuration; a bad
+value fails at startup naming the variable. Everything else receives `Settings`
+through constructors. With nothing set, Pomoc runs embedded: a SQLite file, the
+in-process Redis stand-in, worker jobs inside the web process and the `/demo` page.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+EMBEDDED_REDIS = "memory://"
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///pomoc.db"
+# A fixed development secret keeps tokens printed by `python -m server token` valid
+# across restarts in embedded mode; any real deployment sets POMOC_SECRET.
+DEV_SECRET = "pomoc-embedded-development-secret-change-me"
+
+
+class SettingsError(ValueError):
+    """A configuration value is wrong; the message names the variable."""
+
+
+def normalize_database_url(url: str) -> str:
+    """Map the plain forms onto the async drivers SQLAlchemy needs."""
+    if url.startswith("sqlite:"):
+        return "sqlite+aiosqlite:" + url[len("sqlite:"):]
+    for plain in ("postgresql:", "postgres:"):
+        if url.startswith(plain):
+            return "postgresql+asyncpg:" + url[len(plain):]
+    return url
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = DEFAULT_DATABASE_URL
+    redis_url: str = EMBEDDED_REDIS
+    secret: str = DEV_SECRET
+    allowed_origins: tuple[str, ...] = ("*",)
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # Prefix of every Redis key and channel, so several deployments (or test runs)
+    # can share one Redis.
+    redis_prefix: str = "pomoc:"
+    database_schema: str | None = None
+    database_pool_size: int = 10
+    clock_start: datetime | None = None
+    timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("Europe/Warsaw"))
+    hello_timeout: timedelta = timedelta(seconds=10)
+    max_frame_bytes: int = 64 * 1024
+    max_body_chars: int = 10_000
+    max_title_chars: int = 200
+    history_page_max: int = 200
+    resume_max: int = 1000
+    # Outbound frames a connection may have queued before it is closed with 1013.
+    send_queue_max: int = 1000
+    # Bad frames tolerated on one connection before it is closed (abuse, not mistakes).
+    max_bad_frames: int = 1000
+    bad_frame_window: timedelta = timedelta(seconds=10)
+    welcome_tickets_max: int = 500
+    run_jobs_in_web: bool = True
+    demo: bool = True
+    log_level: str = "INFO"
+
+    @property
+    def embedded_redis(self) -> bool:
+        return self.redis_url == EMBEDDED_REDIS
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def with_(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        def text(name: str, default: str) -> str:
+            value = env.get(name, "").strip()
+            return value or default
+
+        def integer(name: str, default: int, minimum: int = 0) -> int:
+            raw = env.get(name, "").strip()
+            if not raw:
+                return default
+            try:
+                value = int(raw)
+            except ValueError:
+                raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
+            if value < minimum:
+                raise SettingsError(f"{name} must be at least {minimum}, got {value}")
+            return value
+
+        def seconds(name: str, default: timedelta) -> timedelta:
+            raw = env.get(name, "").strip()
+            if not raw:
+                return default
+            try:
+                value = float(raw)
+            except ValueError:
+                raise SettingsError(f"{name} must be a number of seconds, got {raw!r}") from None
+            if value <= 0:
+                raise SettingsError(f"{name} must be positive, got {raw!r}")
+            return timedelta(seconds=value)
+
+        def flag(name: str, default: bool) -> bool:
+            raw = env.get(name, "").strip().lower()
+            if not raw:
+                return default
+            if raw in ("1", "true", "yes", "on"):
+                return True
+            if raw in ("0", "false", "no", "off"):
+                return False
+            raise SettingsError(f"{name} must be true or false, got {raw!r}")
+
+        database_url = normalize_database_url(text("DATABASE_URL", DEFAULT_DATABASE_URL))
+        if not database_url.startswith(("sqlite+aiosqlite:", "postgresql+asyncpg:")):
+            raise SettingsError(
+                "DATABASE_URL must be sqlite[+aiosqlite]:///FILE or postgresql[+asyncpg]://…, "
+                f"got {database_url.split('://')[0]}://…"
+            )
+        redis_url = text("REDIS_URL", EMBEDDED_REDIS)
+        if not redis_url.startswith(("redis://", "rediss://", "unix://", EMBEDDED_REDIS)):
+            raise SettingsError(f"REDIS_URL must be redis://…, rediss://… or {EMBEDDED_REDIS}")
+        origins = tuple(o.strip().rstrip("/") for o in text("POMOC_ALLOWED_ORIGINS", "*").split(",") if o.strip())
+        clock_raw = env.get("POMOC_CLOCK", "").strip()
+        clock_start = None
+        if clock_raw:
+            try:
+                clock_start = datetime.fromisoformat(clock_raw)
+            except ValueError:
+                raise SettingsError(f"POMOC_CLOCK must be an ISO 8601 instant, got {clock_raw!r}") from None
+            if clock_start.tzinfo is None:
+                raise SettingsError("POMOC_CLOCK must carry a UTC offset, e.g. 2026-11-25T10:00:00+01:00")
+        tz_name = text("POMOC_TIMEZONE", "Europe/Warsaw")
+        try:
+            tz = ZoneInfo(tz_name)
+        except (KeyError, ValueError):
+            raise SettingsError(f"POMOC_TIMEZONE {tz_name!r} is not a known time zone") from None
+        schema = env.get("POMOC_DATABASE_SCHEMA", "").strip() or None
+        if schema is not None and not schema.replace("_", "").isalnum():
+            raise SettingsError("POMOC_DATABASE_SCHEMA may hold only letters, digits and underscores")
+        secret = env.get("POMOC_SECRET", "")
+        embedded = redis_url == EMBEDDED_REDIS and database_url == DEFAULT_DATABASE_URL
+        if not secret:
+            if not embedded:
+                raise SettingsError("POMOC_SECRET must be set when DATABASE_URL or REDIS_URL is set")
+            secret = DEV_SECRET
+        if len(secret) < 16 and not embedded:
+            raise SettingsError("POMOC_SECRET must be at least 16 characters")
+        return cls(
+            database_url=database_url,
+            redis_url=redis_url,
+            secret=secret,
+            allowed_origins=origins or ("*",),
+            host=text("HOST", "127.0.0.1"),
+            port=integer("PORT", 8000, minimum=1),
+            redis_prefix=text("POMOC_REDIS_PREFIX", "pomoc:"),
+            database_schema=schema,
+            database_pool_size=integer("POMOC_DATABASE_POOL_SIZE", 10, minimum=1),
+            clock_start=clock_start,
+            timezone=tz,
+            hello_timeout=seconds("POMOC_HELLO_TIMEOUT", timedelta(seconds=10)),
+            max_body_chars=integer("POMOC_MAX_BODY_CHARS", 10_000, minimum=1),
+            send_queue_max=integer("POMOC_SEND_QUEUE_MAX", 1000, minimum=10),
+            welcome_tickets_max=integer("POMOC_WELCOME_TICKETS_MAX", 500, minimum=1),
+            run_jobs_in_web=flag("POMOC_JOBS_IN_WEB", embedded),
+            demo=flag("POMOC_DEMO", embedded),
+            log_level=text("POMOC_LOG_LEVEL", "INFO").upper(),
+        )
+
+
+def random_secret() -> str:
+    return secrets.token_urlsafe(32)

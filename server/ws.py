@@ -1,0 +1,605 @@
+"""The WebSocket endpoint and the protocol core: handshake, dispatch, subscriptions, resume.
+
+A `Session` is one connection's protocol state. It takes decoded frames through
+`handle()` and puts encoded frames into a bounded outbox; the Starlette endpoint at
+the bottom is only a loop that feeds it from the socket and drains the outbox into
+it. Tests can drive a `Session` without a socket.
+
+Delivery is per ticket and by sequence number: each followed ticket keeps the
+highest `seq` handed to the client (`cursor`). A message at `cursor + 1` goes out,
+an older one is dropped as a duplicate, and a newer one means something was missed
+(an event lost while Redis was away, or overtaken on another node): the gap is
+filled from the database before anything newer goes out. So a client sees every
+message of a followed ticket once, in order, whatever the bus does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from starlette.responses import JSONResponse
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from server import frames
+from server.auth import Principal, authenticate
+from server.codec import Codec, negotiate
+from server.errors import (
+    CLOSE_FORBIDDEN,
+    CLOSE_GOING_AWAY,
+    CLOSE_HELLO_TIMEOUT,
+    CLOSE_RATE_LIMITED,
+    CLOSE_TRY_AGAIN,
+    CLOSE_UNAUTHORIZED,
+    BadRequest,
+    Forbidden,
+    PomocError,
+    Unauthorized,
+    Unavailable,
+    error_frame,
+)
+from server.node import INBOX, SHOP, Node, Outgoing
+from server.threads import Message, NewTicket, check_access
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Follow:
+    """Delivery state of one ticket on one connection."""
+
+    shop: str
+    cursor: int
+    own: set[int] = field(default_factory=set)
+    filling: bool = False
+    pending: list[Outgoing] = field(default_factory=list)
+
+
+class Session:
+    def __init__(self, node: Node, codec: Codec, conn_id: str) -> None:
+        self.node = node
+        self.codec = codec
+        self.conn_id = conn_id
+        self.settings = node.settings
+        self.limits = frames.Limits(max_body_chars=node.settings.max_body_chars,
+                                    max_title_chars=node.settings.max_title_chars,
+                                    history_page_max=node.settings.history_page_max)
+        self.principal: Principal | None = None
+        self.feed = True
+        self.follows: dict[int, Follow] = {}
+        self.channels: set[str] = set()
+        self.unread: dict[int, int] = {}
+        self.ready = False
+        self._early: list[tuple[str, Outgoing]] = []
+        self._outbox: deque[bytes] = deque()
+        self._wake = asyncio.Event()
+        self.close_code: int | None = None
+        self.close_reason = ""
+        self._bad: deque[float] = deque()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._typing_sent: dict[int, float] = {}
+        self.handlers: dict[type, Callable[[Any, object], Awaitable[None]]] = {
+            frames.OpenTicket: self.on_open_ticket,
+            frames.Send: self.on_send,
+            frames.Read: self.on_read,
+            frames.Typing: self.on_typing,
+            frames.History: self.on_history,
+            frames.ListTickets: self.on_list_tickets,
+            frames.Follow: self.on_follow,
+            frames.UpdateTicket: self.on_update_ticket,
+            frames.Presence: self.on_presence,
+            frames.Ping: self.on_ping,
+        }
+
+    # ---------------------------------------------------------------- outbox
+    def send(self, frame: dict[str, Any], ref: object = None) -> None:
+        if ref is not None:
+            frame = {**frame, "ref": ref}
+        self.enqueue(self.codec.encode(frame))
+
+    def enqueue(self, data: bytes) -> None:
+        if self.close_code is not None:
+            return
+        if len(self._outbox) >= self.settings.send_queue_max:
+            # A client that cannot keep up is closed, never buffered without limit;
+            # it reconnects and resumes from its last seq.
+            log.warning("ws.too_slow", extra={"conn_id": self.conn_id})
+            self.close(CLOSE_TRY_AGAIN, "too slow to keep up; reconnect and resume")
+            return
+        self._outbox.append(data)
+        self._wake.set()
+
+    def close(self, code: int, reason: str = "") -> None:
+        if self.close_code is None:
+            self.close_code = code
+            self.close_reason = reason
+            self._wake.set()
+
+    async def next_outgoing(self) -> list[bytes] | None:
+        """Frames to write (None once the session is to be closed)."""
+        while True:
+            if self.close_code is not None and (self.close_code != CLOSE_GOING_AWAY or not self._outbox):
+                return None
+            if self._outbox:
+                batch = list(self._outbox)
+                self._outbox.clear()
+                return batch
+            self._wake.clear()
+            await self._wake.wait()
+
+    # ---------------------------------------------------------------- input
+    async def handle(self, data: bytes | str) -> None:
+        ref: object = None
+        try:
+            frame = self.codec.decode(data)
+            ref = frames.valid_ref(frame)
+            request = frames.parse(frame, self.limits)
+            if self.principal is None:
+                if not isinstance(request, frames.Hello):
+                    raise Unauthorized("say hello with a token first")
+                await self.on_hello(request, ref)
+                return
+            if isinstance(request, frames.Hello):
+                raise BadRequest("hello was already said on this connection")
+            await self.handlers[type(request)](request, ref)
+        except PomocError as err:
+            self.send(error_frame(err, ref))
+            if isinstance(err, BadRequest | Unauthorized) and self.principal is not None:
+                self._count_bad()
+        except (OperationalError, DBAPIError, PoolTimeout, OSError) as exc:
+            log.error("ws.dependency_failed", extra={"conn_id": self.conn_id, "error": repr(exc)})
+            self.send(error_frame(Unavailable("the database is unavailable; retry"), ref))
+
+    def _count_bad(self) -> None:
+        now = time.monotonic()
+        self._bad.append(now)
+        while self._bad and now - self._bad[0] > self.settings.bad_frame_window.total_seconds():
+            self._bad.popleft()
+        if len(self._bad) > self.settings.max_bad_frames * 5:
+            self.close(CLOSE_RATE_LIMITED, "too many bad frames")
+
+    # ---------------------------------------------------------------- hello
+    async def on_hello(self, req: frames.Hello, ref: object) -> None:
+        node = self.node
+        try:
+            principal = authenticate(req.token, self.settings.secret, node.now())
+        except Unauthorized as err:
+            self.send(error_frame(err, ref))
+            self.close(CLOSE_UNAUTHORIZED, err.message[:100])
+            return
+        self.principal = principal
+        self.feed = req.feed if principal.is_agent else True
+        await self._listen(node.keys.reader_channel(principal.key))
+        if principal.is_agent:
+            if self.feed:
+                await self._listen(node.keys.inbox_channel)
+            tickets = (await node.store.list_for(principal, limit=self.settings.welcome_tickets_max)
+                       if self.feed else [])
+        else:
+            await node.touch_customer(principal)
+            await self._listen(node.keys.shop_channel(principal.shop or ""))
+            tickets = await node.store.list_for(principal, limit=self.settings.welcome_tickets_max)
+            for ticket in tickets:
+                self.follows[ticket.id] = Follow(ticket.shop_id, ticket.last_seq)
+
+        replay: dict[int, list[Message]] = {}
+        incomplete: set[int] = set()
+        denied: list[int] = []
+        if req.resume:
+            known = {t.id: t for t in tickets}
+            resume: dict[int, int] = {}
+            for ticket_id, seq in req.resume.items():
+                ticket = known.get(ticket_id)
+                if ticket is None:
+                    try:
+                        ticket = await node.store.get_for(principal, ticket_id)
+                    except PomocError:
+                        denied.append(ticket_id)
+                        continue
+                    if principal.is_agent:
+                        await self._listen(node.keys.shop_channel(ticket.shop_id))
+                last = (await node.store.last_seqs([ticket_id])).get(ticket_id, 0)
+                resume[ticket_id] = min(seq, last)
+                self.follows[ticket_id] = Follow(ticket.shop_id, resume[ticket_id])
+            replay, incomplete = await node.store.missed(resume, self.settings.resume_max)
+            for ticket_id, missed in replay.items():
+                self.follows[ticket_id].cursor = missed[-1].seq
+            for ticket_id in incomplete:
+                # The newest messages were replayed; older ones come with `history`.
+                self.follows[ticket_id].cursor = replay[ticket_id][-1].seq
+
+        ids = [t.id for t in tickets]
+        self.unread = await node.store.unread(principal, set(ids) | set(self.follows))
+        self.send({
+            "type": "welcome",
+            "principal": principal.public(),
+            "tickets": [t.public(self.unread.get(t.id, 0), for_agent=principal.is_agent) for t in tickets],
+            "unread": {str(k): v for k, v in self.unread.items() if v},
+            "badge": any(self.unread.values()),
+            "agents_online": await node.agents_online(),
+            "service": node.service_status(),
+            "resume_incomplete": sorted(incomplete),
+            "conn_id": self.conn_id,
+        }, ref)
+        for ticket_id in sorted(replay):
+            for message in replay[ticket_id]:
+                self.enqueue(self.codec.encode(message.frame()))
+        for ticket_id in denied:
+            self.send(error_frame(Forbidden(f"resume: ticket {ticket_id} is not yours or does not exist")), ref)
+        self.ready = True
+        early, self._early = self._early, []
+        for source, out in early:
+            self.deliver(source, out)
+        log.info("ws.hello", extra={"conn_id": self.conn_id, "role": principal.role.value,
+                                    "tickets": len(tickets), "replayed": sum(map(len, replay.values()))})
+
+    async def _listen(self, channel: str) -> None:
+        self.channels.add(channel)
+        await self.node.listen(self, channel)
+
+    # -------------------------------------------------------------- tickets
+    def _me(self) -> Principal:
+        if self.principal is None:  # handlers run only after hello
+            raise Unauthorized("say hello with a token first")
+        return self.principal
+
+    async def on_open_ticket(self, req: frames.OpenTicket, ref: object) -> None:
+        principal = self._me()
+        if principal.is_agent:
+            raise Forbidden("only customers open tickets")
+        node = self.node
+        now = node.now()
+        new = NewTicket(title=req.title, body=req.body, severity=req.severity, context=req.context,
+                        client_id=req.client_id)
+        opened = await node.store.open(principal, new, node.first_messages(principal, new, now), now)
+        ticket = opened.ticket
+        if ticket.id not in self.follows:
+            self.follows[ticket.id] = Follow(ticket.shop_id, 0)
+        follow = self.follows[ticket.id]
+        self.send({"type": "ticket", "ticket": ticket.public(0)}, ref)
+        for message in opened.messages:
+            if message.seq > follow.cursor:
+                follow.cursor = message.seq
+            self.enqueue(self.codec.encode(message.frame()))
+        if opened.created:
+            await node.publish_ticket(ticket, origin=self.conn_id)
+            for message in opened.messages:
+                await node.publish_message(ticket.shop_id, message, origin=self.conn_id)
+            log.info("ticket.opened", extra={"conn_id": self.conn_id, "ticket_id": ticket.id,
+                                             "severity": ticket.severity})
+
+    async def on_send(self, req: frames.Send, ref: object) -> None:
+        principal = self._me()
+        node = self.node
+        posted = await node.store.post(principal, req.ticket, req.body, req.client_id, node.now())
+        message = posted.message
+        self.send({"type": "ack", "ticket": message.ticket, "seq": message.seq, "client_id": message.client_id},
+                  ref)
+        if not posted.new:
+            return
+        if message.ticket not in self.follows and not principal.is_agent:
+            self.follows[message.ticket] = Follow(posted.shop_id, message.seq - 1)
+        follow = self.follows.get(message.ticket)
+        if follow is not None:
+            self._own(message.ticket, follow, message.seq)
+        await node.publish_message(posted.shop_id, message, origin=self.conn_id)
+
+    async def on_read(self, req: frames.Read, ref: object) -> None:
+        principal = self._me()
+        node = self.node
+        await node.store.read(principal, req.ticket, req.seq, node.now())
+        await node.after_read(principal, req.ticket)
+
+    async def on_typing(self, req: frames.Typing, ref: object) -> None:
+        principal = self._me()
+        follow = self.follows.get(req.ticket)
+        shop = follow.shop if follow is not None else (await self.node.store.get_for(principal, req.ticket)).shop_id
+        check_access(principal, shop)
+        now = time.monotonic()
+        if now - self._typing_sent.get(req.ticket, -1e9) < 2.0:
+            return  # at most one relay per sender and ticket every 2 s
+        self._typing_sent[req.ticket] = now
+        await self.node.publish_typing(shop, req.ticket, principal, self.conn_id)
+
+    async def on_history(self, req: frames.History, ref: object) -> None:
+        principal = self._me()
+        await self.node.store.get_for(principal, req.ticket)
+        found, more = await self.node.store.history(req.ticket, before_seq=req.before_seq, after_seq=req.after_seq,
+                                                    limit=req.limit)
+        items = []
+        for message in found:
+            item = message.frame()
+            del item["type"]  # only live deliveries are typed "message"
+            items.append(item)
+        self.send({"type": "history", "ticket": req.ticket, "messages": items, "more": more}, ref)
+
+    async def on_list_tickets(self, req: frames.ListTickets, ref: object) -> None:
+        principal = self._me()
+        tickets = await self.node.store.list_for(principal, req.status, limit=self.settings.welcome_tickets_max)
+        unread = await self.node.store.unread(principal, [t.id for t in tickets])
+        self.send({"type": "tickets",
+                   "tickets": [t.public(unread.get(t.id, 0), for_agent=principal.is_agent) for t in tickets]}, ref)
+
+    async def on_follow(self, req: frames.Follow, ref: object) -> None:
+        principal = self._me()
+        node = self.node
+        ticket = await node.store.get_for(principal, req.ticket)
+        if ticket.id not in self.follows:
+            # Subscribe first, then read where the thread stands: nothing committed
+            # after that read can be missed, and nothing before it is sent twice.
+            await self._listen(node.keys.shop_channel(ticket.shop_id))
+            ticket = await node.store.get(ticket.id)
+            self.follows[ticket.id] = Follow(ticket.shop_id, ticket.last_seq)
+        unread = (await node.store.unread(principal, [ticket.id])).get(ticket.id, 0)
+        self.send({"type": "ticket", "ticket": ticket.public(unread, for_agent=principal.is_agent)}, ref)
+
+    async def on_update_ticket(self, req: frames.UpdateTicket, ref: object) -> None:
+        principal = self._me()
+        node = self.node
+        ticket = await node.store.get_for(principal, req.ticket)
+        changes, notes = node.ticket_changes(principal, ticket, req.changes)
+        if changes:
+            ticket, added = await node.store.update(ticket.id, changes, notes, node.now())
+            await node.publish_ticket(ticket)
+            for message in added:
+                await node.publish_message(ticket.shop_id, message, origin=None)
+        unread = self.unread.get(ticket.id, 0)
+        self.send({"type": "ticket", "ticket": ticket.public(unread, for_agent=principal.is_agent)}, ref)
+
+    async def on_presence(self, req: frames.Presence, ref: object) -> None:
+        principal = self._me()
+        if not principal.is_agent:
+            raise Forbidden("only agents set presence")
+        await self.node.set_presence(principal, self.conn_id, req.status)
+
+    async def on_ping(self, req: frames.Ping, ref: object) -> None:
+        self.send({"type": "pong"}, ref)
+
+    # -------------------------------------------------------------- delivery
+    def deliver(self, source: str, out: Outgoing) -> None:
+        """An event from the bus (local or another node) that may concern this session."""
+        if not self.ready:
+            if len(self._early) >= self.settings.send_queue_max:
+                self.close(CLOSE_TRY_AGAIN, "too slow to keep up; reconnect and resume")
+            else:
+                self._early.append((source, out))
+            return
+        principal = self.principal
+        if principal is None:
+            return
+        kind = out.kind
+        if kind == "message":
+            ticket_id = out.frame["ticket"]
+            follow = self.follows.get(ticket_id)
+            if follow is None:
+                if principal.is_agent or source != SHOP:
+                    return
+                # A ticket of this shop opened elsewhere, met first through a message.
+                follow = self.follows[ticket_id] = Follow(principal.shop or "", 0)
+            self._on_message(ticket_id, follow, out)
+        elif kind == "ticket":
+            if out.origin == self.conn_id:
+                return
+            ticket = out.frame["ticket"]
+            ticket_id = ticket["id"]
+            if principal.is_agent:
+                if source == INBOX or (not self.feed and source == SHOP and ticket_id in self.follows):
+                    self.enqueue(out.encoded(self.codec))
+                return
+            if source != SHOP:
+                return
+            if ticket_id not in self.follows:
+                self.follows[ticket_id] = Follow(ticket.get("shop") or principal.shop or "", 0)
+            self.send({"type": "ticket", "ticket": _for_customer(ticket, self.unread.get(ticket_id, 0))})
+        elif kind == "typing":
+            if out.origin == self.conn_id or out.frame["ticket"] not in self.follows:
+                return
+            if out.extra.get("side") != principal.role.value:
+                self.enqueue(out.encoded(self.codec))
+        elif kind == "unread":
+            for key, value in out.frame["tickets"].items():
+                self.unread[int(key)] = value
+            self.enqueue(out.encoded(self.codec))
+        elif kind == "presence":
+            if principal.is_agent:
+                if "agent" in out.frame:
+                    self.enqueue(out.encoded(self.codec))
+            elif "agents_online" in out.frame:
+                self.enqueue(out.encoded(self.codec))
+
+    def _on_message(self, ticket_id: int, follow: Follow, out: Outgoing) -> None:
+        seq = out.frame["seq"]
+        if follow.filling:
+            follow.pending.append(out)
+            return
+        if seq <= follow.cursor:
+            return
+        if seq == follow.cursor + 1:
+            follow.cursor = seq
+            if seq in follow.own:
+                follow.own.discard(seq)
+            elif out.origin != self.conn_id:
+                self.enqueue(out.encoded(self.codec))
+            return
+        follow.filling = True
+        follow.pending.append(out)
+        self._spawn(self._fill(ticket_id, follow, seq))
+
+    def _own(self, ticket_id: int, follow: Follow, seq: int) -> None:
+        """This connection sent `seq`: it got an ack, not a copy."""
+        if follow.filling or seq > follow.cursor + 1:
+            follow.own.add(seq)
+            if not follow.filling:
+                follow.filling = True
+                self._spawn(self._fill(ticket_id, follow, seq))
+        elif seq == follow.cursor + 1:
+            follow.cursor = seq
+
+    async def _fill(self, ticket_id: int, follow: Follow, upto: int | None) -> None:
+        """Fetch the gap (cursor, upto] from the database, then what queued up meanwhile."""
+        attempt = 0
+        while True:
+            try:
+                if upto is None:
+                    missed, _ = await self.node.store.history(ticket_id, after_seq=follow.cursor,
+                                                              limit=self.settings.resume_max)
+                else:
+                    missed = await self.node.store.between(ticket_id, follow.cursor, upto)
+                break
+            except (OperationalError, DBAPIError, PoolTimeout, OSError):
+                attempt += 1
+                if attempt >= 5:
+                    log.error("ws.fill_failed", extra={"conn_id": self.conn_id, "ticket_id": ticket_id})
+                    self.close(CLOSE_TRY_AGAIN, "could not catch up; reconnect and resume")
+                    return
+                await asyncio.sleep(0.2 * 2**attempt)  # retry backoff, not synchronization
+        for message in missed:
+            if message.seq <= follow.cursor:
+                continue
+            follow.cursor = message.seq
+            if message.seq in follow.own:
+                follow.own.discard(message.seq)
+            else:
+                self.enqueue(self.codec.encode(message.frame()))
+        pending = sorted(follow.pending, key=lambda o: o.frame["seq"])
+        follow.pending = []
+        follow.filling = False
+        follow.own = {s for s in follow.own if s > follow.cursor}
+        for out in pending:
+            self._on_message(ticket_id, follow, out)
+        if follow.own and not follow.filling:
+            # Own messages beyond the cursor whose predecessors are still in flight.
+            follow.filling = True
+            self._spawn(self._fill(ticket_id, follow, max(follow.own)))
+
+    async def catch_up(self) -> None:
+        """Redis came back: fetch whatever was published while it was away."""
+        for ticket_id, follow in list(self.follows.items()):
+            if not follow.filling:
+                follow.filling = True
+                self._spawn(self._fill(ticket_id, follow, None))
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("ws.task_failed", extra={"conn_id": self.conn_id}, exc_info=task.exception())
+            self.close(CLOSE_TRY_AGAIN, "internal error; reconnect and resume")
+
+    async def finish(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        self.node.forget(self)
+        await self.node.session_closed(self)
+
+
+def _for_customer(ticket: dict[str, Any], unread: int) -> dict[str, Any]:
+    out = {k: v for k, v in ticket.items() if k not in ("context", "created_by", "plan", "shop_name")}
+    out["unread"] = unread
+    return out
+
+
+# ------------------------------------------------------------------ endpoint
+def origin_allowed(origin: str | None, allowed: tuple[str, ...]) -> bool:
+    if origin is None:
+        return True  # bots and integrations send no Origin; they still need a token
+    return "*" in allowed or origin.rstrip("/") in allowed
+
+
+async def websocket_endpoint(websocket: WebSocket) -> None:
+    node: Node = websocket.app.state.node
+    if not origin_allowed(websocket.headers.get("origin"), node.settings.allowed_origins):
+        await _deny(websocket, 403, "forbidden", "this Origin is not allowed")
+        return
+    if node.draining:
+        await _deny(websocket, 503, "unavailable", "the server is restarting; retry")
+        return
+    codec, subprotocol = negotiate(websocket.scope.get("subprotocols") or [])
+    await websocket.accept(subprotocol=subprotocol)
+    session = Session(node, codec, node.new_conn_id())
+    node.sessions.add(session)
+    writer = asyncio.ensure_future(_write(websocket, session))
+    reader = asyncio.ensure_future(_read(websocket, session))
+    try:
+        await asyncio.wait({writer, reader}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        reader.cancel()
+        if not writer.done():
+            session.close(session.close_code or 1000)
+            try:
+                await asyncio.wait_for(writer, 5)
+            except (TimeoutError, asyncio.CancelledError):
+                writer.cancel()
+        await session.finish()
+        log.info("ws.closed", extra={"conn_id": session.conn_id, "code": session.close_code})
+
+
+async def _read(websocket: WebSocket, session: Session) -> None:
+    deadline = asyncio.get_running_loop().time() + session.settings.hello_timeout.total_seconds()
+    try:
+        while session.close_code is None:
+            if session.principal is None:
+                left = deadline - asyncio.get_running_loop().time()
+                try:
+                    message = await asyncio.wait_for(websocket.receive(), max(0.0, left))
+                except TimeoutError:
+                    session.close(CLOSE_HELLO_TIMEOUT, "no hello in time")
+                    return
+            else:
+                message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                session.close(message.get("code") or 1000)
+                return
+            data = message.get("bytes")
+            if data is None:
+                data = message.get("text")
+            if data is None:
+                continue
+            try:
+                await session.handle(data)
+            except Exception:
+                # A bug must cost one request, not the connection (never 1011).
+                log.exception("ws.handler_failed", extra={"conn_id": session.conn_id})
+                session.send(error_frame(Unavailable("internal error; retry")))
+    except WebSocketDisconnect as exc:
+        session.close(exc.code)
+
+
+async def _write(websocket: WebSocket, session: Session) -> None:
+    binary = session.codec.binary
+    try:
+        while True:
+            batch = await session.next_outgoing()
+            if batch is None:
+                break
+            for data in batch:
+                if binary:
+                    await websocket.send({"type": "websocket.send", "bytes": data})
+                else:
+                    await websocket.send({"type": "websocket.send", "text": data.decode()})
+        if websocket.application_state == WebSocketState.CONNECTED and session.close_code is not None:
+            code = session.close_code
+            if code in (1000, 1001, 1005, 1006, 1012):
+                code = code if code in (1000, 1001, 1012) else 1000
+            await websocket.close(code=code, reason=session.close_reason[:120])
+    except (WebSocketDisconnect, RuntimeError, OSError):
+        session.close(session.close_code or 1006)
+
+
+async def _deny(websocket: WebSocket, status: int, code: str, message: str) -> None:
+    response = JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+    try:
+        await websocket.send_denial_response(response)
+    except RuntimeError:
+        await websocket.close(code=CLOSE_FORBIDDEN)
