@@ -27,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
+from server import pages
 from server.bus import Bus
 from server.clock import Clock, OffsetClock, SystemClock
 from server.db import create_engine
@@ -125,6 +126,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/embed.js", embed_js),
+        *pages.routes(settings),
     ]
     return Starlette(routes=routes, lifespan=lifespan)
 

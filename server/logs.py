@@ -38,3 +38,5 @@ def configure_logging(level: str = "INFO") -> None:
     root.setLevel(level.upper() if level.upper() in logging.getLevelNamesMapping() else "INFO")
     # Migrations announce every plugin at INFO; only their problems matter at startup.
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # uvicorn logs every WebSocket open/close at INFO; Pomoc logs its own ws.* events.
+    logging.getLogger("uvicorn.error").setLevel(max(root.level, logging.WARNING))
