@@ -33,7 +33,6 @@ from server.auth import Principal, authenticate
 from server.codec import Codec, negotiate
 from server.errors import (
     CLOSE_FORBIDDEN,
-    CLOSE_GOING_AWAY,
     CLOSE_HELLO_TIMEOUT,
     CLOSE_RATE_LIMITED,
     CLOSE_TRY_AGAIN,
@@ -80,6 +79,7 @@ class Session:
         self._early: list[tuple[str, Outgoing]] = []
         self._outbox: deque[bytes] = deque()
         self._wake = asyncio.Event()
+        self._drained = asyncio.Event()
         self.close_code: int | None = None
         self.close_reason = ""
         self._bad: deque[float] = deque()
@@ -116,20 +116,32 @@ class Session:
         self._outbox.append(data)
         self._wake.set()
 
+    async def enqueue_paced(self, data: bytes) -> None:
+        """Enqueue a frame of a long replay, waiting for the writer instead of
+        overflowing the outbox (a replay is bounded work the client asked for)."""
+        while len(self._outbox) >= self.settings.send_queue_max // 2 and self.close_code is None:
+            self._drained.clear()
+            await self._drained.wait()
+        self.enqueue(data)
+
     def close(self, code: int, reason: str = "") -> None:
         if self.close_code is None:
             self.close_code = code
             self.close_reason = reason
             self._wake.set()
+            self._drained.set()
 
     async def next_outgoing(self) -> list[bytes] | None:
         """Frames to write (None once the session is to be closed)."""
         while True:
-            if self.close_code is not None and (self.close_code != CLOSE_GOING_AWAY or not self._outbox):
+            # Pending frames go out before the close (the error that explains it), except
+            # for a client too slow to take them anyway.
+            if self.close_code is not None and (self.close_code == CLOSE_TRY_AGAIN or not self._outbox):
                 return None
             if self._outbox:
                 batch = list(self._outbox)
                 self._outbox.clear()
+                self._drained.set()
                 return batch
             self._wake.clear()
             await self._wake.wait()
@@ -230,7 +242,7 @@ class Session:
         }, ref)
         for ticket_id in sorted(replay):
             for message in replay[ticket_id]:
-                self.enqueue(self.codec.encode(message.frame()))
+                await self.enqueue_paced(self.codec.encode(message.frame()))
         for ticket_id in denied:
             self.send(error_frame(Forbidden(f"resume: ticket {ticket_id} is not yours or does not exist")), ref)
         self.ready = True
