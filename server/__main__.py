@@ -7,11 +7,14 @@ stand-in, demo page), after applying migrations. Run `python -m server --help`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
+import signal
 import socket
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from datetime import timedelta
 
 import uvicorn
@@ -51,7 +54,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         demo_token = mint(settings.secret, role="agent", sub="agent-1", name="Demo agent", now=clock.now())
         print(f"  e.g. an agent token: {demo_token}", flush=True)
     config = uvicorn.Config(
-        create_app(settings, clock), host=host, port=port, log_level=settings.log_level.lower(),
+        create_app(settings, clock), host=host, port=port,
+        log_level="debug" if settings.log_level == "DEBUG" else "warning",
         ws_max_size=settings.max_frame_bytes, ws_ping_interval=20, ws_ping_timeout=20,
         timeout_graceful_shutdown=10, lifespan="on", access_log=False, log_config=None,
         proxy_headers=True, server_header=False,
@@ -75,6 +79,20 @@ class GracefulServer(uvicorn.Server):
                 server.close()  # no new connections while draining
             await node.drain()
         await super().shutdown(sockets)
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # uvicorn re-raises SIGTERM after its shutdown, so the process would end "killed
+        # by signal"; Pomoc drains cleanly first and then exits with status 0.
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -154,10 +172,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    commands = {"serve", "worker", "migrate", "token"}
+    if not argv or (argv[0] not in commands and argv[0] not in ("-h", "--help")):
+        argv = ["serve", *argv]  # `python -m server [--port P]` serves
     args = parser.parse_args(argv)
     configure_logging(os.environ.get("POMOC_LOG_LEVEL", "INFO"))
-    if args.command is None:
-        args = parser.parse_args(["serve", *(argv or [])])
     try:
         return int(args.func(args))
     except KeyboardInterrupt:

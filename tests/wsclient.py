@@ -21,7 +21,7 @@ class Client:
         self.frames: list[Frame] = []
         self._cursor = 0
         self._arrived = asyncio.Event()
-        self.closed: ConnectionClosed | None = None
+        self.closed: int | None = None
         self._reader = asyncio.ensure_future(self._read())
 
     @classmethod
@@ -40,11 +40,11 @@ class Client:
                 frame = msgpack.unpackb(raw, raw=False) if isinstance(raw, bytes) else json.loads(raw)
                 self.frames.append(frame)
                 self._arrived.set()
-        except ConnectionClosed as exc:
-            self.closed = exc
+        except ConnectionClosed:
+            pass
         finally:
-            if self.closed is None:
-                self.closed = ConnectionClosed(self.ws.close_rcvd, self.ws.close_sent)
+            # The code the server sent (1006 when the connection just dropped).
+            self.closed = self.ws.close_code if self.ws.close_code is not None else 1006
             self._arrived.set()
 
     async def send(self, frame: Frame | bytes | str) -> None:
@@ -123,10 +123,7 @@ class Client:
 
     @property
     def close_code(self) -> int | None:
-        if self.closed is None:
-            return None
-        rcvd = self.closed.rcvd
-        return rcvd.code if rcvd is not None else 1006
+        return self.closed
 
     async def close(self) -> None:
         await self.ws.close()
