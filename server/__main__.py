@@ -69,7 +69,7 @@ class GracefulServer(uvicorn.Server):
     """Closes Pomoc's sockets with 1001 (going away) before uvicorn's own shutdown
     would close them with 1012."""
 
-    async def shutdown(self, sockets: Sequence[socket.socket] | None = None) -> None:
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         app = self.config.loaded_app
         while app is not None and not hasattr(app, "state"):
             app = getattr(app, "app", None)

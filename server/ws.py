@@ -208,18 +208,18 @@ class Session:
             known = {t.id: t for t in tickets}
             resume: dict[int, int] = {}
             for ticket_id, seq in req.resume.items():
-                ticket = known.get(ticket_id)
-                if ticket is None:
+                found = known.get(ticket_id)
+                if found is None:
                     try:
-                        ticket = await node.store.get_for(principal, ticket_id)
+                        found = await node.store.get_for(principal, ticket_id)
                     except PomocError:
                         denied.append(ticket_id)
                         continue
                     if principal.is_agent:
-                        await self._listen(node.keys.shop_channel(ticket.shop_id))
+                        await self._listen(node.keys.shop_channel(found.shop_id))
                 last = (await node.store.last_seqs([ticket_id])).get(ticket_id, 0)
                 resume[ticket_id] = min(seq, last)
-                self.follows[ticket_id] = Follow(ticket.shop_id, resume[ticket_id])
+                self.follows[ticket_id] = Follow(found.shop_id, resume[ticket_id])
             replay, incomplete = await node.store.missed(resume, self.settings.resume_max)
             for ticket_id, missed in replay.items():
                 self.follows[ticket_id].cursor = missed[-1].seq
