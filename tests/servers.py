@@ -26,6 +26,9 @@ class ServerProcess:
     env: dict[str, str]
     port: int = field(default_factory=free_port)
     log_path: Path | None = None
+    cwd: Path = ROOT
+    # The command after `python -m server`; None: `serve --host 127.0.0.1 --port P`.
+    args: list[str] | None = None
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -36,14 +39,16 @@ class ServerProcess:
     def http(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 30.0) -> ServerProcess:
-        env = {**os.environ, **self.env, "PYTHONPATH": str(ROOT)}
-        command = [sys.executable, "-m", "server", "serve", "--host", "127.0.0.1", "--port", str(self.port)]
+    def start(self, timeout: float = 30.0, inherit_env: bool = True) -> ServerProcess:
+        env = {**(os.environ if inherit_env else {}), **self.env, "PYTHONPATH": str(ROOT)}
+        args = self.args if self.args is not None else ["serve", "--host", "127.0.0.1", "--port", str(self.port)]
+        command = [sys.executable, "-m", "server", *args]
         if self.log_path is not None:
             with open(self.log_path, "ab") as log:  # the child keeps its own copy of the descriptor
-                self.proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+                self.proc = subprocess.Popen(command, cwd=self.cwd, env=env, stdout=log,
+                                             stderr=subprocess.STDOUT)
         else:
-            self.proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+            self.proc = subprocess.Popen(command, cwd=self.cwd, env=env, stdout=subprocess.DEVNULL,
                                          stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -7,13 +7,12 @@ import os
 import signal
 import subprocess
 import sys
-import urllib.request
 import uuid
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import Tokens, unique
+from tests.conftest import unique
 from tests.servers import ROOT, ServerProcess
 from tests.wsclient import Client
 
@@ -121,41 +120,30 @@ def _bare_env() -> dict[str, str]:
     return env
 
 
-async def test_embedded_default_serves_with_sqlite_and_the_stand_in(tmp_path, clients):
-    env = _bare_env()
-    node = ServerProcess(env={k: v for k, v in env.items() if k not in os.environ or os.environ[k] != v},
-                         log_path=tmp_path / "embedded.log")
-    # Run from an empty directory: the SQLite file appears there.
-    node.env = {}
-    command_env = {**env}
-    proc = subprocess.Popen([sys.executable, "-m", "server", "--port", str(node.port)], cwd=tmp_path,
-                            env=command_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def test_embedded_default_serves_with_sqlite_and_the_stand_in(tmp_path):
+    # `python -m server` with no configuration, from an empty directory.
+    port_probe = ServerProcess({})
+    node = ServerProcess(_bare_env(), log_path=tmp_path / "embedded.log", cwd=tmp_path,
+                         args=["--port", str(port_probe.port)], port=port_probe.port)
+    node.start(inherit_env=False)
     try:
-        first_lines = [proc.stdout.readline() for _ in range(3)]  # type: ignore[union-attr]
-        assert f"http://127.0.0.1:{node.port}" in first_lines[0]
-        assert "in-process" in "".join(first_lines)
-        token_hint = "".join(first_lines)
-        assert "token" in token_hint or "token" in proc.stdout.readline()  # type: ignore[union-attr]
-        deadline = asyncio.get_running_loop().time() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(node.http + "/readyz", timeout=1) as response:
-                    assert response.status == 200
-                    break
-            except OSError:
-                if asyncio.get_running_loop().time() > deadline:
-                    raise
-                await asyncio.sleep(0.05)  # polling the child's readiness, bounded by the deadline
+        first_lines = node.log().splitlines()[:3]
+        assert f"listening on http://127.0.0.1:{node.port}" in first_lines[0]
+        assert "in-process" in first_lines[1] and "sqlite" in first_lines[1]
+        assert "token" in node.log().split("{", 1)[0]
         assert (tmp_path / "pomoc.db").exists()
-        token = _run(["token", "--role", "customer", "--sub", "u1", "--shop", "demo"], env, tmp_path).stdout.strip()
-        client = await Client.connect(node.url)
-        clients.append(client)
-        welcome = await client.hello(token)
-        assert welcome["principal"]["shop"] == "demo"
+        token = _run(["token", "--role", "customer", "--sub", "u1", "--shop", "demo"], _bare_env(), tmp_path)
+
+        async def chat() -> dict:
+            client = await Client.connect(node.url)
+            try:
+                return await client.hello(token.stdout.strip())
+            finally:
+                await client.close()
+
+        assert asyncio.run(chat())["principal"]["shop"] == "demo"
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(15)
-        proc.stdout.close()  # type: ignore[union-attr]
+        assert node.stop() == 0
 
 
 def test_help_documents_every_subcommand(tmp_path):
