@@ -109,6 +109,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
         background = Background()
         background.start("bus", bus.run())
         background.start("inbox", node.run_inbox_flusher())
+        background.start("heartbeat", node.live.run_heartbeat())
         log.info("node.started", extra={"node_id": node_id})
         try:
             yield

@@ -43,8 +43,18 @@ class Keys:
         return f"{self.prefix}presence:agent:{agent_id}"
 
     @property
-    def agents_online(self) -> str:
+    def agents_online_status(self) -> str:
+        """Aggregated status per agent (hash); the Lua scripts build the same name."""
         return f"{self.prefix}presence:agents"
+
+    @property
+    def agents_online(self) -> str:
+        """The set of agents online now."""
+        return f"{self.prefix}presence:online"
+
+    def alive(self, node_id: str) -> str:
+        """A node's marker: its absence tells that node that Redis lost its data."""
+        return f"{self.prefix}alive:{node_id}"
 
     def customer_connections(self, shop_id: str) -> str:
         return f"{self.prefix}presence:shop:{shop_id}"

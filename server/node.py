@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from server.auth import Principal
 from server.bus import Bus
@@ -26,6 +27,7 @@ from server.clock import Clock
 from server.codec import Codec
 from server.errors import ClosedTicket, Forbidden
 from server.keys import Keys
+from server.live import LiveState
 from server.settings import Settings
 from server.threads import SYSTEM, Author, Message, NewTicket, ThreadStore, Ticket
 
@@ -77,9 +79,14 @@ class Node:
         self._seen_customers: OrderedDict[str, float] = OrderedDict()
         self._inbox_pending: dict[int, None] = {}
         self._inbox_wakeup = asyncio.Event()
-        self.bus.on_resubscribed = self.catch_up_all
         self.draining = False
         self._all_closed = asyncio.Event()
+        self.live = LiveState(self)
+        self.bus.on_resubscribed = self._after_redis_returned
+
+    async def _after_redis_returned(self) -> None:
+        await self.catch_up_all()
+        await self.live.rebuild_local_readers()
 
     def new_conn_id(self) -> str:
         return f"{self.node_id}:{uuid.uuid4().hex[:12]}"
@@ -138,8 +145,13 @@ class Node:
         await self.bus.publish(self.keys.shop_channel(shop_id), event)
         self.inbox_touch(message.ticket)
 
+    async def agent_view(self, ticket: Ticket) -> dict[str, Any]:
+        view = ticket.public(for_agent=True)
+        view["customer_online"] = (await self.customers_online([ticket.shop_id])).get(ticket.shop_id)
+        return view
+
     async def publish_ticket(self, ticket: Ticket, *, inbox: bool = True, origin: str | None = None) -> None:
-        frame = {"type": "ticket", "ticket": ticket.public(for_agent=True)}
+        frame = {"type": "ticket", "ticket": await self.agent_view(ticket)}
         await self.bus.publish(self.keys.shop_channel(ticket.shop_id), {"k": "ticket", "f": frame, "o": origin})
         if inbox and ticket.queued_until is None:
             await self.bus.publish(self.keys.inbox_channel, {"k": "ticket", "f": frame})
@@ -172,7 +184,7 @@ class Node:
                     log.exception("inbox.flush_failed", extra={"ticket_id": ticket_id})
                     continue
                 if ticket.queued_until is None:
-                    frame = {"type": "ticket", "ticket": ticket.public(for_agent=True)}
+                    frame = {"type": "ticket", "ticket": await self.agent_view(ticket)}
                     await self.bus.publish(self.keys.inbox_channel, {"k": "ticket", "f": frame})
             await asyncio.sleep(interval)
 
@@ -223,23 +235,29 @@ class Node:
         return changes, notes
 
     # ---------------------------------------------------------------- unread
-    async def after_read(self, principal: Principal, ticket_id: int) -> None:
-        """Tell all of the reader's connections the new unread state."""
-        if principal.is_agent:
-            ids = await self.store.cursor_tickets(principal.key)
-        else:
-            ids = [t.id for t in await self.store.list_for(principal, limit=self.settings.welcome_tickets_max)]
-        counts = await self.store.unread(principal, set(ids) | {ticket_id})
-        await self.publish_unread(principal.key, {ticket_id: counts.get(ticket_id, 0)},
-                                  any(counts.values()))
+    async def after_read(self, principal: Principal, ticket_id: int, cursor: int) -> None:
+        await self.live.after_read(principal, ticket_id, cursor)
+
+    async def after_message(self, message: Message, author: str) -> None:
+        await self.live.after_message(message, author)
 
     # --------------------------------------------------------------- presence
     async def set_presence(self, principal: Principal, conn_id: str, status: str) -> None:
-        await self.bus.publish(self.keys.presence_channel,
-                               {"k": "presence", "f": {"type": "presence", "agent": principal.id, "status": status}})
+        await self.live.set_status(principal, conn_id, status)
+
+    async def publish_presence(self, frame: dict[str, Any]) -> None:
+        await self.bus.publish(self.keys.presence_channel, {"k": "presence", "f": frame})
+
+    async def publish_customer_presence(self, shop_id: str, online: bool) -> None:
+        frame = {"type": "customer_presence", "shop": shop_id, "online": online}
+        await self.bus.publish(self.keys.inbox_channel, {"k": "customer_presence", "f": frame})
+        await self.bus.publish(self.keys.shop_channel(shop_id), {"k": "customer_presence", "f": frame})
+
+    async def session_opened(self, session: Session) -> None:
+        await self.live.connected(session)
 
     async def session_closed(self, session: Session) -> None:
-        return None
+        await self.live.disconnected(session)
 
     async def drain(self, grace: float = 5.0) -> None:
         """Going away: close every connection with 1001 so clients reconnect elsewhere."""
@@ -256,7 +274,13 @@ class Node:
         return {"open": True, "next_open": None}
 
     async def agents_online(self) -> int:
-        return 0
+        return await self.live.refresh_agents_online()
+
+    async def customers_online(self, shop_ids: Iterable[str]) -> dict[str, bool]:
+        try:
+            return await self.live.presence.customers_online(shop_ids, self.now())
+        except (RedisError, OSError):
+            return {}
 
     def sessions_following(self, ticket_ids: Iterable[int]) -> int:
         wanted = set(ticket_ids)

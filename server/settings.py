@@ -62,6 +62,9 @@ class Settings:
     max_bad_frames: int = 1000
     bad_frame_window: timedelta = timedelta(seconds=10)
     welcome_tickets_max: int = 500
+    # A killed node's agents go offline after presence_ttl plus one heartbeat at most.
+    presence_ttl: timedelta = timedelta(seconds=30)
+    heartbeat_interval: timedelta = timedelta(seconds=10)
     run_jobs_in_web: bool = True
     demo: bool = True
     log_level: str = "INFO"
@@ -168,6 +171,8 @@ class Settings:
             max_body_chars=integer("POMOC_MAX_BODY_CHARS", 10_000, minimum=1),
             send_queue_max=integer("POMOC_SEND_QUEUE_MAX", 1000, minimum=10),
             welcome_tickets_max=integer("POMOC_WELCOME_TICKETS_MAX", 500, minimum=1),
+            presence_ttl=seconds("POMOC_PRESENCE_TTL", timedelta(seconds=30)),
+            heartbeat_interval=seconds("POMOC_HEARTBEAT", timedelta(seconds=10)),
             run_jobs_in_web=flag("POMOC_JOBS_IN_WEB", embedded),
             demo=flag("POMOC_DEMO", embedded),
             log_level=text("POMOC_LOG_LEVEL", "INFO").upper(),

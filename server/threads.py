@@ -427,6 +427,42 @@ class ThreadStore:
         return int((await conn.execute(select(read_cursors.c.seq).where(and_(
             read_cursors.c.ticket_id == ticket_id, read_cursors.c.reader == reader)))).scalar_one())
 
+    async def unread_state(self, principal: Principal, ticket_ids: Iterable[int]
+                           ) -> dict[int, tuple[int, list[int]]]:
+        """Per ticket: the reader's cursor and the seqs after it that others wrote."""
+        ids = list(ticket_ids)
+        if not ids:
+            return {}
+        author = Author.of(principal)
+        async with self.engine.connect() as conn:
+            cursors = {r[0]: r[1] for r in await conn.execute(
+                select(read_cursors.c.ticket_id, read_cursors.c.seq)
+                .where(read_cursors.c.reader == principal.key, read_cursors.c.ticket_id.in_(ids)))}
+            cursor = read_cursors.alias("c")
+            rows = await conn.execute(
+                select(messages.c.ticket_id, messages.c.seq)
+                .select_from(messages.outerjoin(cursor, and_(
+                    cursor.c.ticket_id == messages.c.ticket_id, cursor.c.reader == principal.key)))
+                .where(messages.c.ticket_id.in_(ids))
+                .where(messages.c.seq > func.coalesce(cursor.c.seq, 0))
+                .where(or_(messages.c.author_kind != author.kind, messages.c.author_id != author.id))
+            )
+            state: dict[int, tuple[int, list[int]]] = {t: (cursors.get(t, 0), []) for t in ids}
+            for ticket_id, seq in rows:
+                state[ticket_id][1].append(seq)
+        return state
+
+    async def ticket_readers(self, ticket_id: int) -> list[str]:
+        """Who keeps unread state for a ticket: the shop's users and agents who read it."""
+        async with self.engine.connect() as conn:
+            shop_id = (await conn.execute(select(tickets.c.shop_id).where(tickets.c.id == ticket_id))).scalar()
+            if shop_id is None:
+                return []
+            users = await conn.execute(select(customers.c.user_id).where(customers.c.shop_id == shop_id))
+            agents = await conn.execute(select(read_cursors.c.reader).where(and_(
+                read_cursors.c.ticket_id == ticket_id, read_cursors.c.reader.like("a:%"))))
+            return [f"c:{shop_id}:{u[0]}" for u in users] + [a[0] for a in agents]
+
     async def cursor_tickets(self, reader: str, limit: int = 1000) -> list[int]:
         async with self.engine.connect() as conn:
             rows = await conn.execute(select(read_cursors.c.ticket_id).where(read_cursors.c.reader == reader)

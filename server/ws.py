@@ -45,7 +45,7 @@ from server.errors import (
     error_frame,
 )
 from server.node import INBOX, SHOP, Node, Outgoing
-from server.threads import Message, NewTicket, check_access
+from server.threads import Message, NewTicket, Ticket, check_access
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +85,7 @@ class Session:
         self._bad: deque[float] = deque()
         self._tasks: set[asyncio.Task[None]] = set()
         self._typing_sent: dict[int, float] = {}
+        self.presence_status = "online"
         self.handlers: dict[type, Callable[[Any, object], Awaitable[None]]] = {
             frames.OpenTicket: self.on_open_ticket,
             frames.Send: self.on_send,
@@ -97,6 +98,11 @@ class Session:
             frames.Presence: self.on_presence,
             frames.Ping: self.on_ping,
         }
+
+    @property
+    def counts_as_presence(self) -> bool:
+        """Agents with the inbox feed are people at a console; feed-less ones are bots."""
+        return self.principal is not None and self.principal.is_agent and self.feed
 
     # ---------------------------------------------------------------- outbox
     def send(self, frame: dict[str, Any], ref: object = None) -> None:
@@ -189,6 +195,7 @@ class Session:
         self.principal = principal
         self.feed = req.feed if principal.is_agent else True
         await self._listen(node.keys.reader_channel(principal.key))
+        await self._listen(node.keys.presence_channel)
         if principal.is_agent:
             if self.feed:
                 await self._listen(node.keys.inbox_channel)
@@ -228,11 +235,11 @@ class Session:
                 self.follows[ticket_id].cursor = replay[ticket_id][-1].seq
 
         ids = [t.id for t in tickets]
-        self.unread = await node.store.unread(principal, set(ids) | set(self.follows))
+        self.unread = await node.live.snapshot_for(principal, set(ids) | set(self.follows))
         self.send({
             "type": "welcome",
             "principal": principal.public(),
-            "tickets": [t.public(self.unread.get(t.id, 0), for_agent=principal.is_agent) for t in tickets],
+            "tickets": await self._views(tickets),
             "unread": {str(k): v for k, v in self.unread.items() if v},
             "badge": any(self.unread.values()),
             "agents_online": await node.agents_online(),
@@ -249,8 +256,21 @@ class Session:
         early, self._early = self._early, []
         for source, out in early:
             self.deliver(source, out)
+        await node.session_opened(self)
         log.info("ws.hello", extra={"conn_id": self.conn_id, "role": principal.role.value,
                                     "tickets": len(tickets), "replayed": sum(map(len, replay.values()))})
+
+    async def _views(self, tickets: list[Ticket]) -> list[dict[str, Any]]:
+        """Tickets as this principal sees them (agents also see who is connected)."""
+        principal = self._me()
+        views = [t.public(self.unread.get(t.id, 0), for_agent=principal.is_agent) for t in tickets]
+        if principal.is_agent and tickets:
+            online = await self.node.customers_online(t.shop_id for t in tickets)
+            for view, ticket in zip(views, tickets, strict=True):
+                view["customer_online"] = online.get(ticket.shop_id)
+        else:
+            views = [_for_customer(v, v["unread"]) for v in views]
+        return views
 
     async def _listen(self, channel: str) -> None:
         self.channels.add(channel)
@@ -275,15 +295,17 @@ class Session:
         if ticket.id not in self.follows:
             self.follows[ticket.id] = Follow(ticket.shop_id, 0)
         follow = self.follows[ticket.id]
-        self.send({"type": "ticket", "ticket": ticket.public(0)}, ref)
+        self.send({"type": "ticket", "ticket": _for_customer(ticket.public(0), 0)}, ref)
         for message in opened.messages:
             if message.seq > follow.cursor:
                 follow.cursor = message.seq
             self.enqueue(self.codec.encode(message.frame()))
         if opened.created:
             await node.publish_ticket(ticket, origin=self.conn_id)
+            await node.live.opened(principal, ticket.id, follow.cursor)
             for message in opened.messages:
                 await node.publish_message(ticket.shop_id, message, origin=self.conn_id)
+                await node.after_message(message, principal.key if message.author.kind == "customer" else "system")
             log.info("ticket.opened", extra={"conn_id": self.conn_id, "ticket_id": ticket.id,
                                              "severity": ticket.severity})
 
@@ -302,12 +324,13 @@ class Session:
         if follow is not None:
             self._own(message.ticket, follow, message.seq)
         await node.publish_message(posted.shop_id, message, origin=self.conn_id)
+        await node.after_message(message, principal.key)
 
     async def on_read(self, req: frames.Read, ref: object) -> None:
         principal = self._me()
         node = self.node
-        await node.store.read(principal, req.ticket, req.seq, node.now())
-        await node.after_read(principal, req.ticket)
+        cursor = await node.store.read(principal, req.ticket, req.seq, node.now())
+        await node.after_read(principal, req.ticket, cursor)
 
     async def on_typing(self, req: frames.Typing, ref: object) -> None:
         principal = self._me()
@@ -335,9 +358,8 @@ class Session:
     async def on_list_tickets(self, req: frames.ListTickets, ref: object) -> None:
         principal = self._me()
         tickets = await self.node.store.list_for(principal, req.status, limit=self.settings.welcome_tickets_max)
-        unread = await self.node.store.unread(principal, [t.id for t in tickets])
-        self.send({"type": "tickets",
-                   "tickets": [t.public(unread.get(t.id, 0), for_agent=principal.is_agent) for t in tickets]}, ref)
+        self.unread.update(await self.node.store.unread(principal, [t.id for t in tickets]))
+        self.send({"type": "tickets", "tickets": await self._views(tickets)}, ref)
 
     async def on_follow(self, req: frames.Follow, ref: object) -> None:
         principal = self._me()
@@ -349,8 +371,8 @@ class Session:
             await self._listen(node.keys.shop_channel(ticket.shop_id))
             ticket = await node.store.get(ticket.id)
             self.follows[ticket.id] = Follow(ticket.shop_id, ticket.last_seq)
-        unread = (await node.store.unread(principal, [ticket.id])).get(ticket.id, 0)
-        self.send({"type": "ticket", "ticket": ticket.public(unread, for_agent=principal.is_agent)}, ref)
+        self.unread[ticket.id] = (await node.store.unread(principal, [ticket.id])).get(ticket.id, 0)
+        self.send({"type": "ticket", "ticket": (await self._views([ticket]))[0]}, ref)
 
     async def on_update_ticket(self, req: frames.UpdateTicket, ref: object) -> None:
         principal = self._me()
@@ -362,13 +384,16 @@ class Session:
             await node.publish_ticket(ticket)
             for message in added:
                 await node.publish_message(ticket.shop_id, message, origin=None)
-        unread = self.unread.get(ticket.id, 0)
-        self.send({"type": "ticket", "ticket": ticket.public(unread, for_agent=principal.is_agent)}, ref)
+                await node.after_message(message, "system")
+        self.send({"type": "ticket", "ticket": (await self._views([ticket]))[0]}, ref)
 
     async def on_presence(self, req: frames.Presence, ref: object) -> None:
         principal = self._me()
         if not principal.is_agent:
             raise Forbidden("only agents set presence")
+        if not self.feed:
+            raise BadRequest("a connection without the inbox feed has no presence")
+        self.presence_status = req.status
         await self.node.set_presence(principal, self.conn_id, req.status)
 
     async def on_ping(self, req: frames.Ping, ref: object) -> None:
@@ -420,10 +445,12 @@ class Session:
                 self.unread[int(key)] = value
             self.enqueue(out.encoded(self.codec))
         elif kind == "presence":
-            if principal.is_agent:
-                if "agent" in out.frame:
-                    self.enqueue(out.encoded(self.codec))
-            elif "agents_online" in out.frame:
+            if principal.is_agent or "agents_online" in out.frame:
+                self.enqueue(out.encoded(self.codec))
+        elif kind == "customer_presence" and principal.is_agent:
+            shop = out.frame["shop"]
+            if (source == INBOX and self.feed) or (
+                    source == SHOP and not self.feed and any(f.shop == shop for f in self.follows.values())):
                 self.enqueue(out.encoded(self.codec))
 
     def _on_message(self, ticket_id: int, follow: Follow, out: Outgoing) -> None:
@@ -517,7 +544,8 @@ class Session:
 
 
 def _for_customer(ticket: dict[str, Any], unread: int) -> dict[str, Any]:
-    out = {k: v for k, v in ticket.items() if k not in ("context", "created_by", "plan", "shop_name")}
+    out = {k: v for k, v in ticket.items()
+           if k not in ("context", "created_by", "plan", "shop_name", "customer_online")}
     out["unread"] = unread
     return out
 

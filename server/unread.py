@@ -1,0 +1,181 @@
+"""Unread state in Redis: per reader and ticket, exact under races, rebuildable.
+
+For each reader (`Principal.key`) and ticket Redis holds the reader's cursor and the
+*set* of unread sequence numbers (a sorted set), not a bare counter. A new message
+adds its seq to the set of every other reader whose cursor is below it; a `read`
+raises the cursor and trims the set. Both are set operations, so they commute: an
+increment that arrives after the read that covered it, two nodes reporting messages
+out of order, or a rebuild from the database running beside live traffic all end in
+the same state. The count is the set's size; the badge is "any count above zero".
+
+Redis is not the source of truth. A reader whose hash lacks the built marker (Redis
+restarted or was flushed) is rebuilt from the database's messages and read cursors
+before it is used; a ticket whose reader set is missing is rebuilt from the shop's
+known users and the agents with a cursor on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from server.keys import Keys
+
+BUILT = "_"
+
+# KEYS: readers set. ARGV: prefix, ticket, seq, author reader key.
+# Returns {"rebuild"} when the readers set must be rebuilt, else a flat list of
+# reader, count pairs for the readers whose unread grew.
+_ON_MESSAGE = """
+local readers = KEYS[1]
+if redis.call('SISMEMBER', readers, '_') == 0 then return {'rebuild'} end
+local prefix, ticket, seq, author = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local out = {}
+for _, reader in ipairs(redis.call('SMEMBERS', readers)) do
+  if reader ~= '_' and reader ~= author then
+    local book = prefix .. 'unread:' .. reader
+    if redis.call('HEXISTS', book, '_') == 1 then
+      local cursor = tonumber(redis.call('HGET', book, 'c:' .. ticket) or '0')
+      if seq > cursor then
+        local set = book .. ':' .. ticket
+        redis.call('ZADD', set, seq, seq)
+        local n = redis.call('ZCARD', set)
+        redis.call('HSET', book, 'n:' .. ticket, n)
+        table.insert(out, reader)
+        table.insert(out, n)
+      end
+    end
+  end
+end
+return out
+"""
+
+# KEYS: book. ARGV: ticket, cursor, then the unread seqs known to the database
+# (may be empty). Raises the cursor, trims, adds, and returns the count.
+_SYNC = """
+local book, ticket, cursor = KEYS[1], ARGV[1], tonumber(ARGV[2])
+local set = book .. ':' .. ticket
+local current = tonumber(redis.call('HGET', book, 'c:' .. ticket) or '0')
+if cursor > current then
+  redis.call('HSET', book, 'c:' .. ticket, cursor)
+  current = cursor
+end
+for i = 3, #ARGV do
+  local seq = tonumber(ARGV[i])
+  if seq > current then redis.call('ZADD', set, seq, seq) end
+end
+redis.call('ZREMRANGEBYSCORE', set, '-inf', current)
+local n = redis.call('ZCARD', set)
+if n > 0 then redis.call('HSET', book, 'n:' .. ticket, n) else redis.call('HDEL', book, 'n:' .. ticket) end
+return n
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    counts: dict[int, int]
+
+    @property
+    def badge(self) -> bool:
+        return badge(self.counts.values())
+
+
+def badge(counts: Iterable[int]) -> bool:
+    """The "!" beside POMOC: anything unread at all."""
+    return any(n > 0 for n in counts)
+
+
+def parse_book(raw: dict[bytes | str, bytes | str]) -> tuple[bool, dict[int, int]]:
+    """(built, counts per ticket) from a reader's hash."""
+    built = False
+    counts: dict[int, int] = {}
+    for key, value in raw.items():
+        field = key.decode() if isinstance(key, bytes) else key
+        if field == BUILT:
+            built = True
+        elif field.startswith("n:"):
+            counts[int(field[2:])] = int(value)
+    return built, counts
+
+
+class UnreadBook:
+    """The Redis adapter; the database side comes in as plain data from the caller."""
+
+    def __init__(self, redis: Redis, keys: Keys) -> None:
+        self.redis = redis
+        self.keys = keys
+        self._on_message = redis.register_script(_ON_MESSAGE)
+        self._sync = redis.register_script(_SYNC)
+
+    async def on_message(self, ticket_id: int, seq: int, author: str) -> dict[str, int] | None:
+        """Count a new message for every other reader. None: the ticket's reader set
+        is gone and must be rebuilt (then call again)."""
+        result = await self._on_message(keys=[self.keys.readers(ticket_id)],
+                                        args=[self.keys.prefix, ticket_id, seq, author])
+        if result and _text(result[0]) == "rebuild":
+            return None
+        return {_text(result[i]): int(result[i + 1]) for i in range(0, len(result), 2)}
+
+    async def set_readers(self, ticket_id: int, readers: Iterable[str]) -> None:
+        key = self.keys.readers(ticket_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.sadd(key, BUILT, *readers)
+            await pipe.execute()
+
+    async def add_reader(self, ticket_ids: Iterable[int], reader: str) -> None:
+        """A reader joins tickets (a new user of the shop, an agent who read one).
+
+        Only sets that exist are touched: a missing one is rebuilt from the
+        database, which already knows this reader."""
+        ids = list(ticket_ids)
+        if not ids:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for ticket_id in ids:
+                pipe.sismember(self.keys.readers(ticket_id), BUILT)
+            built = await pipe.execute()
+            for ticket_id, exists in zip(ids, built, strict=True):
+                if exists:
+                    pipe.sadd(self.keys.readers(ticket_id), reader)
+            await pipe.execute()
+
+    async def sync(self, reader: str, state: dict[int, tuple[int, list[int]]]) -> Snapshot:
+        """Merge the database's view {ticket: (cursor, unread seqs)} into Redis and
+        mark the reader built; returns the reader's counts afterwards."""
+        book = self.keys.unread(reader)
+        # The marker goes first: a message counted from now on reaches the sorted
+        # sets directly, one committed earlier is in `state`; set union keeps both.
+        await self.redis.hset(book, BUILT, "1")
+        for ticket_id, (cursor, seqs) in state.items():
+            await self._sync(keys=[book], args=[ticket_id, cursor, *seqs])
+        return await self.snapshot(reader)
+
+    async def read(self, reader: str, ticket_id: int, cursor: int) -> int:
+        return int(await self._sync(keys=[self.keys.unread(reader)], args=[ticket_id, cursor]))
+
+    async def built(self, reader: str) -> bool:
+        return bool(await self.redis.hexists(self.keys.unread(reader), BUILT))
+
+    async def snapshot(self, reader: str) -> Snapshot:
+        _, counts = parse_book(await self.redis.hgetall(self.keys.unread(reader)))
+        return Snapshot(counts)
+
+    async def forget_tickets(self, ticket_ids: Iterable[int], readers: Iterable[str]) -> None:
+        """Remove every trace of purged tickets (no badge may point at them)."""
+        ids = list(ticket_ids)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for reader in readers:
+                book = self.keys.unread(reader)
+                for ticket_id in ids:
+                    pipe.hdel(book, f"c:{ticket_id}", f"n:{ticket_id}")
+                    pipe.delete(f"{book}:{ticket_id}")
+            for ticket_id in ids:
+                pipe.delete(self.keys.readers(ticket_id))
+            await pipe.execute()
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
