@@ -7,15 +7,18 @@ stand-in, demo page), after applying migrations. Run `python -m server --help`.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
 import socket
 import sys
 import threading
-from collections.abc import Iterator, Sequence
-from datetime import timedelta
+from collections.abc import Coroutine, Iterator, Sequence
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import uvicorn
 
@@ -96,9 +99,107 @@ class GracefulServer(uvicorn.Server):
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    from server.app import Background, clock_for, running_node
+    from server.jobs import Jobs
+
     settings = _settings()
-    print("the worker has no jobs in this version; the web process runs everything", file=sys.stderr)
-    del settings
+
+    async def work() -> None:
+        background = Background()
+        async with running_node(settings, clock_for(settings), background=background) as node:
+            jobs = Jobs(node)
+            try:
+                await jobs.run_forever()
+            finally:
+                await jobs.aclose()
+
+    print(f"Pomoc worker: jobs every {settings.jobs_interval.total_seconds():g} s", flush=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_until_signalled(work()))
+    return 0
+
+
+async def _until_signalled(work: Coroutine[Any, Any, None]) -> None:
+    """Run until the work ends or SIGTERM/SIGINT arrives, then cancel it cleanly."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(work)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, task.cancel)
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def _instant(text: str | None, settings: Settings) -> datetime:
+    if text is None:
+        from server.app import clock_for
+
+        return clock_for(settings).now()
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise SystemExit(f"--at must be an ISO 8601 instant, got {text!r}") from None
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=settings.timezone)  # a local Polish time, as people write it
+    return at.astimezone(UTC)
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    from server.app import Background, running_node
+    from server.clock import FixedClock
+    from server.jobs import Jobs
+
+    settings = _settings()
+    at = _instant(args.at, settings)
+
+    async def once() -> dict[str, int]:
+        background = Background()
+        async with running_node(settings, FixedClock(at), background=background) as node:
+            jobs = Jobs(node)
+            try:
+                return await jobs.run_once(at)
+            finally:
+                await jobs.aclose()
+
+    done = asyncio.run(once())
+    print(json.dumps({"at": at.isoformat(), "done": done}, ensure_ascii=False))
+    return 1 if any(v < 0 for v in done.values()) else 0
+
+
+def cmd_sla(args: argparse.Namespace) -> int:
+    from server.sla import format_due
+
+    settings = _settings()
+    policy = settings.policy()
+    at = _instant(args.at, settings)
+    due = policy.due(args.severity, at)
+    held = policy.hold(args.severity, at)
+    print(json.dumps({
+        "severity": args.severity, "opened_at": at.isoformat(), "sla_due_at": due.isoformat(),
+        "due_local": format_due(due, policy.calendar), "warning_at": policy.warning(args.severity, at).isoformat(),
+        "queued_until": held.isoformat() if held else None,
+    }, ensure_ascii=False))
+    return 0
+
+
+def cmd_calendar(args: argparse.Namespace) -> int:
+    from server.calendar import day_schedule
+
+    settings = _settings()
+    policy = settings.policy()
+    try:
+        first = date.fromisoformat(args.from_date) if args.from_date else _instant(None, settings).date()
+    except ValueError:
+        raise SystemExit(f"--from must be a date (YYYY-MM-DD), got {args.from_date!r}") from None
+    if not 1 <= args.days <= 3660:
+        raise SystemExit("--days must be between 1 and 3660")
+    names = ("pon", "wt", "śr", "czw", "pt", "sob", "nd")
+    for offset in range(args.days):
+        day = first + timedelta(days=offset)
+        schedule = day_schedule(policy.calendar, day)
+        hours = (f"{schedule.opens:%H:%M}-{schedule.closes:%H:%M}" if schedule.is_open and schedule.opens
+                 and schedule.closes else "zamknięte")
+        reason = f"  ({schedule.reason})" if schedule.reason else ""
+        print(f"{day.isoformat()} {names[day.weekday()]:<4} {hours}{reason}")
     return 0
 
 
@@ -167,13 +268,28 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--department", action="append", help="agent's department key (repeatable)")
     token.add_argument("--ttl", type=int, default=12 * 3600, help="seconds until the token expires")
     token.set_defaults(func=cmd_token)
+
+    jobs = sub.add_parser("jobs", help="run every due job once (queue release, escalations, webhook)")
+    jobs.add_argument("--once", action="store_true", required=True, help="run once and exit (required)")
+    jobs.add_argument("--at", help="as of this instant (ISO 8601; without an offset: Warsaw local time)")
+    jobs.set_defaults(func=cmd_jobs)
+
+    sla = sub.add_parser("sla", help="print the reaction deadline of a ticket opened at an instant")
+    sla.add_argument("--severity", required=True, choices=["critical", "major", "minor", "question", "suggestion"])
+    sla.add_argument("--at", help="when the ticket is opened (ISO 8601; default: now)")
+    sla.set_defaults(func=cmd_sla)
+
+    cal = sub.add_parser("calendar", help="print the opening hours of each day, with the reason for closed days")
+    cal.add_argument("--from", dest="from_date", help="first day (YYYY-MM-DD; default: today)")
+    cal.add_argument("--days", type=int, default=14, help="how many days (default 14)")
+    cal.set_defaults(func=cmd_calendar)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {"serve", "worker", "migrate", "token"}
+    commands = {"serve", "worker", "migrate", "token", "jobs", "sla", "calendar"}
     if not argv or (argv[0] not in commands and argv[0] not in ("-h", "--help")):
         argv = ["serve", *argv]  # `python -m server [--port P]` serves
     args = parser.parse_args(argv)

@@ -31,6 +31,7 @@ from server import pages
 from server.bus import Bus
 from server.clock import Clock, OffsetClock, SystemClock
 from server.db import create_engine
+from server.jobs import Jobs
 from server.keys import Keys
 from server.node import Node
 from server.settings import Settings
@@ -94,33 +95,48 @@ class Background:
         self.tasks.clear()
 
 
+@contextlib.asynccontextmanager
+async def running_node(settings: Settings, clock: Clock, *, background: Background) -> AsyncIterator[Node]:
+    """This process's node: database, Redis, bus and live state, with its background
+    tasks (the web server and the worker share this)."""
+    engine = create_engine(settings)
+    redis, subscriber = open_redis(settings)
+    node_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    bus = Bus(redis, subscriber, node_id)
+    node = Node(settings, clock, ThreadStore(engine), redis, bus, Keys(settings.redis_prefix))
+    background.start("bus", bus.run())
+    log.info("node.started", extra={"node_id": node_id})
+    try:
+        yield node
+    finally:
+        await node.drain()
+        await background.stop()
+        await bus.stop()
+        await redis.aclose()
+        await subscriber.aclose()
+        await engine.dispose()
+        log.info("node.stopped", extra={"node_id": node_id})
+
+
 def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
     clock = clock or clock_for(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        engine = create_engine(settings)
-        redis, subscriber = open_redis(settings)
-        node_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        keys = Keys(settings.redis_prefix)
-        bus = Bus(redis, subscriber, node_id)
-        node = Node(settings, clock, ThreadStore(engine), redis, bus, keys)
-        app.state.node = node
         background = Background()
-        background.start("bus", bus.run())
-        background.start("inbox", node.run_inbox_flusher())
-        background.start("heartbeat", node.live.run_heartbeat())
-        log.info("node.started", extra={"node_id": node_id})
-        try:
-            yield
-        finally:
-            await node.drain()
-            await background.stop()
-            await bus.stop()
-            await redis.aclose()
-            await subscriber.aclose()
-            await engine.dispose()
-            log.info("node.stopped", extra={"node_id": node_id})
+        async with running_node(settings, clock, background=background) as node:
+            app.state.node = node
+            background.start("inbox", node.run_inbox_flusher())
+            background.start("heartbeat", node.live.run_heartbeat())
+            jobs = Jobs(node) if settings.run_jobs_in_web else None
+            if jobs is not None:
+                background.start("jobs", jobs.run_forever())
+            try:
+                yield
+            finally:
+                await background.stop()
+                if jobs is not None:
+                    await jobs.aclose()
 
     routes = [
         WebSocketRoute("/ws", websocket_endpoint),

@@ -68,13 +68,14 @@ class LiveState:
         except _REDIS_DOWN as exc:
             log.warning("unread.redis_unavailable", extra={"error": repr(exc)})
 
-    async def after_message(self, message: Message, author: str) -> None:
-        """Count the message for every other reader and tell their connections."""
+    async def after_message(self, message: Message, author: str, who: str = "all") -> None:
+        """Count the message for every other reader (`who`: all, customers, agents)
+        and tell their connections."""
         try:
-            grown = await self.book.on_message(message.ticket, message.seq, author)
+            grown = await self.book.on_message(message.ticket, message.seq, author, who)
             if grown is None:
                 await self.book.set_readers(message.ticket, await self.node.store.ticket_readers(message.ticket))
-                grown = await self.book.on_message(message.ticket, message.seq, author) or {}
+                grown = await self.book.on_message(message.ticket, message.seq, author, who) or {}
         except _REDIS_DOWN as exc:
             log.warning("unread.count_failed", extra={"ticket_id": message.ticket, "error": repr(exc)})
             return

@@ -99,10 +99,14 @@ tickets = Table(
     Column("queued_until", UtcDateTime),
     Column("resolved_at", UtcDateTime),
     Column("closed_at", UtcDateTime),
+    # The first agent message: "somebody reacted" for SLA warnings and breaches.
+    Column("first_response_at", UtcDateTime),
+    Column("sla_warning_at", UtcDateTime),
     UniqueConstraint("shop_id", "created_by", "client_id", name="uq_tickets_client_id"),
 )
 Index("ix_tickets_shop_created", tickets.c.shop_id, tickets.c.created_at)
 Index("ix_tickets_status_due", tickets.c.status, tickets.c.sla_due_at)
+Index("ix_tickets_queued", tickets.c.queued_until)
 
 messages = Table(
     "messages",
@@ -123,6 +127,8 @@ messages = Table(
     UniqueConstraint("ticket_id", "author_kind", "author_id", "client_id", name="uq_messages_client_id"),
 )
 
+Index("ix_messages_queued", messages.c.queued_until)
+
 read_cursors = Table(
     "read_cursors",
     metadata,
@@ -133,3 +139,23 @@ read_cursors = Table(
     Column("updated_at", UtcDateTime, nullable=False),
 )
 Index("ix_read_cursors_reader", read_cursors.c.reader)
+
+# Durable notifications (escalations) waiting for delivery to the webhook. One row
+# per ticket and event: the unique constraint is what makes "at most once" hold
+# when two workers find the same due escalation.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("ticket_id", BigId, ForeignKey("tickets.id", ondelete="CASCADE")),
+    Column("event", String(50), nullable=False),
+    Column("dedup_key", String(200), nullable=False, unique=True),
+    Column("payload", JSON, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("next_attempt_at", UtcDateTime, nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("locked_until", UtcDateTime),
+    Column("delivered_at", UtcDateTime),
+    Column("last_error", String(500)),
+)
+Index("ix_outbox_pending", outbox.c.delivered_at, outbox.c.next_attempt_at)

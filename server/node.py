@@ -82,6 +82,7 @@ class Node:
         self.draining = False
         self._all_closed = asyncio.Event()
         self.live = LiveState(self)
+        self.policy = settings.policy()
         self.bus.on_resubscribed = self._after_redis_returned
 
     async def _after_redis_returned(self) -> None:
@@ -140,10 +141,20 @@ class Node:
             await session.catch_up()
 
     # ------------------------------------------------------------ publishing
+    def is_held(self, message: Message) -> bool:
+        return message.queued_until is not None and message.queued_until > self.now()
+
     async def publish_message(self, shop_id: str, message: Message, origin: str | None) -> None:
-        event = {"k": "message", "f": message.frame(), "o": origin}
+        held = self.is_held(message)
+        event = {"k": "message", "f": message.frame(), "o": origin, "x": {"held": held}}
         await self.bus.publish(self.keys.shop_channel(shop_id), event)
-        self.inbox_touch(message.ticket)
+        if not held:
+            self.inbox_touch(message.ticket)
+
+    async def publish_release(self, shop_id: str, message: Message) -> None:
+        """A message held for working hours goes to the agents now."""
+        await self.bus.publish(self.keys.shop_channel(shop_id), {"k": "release", "f": message.frame()})
+        await self.live.after_message(message, message.author.key(shop_id), who="agents")
 
     async def agent_view(self, ticket: Ticket) -> dict[str, Any]:
         view = ticket.public(for_agent=True)
@@ -203,9 +214,22 @@ class Node:
             self._seen_customers.popitem(last=False)
 
     # --------------------------------------------------------------- tickets
-    def first_messages(self, principal: Principal, new: NewTicket, now: datetime) -> list[tuple[Author, str]]:
-        """The customer's description, then the acknowledgment every ticket gets at once."""
-        return [(Author.of(principal), new.body), (SYSTEM, "Otrzymaliśmy Twoje zgłoszenie.")]
+    async def new_ticket(self, principal: Principal, title: str, body: str, severity: str,
+                         context: dict[str, str], client_id: str) -> tuple[NewTicket, list[tuple[Author, str]]]:
+        """A ticket with its deadline and queue state, and its first messages: the
+        customer's description, then the acknowledgment every ticket gets at once."""
+        now = self.now()
+        intake = self.policy.intake(severity, now, await self.agents_online())
+        events: tuple[tuple[str, str, dict[str, Any]], ...] = ()
+        if severity == "critical":
+            events = (("ticket.critical", "ticket.critical", {
+                "event": "ticket.critical", "title": title, "severity": severity, "shop": principal.shop,
+                "shop_name": principal.shop_name, "created_at": now.isoformat(),
+                "sla_due_at": intake.sla_due_at.isoformat(), "at": now.isoformat()}),)
+        new = NewTicket(title=title, body=body, severity=severity, context=context, client_id=client_id,
+                        sla_due_at=intake.sla_due_at, queued_until=intake.queued_until,
+                        sla_warning_at=intake.warning_at, events=events)
+        return new, [(Author.of(principal), body), (SYSTEM, intake.acknowledgment)]
 
     def ticket_changes(self, principal: Principal, ticket: Ticket, requested: dict[str, str | None]
                        ) -> tuple[dict[str, Any], list[str]]:
@@ -232,6 +256,10 @@ class Node:
             if name in requested and requested[name] != getattr(ticket, name):
                 changes[name] = requested[name]
                 notes.append(f"{principal.name}: {FIELD_LABELS[name]} → {requested[name] or '—'}.")
+        if "severity" in changes:
+            # The reaction deadline follows the severity, counted from when the ticket came in.
+            changes["sla_due_at"] = self.policy.due(changes["severity"], ticket.created_at)
+            changes["sla_warning_at"] = self.policy.warning(changes["severity"], ticket.created_at)
         return changes, notes
 
     # ---------------------------------------------------------------- unread
@@ -271,7 +299,7 @@ class Node:
 
     # ---------------------------------------------------------------- status
     def service_status(self) -> dict[str, Any]:
-        return {"open": True, "next_open": None}
+        return self.policy.service(self.now())
 
     async def agents_online(self) -> int:
         return await self.live.refresh_agents_online()

@@ -61,15 +61,15 @@ def routes(settings: Settings) -> list[BaseRoute]:
             return _not_found()
         role = request.query_params.get("role", "customer")
         now = request.app.state.node.clock.now()
-        common = {"shop": DEMO_SHOP, "shop_name": DEMO_SHOP_NAME, "plan": "trial"}
         if role == "customer":
-            token = mint(settings.secret, role="customer", sub=DEMO_CUSTOMER, now=now, name=DEMO_CUSTOMER_NAME,
-                         **common)
+            sub, name = DEMO_CUSTOMER, DEMO_CUSTOMER_NAME
         elif role == "agent":
-            token = mint(settings.secret, role="agent", sub=DEMO_AGENT, now=now, name=DEMO_AGENT_NAME, **common)
+            sub, name = DEMO_AGENT, DEMO_AGENT_NAME
         else:
             return JSONResponse({"error": {"code": "bad_request", "message": "role must be customer or agent"}},
                                 status_code=400)
+        token = mint(settings.secret, role=role, sub=sub, now=now, shop=DEMO_SHOP, shop_name=DEMO_SHOP_NAME,
+                     plan="trial", name=name)
         return JSONResponse({"token": token}, headers={"Cache-Control": "no-store"})
 
     return [

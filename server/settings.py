@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from server.policy import SupportPolicy
+
 EMBEDDED_REDIS = "memory://"
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///pomoc.db"
 # A fixed development secret keeps tokens printed by `python -m server token` valid
@@ -65,6 +67,14 @@ class Settings:
     # A killed node's agents go offline after presence_ttl plus one heartbeat at most.
     presence_ttl: timedelta = timedelta(seconds=30)
     heartbeat_interval: timedelta = timedelta(seconds=10)
+    hours: str = ""
+    closed_dates: str = ""
+    open_dates: str = ""
+    sla_targets: str = ""
+    sla_warnings: str = ""
+    webhook_url: str | None = None
+    webhook_secret: str = ""
+    jobs_interval: timedelta = timedelta(seconds=5)
     run_jobs_in_web: bool = True
     demo: bool = True
     log_level: str = "INFO"
@@ -155,7 +165,10 @@ class Settings:
             secret = DEV_SECRET
         if len(secret) < 16 and not embedded:
             raise SettingsError("POMOC_SECRET must be at least 16 characters")
-        return cls(
+        webhook_url = env.get("POMOC_WEBHOOK_URL", "").strip() or None
+        if webhook_url and not webhook_url.startswith(("http://", "https://")):
+            raise SettingsError("POMOC_WEBHOOK_URL must be an http:// or https:// URL")
+        settings = cls(
             database_url=database_url,
             redis_url=redis_url,
             secret=secret,
@@ -173,10 +186,28 @@ class Settings:
             welcome_tickets_max=integer("POMOC_WELCOME_TICKETS_MAX", 500, minimum=1),
             presence_ttl=seconds("POMOC_PRESENCE_TTL", timedelta(seconds=30)),
             heartbeat_interval=seconds("POMOC_HEARTBEAT", timedelta(seconds=10)),
+            hours=env.get("POMOC_HOURS", ""),
+            closed_dates=env.get("POMOC_CLOSED_DATES", ""),
+            open_dates=env.get("POMOC_OPEN_DATES", ""),
+            sla_targets=env.get("POMOC_SLA", ""),
+            sla_warnings=env.get("POMOC_SLA_WARNING", ""),
+            webhook_url=webhook_url,
+            webhook_secret=env.get("POMOC_WEBHOOK_SECRET", "") or secret,
+            jobs_interval=seconds("POMOC_JOBS_INTERVAL", timedelta(seconds=5)),
             run_jobs_in_web=flag("POMOC_JOBS_IN_WEB", embedded),
             demo=flag("POMOC_DEMO", embedded),
             log_level=text("POMOC_LOG_LEVEL", "INFO").upper(),
         )
+        try:
+            settings.policy()
+        except ValueError as exc:
+            raise SettingsError(str(exc)) from None
+        return settings
+
+    def policy(self) -> SupportPolicy:
+        """The support policy these settings describe (calendar and reaction targets)."""
+        return SupportPolicy.from_config(self.hours, self.closed_dates, self.open_dates, self.sla_targets,
+                                         self.sla_warnings)
 
 
 def random_secret() -> str:

@@ -14,7 +14,7 @@ What this module does not do: decide time rules (callers pass `queued_until`,
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from server.auth import Principal
 from server.errors import ClosedTicket, Forbidden, NotFound
-from server.models import customers, messages, read_cursors, shops, tickets
+from server.models import customers, messages, outbox, read_cursors, shops, tickets
 
 STATUSES = ("open", "waiting_on_customer", "resolved", "closed")
 
@@ -42,6 +42,12 @@ class Author:
 
     def public(self) -> dict[str, str]:
         return {"kind": self.kind, "id": self.id, "name": self.name}
+
+    def key(self, shop_id: str) -> str:
+        """The reader key of this author (see Principal.key)."""
+        if self.kind == "agent":
+            return f"a:{self.id}"
+        return f"c:{shop_id}:{self.id}" if self.kind == "customer" else "system"
 
 
 SYSTEM = Author("system", "pomoc", "Pomoc")
@@ -95,6 +101,7 @@ class Ticket:
     closed_at: datetime | None
     shop_name: str | None = None
     plan: str | None = None
+    first_response_at: datetime | None = None
 
     def public(self, unread: int = 0, *, for_agent: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -118,6 +125,7 @@ class Ticket:
             out["plan"] = self.plan
             out["created_by"] = self.created_by
             out["context"] = dict(self.context)
+            out["first_response_at"] = iso(self.first_response_at)
         return out
 
 
@@ -131,6 +139,9 @@ class NewTicket:
     sla_due_at: datetime | None = None
     queued_until: datetime | None = None
     department: str | None = None
+    sla_warning_at: datetime | None = None
+    # Durable notifications stored with the ticket: (event, dedup key, payload).
+    events: tuple[tuple[str, str, dict[str, Any]], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +162,7 @@ _TICKET_COLUMNS = (
     tickets.c.id, tickets.c.shop_id, tickets.c.created_by, tickets.c.title, tickets.c.status,
     tickets.c.severity, tickets.c.department, tickets.c.assignee, tickets.c.context, tickets.c.last_seq,
     tickets.c.created_at, tickets.c.updated_at, tickets.c.sla_due_at, tickets.c.queued_until,
-    tickets.c.closed_at, shops.c.name, shops.c.plan,
+    tickets.c.closed_at, shops.c.name, shops.c.plan, tickets.c.first_response_at,
 )
 _MESSAGE_COLUMNS = (
     messages.c.ticket_id, messages.c.seq, messages.c.id, messages.c.author_kind, messages.c.author_id,
@@ -165,7 +176,7 @@ def _ticket(row: Any) -> Ticket:
         id=row[0], shop_id=row[1], created_by=row[2], title=row[3], status=row[4], severity=row[5],
         department=row[6], assignee=row[7], context=row[8] or {}, last_seq=row[9], created_at=row[10],
         updated_at=row[11], sla_due_at=row[12], queued_until=row[13], closed_at=row[14],
-        shop_name=row[15], plan=row[16],
+        shop_name=row[15], plan=row[16], first_response_at=row[17],
     )
 
 
@@ -244,10 +255,15 @@ class ThreadStore:
                     shop_id=principal.shop, created_by=principal.id, client_id=new.client_id,
                     title=new.title, status="open", severity=new.severity, department=new.department,
                     assignee=None, context=dict(new.context), last_seq=0, created_at=now, updated_at=now,
-                    sla_due_at=new.sla_due_at, queued_until=new.queued_until,
+                    sla_due_at=new.sla_due_at, queued_until=new.queued_until, sla_warning_at=new.sla_warning_at,
                 ).on_conflict_do_nothing().returning(tickets.c.id)
                 ticket_id = (await conn.execute(ins)).scalar()
                 if ticket_id is not None:
+                    for event, key, payload in new.events:
+                        await conn.execute(outbox.insert().values(
+                            ticket_id=ticket_id, event=event, dedup_key=f"{key}:{ticket_id}",
+                            payload={**payload, "ticket_id": ticket_id}, created_at=now, next_attempt_at=now,
+                            attempts=0))
                     out: list[Message] = []
                     for i, (author, body) in enumerate(first):
                         client_id = new.client_id if i == 0 else f"{new.client_id}:{i}"
@@ -282,22 +298,32 @@ class ThreadStore:
         return Message(ticket_id, seq, msg_id, author, body, now, client_id, queued_until)
 
     async def post(self, principal: Principal, ticket_id: int, body: str, client_id: str, now: datetime,
-                   queued_until: datetime | None = None) -> Posted:
-        """Store a message; `Posted.new` is False for a retried send (same client_id)."""
+                   hold: Callable[[str], datetime | None] | None = None) -> Posted:
+        """Store a message; `Posted.new` is False for a retried send (same client_id).
+
+        `hold(severity)` says until when a customer's message waits for working hours."""
         author = Author.of(principal)
+        values: dict[str, Any] = {"last_seq": tickets.c.last_seq + 1, "last_message_at": now, "updated_at": now}
+        if principal.is_agent:
+            values["first_response_at"] = func.coalesce(tickets.c.first_response_at, now)
         async with self.engine.begin() as conn:
             # Locks the ticket row until commit: this is what makes seq gapless.
             row = (await conn.execute(
-                update(tickets).where(tickets.c.id == ticket_id)
-                .values(last_seq=tickets.c.last_seq + 1, last_message_at=now, updated_at=now)
-                .returning(tickets.c.last_seq, tickets.c.shop_id, tickets.c.status)
+                update(tickets).where(tickets.c.id == ticket_id).values(**values)
+                .returning(tickets.c.last_seq, tickets.c.shop_id, tickets.c.status, tickets.c.severity,
+                           tickets.c.queued_until)
             )).first()
             if row is None:
                 raise NotFound(f"ticket {ticket_id} does not exist")
-            seq, shop_id, status = row
+            seq, shop_id, status, severity, ticket_held = row
             check_access(principal, shop_id)
             if status == "closed":
                 raise ClosedTicket("this ticket is closed; open a new ticket for a new problem")
+            queued_until = None
+            if not principal.is_agent and hold is not None:
+                queued_until = hold(severity)
+                if ticket_held is not None and ticket_held > now:
+                    queued_until = max(queued_until or ticket_held, ticket_held)
             ins = self._insert(messages).values(
                 ticket_id=ticket_id, seq=seq, author_kind=author.kind, author_id=author.id,
                 author_name=author.name, body=body, client_id=client_id, created_at=now,
@@ -337,16 +363,24 @@ class ThreadStore:
             row = (await conn.execute(_ticket_select().where(tickets.c.id == ticket_id))).one()
         return _ticket(row), added
 
-    async def list_for(self, principal: Principal, status: str | None = None, limit: int = 500) -> list[Ticket]:
+    async def list_for(self, principal: Principal, status: str | None = None, limit: int = 500,
+                       now: datetime | None = None) -> list[Ticket]:
+        """A customer's shop tickets (newest first) or an agent's inbox (by deadline;
+        active tickets unless a status is asked for). `status="queued"`: tickets held
+        for working hours at `now`."""
         query = _ticket_select()
+        if status == "queued":
+            query = query.where(tickets.c.queued_until.is_not(None))
+            if now is not None:
+                query = query.where(tickets.c.queued_until > now)
+        if status in (None, "queued") and principal.is_agent:
+            query = query.where(tickets.c.status.in_(("open", "waiting_on_customer")))
+        elif status not in (None, "queued"):
+            query = query.where(tickets.c.status == status)
         if principal.is_agent:
-            if status is None:
-                query = query.where(tickets.c.status.in_(("open", "waiting_on_customer")))
             query = query.order_by(tickets.c.sla_due_at.is_(None), tickets.c.sla_due_at, tickets.c.id)
         else:
             query = query.where(tickets.c.shop_id == principal.shop).order_by(tickets.c.id.desc())
-        if status is not None:
-            query = query.where(tickets.c.status == status)
         async with self.engine.connect() as conn:
             rows = (await conn.execute(query.limit(limit))).all()
         return [_ticket(r) for r in rows]

@@ -25,16 +25,19 @@ from server.keys import Keys
 
 BUILT = "_"
 
-# KEYS: readers set. ARGV: prefix, ticket, seq, author reader key.
+# KEYS: readers set. ARGV: prefix, ticket, seq, author reader key, who (all |
+# customers | agents: a message held for working hours counts for agents later).
 # Returns {"rebuild"} when the readers set must be rebuilt, else a flat list of
 # reader, count pairs for the readers whose unread grew.
 _ON_MESSAGE = """
 local readers = KEYS[1]
 if redis.call('SISMEMBER', readers, '_') == 0 then return {'rebuild'} end
-local prefix, ticket, seq, author = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local prefix, ticket, seq, author, who = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
 local out = {}
 for _, reader in ipairs(redis.call('SMEMBERS', readers)) do
-  if reader ~= '_' and reader ~= author then
+  local side = string.sub(reader, 1, 2)
+  local wanted = who == 'all' or (who == 'customers' and side == 'c:') or (who == 'agents' and side == 'a:')
+  if reader ~= '_' and reader ~= author and wanted then
     local book = prefix .. 'unread:' .. reader
     if redis.call('HEXISTS', book, '_') == 1 then
       local cursor = tonumber(redis.call('HGET', book, 'c:' .. ticket) or '0')
@@ -109,11 +112,11 @@ class UnreadBook:
         self._on_message = redis.register_script(_ON_MESSAGE)
         self._sync = redis.register_script(_SYNC)
 
-    async def on_message(self, ticket_id: int, seq: int, author: str) -> dict[str, int] | None:
+    async def on_message(self, ticket_id: int, seq: int, author: str, who: str = "all") -> dict[str, int] | None:
         """Count a new message for every other reader. None: the ticket's reader set
         is gone and must be rebuilt (then call again)."""
         result = await self._on_message(keys=[self.keys.readers(ticket_id)],
-                                        args=[self.keys.prefix, ticket_id, seq, author])
+                                        args=[self.keys.prefix, ticket_id, seq, author, who])
         if result and _text(result[0]) == "rebuild":
             return None
         return {_text(result[i]): int(result[i + 1]) for i in range(0, len(result), 2)}

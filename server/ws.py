@@ -45,7 +45,7 @@ from server.errors import (
     error_frame,
 )
 from server.node import INBOX, SHOP, Node, Outgoing
-from server.threads import Message, NewTicket, Ticket, check_access
+from server.threads import Message, Ticket, check_access
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +98,10 @@ class Session:
             frames.Presence: self.on_presence,
             frames.Ping: self.on_ping,
         }
+
+    @property
+    def _is_agent(self) -> bool:
+        return self.principal is not None and self.principal.is_agent
 
     @property
     def counts_as_presence(self) -> bool:
@@ -222,8 +226,9 @@ class Session:
                     except PomocError:
                         denied.append(ticket_id)
                         continue
-                    if principal.is_agent:
-                        await self._listen(node.keys.shop_channel(found.shop_id))
+                if principal.is_agent:
+                    # Resuming a ticket follows it again (listed in the inbox or not).
+                    await self._listen(node.keys.shop_channel(found.shop_id))
                 last = (await node.store.last_seqs([ticket_id])).get(ticket_id, 0)
                 resume[ticket_id] = min(seq, last)
                 self.follows[ticket_id] = Follow(found.shop_id, resume[ticket_id])
@@ -246,9 +251,12 @@ class Session:
             "service": node.service_status(),
             "resume_incomplete": sorted(incomplete),
             "conn_id": self.conn_id,
+            "now": node.now().isoformat(),
         }, ref)
         for ticket_id in sorted(replay):
             for message in replay[ticket_id]:
+                if principal.is_agent and node.is_held(message):
+                    continue  # reaches agents when the queue is released
                 await self.enqueue_paced(self.codec.encode(message.frame()))
         for ticket_id in denied:
             self.send(error_frame(Forbidden(f"resume: ticket {ticket_id} is not yours or does not exist")), ref)
@@ -287,10 +295,8 @@ class Session:
         if principal.is_agent:
             raise Forbidden("only customers open tickets")
         node = self.node
-        now = node.now()
-        new = NewTicket(title=req.title, body=req.body, severity=req.severity, context=req.context,
-                        client_id=req.client_id)
-        opened = await node.store.open(principal, new, node.first_messages(principal, new, now), now)
+        new, first = await node.new_ticket(principal, req.title, req.body, req.severity, req.context, req.client_id)
+        opened = await node.store.open(principal, new, first, node.now())
         ticket = opened.ticket
         if ticket.id not in self.follows:
             self.follows[ticket.id] = Follow(ticket.shop_id, 0)
@@ -303,18 +309,22 @@ class Session:
         if opened.created:
             await node.publish_ticket(ticket, origin=self.conn_id)
             await node.live.opened(principal, ticket.id, follow.cursor)
+            who = "customers" if ticket.queued_until is not None else "all"
             for message in opened.messages:
                 await node.publish_message(ticket.shop_id, message, origin=self.conn_id)
-                await node.after_message(message, principal.key if message.author.kind == "customer" else "system")
+                await node.live.after_message(message, message.author.key(ticket.shop_id), who)
             log.info("ticket.opened", extra={"conn_id": self.conn_id, "ticket_id": ticket.id,
                                              "severity": ticket.severity})
 
     async def on_send(self, req: frames.Send, ref: object) -> None:
         principal = self._me()
         node = self.node
-        posted = await node.store.post(principal, req.ticket, req.body, req.client_id, node.now())
+        now = node.now()
+        posted = await node.store.post(principal, req.ticket, req.body, req.client_id, now,
+                                       hold=lambda severity: node.policy.hold(severity, now))
         message = posted.message
-        self.send({"type": "ack", "ticket": message.ticket, "seq": message.seq, "client_id": message.client_id},
+        self.send({"type": "ack", "ticket": message.ticket, "seq": message.seq, "client_id": message.client_id,
+                   "created_at": message.created_at.isoformat(), "queued_until": message.frame()["queued_until"]},
                   ref)
         if not posted.new:
             return
@@ -324,7 +334,7 @@ class Session:
         if follow is not None:
             self._own(message.ticket, follow, message.seq)
         await node.publish_message(posted.shop_id, message, origin=self.conn_id)
-        await node.after_message(message, principal.key)
+        await node.live.after_message(message, principal.key, "customers" if node.is_held(message) else "all")
 
     async def on_read(self, req: frames.Read, ref: object) -> None:
         principal = self._me()
@@ -357,7 +367,8 @@ class Session:
 
     async def on_list_tickets(self, req: frames.ListTickets, ref: object) -> None:
         principal = self._me()
-        tickets = await self.node.store.list_for(principal, req.status, limit=self.settings.welcome_tickets_max)
+        tickets = await self.node.store.list_for(principal, req.status, limit=self.settings.welcome_tickets_max,
+                                                 now=self.node.now())
         self.unread.update(await self.node.store.unread(principal, [t.id for t in tickets]))
         self.send({"type": "tickets", "tickets": await self._views(tickets)}, ref)
 
@@ -397,7 +408,7 @@ class Session:
         await self.node.set_presence(principal, self.conn_id, req.status)
 
     async def on_ping(self, req: frames.Ping, ref: object) -> None:
-        self.send({"type": "pong"}, ref)
+        self.send({"type": "pong", "now": self.node.now().isoformat()}, ref)
 
     # -------------------------------------------------------------- delivery
     def deliver(self, source: str, out: Outgoing) -> None:
@@ -428,7 +439,13 @@ class Session:
             ticket_id = ticket["id"]
             if principal.is_agent:
                 if source == INBOX or (not self.feed and source == SHOP and ticket_id in self.follows):
-                    self.enqueue(out.encoded(self.codec))
+                    # Unread is per reader: this agent's count, or every message of a
+                    # ticket the agent never read.
+                    unread = self.unread.get(ticket_id, ticket.get("last_seq", 0))
+                    if unread == ticket.get("unread"):
+                        self.enqueue(out.encoded(self.codec))
+                    else:
+                        self.send({"type": "ticket", "ticket": {**ticket, "unread": unread}})
                 return
             if source != SHOP:
                 return
@@ -444,6 +461,10 @@ class Session:
             for key, value in out.frame["tickets"].items():
                 self.unread[int(key)] = value
             self.enqueue(out.encoded(self.codec))
+        elif kind == "release":
+            # A message held for working hours reaches the agents following its ticket.
+            if principal.is_agent and out.frame["ticket"] in self.follows:
+                self.enqueue(out.encoded(self.codec))
         elif kind == "presence":
             if principal.is_agent or "agents_online" in out.frame:
                 self.enqueue(out.encoded(self.codec))
@@ -464,7 +485,7 @@ class Session:
             follow.cursor = seq
             if seq in follow.own:
                 follow.own.discard(seq)
-            elif out.origin != self.conn_id:
+            elif out.origin != self.conn_id and not (out.extra.get("held") and self._is_agent):
                 self.enqueue(out.encoded(self.codec))
             return
         follow.filling = True
@@ -505,7 +526,7 @@ class Session:
             follow.cursor = message.seq
             if message.seq in follow.own:
                 follow.own.discard(message.seq)
-            else:
+            elif not (self._is_agent and self.node.is_held(message)):
                 self.enqueue(self.codec.encode(message.frame()))
         pending = sorted(follow.pending, key=lambda o: o.frame["seq"])
         follow.pending = []

@@ -98,6 +98,7 @@ def server_env(db_kind: str, redis_url: str, tmp_path_factory: pytest.TempPathFa
         "POMOC_ALLOWED_ORIGINS": "https://shop.example,https://admin.example",
         "POMOC_LOG_LEVEL": "INFO",
         "POMOC_HELLO_TIMEOUT": "1.5",
+        "POMOC_CLOCK": services.WORKING_CLOCK,
         "POMOC_TMP": str(tmp),
     }
     migrate(env)
@@ -116,8 +117,9 @@ def server(server_env: dict[str, str]) -> Iterator[ServerProcess]:
 class Tokens:
     """Tokens signed with the test servers' secret; each test gets fresh ids."""
 
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC)
+    def __init__(self, now: datetime | None = None) -> None:
+        # Minted against the servers' clock (POMOC_CLOCK), which is what they check.
+        self.now = now or datetime.fromisoformat(services.WORKING_CLOCK).astimezone(UTC)
 
     def customer(self, shop: str, sub: str = "owner", **claims: object) -> str:
         return mint(services.SECRET, role="customer", sub=sub, now=self.now, shop=shop,

@@ -21,6 +21,9 @@ RUN_ID = uuid.uuid4().hex[:10]
 REDIS_PREFIX = f"pomoc-test-{RUN_ID}:"
 PG_SCHEMA = f"pomoc_test_{RUN_ID}"
 SECRET = "test-secret-" + "x" * 40
+# The clock of the general-purpose test servers: a Wednesday morning, inside working
+# hours whatever day the suite runs (tests of the time rules set their own).
+WORKING_CLOCK = "2026-11-18T10:00:00+01:00"
 
 
 def reachable(url: str) -> bool:

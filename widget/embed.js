@@ -81,6 +81,7 @@
       answerBy: "Odpowiemy do {time}.",
       answerSoon: "Odpowiemy w godzinach pracy wsparcia (pon.–pt. 9:00–17:00).",
       queued: "Poza godzinami pracy: zgłoszenie czeka w kolejce, zajmiemy się nim od {time}.",
+      queuedShort: "w kolejce",
       older: "Pokaż wcześniejsze wiadomości",
       loading: "Wczytywanie…",
       typing: "{name} pisze…",
@@ -155,6 +156,7 @@
       answerBy: "We will answer by {time}.",
       answerSoon: "We will answer during support hours (Mon–Fri 9:00–17:00).",
       queued: "Outside working hours: your ticket is queued and will be handled from {time}.",
+      queuedShort: "queued",
       older: "Show earlier messages",
       loading: "Loading…",
       typing: "{name} is typing…",
@@ -395,8 +397,8 @@
     ".body{flex:1;overflow:auto;min-height:0;}",
     ".pad{padding:12px;}",
     ".row{display:flex;align-items:center;justify-content:space-between;gap:8px;margin-bottom:10px;}",
-    ".row h3{margin:0;font-size:14px;}",
-    ".primary{border:0;border-radius:6px;background:#1565c0;color:#fff;padding:8px 14px;font-weight:600;}",
+    ".row h3{margin:0;font-size:12.5px;font-weight:400;color:#5b6b7c;}",
+    ".primary{border:0;border-radius:6px;background:#1565c0;color:#fff;padding:8px 14px;font-weight:600;white-space:nowrap;}",
     ".primary:hover{background:#0d47a1;}",
     ".primary[disabled]{background:#90a4ae;cursor:default;}",
     ".secondary{border:1px solid #c9d3df;border-radius:6px;background:#fff;padding:7px 12px;}",
@@ -580,6 +582,9 @@
     var self = this;
     (f.messages || []).forEach(function (m) { self.insert(Object.assign({ ticket: f.ticket }, m), false); });
     if (typeof f.ref === "string" && f.ref.indexOf("hist:") === 0) this.more.set(f.ticket, !!f.more);
+    var last = (f.messages || []).slice(-1)[0];
+    // The newest page ends the thread: seen moves there even if older pages are not loaded.
+    if (/:tail$/.test(f.ref) && last && last.seq > (this.seen.get(f.ticket) || 0)) this.seen.set(f.ticket, last.seq);
     this.loadingOlder = false;
     this.maybeRead();
   };
@@ -589,7 +594,8 @@
     if (!p) return;
     this.pending.delete(f.client_id);
     this.insert({
-      ticket: f.ticket, seq: f.seq, client_id: f.client_id, body: p.body, created_at: new Date().toISOString(),
+      ticket: f.ticket, seq: f.seq, client_id: f.client_id, body: p.body,
+      created_at: new Date().toISOString(),
       author: { kind: this.me.role, id: this.me.id, name: this.me.name }
     }, false);
     this.save();
@@ -664,7 +670,7 @@
     if (m.seq > s) {
       while (map.has(s + 1)) s += 1;
       this.seen.set(id, s);
-      if (m.seq > s + 1 && !this.filling) {
+      if (live && m.seq > s + 1 && !this.filling) {
         // A hole below a live message: fetch it (the server normally prevents this).
         this.filling = true;
         this.conn.send({ type: "history", ticket: id, after_seq: s, limit: 200, ref: "gap:" + id });
@@ -679,7 +685,8 @@
     if (!this.isMine(m)) {
       this.typing.delete(id);
       if (this.viewing(id)) this.maybeRead();
-      else if (m.seq > (this.counted.get(id) || 0)) this.unread.set(id, (this.unread.get(id) || 0) + 1);
+      // At least one unread; the server's `unread` frames carry the exact numbers.
+      else if (m.seq > (this.counted.get(id) || 0)) this.unread.set(id, Math.max(this.unread.get(id) || 0, 1));
       if (m.author.kind !== "system" && !this.viewing(id)) { // the open log announces itself
         this.announce(this.t("announce", { name: this.authorName(m), body: String(m.body).slice(0, 140) }));
       }
@@ -749,6 +756,22 @@
     this.schedule();
   };
 
+  /** `typing` at most every 2 s while typing; a burst inside the window still gets one trailing frame. */
+  Widget.prototype.typingPing = function (id, input) {
+    var self = this;
+    var wait = TYPING_EVERY_MS - (Date.now() - this.typingSentAt);
+    if (!input.value || this.typingTimer) return;
+    if (wait <= 0) {
+      this.typingSentAt = Date.now();
+      this.conn.send({ type: "typing", ticket: id });
+    } else {
+      this.typingTimer = setTimeout(function () {
+        self.typingTimer = null;
+        if (self.current === id) self.typingPing(id, input);
+      }, wait + 100);
+    }
+  };
+
   Widget.prototype.expireTyping = function () {
     var now = Date.now();
     var changed = false;
@@ -796,7 +819,7 @@
 
   Widget.prototype.authorName = function (m) {
     if (this.isMine(m)) return this.t("you");
-    if (m.author.kind === "agent") return m.author.name + " (" + this.t("support") + ")";
+    if (m.author.kind === "agent") return m.author.name + " · " + this.t("support");
     return m.author.name;
   };
 
@@ -851,11 +874,14 @@
     var r = this.launcher.getBoundingClientRect();
     var vh = window.innerHeight;
     if (this.host.hasAttribute("data-floating")) {
-      panel.style.cssText = "right:20px;bottom:" + (vh - r.top + 8) + "px;height:" + Math.min(600, r.top - 16) + "px;";
+      this.panelMax = Math.min(600, r.top - 16);
+      panel.style.cssText = "right:20px;bottom:" + (vh - r.top + 8) + "px;";
     } else {
       var top = r.bottom + 8;
-      panel.style.cssText = "top:" + top + "px;right:" + Math.max(8, window.innerWidth - r.right) + "px;height:" + Math.min(620, vh - top - 12) + "px;";
+      this.panelMax = Math.min(620, vh - top - 12);
+      panel.style.cssText = "top:" + top + "px;right:" + Math.max(8, window.innerWidth - r.right) + "px;";
     }
+    panel.style.maxHeight = this.panelMax + "px";
   };
 
   Widget.prototype.showList = function () { this.view = "list"; this.current = null; this.renderView(); this.titleEl.focus(); };
@@ -896,6 +922,7 @@
     this.body.textContent = "";
     this.logEls = new Map();
     this.backBtn.hidden = this.view === "list";
+    this.panel.style.height = this.view === "chat" ? this.panelMax + "px" : ""; // the chat keeps a steady height
     if (this.view === "list") { this.titleEl.textContent = this.t("yourTickets"); this.listEl = null; this.renderList(); }
     else if (this.view === "new") this.renderForm();
     else this.renderChat();
@@ -925,7 +952,8 @@
         onclick: function () { self.showChat(tk.id); }
       },
       h("span", { class: "t" }, h("span", { text: tk.title }), n > 0 ? h("span", { class: "pill", "aria-label": t("unreadLabel", { n: n }) }, t("unreadN", { n: n })) : null),
-      h("span", { class: "m", text: "#" + tk.id + " · " + t("status_" + tk.status) + " · " + t("sev_" + tk.severity) }));
+      h("span", { class: "m", text: "#" + tk.id + " · " + t("status_" + tk.status) + " · " + t("sev_" + tk.severity) +
+        (tk.queued_until && new Date(tk.queued_until) > new Date() ? " · " + t("queuedShort") : "") }));
       self.listEl.append(h("li", null, btn));
       if (focusKey === "t" + tk.id) btn.focus();
     });
@@ -1028,11 +1056,7 @@
     input.addEventListener("input", function () {
       self.drafts[id] = input.value;
       self.save();
-      var now = Date.now();
-      if (input.value && now - self.typingSentAt >= TYPING_EVERY_MS) {
-        self.typingSentAt = now;
-        self.conn.send({ type: "typing", ticket: id });
-      }
+      self.typingPing(id, input);
     });
     input.addEventListener("keydown", function (e) {
       if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); submit(); }

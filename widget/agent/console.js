@@ -1,0 +1,584 @@
+/*
+ * Pomoc agent console: the support team's inbox and chat, over the same /ws protocol
+ * as the widget (PROTOCOL.md). The connection itself (backoff, resume, token refresh,
+ * keepalive) is `Pomoc.Connection` from /embed.js; this file keeps the inbox, the
+ * followed threads and the screen in step with the frames.
+ *
+ * Sign-in: a pasted agent token (kept in sessionStorage for this tab), `?token=` in
+ * the URL, or — when the server runs the demo — the demo agent (`?demo=1`).
+ */
+(function () {
+  "use strict";
+
+  var STATUS = { open: "otwarte", waiting_on_customer: "czeka na klienta", resolved: "rozwiązane", closed: "zamknięte" };
+  var SEVERITY = { critical: "krytyczny", major: "poważny", minor: "drobny", question: "pytanie", suggestion: "sugestia" };
+  var PLAN = { trial: "TRIAL", standard: "standard", priority: "priorytet" };
+  var DEPARTMENTS = ["techniczny", "platnosci", "integracje", "rozliczenia", "konto"];
+  var TOKEN_KEY = "pomoc-agent-token";
+  var DEMO_KEY = "pomoc-agent-demo";
+  var TYPING_EVERY_MS = 2000;
+  var TYPING_SHOWN_MS = 5000;
+
+  var $ = function (id) { return document.getElementById(id); };
+  var demoAvailable = (document.querySelector('meta[name="pomoc-demo"]') || {}).content === "1";
+
+  var state = {
+    me: null,
+    tickets: new Map(),   // id -> ticket
+    unread: new Map(),    // id -> n
+    counted: new Map(),   // id -> seq already accounted for by the server's unread
+    msgs: new Map(),      // id -> Map(seq -> message)
+    seen: new Map(),      // id -> highest contiguous seq (resume)
+    more: new Map(),      // id -> older history exists
+    pending: new Map(),   // client_id -> {ticket, body, client_id, state}
+    drafts: {},
+    typing: new Map(),    // id -> {name, until}
+    readSent: new Map(),
+    current: null,
+    tab: "open",
+    presence: "online",
+    online: false,
+    everOnline: false,
+    typingSentAt: 0
+  };
+  var conn = null;
+
+  function h(tag, attrs) {
+    var el = document.createElement(tag);
+    for (var key in attrs || {}) {
+      var v = attrs[key];
+      if (v == null || v === false) continue;
+      if (key.slice(0, 2) === "on") el.addEventListener(key.slice(2), v);
+      else if (key === "text") el.textContent = v;
+      else el.setAttribute(key, v === true ? "" : v);
+    }
+    for (var i = 2; i < arguments.length; i++) {
+      var c = arguments[i];
+      if (c != null && c !== false) el.append(c);
+    }
+    return el;
+  }
+
+  function uuid() {
+    if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
+    return Date.now().toString(36) + "-" + Math.random().toString(36).slice(2) + Math.random().toString(36).slice(2);
+  }
+
+  function fmt(iso, withDate) {
+    if (!iso) return "—";
+    var d = new Date(iso);
+    if (isNaN(d)) return iso;
+    return new Intl.DateTimeFormat("pl-PL", withDate ? { dateStyle: "medium", timeStyle: "short" } : { hour: "2-digit", minute: "2-digit" }).format(d);
+  }
+
+  function ago(ms) {
+    var m = Math.round(Math.abs(ms) / 60000);
+    if (m < 60) return m + " min";
+    var hrs = Math.round(m / 60);
+    return hrs < 48 ? hrs + " h" : Math.round(hrs / 24) + " dni";
+  }
+
+  // ------------------------------------------------------------------ sign-in
+  function showSignin(error) {
+    $("app").hidden = true;
+    $("signin").hidden = false;
+    $("signin-error").textContent = error || "";
+    $("demo-signin").hidden = !demoAvailable;
+    $("token-input").focus();
+  }
+
+  async function demoToken() {
+    var res = await fetch("/demo/token?role=agent", { cache: "no-store" });
+    if (!res.ok) throw new Error("demo token: " + res.status);
+    return (await res.json()).token;
+  }
+
+  function signIn(token, demo) {
+    try {
+      sessionStorage.setItem(DEMO_KEY, demo ? "1" : "");
+      if (token) sessionStorage.setItem(TOKEN_KEY, token); else sessionStorage.removeItem(TOKEN_KEY);
+    } catch (e) { /* private mode: the token lives only in memory */ }
+    $("signin").hidden = true;
+    $("app").hidden = false;
+    var provider = demo ? demoToken : function () { return Promise.resolve(token); };
+    conn = new Pomoc.Connection({
+      url: location.origin.replace(/^http/, "ws") + "/ws",
+      token: provider,
+      // No hello.resume here: the console re-follows its open threads after welcome and
+      // fetches what it missed with history(after_seq), see catchUp().
+      hello: function () { return { feed: true }; },
+      onFrame: onFrame,
+      onState: function (s) { state.online = s === "online"; renderConn(); },
+      onClose: function (code) {
+        if (code === 4401 && !demo) {
+          conn.stop();
+          try { sessionStorage.removeItem(TOKEN_KEY); } catch (e) { /* ignore */ }
+          showSignin("Token jest nieważny albo wygasł — wklej nowy.");
+        }
+      }
+    });
+    conn.start();
+  }
+
+  function signOut() {
+    if (conn) conn.stop();
+    try { sessionStorage.removeItem(TOKEN_KEY); sessionStorage.removeItem(DEMO_KEY); } catch (e) { /* ignore */ }
+    location.href = "/agent";
+  }
+
+  // ------------------------------------------------------------------ frames
+  var handlers = {
+    welcome: function (f) {
+      state.me = f.principal;
+      state.everOnline = true;
+      $("agent-name").textContent = f.principal.name;
+      (f.tickets || []).forEach(function (t) {
+        upsert(t, true);
+        state.counted.set(t.id, t.last_seq || 0);
+      });
+      state.unread = new Map();
+      Object.keys(f.unread || {}).forEach(function (k) { state.unread.set(Number(k), f.unread[k]); });
+      (f.resume_incomplete || []).forEach(function (id) { state.msgs.delete(id); state.more.delete(id); });
+      send({ type: "presence", status: state.presence });
+      if (state.tab !== "open") send({ type: "list_tickets", status: listStatus(), ref: "list" });
+      state.msgs.forEach(function (map, id) { catchUp(id); });
+      if (state.current != null && !state.msgs.has(state.current)) openTicket(state.current);
+      state.pending.forEach(function (p) { if (p.state === "pending") transmit(p); });
+      maybeRead();
+    },
+    ticket: function (f) {
+      // Pushed inbox frames carry no per-agent unread; replies to our requests do.
+      upsert(f.ticket, f.ref != null);
+      if (f.ref != null) maybeRead();
+    },
+    tickets: function (f) { (f.tickets || []).forEach(function (t) { upsert(t, true); }); },
+    message: function (f) { insert(f, true); },
+    history: function (f) {
+      var ref = typeof f.ref === "string" ? f.ref : "";
+      (f.messages || []).forEach(function (m) { insert(Object.assign({ ticket: f.ticket }, m), ref.indexOf("catchup:") === 0); });
+      if (ref.indexOf("hist:") === 0) state.more.set(f.ticket, !!f.more);
+      var last = (f.messages || []).slice(-1)[0];
+      // The newest page is the thread's end: seen moves there even if older pages are not loaded.
+      if (/:tail$/.test(ref) && last && last.seq > (state.seen.get(f.ticket) || 0)) state.seen.set(f.ticket, last.seq);
+      if (ref.indexOf("catchup:") === 0 && f.more) catchUp(f.ticket);
+      maybeRead();
+    },
+    ack: function (f) {
+      var p = state.pending.get(f.client_id);
+      if (!p) return;
+      state.pending.delete(f.client_id);
+      insert({ ticket: f.ticket, seq: f.seq, client_id: f.client_id, body: p.body,
+        created_at: new Date().toISOString(),
+        author: { kind: "agent", id: state.me.id, name: state.me.name } }, false);
+    },
+    unread: function (f) {
+      Object.keys(f.tickets || {}).forEach(function (k) { state.unread.set(Number(k), f.tickets[k]); });
+    },
+    typing: function (f) {
+      if (f.who && f.who.kind === "agent") return;
+      state.typing.set(f.ticket, { name: (f.who && f.who.name) || "Klient", until: Date.now() + TYPING_SHOWN_MS });
+    },
+    presence: function () { /* other agents' presence: not shown yet */ },
+    error: function (f) {
+      var ref = typeof f.ref === "string" ? f.ref : "";
+      if (ref.indexOf("send:") === 0) {
+        var p = state.pending.get(ref.slice(5));
+        if (p && (f.code === "unavailable" || f.code === "rate_limited")) {
+          setTimeout(function () { if (state.pending.get(p.client_id) === p) transmit(p); }, 1000 * (f.retry_after || 2));
+          return;
+        }
+        if (p) p.state = "failed";
+      }
+      $("chat-error").textContent = "Błąd: " + f.message;
+    }
+  };
+
+  function onFrame(f) {
+    var fn = handlers[f.type];
+    if (fn) fn(f);
+    schedule();
+  }
+
+  function send(frame) { return conn && conn.send(frame); }
+
+  function upsert(t, authoritative) {
+    var old = state.tickets.get(t.id);
+    var merged = Object.assign({}, old || {}, t);
+    state.tickets.set(t.id, merged);
+    if (authoritative && typeof t.unread === "number") state.unread.set(t.id, t.unread);
+    else if (!old) state.unread.set(t.id, t.last_seq || 0); // new to this agent: nothing of it read yet
+    else if (old && t.last_seq > (old.last_seq || 0) && t.id !== state.current && !state.msgs.has(t.id)) {
+      // A pushed update of a ticket we do not follow: its new messages are unread.
+      state.unread.set(t.id, (state.unread.get(t.id) || 0) + (t.last_seq - old.last_seq));
+    }
+  }
+
+  function insert(m, live) {
+    var id = m.ticket;
+    var map = state.msgs.get(id);
+    if (!map) { map = new Map(); state.msgs.set(id, map); }
+    if (map.has(m.seq)) return;
+    map.set(m.seq, m);
+    var mine = m.author && m.author.kind === "agent" && state.me && m.author.id === state.me.id;
+    if (mine && state.pending.has(m.client_id)) state.pending.delete(m.client_id);
+    var s = state.seen.get(id) || 0;
+    while (map.has(s + 1)) s += 1;
+    if (!state.seen.has(id) || s > state.seen.get(id)) state.seen.set(id, s);
+    var t = state.tickets.get(id);
+    if (t && m.seq > (t.last_seq || 0)) t.last_seq = m.seq;
+    if (!live || mine) return;
+    if (m.author.kind === "customer") state.typing.delete(id);
+    if (viewing(id)) maybeRead();
+    else if (m.seq > (state.counted.get(id) || 0)) state.unread.set(id, Math.max(state.unread.get(id) || 0, 1));
+  }
+
+  function viewing(id) { return state.current === id && document.visibilityState !== "hidden"; }
+
+  function maybeRead() {
+    var id = state.current;
+    if (id == null || !viewing(id) || !conn || !conn.ready) return;
+    var map = state.msgs.get(id);
+    if (!map || !map.size) return;
+    var top = Math.max.apply(null, Array.from(map.keys()));
+    if (top <= (state.readSent.get(id) || 0) && !(state.unread.get(id) > 0)) return;
+    state.readSent.set(id, top);
+    state.unread.set(id, 0);
+    send({ type: "read", ticket: id, seq: top });
+  }
+
+  /** After a reconnect: follow the thread again, then fetch everything after the last seq seen.
+   * Following first means nothing posted in between can fall through the gap. */
+  function catchUp(id) {
+    send({ type: "follow", ticket: id, ref: "follow:" + id });
+    send({ type: "history", ticket: id, after_seq: state.seen.get(id) || 0, limit: 200, ref: "catchup:" + id });
+  }
+
+  function loadHistory(id, before) {
+    var frame = { type: "history", ticket: id, limit: 50, ref: "hist:" + id + (before ? ":old" : ":tail") };
+    if (before) frame.before_seq = before;
+    send(frame);
+  }
+
+  function transmit(p) {
+    p.state = "pending";
+    send({ type: "send", ticket: p.ticket, body: p.body, client_id: p.client_id, ref: "send:" + p.client_id });
+  }
+
+  /** `typing` at most every 2 s while typing; a burst inside the window still gets one trailing frame. */
+  var typingTimer = null;
+  function typingPing(id) {
+    var wait = TYPING_EVERY_MS - (Date.now() - state.typingSentAt);
+    if (!$("reply").value || typingTimer) return;
+    if (wait <= 0) {
+      state.typingSentAt = Date.now();
+      send({ type: "typing", ticket: id });
+    } else {
+      typingTimer = setTimeout(function () { typingTimer = null; if (state.current === id) typingPing(id); }, wait + 100);
+    }
+  }
+
+  function listStatus() { return $("filter-status").value || state.tab; }
+
+  // ------------------------------------------------------------------ actions
+  function openTicket(id) {
+    state.current = id;
+    state.typingSentAt = 0;
+    $("chat-error").textContent = "";
+    $("reply").value = state.drafts[id] || "";
+    // Follow first, then read the history: nothing posted in between is lost.
+    send({ type: "follow", ticket: id, ref: "follow:" + id });
+    if (!state.seen.has(id)) state.seen.set(id, 0);
+    if (!state.more.has(id)) loadHistory(id);
+    renderedLog = null;
+    schedule();
+    maybeRead();
+    $("reply").focus();
+  }
+
+  function update(field, value) {
+    if (state.current == null) return;
+    var frame = { type: "update_ticket", ticket: state.current, ref: "upd:" + state.current };
+    frame[field] = value === "" ? null : value;
+    send(frame);
+  }
+
+  function reply() {
+    var id = state.current;
+    var body = $("reply").value;
+    if (id == null || !body.trim()) return;
+    var p = { ticket: id, body: body, client_id: uuid(), state: "pending" };
+    state.pending.set(p.client_id, p);
+    $("reply").value = "";
+    delete state.drafts[id];
+    transmit(p);
+    schedule();
+  }
+
+  // ------------------------------------------------------------------ rendering
+  var scheduled = false;
+  var renderedLog = null;
+  var logEls = new Map();
+
+  function schedule() {
+    if (scheduled) return;
+    scheduled = true;
+    Promise.resolve().then(function () { scheduled = false; render(); });
+  }
+
+  function render() {
+    renderConn();
+    renderInbox();
+    renderChat();
+    renderSide();
+  }
+
+  function renderConn() {
+    var el = $("conn");
+    el.textContent = state.online ? "Połączono" : state.everOnline ? "Brak połączenia — łączę ponownie…" : "Łączenie…";
+    el.className = "conn " + (state.online ? "on" : "off");
+  }
+
+  function inTab(t) {
+    var status = $("filter-status").value;
+    return status ? t.status === status : inTabPlain(t, state.tab);
+  }
+
+  function renderInbox() {
+    var dept = $("filter-department").value;
+    var onlyUnread = $("filter-unread").checked;
+    var all = Array.from(state.tickets.values());
+    // Departments seen so far plus the usual ones, for the filter and the datalist.
+    var known = new Set(DEPARTMENTS);
+    all.forEach(function (t) { if (t.department) known.add(t.department); });
+    var select = $("filter-department");
+    if (select.options.length - 1 !== known.size) {
+      var keep = select.value;
+      select.length = 1;
+      $("departments").textContent = "";
+      known.forEach(function (d) { select.append(h("option", { value: d, text: d })); $("departments").append(h("option", { value: d })); });
+      select.value = keep;
+    }
+    var counts = {};
+    ["open", "waiting_on_customer", "queued", "resolved"].forEach(function (tab) {
+      counts[tab] = all.filter(function (t) { return inTabPlain(t, tab); }).length;
+    });
+    document.querySelectorAll("[data-tab]").forEach(function (b) {
+      b.setAttribute("aria-selected", String(b.dataset.tab === state.tab));
+      b.querySelector(".count").textContent = counts[b.dataset.tab] ? String(counts[b.dataset.tab]) : "";
+    });
+    var now = Date.now();
+    var list = all.filter(function (t) {
+      return inTab(t) && (!dept || t.department === dept) && (!onlyUnread || state.unread.get(t.id) > 0);
+    }).sort(function (a, b) {
+      var da = a.sla_due_at ? Date.parse(a.sla_due_at) : Infinity;
+      var db = b.sla_due_at ? Date.parse(b.sla_due_at) : Infinity;
+      if (da !== db) return da - db;
+      if ((a.severity === "critical") !== (b.severity === "critical")) return a.severity === "critical" ? -1 : 1;
+      return a.id - b.id;
+    });
+    var ul = $("tickets");
+    var focusedId = document.activeElement && document.activeElement.dataset && document.activeElement.dataset.ticket;
+    ul.textContent = "";
+    if (!list.length) ul.append(h("li", { class: "empty", text: state.everOnline ? "Brak zgłoszeń w tym widoku." : "Wczytywanie…" }));
+    list.forEach(function (t) {
+      var n = state.unread.get(t.id) || 0;
+      var overdue = t.sla_due_at && Date.parse(t.sla_due_at) < now && (t.status === "open" || t.status === "waiting_on_customer");
+      var cls = "ticket" + (n > 0 ? " unread" : "") + (overdue ? " overdue" : "") + (t.severity === "critical" ? " critical" : "") +
+        (t.id === state.current ? " current" : "");
+      var due = t.sla_due_at ? (overdue ? "po terminie " + ago(now - Date.parse(t.sla_due_at)) : "termin " + fmt(t.sla_due_at, true)) : "bez terminu";
+      var btn = h("button", { type: "button", class: cls, "data-ticket": t.id, "aria-current": t.id === state.current ? "true" : null,
+        onclick: function () { openTicket(t.id); } },
+      h("span", { class: "line1" },
+        h("span", { class: "title", text: t.title }),
+        n > 0 ? h("span", { class: "pill", text: String(n), "aria-label": "nieprzeczytane: " + n }) : null),
+      h("span", { class: "line2" },
+        h("span", { class: "sev sev-" + t.severity, text: SEVERITY[t.severity] || t.severity }),
+        t.plan === "trial" ? h("span", { class: "trial", text: "TRIAL" }) : null,
+        h("span", { text: "#" + t.id + " · " + (t.shop_name || t.shop || "") })),
+      h("span", { class: "line3" + (overdue ? " late" : ""), text: due + (t.department ? " · " + t.department : "") +
+        (t.assignee ? " · " + t.assignee : "") }));
+      ul.append(h("li", null, btn));
+      if (focusedId === String(t.id)) btn.focus();
+    });
+  }
+
+  function inTabPlain(t, tab) {
+    var queued = !!t.queued_until && new Date(t.queued_until) > new Date();
+    if (tab === "queued") return queued && t.status !== "closed";
+    if (tab === "open") return t.status === "open" && !queued;
+    return t.status === tab;
+  }
+
+  function renderChat() {
+    var id = state.current;
+    $("chat-empty").hidden = id != null;
+    $("chat-body").hidden = id == null;
+    if (id == null) return;
+    var t = state.tickets.get(id) || { id: id, title: "#" + id, status: "open" };
+    $("chat-title").textContent = t.title;
+    $("chat-sub").textContent = "#" + id + " · " + (STATUS[t.status] || t.status) + " · " + (SEVERITY[t.severity] || "") +
+      (t.sla_due_at ? " · termin " + fmt(t.sla_due_at, true) : "") + (t.queued_until ? " · w kolejce do " + fmt(t.queued_until, true) : "");
+    var closed = t.status === "closed";
+    $("composer").hidden = closed;
+    $("closed-note").hidden = !closed;
+    var typing = state.typing.get(id);
+    $("typing").textContent = typing && typing.until > Date.now() ? typing.name + " pisze…" : "";
+    $("older").hidden = state.more.get(id) !== true;
+
+    var log = $("log");
+    if (renderedLog !== id) {
+      logEls.forEach(function (el) { el.remove(); });
+      logEls = new Map();
+      renderedLog = id;
+    }
+    var nearBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 80;
+    var firstBefore = log.children[1];
+    var oldHeight = log.scrollHeight;
+    var entries = Array.from((state.msgs.get(id) || new Map()).values()).sort(function (a, b) { return a.seq - b.seq; });
+    state.pending.forEach(function (p) { if (p.ticket === id) entries.push(p); });
+    var keep = new Set();
+    var cursor = $("older");
+    entries.forEach(function (m) {
+      var mine = m.seq == null || (m.author.kind === "agent" && m.author.id === state.me.id);
+      var key = mine ? "c" + m.client_id : "s" + m.seq;
+      keep.add(key);
+      var el = logEls.get(key);
+      if (!el || (m.seq != null && !el.hasAttribute("data-seq")) || (m.seq == null && !el.classList.contains(m.state))) {
+        var fresh = renderMessage(m, mine);
+        if (el) el.replaceWith(fresh);
+        el = fresh;
+        logEls.set(key, el);
+      }
+      if (cursor.nextSibling !== el) cursor.after(el);
+      cursor = el;
+    });
+    logEls.forEach(function (el, key) { if (!keep.has(key)) { el.remove(); logEls.delete(key); } });
+    if (log.children[1] !== firstBefore && firstBefore) log.scrollTop += log.scrollHeight - oldHeight;
+    else if (nearBottom || !firstBefore) log.scrollTop = log.scrollHeight;
+  }
+
+  function renderMessage(m, mine) {
+    var kind = mine ? "mine" : m.author.kind;
+    var attrs = { class: "msg " + kind + (m.seq == null ? " " + m.state : ""), "data-client-id": m.client_id };
+    if (m.seq != null) attrs["data-seq"] = m.seq;
+    if (kind === "system") return h("div", attrs, h("div", { class: "text", text: m.body }));
+    var who = mine ? "Ty" : m.author.name + (m.author.kind === "customer" ? " (klient)" : "");
+    var meta = h("div", { class: "meta", text: who + (m.created_at ? " · " + fmt(m.created_at) : "") +
+      (m.seq == null ? (m.state === "failed" ? " · nie wysłano" : " · wysyłanie…") : "") });
+    if (m.state === "failed" && m.seq == null) {
+      meta.append(h("button", { type: "button", class: "retry", onclick: function () { transmit(m); schedule(); } }, "Ponów"));
+    }
+    return h("div", attrs, meta, h("div", { class: "text", text: m.body }));
+  }
+
+  function renderSide() {
+    var id = state.current;
+    $("side").hidden = id == null;
+    if (id == null) return;
+    var t = state.tickets.get(id) || {};
+    var c = t.context || {};
+    var online = t.customer_online === true ? "tak, teraz" : t.customer_online === false ? "nie" : "nieznany";
+    var rows = [
+      ["Sklep", (t.shop_name || "—") + (t.shop ? " (" + t.shop + ")" : "")],
+      ["Plan", t.plan ? h("span", { class: "plan plan-" + t.plan, text: PLAN[t.plan] || t.plan }) : "—"],
+      ["Klient połączony", h("span", { class: "online-" + (t.customer_online == null ? "unknown" : t.customer_online), text: online })],
+      ["Zgłaszający", t.created_by || "—"],
+      ["Przeglądarka", ((c.browser || "") + " " + (c.browser_version || "")).trim() || "—"],
+      ["Strona", c.page_url ? h("a", { href: c.page_url, target: "_blank", rel: "noopener noreferrer", text: c.page_url }) : "—"],
+      ["Kiedy wystąpiło", c.occurred_at ? fmt(c.occurred_at, true) : "—"],
+      ["Co już próbowano", c.steps_tried || "—"],
+      ["Oczekiwania", c.expectations || "—"],
+      ["Zamówienie", c.order_url ? h("a", { href: c.order_url, target: "_blank", rel: "noopener noreferrer", text: c.order_url }) : "—"],
+      ["Utworzone", fmt(t.created_at, true)],
+      ["Termin odpowiedzi", fmt(t.sla_due_at, true)]
+    ];
+    var dl = $("customer");
+    dl.textContent = "";
+    rows.forEach(function (r) { dl.append(h("dt", { text: r[0] }), h("dd", null, r[1])); });
+    var active = document.activeElement;
+    [["act-status", t.status], ["act-severity", t.severity], ["act-department", t.department || ""],
+      ["act-assignee", t.assignee || ""]].forEach(function (pair) {
+      var el = $(pair[0]);
+      if (el !== active) el.value = pair[1] || "";
+      el.disabled = t.status === "closed";
+    });
+    $("assign-me").disabled = t.status === "closed";
+  }
+
+  // ------------------------------------------------------------------ wiring
+  function wire() {
+    $("signin-form").addEventListener("submit", function (e) {
+      e.preventDefault();
+      var token = $("token-input").value.trim();
+      if (token) signIn(token, false);
+    });
+    $("demo-signin").addEventListener("click", function () { signIn(null, true); });
+    $("signout").addEventListener("click", signOut);
+    $("presence").addEventListener("click", function () {
+      state.presence = state.presence === "online" ? "away" : "online";
+      var btn = $("presence");
+      btn.setAttribute("aria-pressed", String(state.presence === "online"));
+      btn.textContent = state.presence === "online" ? "Dostępna" : "Zaraz wracam";
+      btn.className = "presence " + state.presence;
+      send({ type: "presence", status: state.presence });
+    });
+    document.querySelectorAll("[data-tab]").forEach(function (b) {
+      b.addEventListener("click", function () {
+        state.tab = b.dataset.tab;
+        $("filter-status").value = "";
+        send({ type: "list_tickets", status: state.tab, ref: "list" });
+        schedule();
+      });
+    });
+    $("filter-department").addEventListener("change", schedule);
+    $("filter-unread").addEventListener("change", schedule);
+    $("filter-status").addEventListener("change", function () {
+      if ($("filter-status").value) send({ type: "list_tickets", status: $("filter-status").value, ref: "list" });
+      schedule();
+    });
+    $("composer").addEventListener("submit", function (e) { e.preventDefault(); reply(); });
+    $("reply").addEventListener("keydown", function (e) {
+      if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); reply(); }
+    });
+    $("reply").addEventListener("input", function () {
+      if (state.current == null) return;
+      state.drafts[state.current] = $("reply").value;
+      typingPing(state.current);
+    });
+    $("older").addEventListener("click", function () {
+      var map = state.msgs.get(state.current);
+      loadHistory(state.current, map && map.size ? Math.min.apply(null, Array.from(map.keys())) : undefined);
+    });
+    $("act-status").addEventListener("change", function (e) { update("status", e.target.value); });
+    $("act-severity").addEventListener("change", function (e) { update("severity", e.target.value); });
+    $("act-department").addEventListener("change", function (e) { update("department", e.target.value.trim()); });
+    $("act-assignee").addEventListener("change", function (e) { update("assignee", e.target.value.trim()); });
+    $("assign-me").addEventListener("click", function () { if (state.me) { $("act-assignee").value = state.me.id; update("assignee", state.me.id); } });
+    document.addEventListener("visibilitychange", maybeRead);
+    setInterval(function () {
+      var now = Date.now();
+      state.typing.forEach(function (v, id) { if (v.until <= now) { state.typing.delete(id); schedule(); } });
+    }, 1000);
+  }
+
+  function boot() {
+    wire();
+    var params = new URLSearchParams(location.search);
+    var urlToken = params.get("token");
+    if (urlToken) {
+      // Keep the token out of the address bar, history and screenshots.
+      params.delete("token");
+      history.replaceState(null, "", location.pathname + (params.toString() ? "?" + params : ""));
+      return signIn(urlToken, false);
+    }
+    if (params.get("demo") === "1" && demoAvailable) return signIn(null, true);
+    var saved = null;
+    var demo = false;
+    try { saved = sessionStorage.getItem(TOKEN_KEY); demo = sessionStorage.getItem(DEMO_KEY) === "1"; } catch (e) { /* ignore */ }
+    if (demo && demoAvailable) return signIn(null, true);
+    if (saved) return signIn(saved, false);
+    showSignin("");
+  }
+
+  boot();
+})();
