@@ -1,0 +1,253 @@
+"""Working hours, SLA deadlines, the off-hours queue and escalations, end to end:
+servers whose clock starts at a chosen instant (POMOC_CLOCK), jobs run by
+`python -m server jobs --once --at …` processes, a real webhook receiver."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import os
+import sys
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+
+from tests import services
+from tests.conftest import Tokens, unique
+from tests.receiver import Receiver
+from tests.servers import ROOT, ServerProcess
+from tests.wsclient import Client
+
+WEDNESDAY_BEFORE_CHRISTMAS = "2026-12-23T16:30:00+01:00"
+SATURDAY_NOON = "2026-11-21T12:00:00+01:00"
+SUNDAY_NIGHT = "2026-11-22T23:00:00+01:00"
+
+
+@pytest.fixture
+def receiver():
+    hook = Receiver().start()
+    yield hook
+    hook.stop()
+
+
+@pytest.fixture
+def at_clock(server_env, tmp_path, receiver):
+    """Start a server whose clock starts at the given instant, on its own Redis prefix."""
+    started: list[ServerProcess] = []
+
+    def start(clock: str, like: ServerProcess | None = None) -> tuple[ServerProcess, Tokens]:
+        prefix = like.env["POMOC_REDIS_PREFIX"] if like else f"{services.REDIS_PREFIX}{uuid.uuid4().hex[:6]}:"
+        env = {**server_env, "POMOC_CLOCK": clock, "POMOC_WEBHOOK_URL": receiver.url,
+               "POMOC_WEBHOOK_SECRET": "hook-secret", "POMOC_JOBS_IN_WEB": "false", "POMOC_REDIS_PREFIX": prefix}
+        node = ServerProcess(env, log_path=tmp_path / f"clock-{len(started)}.log").start()
+        started.append(node)
+        return node, Tokens(datetime.fromisoformat(clock).astimezone(UTC))
+
+    yield start
+    for node in started:
+        node.stop()
+
+
+async def run_jobs(node: ServerProcess, at: str) -> dict:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "server", "jobs", "--once", "--at", at, cwd=ROOT,
+        env={**os.environ, **node.env, "PYTHONPATH": str(ROOT)},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    return json.loads(out.decode().strip().splitlines()[-1])
+
+
+def near(value: str, expected: str, seconds: float = 60) -> bool:
+    """The server's clock runs on from POMOC_CLOCK: deadlines drift by the test's runtime."""
+    delta = datetime.fromisoformat(value) - datetime.fromisoformat(expected)
+    return 0 <= delta.total_seconds() < seconds
+
+
+async def join(node: ServerProcess, clients: list, token: str, **hello: object) -> tuple[Client, dict]:
+    client = await Client.connect(node.url)
+    clients.append(client)
+    return client, await client.hello(token, **hello)
+
+
+async def open_ticket(client: Client, severity: str, title: str = "Problem") -> tuple[dict, list[dict]]:
+    reply = await client.request({"type": "open_ticket", "title": title, "body": "Opis problemu",
+                                  "severity": severity, "client_id": str(uuid.uuid4())}, "ticket")
+    assert reply["type"] == "ticket", reply
+    ticket = reply["ticket"]
+    first = [await client.expect("message", ticket=ticket["id"]) for _ in range(2)]
+    return ticket, first
+
+
+async def test_minor_ticket_before_christmas_names_the_due_time_across_the_holidays(at_clock, clients):
+    node, tokens = at_clock(WEDNESDAY_BEFORE_CHRISTMAS)
+    customer, welcome = await join(node, clients, tokens.customer(unique("shop")))
+    assert welcome["service"] == {"open": True, "next_open": None}
+    ticket, (description, ack) = await open_ticket(customer, "minor", "Faktury")
+    assert description["author"]["kind"] == "customer"
+    assert ack["author"]["kind"] == "system"
+    assert "do czwartku 31.12, 16:30" in ack["body"]
+    assert "drobne" in ack["body"] or "minor" in ack["body"]
+    assert near(ticket["sla_due_at"], "2026-12-31T15:30:00+00:00")
+    assert ticket["queued_until"] is None
+
+
+async def test_a_question_on_saturday_waits_until_monday_and_reaches_agents_once(at_clock, clients):
+    node, tokens = at_clock(SATURDAY_NOON)
+    agent, welcome = await join(node, clients, tokens.agent(unique("a")))
+    assert welcome["service"] == {"open": False, "next_open": "2026-11-23T08:00:00+00:00"}
+    customer, _ = await join(node, clients, tokens.customer(unique("shop")))
+    ticket, (_, ack) = await open_ticket(customer, "question", "Jak ustawić kupon")
+    assert ticket["queued_until"] == "2026-11-23T08:00:00+00:00"
+    assert "poniedziałek 23.11 o 9:00" in ack["body"]
+    assert ack["queued_until"] == "2026-11-23T08:00:00+00:00"
+    follow_up = await customer.request({"type": "send", "ticket": ticket["id"], "body": "I jeszcze jedno"}, "ack")
+    assert follow_up["queued_until"] == "2026-11-23T08:00:00+00:00"
+    # Nothing reaches the agent before the opening.
+    early = await run_jobs(node, "2026-11-23T08:59:59+01:00")
+    assert early["done"]["queue.release"] == 0
+    await agent.request({"type": "ping"}, "pong")
+    assert not [f for f in agent.pending("ticket") if f["ticket"]["id"] == ticket["id"]]
+    queued = await agent.request({"type": "list_tickets", "status": "queued"}, "tickets")
+    assert [t["id"] for t in queued["tickets"]] == [ticket["id"]]
+    # Two workers at the opening: released once.
+    results = await asyncio.gather(run_jobs(node, "2026-11-23T09:00:00+01:00"),
+                                   run_jobs(node, "2026-11-23T09:00:00+01:00"))
+    # The ticket and its three held messages, each released by exactly one of them.
+    assert sum(r["done"]["queue.release"] for r in results) == 4
+    seen = await agent.expect("ticket", where=lambda f: f["ticket"]["id"] == ticket["id"])
+    assert seen["ticket"]["queued_until"] is None
+    again = await run_jobs(node, "2026-11-23T09:05:00+01:00")
+    assert again["done"]["queue.release"] == 0
+    await agent.request({"type": "ping"}, "pong")
+    assert not [f for f in agent.pending("ticket") if f["ticket"]["id"] == ticket["id"]], "once"
+
+
+async def test_a_held_follow_up_reaches_a_following_agent_only_at_release(at_clock, clients):
+    node, tokens = at_clock("2026-11-20T16:58:00+01:00")  # Friday, two minutes before closing
+    customer, _ = await join(node, clients, tokens.customer(unique("shop")))
+    ticket, _ = await open_ticket(customer, "minor")
+    agent, _ = await join(node, clients, tokens.agent(unique("a")))
+    await agent.request({"type": "follow", "ticket": ticket["id"]}, "ticket")
+    live = await customer.request({"type": "send", "ticket": ticket["id"], "body": "jeszcze otwarte"}, "ack")
+    assert live["queued_until"] is None
+    await agent.expect("message", seq=live["seq"])
+    # After 17:00 the same customer's message waits (server clock runs on; jump with a new server).
+    late_node, late_tokens = at_clock("2026-11-20T17:30:00+01:00", like=node)
+    late_customer, _ = await join(late_node, clients, late_tokens.customer(ticket["shop"]))
+    held = await late_customer.request({"type": "send", "ticket": ticket["id"], "body": "po godzinach"}, "ack")
+    assert held["queued_until"] == "2026-11-23T08:00:00+00:00"
+    await agent.request({"type": "ping"}, "pong")
+    assert not [m for m in agent.pending("message") if m["seq"] == held["seq"]]
+    await run_jobs(late_node, "2026-11-23T09:00:00+01:00")
+    released = await agent.expect("message", seq=held["seq"])
+    assert released["body"] == "po godzinach" and released["queued_until"] is None
+
+
+async def test_a_critical_ticket_on_sunday_reaches_agents_at_once_and_fires_the_webhook_once(
+        at_clock, clients, receiver):
+    node, tokens = at_clock(SUNDAY_NIGHT)
+    agent, _ = await join(node, clients, tokens.agent(unique("a")))
+    customer, _ = await join(node, clients, tokens.customer(unique("shop"), shop_name="Sklep Zielony"))
+    ticket, (_, ack) = await open_ticket(customer, "critical", "Sklep nie przyjmuje zamówień")
+    assert ticket["queued_until"] is None
+    assert near(ticket["sla_due_at"], "2026-11-23T14:00:00+00:00")  # 16 h on the clock, Sunday or not
+    assert "agent" in ack["body"].lower() or "konsultant" in ack["body"].lower()
+    await agent.expect("ticket", where=lambda f: f["ticket"]["id"] == ticket["id"], timeout=5)
+    await asyncio.gather(run_jobs(node, "2026-11-22T23:00:05+01:00"), run_jobs(node, "2026-11-22T23:00:05+01:00"))
+    calls = receiver.wait_for(1)
+    critical = [c for c in calls if c.json["event"] == "ticket.critical"]
+    assert len(critical) == 1, [(c.headers["X-Pomoc-Delivery"], c.headers["X-Pomoc-Timestamp"], c.json["ticket_id"])
+                                for c in critical]
+    call = critical[0]
+    assert call.json["ticket_id"] == ticket["id"] and call.json["shop_name"] == "Sklep Zielony"
+    expected = hmac.new(b"hook-secret", call.headers["X-Pomoc-Timestamp"].encode() + b"." + call.body,
+                        hashlib.sha256).hexdigest()
+    assert call.headers["X-Pomoc-Signature"] == f"sha256={expected}"
+    await run_jobs(node, "2026-11-22T23:10:00+01:00")
+    again = [c for c in receiver.requests if c.json["event"] == "ticket.critical"]
+    assert len(again) == 1, [(c.headers["X-Pomoc-Delivery"], c.headers["X-Pomoc-Timestamp"], c.json["ticket_id"])
+                             for c in again]
+
+
+async def test_sla_warning_and_breach_fire_once_each_and_not_after_an_agent_reacts(at_clock, clients, receiver):
+    node, tokens = at_clock("2026-11-18T10:00:00+01:00")  # Wednesday
+    customer, _ = await join(node, clients, tokens.customer(unique("shop")))
+    silent, _ = await open_ticket(customer, "major", "Cisza")
+    answered, _ = await open_ticket(customer, "major", "Odpowiedziane")
+    agent, _ = await join(node, clients, tokens.agent(unique("a")))
+    await agent.request({"type": "send", "ticket": answered["id"], "body": "Już działamy"}, "ack")
+    # major: warning after 2 working hours, breach after 24 working hours (Fri 18.11 → Mon 23.11 10:00).
+    assert near(silent["sla_due_at"], "2026-11-23T09:00:00+00:00")
+    mine = {silent["id"], answered["id"]}
+
+    def events() -> list[tuple[str, int]]:
+        # The module's database is shared: other tests' tickets escalate too.
+        return [(c.json["event"], c.json["ticket_id"]) for c in receiver.requests if c.json["ticket_id"] in mine]
+
+    await run_jobs(node, "2026-11-18T11:59:59+01:00")
+    assert events() == []
+    await run_jobs(node, "2026-11-18T12:00:00+01:00")
+    await run_jobs(node, "2026-11-18T12:30:00+01:00")
+    assert events() == [("sla.warning", silent["id"])]
+    await run_jobs(node, "2026-11-23T09:59:59+01:00")
+    assert events() == [("sla.warning", silent["id"])]
+    # (+1 s: the server's clock ran on for a moment after POMOC_CLOCK before the ticket came in)
+    await asyncio.gather(run_jobs(node, "2026-11-23T10:00:01+01:00"), run_jobs(node, "2026-11-23T10:00:01+01:00"))
+    assert events() == [("sla.warning", silent["id"]), ("sla.breached", silent["id"])]
+    await run_jobs(node, "2026-11-24T10:00:00+01:00")
+    assert len(events()) == 2
+
+
+async def test_the_webhook_is_retried_with_backoff_until_it_answers(at_clock, clients, receiver):
+    node, tokens = at_clock(SUNDAY_NIGHT)
+    customer, _ = await join(node, clients, tokens.customer(unique("shop")))
+    await run_jobs(node, "2026-11-22T23:00:00+01:00")  # whatever earlier tests left pending goes first
+    receiver.requests.clear()
+    receiver.statuses.extend([500, 503])
+    ticket, _ = await open_ticket(customer, "critical")
+    await run_jobs(node, "2026-11-22T23:00:01+01:00")
+    await run_jobs(node, "2026-11-22T23:00:05+01:00")  # before the 10 s backoff: not again
+    assert len(receiver.wait_for(1)) == 1
+    await run_jobs(node, "2026-11-22T23:00:12+01:00")
+    assert len(receiver.wait_for(2)) == 2
+    await run_jobs(node, "2026-11-22T23:01:00+01:00")
+    calls = receiver.wait_for(3)
+    assert {c.headers["X-Pomoc-Delivery"] for c in calls} == {calls[0].headers["X-Pomoc-Delivery"]}
+    await run_jobs(node, "2026-11-22T23:30:00+01:00")
+    assert len(receiver.requests) == 3, "delivered once it answered 200, never again"
+    assert calls[-1].json["ticket_id"] == ticket["id"]
+
+
+async def test_changing_the_severity_moves_the_deadline(at_clock, clients):
+    node, tokens = at_clock("2026-11-18T10:00:00+01:00")
+    customer, _ = await join(node, clients, tokens.customer(unique("shop")))
+    ticket, _ = await open_ticket(customer, "question")
+    assert near(ticket["sla_due_at"], "2026-11-27T09:00:00+00:00")  # 7 working days
+    agent, _ = await join(node, clients, tokens.agent(unique("a")))
+    changed = await agent.request({"type": "update_ticket", "ticket": ticket["id"], "severity": "major"}, "ticket")
+    assert changed["ticket"]["severity"] == "major"
+    assert near(changed["ticket"]["sla_due_at"], "2026-11-23T09:00:00+00:00")
+
+
+def test_sla_and_calendar_commands(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POMOC_")}
+    env["PYTHONPATH"] = str(ROOT)
+    import subprocess
+
+    sla = subprocess.run([sys.executable, "-m", "server", "sla", "--severity", "minor", "--at",
+                          "2026-12-23T16:30:00+01:00"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert sla.returncode == 0, sla.stderr
+    assert json.loads(sla.stdout)["due_local"] == "do czwartku 31.12, 16:30"
+    cal = subprocess.run([sys.executable, "-m", "server", "calendar", "--from", "2026-12-23", "--days", "6"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True)
+    lines = cal.stdout.splitlines()
+    assert lines[0].startswith("2026-12-23") and "09:00-17:00" in lines[0]
+    assert "Wigilia" in lines[1] and "Boże Narodzenie" in lines[2]
+    assert "weekend" in lines[4] and "09:00-17:00" in lines[5]  # Sunday 27.12, Monday 28.12
+    bad = subprocess.run([sys.executable, "-m", "server", "sla", "--severity", "minor", "--at", "someday"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert bad.returncode != 0 and "--at" in bad.stderr
