@@ -165,6 +165,82 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     return 1 if any(v < 0 for v in done.values()) else 0
 
 
+def cmd_purge(args: argparse.Namespace) -> int:
+    from server.app import Background, running_node
+    from server.clock import FixedClock
+    from server.lifecycle import Lifecycle, purge
+
+    settings = _settings()
+    at = _instant(args.at, settings)
+
+    async def run() -> dict[str, Any]:
+        async with running_node(settings, FixedClock(at), background=Background()) as node:
+            lifecycle = Lifecycle(node.store.engine, settings.lifecycle(), settings.purge_batch)
+            plan = await lifecycle.plan_purge(at)
+            summary = plan.summary()
+            if not args.dry_run:
+                summary["deleted_messages"] = await purge(node, lifecycle, plan)
+            return summary
+
+    summary = asyncio.run(run())
+    print(json.dumps({"at": at.isoformat(), "dry_run": args.dry_run, **summary}, ensure_ascii=False))
+    return 0
+
+
+def cmd_export_shop(args: argparse.Namespace) -> int:
+    from server.db import create_engine
+    from server.lifecycle import Lifecycle
+
+    settings = _settings()
+
+    async def run() -> dict[str, Any]:
+        engine = create_engine(settings)
+        try:
+            return await Lifecycle(engine, settings.lifecycle()).export_shop(args.shop)
+        finally:
+            await engine.dispose()
+
+    data = asyncio.run(run())
+    if not data:
+        print(f"no shop {args.shop!r}", file=sys.stderr)
+        return 1
+    text = json.dumps(data, ensure_ascii=False, indent=2, default=str)
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as out:
+            out.write(text + "\n")
+    else:
+        print(text)
+    return 0
+
+
+def cmd_erase_shop(args: argparse.Namespace) -> int:
+    from server.app import Background, running_node
+    from server.lifecycle import Lifecycle, purge
+
+    settings = _settings()
+    if not args.yes:
+        print(f"this deletes every ticket, message and file of shop {args.shop!r} for good; "
+              "run again with --yes to confirm", file=sys.stderr)
+        return 2
+
+    async def run() -> dict[str, Any]:
+        async with running_node(settings, _clock(settings), background=Background()) as node:
+            lifecycle = Lifecycle(node.store.engine, settings.lifecycle(), settings.purge_batch)
+            plan = await lifecycle.plan_purge(node.now(), shop=args.shop)
+            deleted = await purge(node, lifecycle, plan)
+            await lifecycle.erase_shop_rows(args.shop)
+            return {"shop": args.shop, "tickets": len(plan.tickets), "messages": deleted}
+
+    print(json.dumps(asyncio.run(run()), ensure_ascii=False))
+    return 0
+
+
+def _clock(settings: Settings) -> Any:
+    from server.app import clock_for
+
+    return clock_for(settings)
+
+
 def cmd_sla(args: argparse.Namespace) -> int:
     from server.sla import format_due
 
@@ -279,6 +355,21 @@ def build_parser() -> argparse.ArgumentParser:
     sla.add_argument("--at", help="when the ticket is opened (ISO 8601; default: now)")
     sla.set_defaults(func=cmd_sla)
 
+    purge_cmd = sub.add_parser("purge", help="delete closed tickets past retention (files and Redis keys too)")
+    purge_cmd.add_argument("--dry-run", action="store_true", help="only print what would go")
+    purge_cmd.add_argument("--at", help="as of this instant (ISO 8601; default: now)")
+    purge_cmd.set_defaults(func=cmd_purge)
+
+    export = sub.add_parser("export-shop", help="write a shop's tickets and messages as JSON (privacy request)")
+    export.add_argument("shop")
+    export.add_argument("--out", help="file to write (default: standard output)")
+    export.set_defaults(func=cmd_export_shop)
+
+    erase = sub.add_parser("erase-shop", help="delete a shop's tickets, messages and files everywhere")
+    erase.add_argument("shop")
+    erase.add_argument("--yes", action="store_true", help="confirm the erasure")
+    erase.set_defaults(func=cmd_erase_shop)
+
     cal = sub.add_parser("calendar", help="print the opening hours of each day, with the reason for closed days")
     cal.add_argument("--from", dest="from_date", help="first day (YYYY-MM-DD; default: today)")
     cal.add_argument("--days", type=int, default=14, help="how many days (default 14)")
@@ -289,7 +380,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {"serve", "worker", "migrate", "token", "jobs", "sla", "calendar"}
+    commands = {"serve", "worker", "migrate", "token", "jobs", "sla", "calendar", "purge", "export-shop",
+                "erase-shop"}
     if not argv or (argv[0] not in commands and argv[0] not in ("-h", "--help")):
         argv = ["serve", *argv]  # `python -m server [--port P]` serves
     args = parser.parse_args(argv)

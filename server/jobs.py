@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import httpx
 
 from server import escalation, queue, webhook
+from server.lifecycle import Lifecycle, publish_steps, purge
 
 if TYPE_CHECKING:
     from server.node import Node
@@ -33,7 +34,12 @@ class Jobs:
             ("queue.release", self.release_queue),
             ("sla.escalate", self.escalate),
             ("webhook.deliver", self.deliver),
+            ("lifecycle.remind", self.remind),
+            ("lifecycle.resolve_silent", self.resolve_silent),
+            ("lifecycle.close_resolved", self.close_resolved),
+            ("retention.purge", self.purge),
         ]
+        self.lifecycle = Lifecycle(node.store.engine, node.settings.lifecycle(), node.settings.purge_batch)
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -88,3 +94,21 @@ class Jobs:
         result = await webhook.deliver_due(self.node.store.engine, settings.webhook_url, settings.webhook_secret,
                                            now, self.client)
         return result.sent
+
+    async def remind(self, now: datetime) -> int:
+        steps = await self.lifecycle.remind(now)
+        await publish_steps(self.node, steps)
+        return len(steps)
+
+    async def resolve_silent(self, now: datetime) -> int:
+        steps = await self.lifecycle.resolve_silent(now)
+        await publish_steps(self.node, steps)
+        return len(steps)
+
+    async def close_resolved(self, now: datetime) -> int:
+        steps = await self.lifecycle.close_resolved(now)
+        await publish_steps(self.node, steps)
+        return len(steps)
+
+    async def purge(self, now: datetime) -> int:
+        return await purge(self.node, self.lifecycle, await self.lifecycle.plan_purge(now))

@@ -82,7 +82,8 @@ class LiveState:
         for reader, count in grown.items():
             await self.node.publish_unread(reader, {message.ticket: count}, True)
 
-    async def after_read(self, principal: Principal, ticket_id: int, cursor: int) -> None:
+    async def after_read(self, principal: Principal, ticket_id: int, cursor: int, *, origin: str | None = None,
+                         ref: object = None) -> None:
         reader = principal.key
         try:
             if not await self.book.built(reader):
@@ -97,7 +98,7 @@ class LiveState:
             log.warning("unread.redis_unavailable", extra={"error": repr(exc)})
             counts = await self.node.store.unread(principal, await self._reader_tickets(principal))
             count, snapshot = counts.get(ticket_id, 0), Snapshot(counts)
-        await self.node.publish_unread(reader, {ticket_id: count}, snapshot.badge)
+        await self.node.publish_unread(reader, {ticket_id: count}, snapshot.badge, origin=origin, ref=ref)
 
     async def _reader_tickets(self, principal: Principal) -> list[int]:
         if principal.is_agent:

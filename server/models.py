@@ -102,11 +102,17 @@ tickets = Table(
     # The first agent message: "somebody reacted" for SLA warnings and breaches.
     Column("first_response_at", UtcDateTime),
     Column("sla_warning_at", UtcDateTime),
+    # Waiting on the customer since (reset by a customer message), and how many
+    # reminders that wait has produced.
+    Column("waiting_since", UtcDateTime),
+    Column("reminders_sent", Integer, nullable=False, default=0, server_default="0"),
     UniqueConstraint("shop_id", "created_by", "client_id", name="uq_tickets_client_id"),
 )
 Index("ix_tickets_shop_created", tickets.c.shop_id, tickets.c.created_at)
 Index("ix_tickets_status_due", tickets.c.status, tickets.c.sla_due_at)
 Index("ix_tickets_queued", tickets.c.queued_until)
+Index("ix_tickets_lifecycle", tickets.c.status, tickets.c.waiting_since)
+Index("ix_tickets_closed", tickets.c.closed_at)
 
 messages = Table(
     "messages",

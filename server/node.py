@@ -173,9 +173,15 @@ class Node:
         await self.bus.publish(self.keys.shop_channel(shop_id),
                                {"k": "typing", "f": frame, "o": origin, "x": {"side": who.role.value}})
 
-    async def publish_unread(self, reader: str, tickets: dict[int, int], badge: bool) -> None:
+    async def publish_unread(self, reader: str, tickets: dict[int, int], badge: bool, *,
+                             origin: str | None = None, ref: object = None) -> None:
+        """To all of the reader's connections; the one that asked (`origin`) gets its `ref`."""
         frame = {"type": "unread", "tickets": {str(k): v for k, v in tickets.items()}, "badge": badge}
-        await self.bus.publish(self.keys.reader_channel(reader), {"k": "unread", "f": frame})
+        event: dict[str, Any] = {"k": "unread", "f": frame}
+        if origin is not None and ref is not None:
+            event["o"] = origin
+            event["x"] = {"ref": ref}
+        await self.bus.publish(self.keys.reader_channel(reader), event)
 
     def inbox_touch(self, ticket_id: int) -> None:
         """A ticket changed through a message: agents' inboxes hear of it, coalesced."""
@@ -250,6 +256,9 @@ class Node:
                 changes["closed_at"] = now
             else:
                 changes["resolved_at"] = None
+            # The silent-customer chain runs only while waiting on the customer.
+            changes["waiting_since"] = now if status == "waiting_on_customer" else None
+            changes["reminders_sent"] = 0
             who = principal.name
             notes.append(f"{who}: status {STATUS_LABELS[ticket.status]} → {STATUS_LABELS[status]}.")
         for name in ("severity", "department", "assignee"):
@@ -263,8 +272,9 @@ class Node:
         return changes, notes
 
     # ---------------------------------------------------------------- unread
-    async def after_read(self, principal: Principal, ticket_id: int, cursor: int) -> None:
-        await self.live.after_read(principal, ticket_id, cursor)
+    async def after_read(self, principal: Principal, ticket_id: int, cursor: int, *, origin: str | None = None,
+                         ref: object = None) -> None:
+        await self.live.after_read(principal, ticket_id, cursor, origin=origin, ref=ref)
 
     async def after_message(self, message: Message, author: str) -> None:
         await self.live.after_message(message, author)
@@ -280,6 +290,22 @@ class Node:
         frame = {"type": "customer_presence", "shop": shop_id, "online": online}
         await self.bus.publish(self.keys.inbox_channel, {"k": "customer_presence", "f": frame})
         await self.bus.publish(self.keys.shop_channel(shop_id), {"k": "customer_presence", "f": frame})
+
+    async def forget_tickets(self, ticket_ids: list[int], readers: Iterable[str]) -> None:
+        """Every Redis key about purged tickets goes (no badge may point at them)."""
+        known = set(readers)
+        for ticket_id in ticket_ids:
+            members = await self.redis.smembers(self.keys.readers(ticket_id))
+            known.update(m.decode() if isinstance(m, bytes) else m for m in members)
+        known.discard("_")
+        gone = set(ticket_ids)
+        before = {reader: await self.live.book.snapshot(reader) for reader in known}
+        await self.live.book.forget_tickets(ticket_ids, known)
+        for reader, snapshot in before.items():
+            pointed = {t: 0 for t, n in snapshot.counts.items() if t in gone and n}
+            if pointed:
+                rest = [n for t, n in snapshot.counts.items() if t not in gone]
+                await self.publish_unread(reader, pointed, any(rest))
 
     async def session_opened(self, session: Session) -> None:
         await self.live.connected(session)

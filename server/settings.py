@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from server.policy import SupportPolicy
+from server.retention import LifecyclePolicy
 
 EMBEDDED_REDIS = "memory://"
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///pomoc.db"
@@ -75,6 +76,11 @@ class Settings:
     webhook_url: str | None = None
     webhook_secret: str = ""
     jobs_interval: timedelta = timedelta(seconds=5)
+    silent_reminders: str = ""
+    silent_resolve: str = ""
+    resolved_close: str = ""
+    retention: str = ""
+    purge_batch: int = 10_000
     run_jobs_in_web: bool = True
     demo: bool = True
     log_level: str = "INFO"
@@ -194,15 +200,26 @@ class Settings:
             webhook_url=webhook_url,
             webhook_secret=env.get("POMOC_WEBHOOK_SECRET", "") or secret,
             jobs_interval=seconds("POMOC_JOBS_INTERVAL", timedelta(seconds=5)),
+            silent_reminders=env.get("POMOC_SILENT_REMINDERS", ""),
+            silent_resolve=env.get("POMOC_SILENT_RESOLVE", ""),
+            resolved_close=env.get("POMOC_RESOLVED_CLOSE", ""),
+            retention=env.get("POMOC_RETENTION", ""),
+            purge_batch=integer("POMOC_PURGE_BATCH", 10_000, minimum=100),
             run_jobs_in_web=flag("POMOC_JOBS_IN_WEB", embedded),
             demo=flag("POMOC_DEMO", embedded),
             log_level=text("POMOC_LOG_LEVEL", "INFO").upper(),
         )
         try:
             settings.policy()
+            settings.lifecycle()
         except ValueError as exc:
             raise SettingsError(str(exc)) from None
         return settings
+
+    def lifecycle(self) -> LifecyclePolicy:
+        """When silent tickets are reminded and resolved, resolved ones closed, closed ones purged."""
+        return LifecyclePolicy.from_config(self.silent_reminders, self.silent_resolve, self.resolved_close,
+                                           self.retention)
 
     def policy(self) -> SupportPolicy:
         """The support policy these settings describe (calendar and reaction targets)."""

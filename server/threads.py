@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from server.auth import Principal
 from server.errors import ClosedTicket, Forbidden, NotFound
 from server.models import customers, messages, outbox, read_cursors, shops, tickets
+from server.retention import REOPENED_TEXT
 
 STATUSES = ("open", "waiting_on_customer", "resolved", "closed")
 
@@ -102,6 +103,9 @@ class Ticket:
     shop_name: str | None = None
     plan: str | None = None
     first_response_at: datetime | None = None
+    resolved_at: datetime | None = None
+    waiting_since: datetime | None = None
+    reminders_sent: int = 0
 
     def public(self, unread: int = 0, *, for_agent: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -126,6 +130,9 @@ class Ticket:
             out["created_by"] = self.created_by
             out["context"] = dict(self.context)
             out["first_response_at"] = iso(self.first_response_at)
+            out["resolved_at"] = iso(self.resolved_at)
+            out["waiting_since"] = iso(self.waiting_since)
+            out["reminders_sent"] = self.reminders_sent
         return out
 
 
@@ -149,6 +156,8 @@ class Posted:
     message: Message
     shop_id: str
     new: bool
+    # System messages the post caused (the ticket reopened), stored with it.
+    notes: tuple[Message, ...] = ()
 
 
 @dataclass(slots=True)
@@ -162,7 +171,8 @@ _TICKET_COLUMNS = (
     tickets.c.id, tickets.c.shop_id, tickets.c.created_by, tickets.c.title, tickets.c.status,
     tickets.c.severity, tickets.c.department, tickets.c.assignee, tickets.c.context, tickets.c.last_seq,
     tickets.c.created_at, tickets.c.updated_at, tickets.c.sla_due_at, tickets.c.queued_until,
-    tickets.c.closed_at, shops.c.name, shops.c.plan, tickets.c.first_response_at,
+    tickets.c.closed_at, shops.c.name, shops.c.plan, tickets.c.first_response_at, tickets.c.resolved_at,
+    tickets.c.waiting_since, tickets.c.reminders_sent,
 )
 _MESSAGE_COLUMNS = (
     messages.c.ticket_id, messages.c.seq, messages.c.id, messages.c.author_kind, messages.c.author_id,
@@ -176,7 +186,8 @@ def _ticket(row: Any) -> Ticket:
         id=row[0], shop_id=row[1], created_by=row[2], title=row[3], status=row[4], severity=row[5],
         department=row[6], assignee=row[7], context=row[8] or {}, last_seq=row[9], created_at=row[10],
         updated_at=row[11], sla_due_at=row[12], queued_until=row[13], closed_at=row[14],
-        shop_name=row[15], plan=row[16], first_response_at=row[17],
+        shop_name=row[15], plan=row[16], first_response_at=row[17], resolved_at=row[18], waiting_since=row[19],
+        reminders_sent=row[20],
     )
 
 
@@ -334,8 +345,16 @@ class ThreadStore:
             ).returning(messages.c.id)
             msg_id = (await conn.execute(ins)).scalar()
             if msg_id is not None:
-                return Posted(Message(ticket_id, seq, msg_id, author, body, now, client_id, queued_until),
-                              shop_id, new=True)
+                message = Message(ticket_id, seq, msg_id, author, body, now, client_id, queued_until)
+                notes: list[Message] = []
+                if author.kind == "customer" and status in ("waiting_on_customer", "resolved"):
+                    # The customer wrote back: the ticket returns to support, the
+                    # silent-customer chain stops.
+                    await conn.execute(update(tickets).where(tickets.c.id == ticket_id).values(
+                        status="open", waiting_since=None, reminders_sent=0, resolved_at=None))
+                    notes.append(await self._append(conn, ticket_id, SYSTEM, REOPENED_TEXT,
+                                                    f"system:{uuid.uuid4().hex}", now, queued_until))
+                return Posted(message, shop_id, new=True, notes=tuple(notes))
             await conn.rollback()
         # The same client_id again: the first attempt's message, unchanged.
         async with self.engine.connect() as conn:

@@ -335,12 +335,17 @@ class Session:
             self._own(message.ticket, follow, message.seq)
         await node.publish_message(posted.shop_id, message, origin=self.conn_id)
         await node.live.after_message(message, principal.key, "customers" if node.is_held(message) else "all")
+        if posted.notes:
+            await node.publish_ticket(await node.store.get(message.ticket))
+            for note in posted.notes:
+                await node.publish_message(posted.shop_id, note, origin=None)
+                await node.live.after_message(note, "system")
 
     async def on_read(self, req: frames.Read, ref: object) -> None:
         principal = self._me()
         node = self.node
         cursor = await node.store.read(principal, req.ticket, req.seq, node.now())
-        await node.after_read(principal, req.ticket, cursor)
+        await node.after_read(principal, req.ticket, cursor, origin=self.conn_id, ref=ref)
 
     async def on_typing(self, req: frames.Typing, ref: object) -> None:
         principal = self._me()
@@ -460,7 +465,10 @@ class Session:
         elif kind == "unread":
             for key, value in out.frame["tickets"].items():
                 self.unread[int(key)] = value
-            self.enqueue(out.encoded(self.codec))
+            if out.origin == self.conn_id and "ref" in out.extra:
+                self.send(out.frame, out.extra["ref"])  # the reply to this connection's `read`
+            else:
+                self.enqueue(out.encoded(self.codec))
         elif kind == "release":
             # A message held for working hours reaches the agents following its ticket.
             if principal.is_agent and out.frame["ticket"] in self.follows:
