@@ -59,6 +59,9 @@ class Keys:
     def customer_connections(self, shop_id: str) -> str:
         return f"{self.prefix}presence:shop:{shop_id}"
 
+    def connections(self, reader: str) -> str:
+        return f"{self.prefix}conns:{reader}"
+
     def typing_throttle(self, reader: str, ticket_id: int) -> str:
         return f"{self.prefix}typing:{ticket_id}:{reader}"
 

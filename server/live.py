@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from redis.exceptions import RedisError
 
 from server.auth import Principal
-from server.presence import Beat, Changes, Presence
+from server.presence import Beat, Changes, Connections, Presence
 from server.threads import Message
 from server.unread import Snapshot, UnreadBook
 
@@ -35,6 +35,7 @@ class LiveState:
         self.node = node
         self.book = UnreadBook(node.redis, node.keys)
         self.presence = Presence(node.redis, node.keys, node.settings.presence_ttl)
+        self.connections = Connections(node.redis, node.keys, node.settings.presence_ttl)
         self._agents_online = 0
 
     # ---------------------------------------------------------------- unread
@@ -142,6 +143,15 @@ class LiveState:
             pass
         return self._agents_online
 
+    async def admit(self, principal: Principal, conn_id: str) -> bool:
+        """Count the connection against its user's limit (fails open without Redis)."""
+        try:
+            return await self.connections.open(principal.key, conn_id, self.node.now(),
+                                               self.node.settings.limits.user_connections)
+        except _REDIS_DOWN as exc:
+            log.warning("connections.unavailable", extra={"error": repr(exc)})
+            return True
+
     async def connected(self, session: Session) -> None:
         principal = session.principal
         if principal is None:
@@ -162,6 +172,8 @@ class LiveState:
         if principal is None:
             return
         try:
+            if session.admitted:
+                await self.connections.close(principal.key, session.conn_id)
             if principal.is_agent:
                 if session.counts_as_presence:
                     await self._announce(await self.presence.drop_agent(principal.id, session.conn_id,
@@ -219,6 +231,8 @@ class LiveState:
             elif not principal.is_agent:
                 beats.append(Beat("customer", principal.shop or "", session.conn_id))
         await self.presence.heartbeat(beats, now)
+        await self.connections.refresh(((s.principal.key, s.conn_id) for s in tuple(node.sessions)
+                                        if s.principal is not None and s.admitted), now)
         await self._announce(await self.presence.sweep(now))
         if fresh:
             # The marker was missing: Redis started empty or was flushed.

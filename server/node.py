@@ -28,6 +28,7 @@ from server.codec import Codec
 from server.errors import ClosedTicket, Forbidden
 from server.keys import Keys
 from server.live import LiveState
+from server.ratelimit import RateLimiter
 from server.settings import Settings
 from server.threads import SYSTEM, Author, Message, NewTicket, ThreadStore, Ticket
 
@@ -83,6 +84,7 @@ class Node:
         self._all_closed = asyncio.Event()
         self.live = LiveState(self)
         self.policy = settings.policy()
+        self.limiter = RateLimiter(redis, keys, settings.limits)
         self.bus.on_resubscribed = self._after_redis_returned
 
     async def _after_redis_returned(self) -> None:

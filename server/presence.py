@@ -187,3 +187,44 @@ class Presence:
             values = await pipe.execute()
         stamp = now.timestamp()
         return {shop_id: any(float(v) > stamp for v in vals) for shop_id, vals in zip(ids, values, strict=True)}
+
+
+# Open connections per user: a hash of connection → expiry, refreshed by the heartbeat,
+# so a killed node's connections stop counting after the TTL.
+_CONNECT = """
+local key, conn, now, expires, limit = KEYS[1], ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
+local live = 0
+local fields = redis.call('HGETALL', key)
+for i = 1, #fields, 2 do
+  if tonumber(fields[i + 1]) <= now then redis.call('HDEL', key, fields[i]) else live = live + 1 end
+end
+if live >= limit then return -1 end
+redis.call('HSET', key, conn, expires)
+redis.call('PEXPIRE', key, math.floor((tonumber(expires) - now) * 1000) + 60000)
+return live + 1
+"""
+
+
+class Connections:
+    def __init__(self, redis: Redis, keys: Keys, ttl: timedelta) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.ttl = ttl
+        self._connect = redis.register_script(_CONNECT)
+
+    async def open(self, reader: str, conn_id: str, now: datetime, limit: int) -> bool:
+        """Count a new connection of `reader`; False when the user already has `limit`."""
+        expires = (now + self.ttl).timestamp()
+        result = await self._connect(keys=[self.keys.connections(reader)],
+                                     args=[conn_id, now.timestamp(), expires, limit])
+        return int(result) > 0
+
+    async def close(self, reader: str, conn_id: str) -> None:
+        await self.redis.hdel(self.keys.connections(reader), conn_id)
+
+    async def refresh(self, entries: Iterable[tuple[str, str]], now: datetime) -> None:
+        expires = str((now + self.ttl).timestamp())
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for reader, conn_id in entries:
+                pipe.hset(self.keys.connections(reader), conn_id, expires)
+            await pipe.execute()

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from server.policy import SupportPolicy
+from server.ratelimit import Limits, parse_limit
 from server.retention import LifecyclePolicy
 
 EMBEDDED_REDIS = "memory://"
@@ -81,6 +82,10 @@ class Settings:
     resolved_close: str = ""
     retention: str = ""
     purge_batch: int = 10_000
+    limits: Limits = field(default_factory=Limits)
+    max_connections: int = 10_000
+    # Rate-limited answers a connection may collect within a minute before it is closed (4429).
+    max_rate_limited: int = 50
     run_jobs_in_web: bool = True
     demo: bool = True
     log_level: str = "INFO"
@@ -171,6 +176,18 @@ class Settings:
             secret = DEV_SECRET
         if len(secret) < 16 and not embedded:
             raise SettingsError("POMOC_SECRET must be at least 16 characters")
+        base_limits = Limits()
+        try:
+            limits = Limits(**{
+                name: parse_limit(env[var], var) if env.get(var, "").strip() else getattr(base_limits, name)
+                for name, var in (("user_messages", "POMOC_RATE_USER_MESSAGES"),
+                                  ("shop_messages", "POMOC_RATE_SHOP_MESSAGES"),
+                                  ("shop_tickets", "POMOC_RATE_SHOP_TICKETS"),
+                                  ("shop_uploads", "POMOC_RATE_SHOP_UPLOADS"),
+                                  ("agent_messages", "POMOC_RATE_AGENT_MESSAGES"))
+            }, user_connections=integer("POMOC_MAX_USER_CONNECTIONS", base_limits.user_connections, minimum=1))
+        except ValueError as exc:
+            raise SettingsError(str(exc)) from None
         webhook_url = env.get("POMOC_WEBHOOK_URL", "").strip() or None
         if webhook_url and not webhook_url.startswith(("http://", "https://")):
             raise SettingsError("POMOC_WEBHOOK_URL must be an http:// or https:// URL")
@@ -205,6 +222,9 @@ class Settings:
             resolved_close=env.get("POMOC_RESOLVED_CLOSE", ""),
             retention=env.get("POMOC_RETENTION", ""),
             purge_batch=integer("POMOC_PURGE_BATCH", 10_000, minimum=100),
+            limits=limits,
+            max_connections=integer("POMOC_MAX_CONNECTIONS", 10_000, minimum=1),
+            max_rate_limited=integer("POMOC_MAX_RATE_LIMITED", 50, minimum=1),
             run_jobs_in_web=flag("POMOC_JOBS_IN_WEB", embedded),
             demo=flag("POMOC_DEMO", embedded),
             log_level=text("POMOC_LOG_LEVEL", "INFO").upper(),

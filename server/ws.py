@@ -40,14 +40,17 @@ from server.errors import (
     BadRequest,
     Forbidden,
     PomocError,
+    RateLimited,
     Unauthorized,
     Unavailable,
     error_frame,
 )
 from server.node import INBOX, SHOP, Node, Outgoing
+from server.ratelimit import Limit
 from server.threads import Message, Ticket, check_access
 
 log = logging.getLogger(__name__)
+CLOSE_GRACE = 10.0  # seconds a closing connection gets to take its last frames
 
 
 @dataclass(slots=True)
@@ -80,12 +83,15 @@ class Session:
         self._outbox: deque[bytes] = deque()
         self._wake = asyncio.Event()
         self._drained = asyncio.Event()
+        self.closing = asyncio.Event()
         self.close_code: int | None = None
         self.close_reason = ""
         self._bad: deque[float] = deque()
         self._tasks: set[asyncio.Task[None]] = set()
         self._typing_sent: dict[int, float] = {}
         self.presence_status = "online"
+        self.admitted = False
+        self._limited: deque[float] = deque()
         self.handlers: dict[type, Callable[[Any, object], Awaitable[None]]] = {
             frames.OpenTicket: self.on_open_ticket,
             frames.Send: self.on_send,
@@ -140,6 +146,7 @@ class Session:
             self.close_reason = reason
             self._wake.set()
             self._drained.set()
+            self.closing.set()
 
     async def next_outgoing(self) -> list[bytes] | None:
         """Frames to write (None once the session is to be closed)."""
@@ -175,6 +182,8 @@ class Session:
             self.send(error_frame(err, ref))
             if isinstance(err, BadRequest | Unauthorized) and self.principal is not None:
                 self._count_bad()
+            elif isinstance(err, RateLimited):
+                self._count_limited()
         except (OperationalError, DBAPIError, PoolTimeout, OSError) as exc:
             log.error("ws.dependency_failed", extra={"conn_id": self.conn_id, "error": repr(exc)})
             self.send(error_frame(Unavailable("the database is unavailable; retry"), ref))
@@ -187,6 +196,20 @@ class Session:
         if len(self._bad) > self.settings.max_bad_frames * 5:
             self.close(CLOSE_RATE_LIMITED, "too many bad frames")
 
+    def _count_limited(self) -> None:
+        """A client that keeps hammering after `rate_limited` is closed (4429)."""
+        now = time.monotonic()
+        self._limited.append(now)
+        while self._limited and now - self._limited[0] > 60:
+            self._limited.popleft()
+        if len(self._limited) > self.settings.max_rate_limited:
+            self.close(CLOSE_RATE_LIMITED, "rate limited too often; slow down")
+
+    async def _charge(self, *buckets: tuple[str, str, Limit | None]) -> None:
+        wait = await self.node.limiter.check(int(self.node.now().timestamp() * 1000), *buckets)
+        if wait > 0:
+            raise RateLimited(f"too many requests; retry in {wait:g} s", retry_after=wait)
+
     # ---------------------------------------------------------------- hello
     async def on_hello(self, req: frames.Hello, ref: object) -> None:
         node = self.node
@@ -196,6 +219,12 @@ class Session:
             self.send(error_frame(err, ref))
             self.close(CLOSE_UNAUTHORIZED, err.message[:100])
             return
+        if not await node.live.admit(principal, self.conn_id):
+            self.send(error_frame(RateLimited("too many open connections for this user; close some tabs",
+                                              retry_after=30.0), ref))
+            self.close(CLOSE_RATE_LIMITED, "too many connections")
+            return
+        self.admitted = True
         self.principal = principal
         self.feed = req.feed if principal.is_agent else True
         await self._listen(node.keys.reader_channel(principal.key))
@@ -295,6 +324,10 @@ class Session:
         if principal.is_agent:
             raise Forbidden("only customers open tickets")
         node = self.node
+        limits = self.settings.limits
+        await self._charge(("user", principal.key, limits.user_messages),
+                           ("shop", principal.shop or "", limits.shop_messages),
+                           ("tickets", principal.shop or "", limits.shop_tickets))
         new, first = await node.new_ticket(principal, req.title, req.body, req.severity, req.context, req.client_id)
         opened = await node.store.open(principal, new, first, node.now())
         ticket = opened.ticket
@@ -319,6 +352,12 @@ class Session:
     async def on_send(self, req: frames.Send, ref: object) -> None:
         principal = self._me()
         node = self.node
+        limits = self.settings.limits
+        if principal.is_agent:
+            await self._charge(("agent", principal.id, limits.agent_messages))
+        else:
+            await self._charge(("user", principal.key, limits.user_messages),
+                               ("shop", principal.shop or "", limits.shop_messages))
         now = node.now()
         posted = await node.store.post(principal, req.ticket, req.body, req.client_id, now,
                                        hold=lambda severity: node.policy.hold(severity, now))
@@ -594,20 +633,27 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     if node.draining:
         await _deny(websocket, 503, "unavailable", "the server is restarting; retry")
         return
+    if len(node.sessions) >= node.settings.max_connections:
+        await _deny(websocket, 503, "unavailable", "this server is full; retry (possibly another node)")
+        return
     codec, subprotocol = negotiate(websocket.scope.get("subprotocols") or [])
     await websocket.accept(subprotocol=subprotocol)
     session = Session(node, codec, node.new_conn_id())
     node.sessions.add(session)
     writer = asyncio.ensure_future(_write(websocket, session))
     reader = asyncio.ensure_future(_read(websocket, session))
+    closing = asyncio.ensure_future(session.closing.wait())
     try:
-        await asyncio.wait({writer, reader}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({writer, reader, closing}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         reader.cancel()
+        closing.cancel()
         if not writer.done():
             session.close(session.close_code or 1000)
+            # The writer sends what is due and the close frame as soon as the socket
+            # takes them; a peer that never reads is cut loose after the grace period.
             try:
-                await asyncio.wait_for(writer, 5)
+                await asyncio.wait_for(writer, CLOSE_GRACE)
             except (TimeoutError, asyncio.CancelledError):
                 writer.cancel()
         await session.finish()

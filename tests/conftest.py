@@ -99,6 +99,11 @@ def server_env(db_kind: str, redis_url: str, tmp_path_factory: pytest.TempPathFa
         "POMOC_LOG_LEVEL": "INFO",
         "POMOC_HELLO_TIMEOUT": "1.5",
         "POMOC_CLOCK": services.WORKING_CLOCK,
+        # Protocol tests send in bulk; the limits have their own tests (test_fair_use).
+        "POMOC_RATE_USER_MESSAGES": "off",
+        "POMOC_RATE_SHOP_MESSAGES": "off",
+        "POMOC_RATE_AGENT_MESSAGES": "off",
+        "POMOC_RATE_SHOP_TICKETS": "off",
         "POMOC_TMP": str(tmp),
     }
     migrate(env)

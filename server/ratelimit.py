@@ -1,0 +1,106 @@
+"""Rate limits in Redis, shared by every node: a generic cell rate algorithm (GCRA).
+
+Each limit is "N per period" with a burst of N: a bucket that refills continuously.
+One Lua call checks (and, if all pass, charges) several buckets at once — e.g. the
+user's and the shop's for a message — so a request is either charged everywhere or
+nowhere, and answers with how long to wait. If Redis is unreachable, requests pass:
+availability of the chat beats precision of the limits.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from server.keys import Keys
+
+# KEYS: bucket keys. ARGV: now (ms), then per key: emission interval (ms), burst
+# tolerance (ms). Returns 0 when allowed (all charged), else the wait in ms.
+_GCRA = """
+local now = tonumber(ARGV[1])
+local waits = 0
+local tats = {}
+for i, key in ipairs(KEYS) do
+  local interval = tonumber(ARGV[2 * i])
+  local tolerance = tonumber(ARGV[2 * i + 1])
+  local tat = tonumber(redis.call('GET', key) or now)
+  if tat < now then tat = now end
+  -- Allowed while the theoretical arrival time is at most `tolerance` ahead of now.
+  local allow_at = tat - tolerance
+  if allow_at > now then
+    if allow_at - now > waits then waits = allow_at - now end
+  end
+  tats[i] = tat + interval
+end
+if waits > 0 then return waits end
+for i, key in ipairs(KEYS) do
+  redis.call('SET', key, tats[i], 'PX', math.ceil(tats[i] - now) + 1000)
+end
+return 0
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    count: int
+    period: timedelta
+
+    @property
+    def interval_ms(self) -> float:
+        return self.period.total_seconds() * 1000 / self.count
+
+    @property
+    def tolerance_ms(self) -> float:
+        # A burst of `count` requests is allowed at once.
+        return self.interval_ms * (self.count - 1)
+
+
+def parse_limit(text: str, what: str) -> Limit | None:
+    """"30/10s", "1000/1m", "50/1d"; "off" disables the limit."""
+    if text.strip().lower() in ("off", "none", "0"):
+        return None
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d*)\s*([smhd])\s*", text)
+    if not match or int(match.group(1)) <= 0:
+        raise ValueError(f"{what}: expected COUNT/PERIOD such as 30/10s, 1000/1m or 50/1d, or off; got {text!r}")
+    unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[match.group(3)]
+    return Limit(int(match.group(1)), timedelta(**{unit: int(match.group(2) or 1)}))
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Defaults that a normal shop owner never meets, and a flood always does."""
+
+    user_messages: Limit | None = Limit(30, timedelta(seconds=10))
+    shop_messages: Limit | None = Limit(120, timedelta(seconds=10))
+    shop_tickets: Limit | None = Limit(50, timedelta(days=1))
+    shop_uploads: Limit | None = Limit(100, timedelta(hours=1))
+    agent_messages: Limit | None = Limit(60, timedelta(seconds=10))
+    # Concurrent connections of one user (tabs, devices, a leaking integration).
+    user_connections: int = 20
+
+
+class RateLimiter:
+    def __init__(self, redis: Redis, keys: Keys, limits: Limits) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.limits = limits
+        self._gcra = redis.register_script(_GCRA)
+
+    async def check(self, now_ms: int, *buckets: tuple[str, str, Limit | None]) -> float:
+        """Charge every (scope, subject, limit) bucket or none; 0.0 when allowed,
+        else the seconds to wait."""
+        active = [(self.keys.rate(scope, subject), limit) for scope, subject, limit in buckets if limit is not None]
+        if not active:
+            return 0.0
+        args: list[float] = [now_ms]
+        for _, limit in active:
+            args += [limit.interval_ms, limit.tolerance_ms]
+        try:
+            wait_ms = await self._gcra(keys=[key for key, _ in active], args=args)
+        except (RedisError, OSError):
+            return 0.0
+        return round(int(wait_ms) / 1000, 3)
