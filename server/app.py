@@ -23,19 +23,25 @@ from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
 from sqlalchemy import text
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
-from server import pages
+from server import attachments_api, helpcenter_api, models, pages
+from server.attachments import AttachmentStore
 from server.bus import Bus
 from server.clock import Clock, OffsetClock, SystemClock
 from server.db import create_engine
+from server.helpcenter import HelpIndex
+from server.helpcenter_api import DeflectionStore
 from server.jobs import Jobs
 from server.keys import Keys
 from server.node import Node
 from server.settings import Settings
 from server.threads import ThreadStore
+from server.uploads import UploadLimits
 from server.ws import websocket_endpoint
 
 log = logging.getLogger(__name__)
@@ -103,7 +109,11 @@ async def running_node(settings: Settings, clock: Clock, *, background: Backgrou
     redis, subscriber = open_redis(settings)
     node_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     bus = Bus(redis, subscriber, node_id)
-    node = Node(settings, clock, ThreadStore(engine), redis, bus, Keys(settings.redis_prefix))
+    attachments = AttachmentStore(engine, models.attachments, settings.attachments_dir, settings.secret,
+                                  link_ttl=settings.attachment_link_ttl,
+                                  max_per_message=settings.attachments_per_message,
+                                  max_pixels=settings.attachment_max_pixels)
+    node = Node(settings, clock, ThreadStore(engine), redis, bus, Keys(settings.redis_prefix), attachments)
     background.start("bus", bus.run())
     log.info("node.started", extra={"node_id": node_id})
     try:
@@ -120,12 +130,15 @@ async def running_node(settings: Settings, clock: Clock, *, background: Backgrou
 
 def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
     clock = clock or clock_for(settings)
+    help_index = HelpIndex.from_directory(settings.help_dir)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         background = Background()
         async with running_node(settings, clock, background=background) as node:
             app.state.node = node
+            app.state.attachments = node.attachments
+            app.state.deflections = DeflectionStore(node.store.engine, models.help_deflections)
             background.start("inbox", node.run_inbox_flusher())
             background.start("heartbeat", node.live.run_heartbeat())
             jobs = Jobs(node) if settings.run_jobs_in_web else None
@@ -143,9 +156,17 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/embed.js", embed_js),
+        *attachments_api.routes(store_of=lambda r: r.app.state.attachments, secret=settings.secret, clock=clock,
+                                limits=UploadLimits(max_bytes=settings.attachment_max_bytes)),
+        *helpcenter_api.routes(index=help_index, deflections_of=lambda r: r.app.state.deflections,
+                               secret=settings.secret, clock=clock),
         *pages.routes(settings),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    # The widget calls /api from the shop's own domain (uploads carry a Bearer token).
+    middleware = [Middleware(CORSMiddleware, allow_origins=list(settings.allowed_origins),
+                             allow_methods=["GET", "POST", "HEAD"], allow_headers=["Authorization", "Content-Type"],
+                             max_age=600)]
+    return Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
 
 
 async def healthz(request: Request) -> Response:

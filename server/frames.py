@@ -20,6 +20,7 @@ CONTEXT_FIELDS = ("browser", "browser_version", "page_url", "occurred_at", "step
                   "order_url")
 MAX_ID_CHARS = 200
 MAX_CONTEXT_CHARS = 2000
+MAX_ATTACHMENTS = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +44,7 @@ class OpenTicket:
     severity: str
     context: dict[str, str]
     client_id: str
+    attachments: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +52,7 @@ class Send:
     ticket: int
     body: str
     client_id: str
+    attachments: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +77,7 @@ class History:
 @dataclass(frozen=True, slots=True)
 class ListTickets:
     status: str | None
+    department: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +158,17 @@ def _client_id(frame: Mapping[str, Any]) -> str:
     return value
 
 
+def _attachments(frame: Mapping[str, Any]) -> tuple[str, ...]:
+    value = frame.get("attachments")
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) and 0 < len(v) <= 64 for v in value):
+        raise BadRequest("'attachments' must be a list of attachment ids")
+    if len(value) > MAX_ATTACHMENTS:
+        raise BadRequest(f"at most {MAX_ATTACHMENTS} attachments per message")
+    return tuple(value)
+
+
 def _ticket(frame: Mapping[str, Any]) -> int:
     if "ticket" not in frame:
         raise BadRequest("'ticket' is required")
@@ -200,12 +215,12 @@ def _open_ticket(frame: Mapping[str, Any], limits: Limits) -> OpenTicket:
             raise TooLarge(f"'context.{key}' is longer than {MAX_CONTEXT_CHARS} characters")
         context[key] = value
     return OpenTicket(title=title, body=body, severity=str(severity), context=context,
-                      client_id=_client_id(frame))
+                      client_id=_client_id(frame), attachments=_attachments(frame))
 
 
 def _send(frame: Mapping[str, Any], limits: Limits) -> Send:
     return Send(ticket=_ticket(frame), body=_text(frame, "body", max_chars=limits.max_body_chars),
-                client_id=_client_id(frame))
+                client_id=_client_id(frame), attachments=_attachments(frame))
 
 
 def _read(frame: Mapping[str, Any], limits: Limits) -> Read:
@@ -228,7 +243,10 @@ def _list_tickets(frame: Mapping[str, Any], limits: Limits) -> ListTickets:
     status = frame.get("status")
     if status is not None and status not in STATUSES and status != "queued":
         raise BadRequest(f"'status' must be one of {', '.join(STATUSES)}, queued")
-    return ListTickets(status=status)
+    department = frame.get("department")
+    if department is not None and (not isinstance(department, str) or not 0 < len(department) <= MAX_ID_CHARS):
+        raise BadRequest("'department' must be a department key, or \"*\" for all")
+    return ListTickets(status=status, department=department)
 
 
 def _update_ticket(frame: Mapping[str, Any], limits: Limits) -> UpdateTicket:

@@ -38,6 +38,7 @@ class Jobs:
             ("lifecycle.resolve_silent", self.resolve_silent),
             ("lifecycle.close_resolved", self.close_resolved),
             ("retention.purge", self.purge),
+            ("attachments.sweep", self.sweep_attachments),
         ]
         self.lifecycle = Lifecycle(node.store.engine, node.settings.lifecycle(), node.settings.purge_batch)
 
@@ -112,3 +113,9 @@ class Jobs:
 
     async def purge(self, now: datetime) -> int:
         return await purge(self.node, self.lifecycle, await self.lifecycle.plan_purge(now))
+
+    async def sweep_attachments(self, now: datetime) -> int:
+        """Uploads never sent with a message, and files no row refers to any more."""
+        store = self.node.attachments
+        removed = await store.purge_unsent(now - self.node.settings.attachment_unsent_ttl)
+        return removed + await store.sweep_orphans(now)

@@ -213,7 +213,8 @@ async def purge(node: Node, lifecycle: Lifecycle, plan: PurgePlan) -> int:
     if not plan.tickets:
         return 0
     readers = await lifecycle.readers_of(plan.tickets)
+    files = await node.attachments.purge_tickets(plan.tickets)
     deleted = await lifecycle.purge_tickets(plan.tickets)
     await node.forget_tickets(plan.tickets, readers)
-    log.info("retention.purged", extra={"tickets": len(plan.tickets), "messages": deleted})
+    log.info("retention.purged", extra={"tickets": len(plan.tickets), "messages": deleted, "files": files})
     return deleted

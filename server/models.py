@@ -28,6 +28,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
+from server.attachments_schema import attachment_table, help_deflection_table
+
 metadata = MetaData()
 
 # SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets a real BIGINT.
@@ -165,3 +167,7 @@ outbox = Table(
     Column("last_error", String(500)),
 )
 Index("ix_outbox_pending", outbox.c.delivered_at, outbox.c.next_attempt_at)
+
+# Ticket intake: uploads (bytes on disk, see server.attachments) and help-centre deflections.
+attachments = attachment_table(metadata)
+help_deflections = help_deflection_table(metadata)

@@ -14,18 +14,20 @@ import logging
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from server.attachments import AttachmentStore
 from server.auth import Principal
 from server.bus import Bus
 from server.clock import Clock
 from server.codec import Codec
 from server.errors import ClosedTicket, Forbidden
+from server.intake import completeness, missing_facts_message, route
 from server.keys import Keys
 from server.live import LiveState
 from server.ratelimit import RateLimiter
@@ -67,13 +69,15 @@ class Outgoing:
 
 class Node:
     def __init__(self, settings: Settings, clock: Clock, store: ThreadStore, redis: Redis, bus: Bus,
-                 keys: Keys) -> None:
+                 keys: Keys, attachments: AttachmentStore) -> None:
         self.settings = settings
         self.clock = clock
         self.store = store
         self.redis = redis
         self.bus = bus
         self.keys = keys
+        self.attachments = attachments
+        self.departments = settings.department_list()
         self.node_id = bus.node_id
         self.sessions: set[Session] = set()
         self._by_channel: dict[str, set[Session]] = {}
@@ -223,7 +227,8 @@ class Node:
 
     # --------------------------------------------------------------- tickets
     async def new_ticket(self, principal: Principal, title: str, body: str, severity: str,
-                         context: dict[str, str], client_id: str) -> tuple[NewTicket, list[tuple[Author, str]]]:
+                         context: dict[str, str], client_id: str, attachments: int = 0
+                         ) -> tuple[NewTicket, list[tuple[Author, str]]]:
         """A ticket with its deadline and queue state, and its first messages: the
         customer's description, then the acknowledgment every ticket gets at once."""
         now = self.now()
@@ -234,10 +239,18 @@ class Node:
                 "event": "ticket.critical", "title": title, "severity": severity, "shop": principal.shop,
                 "shop_name": principal.shop_name, "created_at": now.isoformat(),
                 "sla_due_at": intake.sla_due_at.isoformat(), "at": now.isoformat()}),)
-        new = NewTicket(title=title, body=body, severity=severity, context=context, client_id=client_id,
+        department = route(title, body, self.departments, self.settings.default_department)
+        facts = completeness(title, body, context, attachments, severity=severity)
+        new = NewTicket(title=title, body=body, severity=severity,
+                        context={**context, "completeness": facts.public()}, client_id=client_id,
                         sla_due_at=intake.sla_due_at, queued_until=intake.queued_until,
-                        sla_warning_at=intake.warning_at, events=events)
-        return new, [(Author.of(principal), body), (SYSTEM, intake.acknowledgment)]
+                        sla_warning_at=intake.warning_at, events=events, department=department)
+        first = [(Author.of(principal), body), (SYSTEM, intake.acknowledgment)]
+        asking = missing_facts_message(facts)
+        if asking is not None:
+            # Too vague to act on: ask, specifically, for what is missing.
+            first.append((SYSTEM, asking))
+        return new, first
 
     def ticket_changes(self, principal: Principal, ticket: Ticket, requested: dict[str, str | None]
                        ) -> tuple[dict[str, Any], list[str]]:
@@ -292,6 +305,15 @@ class Node:
         frame = {"type": "customer_presence", "shop": shop_id, "online": online}
         await self.bus.publish(self.keys.inbox_channel, {"k": "customer_presence", "f": frame})
         await self.bus.publish(self.keys.shop_channel(shop_id), {"k": "customer_presence", "f": frame})
+
+    async def with_attachments(self, found: list[Message]) -> list[Message]:
+        """Messages read back from the database, with their attachments (fresh links)."""
+        if not found:
+            return found
+        entries = await self.attachments.for_messages([m.id for m in found], self.now())
+        if not entries:
+            return found
+        return [replace(m, attachments=tuple(entries[m.id])) if m.id in entries else m for m in found]
 
     async def forget_tickets(self, ticket_ids: list[int], readers: Iterable[str]) -> None:
         """Every Redis key about purged tickets goes (no badge may point at them)."""

@@ -12,8 +12,10 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from server.intake import DEFAULT_DEPARTMENTS, Department, parse_departments
 from server.policy import SupportPolicy
 from server.ratelimit import Limits, parse_limit
 from server.retention import LifecyclePolicy
@@ -23,6 +25,7 @@ DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///pomoc.db"
 # A fixed development secret keeps tokens printed by `python -m server token` valid
 # across restarts in embedded mode; any real deployment sets POMOC_SECRET.
 DEV_SECRET = "pomoc-embedded-development-secret-change-me"
+HELP_DIR = Path(__file__).resolve().parent.parent / "help"
 
 
 class SettingsError(ValueError):
@@ -83,6 +86,15 @@ class Settings:
     retention: str = ""
     purge_batch: int = 10_000
     limits: Limits = field(default_factory=Limits)
+    attachments_dir: Path = Path("attachments")
+    attachment_max_bytes: int = 10 * 1024 * 1024
+    attachments_per_message: int = 10
+    attachment_link_ttl: timedelta = timedelta(minutes=10)
+    attachment_max_pixels: int = 40_000_000
+    attachment_unsent_ttl: timedelta = timedelta(hours=24)
+    help_dir: Path = HELP_DIR
+    departments: str = ""
+    default_department: str = "technical"
     max_connections: int = 10_000
     # Rate-limited answers a connection may collect within a minute before it is closed (4429).
     max_rate_limited: int = 50
@@ -223,6 +235,15 @@ class Settings:
             retention=env.get("POMOC_RETENTION", ""),
             purge_batch=integer("POMOC_PURGE_BATCH", 10_000, minimum=100),
             limits=limits,
+            attachments_dir=Path(text("POMOC_ATTACHMENTS_DIR", "attachments")),
+            attachment_max_bytes=integer("POMOC_ATTACHMENT_MAX_BYTES", 10 * 1024 * 1024, minimum=1024),
+            attachments_per_message=integer("POMOC_ATTACHMENTS_PER_MESSAGE", 10, minimum=1),
+            attachment_link_ttl=seconds("POMOC_ATTACHMENT_LINK_TTL", timedelta(minutes=10)),
+            attachment_max_pixels=integer("POMOC_ATTACHMENT_MAX_PIXELS", 40_000_000, minimum=1),
+            attachment_unsent_ttl=seconds("POMOC_ATTACHMENT_UNSENT_TTL", timedelta(hours=24)),
+            help_dir=Path(text("POMOC_HELP_DIR", str(HELP_DIR))),
+            departments=env.get("POMOC_DEPARTMENTS", ""),
+            default_department=text("POMOC_DEFAULT_DEPARTMENT", "technical"),
             max_connections=integer("POMOC_MAX_CONNECTIONS", 10_000, minimum=1),
             max_rate_limited=integer("POMOC_MAX_RATE_LIMITED", 50, minimum=1),
             run_jobs_in_web=flag("POMOC_JOBS_IN_WEB", embedded),
@@ -234,7 +255,17 @@ class Settings:
             settings.lifecycle()
         except ValueError as exc:
             raise SettingsError(str(exc)) from None
+        try:
+            keys = [d.key for d in settings.department_list()]
+        except ValueError as exc:
+            raise SettingsError(f"POMOC_DEPARTMENTS: {exc}") from None
+        if settings.default_department not in keys:
+            raise SettingsError(f"POMOC_DEFAULT_DEPARTMENT {settings.default_department!r} is not one of "
+                                f"{', '.join(keys)}")
         return settings
+
+    def department_list(self) -> tuple[Department, ...]:
+        return parse_departments(self.departments or DEFAULT_DEPARTMENTS)
 
     def lifecycle(self) -> LifecyclePolicy:
         """When silent tickets are reminded and resolved, resolved ones closed, closed ones purged."""

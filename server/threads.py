@@ -14,8 +14,8 @@ What this module does not do: decide time rules (callers pass `queued_until`,
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -68,9 +68,10 @@ class Message:
     created_at: datetime
     client_id: str
     queued_until: datetime | None = None
+    attachments: tuple[dict[str, Any], ...] = ()
 
     def frame(self) -> dict[str, Any]:
-        return {
+        out = {
             "type": "message",
             "ticket": self.ticket,
             "seq": self.seq,
@@ -81,6 +82,13 @@ class Message:
             "client_id": self.client_id,
             "queued_until": iso(self.queued_until),
         }
+        if self.attachments:
+            out["attachments"] = list(self.attachments)
+        return out
+
+
+# Binds uploads to a stored message inside its transaction: (conn, ids, ticket, message id) → entries.
+AttachFn = Callable[[AsyncConnection, list[str], int, int], Awaitable[list[dict[str, Any]]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,7 +258,7 @@ class ThreadStore:
         return ticket
 
     async def open(self, principal: Principal, new: NewTicket, first: Sequence[tuple[Author, str]],
-                   now: datetime) -> Opened:
+                   now: datetime, attachments: Sequence[str] = (), attach: AttachFn | None = None) -> Opened:
         """Create a ticket with its first messages (the customer's body, then e.g. the
         acknowledgment). Idempotent on the customer's `client_id`."""
         if principal.shop is None:
@@ -280,6 +288,9 @@ class ThreadStore:
                         client_id = new.client_id if i == 0 else f"{new.client_id}:{i}"
                         out.append(await self._append(conn, ticket_id, author, body, client_id, now,
                                                       new.queued_until))
+                    if attachments and attach is not None:
+                        out[0] = replace(out[0], attachments=tuple(await attach(conn, list(attachments), ticket_id,
+                                                                                out[0].id)))
                     # The opener has seen what the reply to open_ticket shows them.
                     await self._set_cursor(conn, ticket_id, principal.key, len(out), now)
                     row = (await conn.execute(_ticket_select().where(tickets.c.id == ticket_id))).one()
@@ -309,7 +320,8 @@ class ThreadStore:
         return Message(ticket_id, seq, msg_id, author, body, now, client_id, queued_until)
 
     async def post(self, principal: Principal, ticket_id: int, body: str, client_id: str, now: datetime,
-                   hold: Callable[[str], datetime | None] | None = None) -> Posted:
+                   hold: Callable[[str], datetime | None] | None = None, attachments: Sequence[str] = (),
+                   attach: AttachFn | None = None) -> Posted:
         """Store a message; `Posted.new` is False for a retried send (same client_id).
 
         `hold(severity)` says until when a customer's message waits for working hours."""
@@ -346,6 +358,9 @@ class ThreadStore:
             msg_id = (await conn.execute(ins)).scalar()
             if msg_id is not None:
                 message = Message(ticket_id, seq, msg_id, author, body, now, client_id, queued_until)
+                if attachments and attach is not None:
+                    message = replace(message, attachments=tuple(await attach(conn, list(attachments), ticket_id,
+                                                                              msg_id)))
                 notes: list[Message] = []
                 if author.kind == "customer" and status in ("waiting_on_customer", "resolved"):
                     # The customer wrote back: the ticket returns to support, the
@@ -383,7 +398,7 @@ class ThreadStore:
         return _ticket(row), added
 
     async def list_for(self, principal: Principal, status: str | None = None, limit: int = 500,
-                       now: datetime | None = None) -> list[Ticket]:
+                       now: datetime | None = None, department: str | None = None) -> list[Ticket]:
         """A customer's shop tickets (newest first) or an agent's inbox (by deadline;
         active tickets unless a status is asked for). `status="queued"`: tickets held
         for working hours at `now`."""
@@ -394,6 +409,11 @@ class ThreadStore:
                 query = query.where(tickets.c.queued_until > now)
         if status in (None, "queued") and principal.is_agent:
             query = query.where(tickets.c.status.in_(("open", "waiting_on_customer")))
+        if principal.is_agent and department != "*":
+            # An agent's departments claim sets the default inbox; "*" shows every department.
+            wanted = [department] if department else list(principal.departments)
+            if wanted:
+                query = query.where(tickets.c.department.in_(wanted))
         elif status not in (None, "queued"):
             query = query.where(tickets.c.status == status)
         if principal.is_agent:

@@ -21,10 +21,12 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
@@ -47,7 +49,7 @@ from server.errors import (
 )
 from server.node import INBOX, SHOP, Node, Outgoing
 from server.ratelimit import Limit
-from server.threads import Message, Ticket, check_access
+from server.threads import AttachFn, Message, Ticket, check_access
 
 log = logging.getLogger(__name__)
 CLOSE_GRACE = 10.0  # seconds a closing connection gets to take its last frames
@@ -262,6 +264,7 @@ class Session:
                 resume[ticket_id] = min(seq, last)
                 self.follows[ticket_id] = Follow(found.shop_id, resume[ticket_id])
             replay, incomplete = await node.store.missed(resume, self.settings.resume_max)
+            replay = {t: await node.with_attachments(msgs) for t, msgs in replay.items()}
             for ticket_id, missed in replay.items():
                 self.follows[ticket_id].cursor = missed[-1].seq
             for ticket_id in incomplete:
@@ -328,8 +331,11 @@ class Session:
         await self._charge(("user", principal.key, limits.user_messages),
                            ("shop", principal.shop or "", limits.shop_messages),
                            ("tickets", principal.shop or "", limits.shop_tickets))
-        new, first = await node.new_ticket(principal, req.title, req.body, req.severity, req.context, req.client_id)
-        opened = await node.store.open(principal, new, first, node.now())
+        new, first = await node.new_ticket(principal, req.title, req.body, req.severity, req.context, req.client_id,
+                                           attachments=len(req.attachments))
+        now = node.now()
+        opened = await node.store.open(principal, new, first, now, req.attachments,
+                                       attach=self._attacher(principal, now))
         ticket = opened.ticket
         if ticket.id not in self.follows:
             self.follows[ticket.id] = Follow(ticket.shop_id, 0)
@@ -360,7 +366,8 @@ class Session:
                                ("shop", principal.shop or "", limits.shop_messages))
         now = node.now()
         posted = await node.store.post(principal, req.ticket, req.body, req.client_id, now,
-                                       hold=lambda severity: node.policy.hold(severity, now))
+                                       hold=lambda severity: node.policy.hold(severity, now),
+                                       attachments=req.attachments, attach=self._attacher(principal, now))
         message = posted.message
         self.send({"type": "ack", "ticket": message.ticket, "seq": message.seq, "client_id": message.client_id,
                    "created_at": message.created_at.isoformat(), "queued_until": message.frame()["queued_until"]},
@@ -379,6 +386,15 @@ class Session:
             for note in posted.notes:
                 await node.publish_message(posted.shop_id, note, origin=None)
                 await node.live.after_message(note, "system")
+
+    def _attacher(self, principal: Principal, now: datetime) -> AttachFn:
+        store = self.node.attachments
+
+        async def attach(conn: AsyncConnection, ids: list[str], ticket_id: int, message_id: int
+                         ) -> list[dict[str, Any]]:
+            return await store.attach(ids, ticket_id, message_id, principal, now, conn=conn)
+
+        return attach
 
     async def on_read(self, req: frames.Read, ref: object) -> None:
         principal = self._me()
@@ -402,6 +418,7 @@ class Session:
         await self.node.store.get_for(principal, req.ticket)
         found, more = await self.node.store.history(req.ticket, before_seq=req.before_seq, after_seq=req.after_seq,
                                                     limit=req.limit)
+        found = await self.node.with_attachments(found)
         items = []
         for message in found:
             item = message.frame()
@@ -412,7 +429,7 @@ class Session:
     async def on_list_tickets(self, req: frames.ListTickets, ref: object) -> None:
         principal = self._me()
         tickets = await self.node.store.list_for(principal, req.status, limit=self.settings.welcome_tickets_max,
-                                                 now=self.node.now())
+                                                 now=self.node.now(), department=req.department)
         self.unread.update(await self.node.store.unread(principal, [t.id for t in tickets]))
         self.send({"type": "tickets", "tickets": await self._views(tickets)}, ref)
 
@@ -559,6 +576,7 @@ class Session:
                                                               limit=self.settings.resume_max)
                 else:
                     missed = await self.node.store.between(ticket_id, follow.cursor, upto)
+                missed = await self.node.with_attachments(missed)
                 break
             except (OperationalError, DBAPIError, PoolTimeout, OSError):
                 attempt += 1

@@ -209,7 +209,7 @@ async def test_a_ticket_closed_on_1_march_is_listed_on_29_may_and_gone_on_31_may
     keep = await new_ticket(customer, "Otwarte dalej")
     agent, _ = await join(node, clients, tokens.agent(unique("a")))
     await agent.request({"type": "send", "ticket": ticket["id"], "body": "Załatwione"}, "ack")
-    await agent.request({"type": "read", "ticket": ticket["id"], "seq": 3}, "unread")
+    await agent.request({"type": "read", "ticket": ticket["id"], "seq": 2}, "unread")
     await set_status(agent, ticket["id"], "closed")
     await customer.expect("unread", where=lambda f: f["tickets"].get(str(ticket["id"]), 0) > 0)
     assert await redis_keys_about(node, ticket["id"]), "the ticket has Redis state before the purge"
@@ -222,7 +222,7 @@ async def test_a_ticket_closed_on_1_march_is_listed_on_29_may_and_gone_on_31_may
     viewer, welcome = await join(late, clients, late_tokens.customer(shop))
     assert ticket["id"] in [t["id"] for t in welcome["tickets"]]
     history = await viewer.request({"type": "history", "ticket": ticket["id"]}, "history")
-    assert [m["body"] for m in history["messages"]][2] == "Załatwione"
+    assert "Załatwione" in [m["body"] for m in history["messages"]]
 
     may_31 = datetime(2026, 5, 31, 12, 0, tzinfo=UTC)
     plan = await asyncio.to_thread(cli, node, "purge", "--dry-run", "--at", may_31.isoformat())

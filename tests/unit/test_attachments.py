@@ -1,0 +1,178 @@
+"""Content sniffing, display names and signed links of attachments (no network, no database)."""
+
+from __future__ import annotations
+
+import io
+import os
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from server.attachments import LinkSigner
+from server.errors import BadRequest, TooLarge, Unauthorized
+from server.filetypes import TEXT, EmptyFile, FileKind, UnsupportedType, clean_name, display_name, sniff
+from tests import filesamples as samples
+
+NOW = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
+
+ACCEPTED = [
+    ("png", samples.png(), "image/png", (40, 30)),
+    ("jpeg", samples.jpeg(), "image/jpeg", (64, 48)),
+    ("gif", samples.gif(), "image/gif", (40, 30)),
+    ("webp", samples.webp(), "image/webp", (40, 30)),
+    ("pdf", samples.pdf(), "application/pdf", None),
+    ("log with ANSI colours", samples.text_log(), TEXT[0], None),
+    ("text with BOM", "\ufeffZamówienie 1234 nie przeszło".encode(), TEXT[0], None),
+    ("text mentioning a tag deep inside", b"line\n" * 400 + b"<script> seen in a log line\n", TEXT[0], None),
+]
+
+
+@pytest.mark.parametrize(("label", "data", "content_type", "size"), ACCEPTED, ids=[a[0] for a in ACCEPTED])
+def test_accepted_types_are_recognised_by_content(label: str, data: bytes, content_type: str,
+                                                  size: tuple[int, int] | None) -> None:
+    kind = sniff(io.BytesIO(data))
+    assert kind.content_type == content_type
+    if size is not None:
+        assert (kind.width, kind.height) == size
+        assert kind.is_image
+    else:
+        assert kind.width is None and not kind.is_image
+
+
+jpeg = samples.jpeg()
+REFUSED = [
+    ("HTML named .png", samples.HTML, UnsupportedType),
+    ("SVG with script", samples.SVG, UnsupportedType),
+    ("bare SVG with onload", samples.SVG_BARE, UnsupportedType),
+    ("XHTML after whitespace", b"\n\n   <html xmlns='http://www.w3.org/1999/xhtml'></html>", UnsupportedType),
+    ("truncated JPEG", jpeg[: len(jpeg) // 2], UnsupportedType),
+    ("GIF header followed by garbage", b"GIF89a" + os.urandom(200), UnsupportedType),
+    ("PNG signature then garbage", b"\x89PNG\r\n\x1a\n" + b"\x00" * 100, UnsupportedType),
+    ("zip named .pdf", samples.zip_archive(), UnsupportedType),
+    ("PDF with JavaScript", samples.pdf(b"/OpenAction << /S /JavaScript /JS (app.alert(1)) >> "), UnsupportedType),
+    ("PDF cut short", samples.pdf()[:-30], UnsupportedType),
+    ("random binary", bytes(range(256)) * 8, UnsupportedType),
+    ("UTF-16 text", "Zamówienie".encode("utf-16"), UnsupportedType),
+    ("latin-2 text", "Zamówienie źle".encode("iso-8859-2"), UnsupportedType),
+    ("text full of control characters", b"ab\x01\x02\x03\x04cd" * 50, UnsupportedType),
+    ("ELF executable", b"\x7fELF\x02\x01\x01" + b"\x00" * 60, UnsupportedType),
+    ("empty file", b"", EmptyFile),
+    ("decompression bomb header", samples.png_claiming(50_000, 50_000), TooLarge),
+    ("image above our pixel limit", samples.png_claiming(8_000, 6_000), TooLarge),
+]
+
+
+@pytest.mark.parametrize(("label", "data", "error"), REFUSED, ids=[r[0] for r in REFUSED])
+def test_disguised_and_broken_files_are_refused(label: str, data: bytes, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        sniff(io.BytesIO(data))
+
+
+def test_refusals_map_to_the_protocol_statuses() -> None:
+    assert (UnsupportedType.http_status, UnsupportedType.code) == (415, "bad_request")
+    assert (TooLarge.http_status, TooLarge.code) == (413, "too_large")
+    assert issubclass(EmptyFile, BadRequest)
+
+
+def test_pixel_limit_is_an_argument() -> None:
+    with pytest.raises(TooLarge):
+        sniff(io.BytesIO(samples.png()), max_pixels=100)
+    assert sniff(io.BytesIO(samples.png()), max_pixels=40 * 30).width == 40
+
+
+NAMES = [
+    ("zrzut ekranu.png", "zrzut ekranu.png"),
+    ("../../etc/passwd", "passwd"),
+    ("..\\..\\windows\\system32\\cmd.exe", "cmd.exe"),
+    ("C:\\Users\\Ania\\Pulpit\\faktura.pdf", "faktura.pdf"),
+    ("nul\x00byte.txt", "nulbyte.txt"),
+    ("line\nbreak\r\tand\x1bescape.log", "linebreakandescape.log"),
+    ("gpj.\u202eexe", "gpj.exe"),
+    ("...hidden", "hidden"),
+    ('quo"te<>|?*:.png', "quo_te______.png"),
+    ("CON.txt", "_CON.txt"),
+    ("   spaced    out   name .txt", "spaced out name.txt"),
+    ("Zamówienie ŻÓŁĆ.pdf", "Zamówienie ŻÓŁĆ.pdf"),
+    ("../", ""),
+    ("", ""),
+    (None, ""),
+]
+
+
+@pytest.mark.parametrize(("raw", "clean"), NAMES)
+def test_clean_name(raw: str | None, clean: str) -> None:
+    assert clean_name(raw) == clean
+
+
+def test_very_long_names_keep_their_extension() -> None:
+    name = clean_name("a" * 5000 + ".png")
+    assert len(name) <= 120 and name.endswith(".png")
+
+
+PNG_KIND = FileKind("image/png", (".png",), 1, 1)
+TEXT_KIND = FileKind(*TEXT)
+
+
+@pytest.mark.parametrize(("raw", "kind", "shown"), [
+    ("screen.png", PNG_KIND, "screen.png"),
+    ("SCREEN.PNG", PNG_KIND, "SCREEN.PNG"),
+    ("photo.jpg", PNG_KIND, "photo.jpg.png"),
+    ("page.html", TEXT_KIND, "page.html.txt"),
+    ("server.log", TEXT_KIND, "server.log"),
+    ("../../etc/passwd", TEXT_KIND, "passwd.txt"),
+    ("", PNG_KIND, "plik.png"),
+    ("\x00\x01", TEXT_KIND, "plik.txt"),
+])
+def test_display_name_matches_the_content(raw: str, kind: FileKind, shown: str) -> None:
+    assert display_name(raw, kind) == shown
+
+
+def test_display_name_is_never_a_path() -> None:
+    for raw, _ in NAMES:
+        name = display_name(raw, PNG_KIND)
+        assert "/" not in name and "\\" not in name and "\x00" not in name
+        assert not name.startswith(".")
+        assert 0 < len(name) <= 120
+
+
+# ----------------------------------------------------------------- signed links
+
+def _query(link: str) -> dict[str, str]:
+    return dict(part.split("=", 1) for part in link.split("?", 1)[1].split("&"))
+
+
+def test_signed_link_round_trip() -> None:
+    signer = LinkSigner("s" * 32)
+    link = signer.link("abcdefgh12345678", NOW)
+    assert link.startswith("/api/attachments/abcdefgh12345678?")
+    q = _query(link)
+    signer.verify("abcdefgh12345678", q["exp"], q["sig"], NOW + timedelta(minutes=9))
+
+
+@pytest.mark.parametrize("case", ["expired", "other id", "tampered exp", "tampered sig", "other secret",
+                                  "missing sig", "garbage exp", "too far ahead"])
+def test_signed_link_refusals(case: str) -> None:
+    signer = LinkSigner("s" * 32)
+    q = _query(signer.link("abcdefgh12345678", NOW))
+    attachment_id, exp, sig, now = "abcdefgh12345678", q["exp"], q["sig"], NOW
+    if case == "expired":
+        now = NOW + timedelta(minutes=10, seconds=1)
+    elif case == "other id":
+        attachment_id = "abcdefgh12345679"
+    elif case == "tampered exp":
+        exp = str(int(exp) + 3600)
+    elif case == "tampered sig":
+        sig = sig[:-2] + ("AA" if not sig.endswith("AA") else "BB")
+    elif case == "other secret":
+        signer = LinkSigner("t" * 32)
+    elif case == "missing sig":
+        sig = ""
+    elif case == "garbage exp":
+        exp = "-1e9"
+    elif case == "too far ahead":
+        # Correctly signed by a signer with a much longer lifetime.
+        long = LinkSigner("s" * 32, ttl=timedelta(days=30))
+        q = _query(long.link(attachment_id, NOW))
+        exp, sig = q["exp"], q["sig"]
+    with pytest.raises(Unauthorized):
+        signer.verify(attachment_id, exp, sig, now)
