@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     ForeignKey,
@@ -26,6 +27,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.engine import Dialect
+from sqlalchemy.sql.expression import false
 from sqlalchemy.types import TypeDecorator
 
 from server.attachments_schema import attachment_table, help_deflection_table
@@ -108,6 +110,11 @@ tickets = Table(
     # reminders that wait has produced.
     Column("waiting_since", UtcDateTime),
     Column("reminders_sent", Integer, nullable=False, default=0, server_default="0"),
+    # Fair use: the severity the customer claimed, and whether the shop's record of
+    # overstated claims put this ticket behind others of its severity.
+    Column("claimed_severity", String(20)),
+    Column("deprioritized", Boolean, nullable=False, default=False, server_default=false()),
+    Column("severity_reviewed", Boolean, nullable=False, default=False, server_default=false()),
     UniqueConstraint("shop_id", "created_by", "client_id", name="uq_tickets_client_id"),
 )
 Index("ix_tickets_shop_created", tickets.c.shop_id, tickets.c.created_at)
@@ -115,6 +122,7 @@ Index("ix_tickets_status_due", tickets.c.status, tickets.c.sla_due_at)
 Index("ix_tickets_queued", tickets.c.queued_until)
 Index("ix_tickets_lifecycle", tickets.c.status, tickets.c.waiting_since)
 Index("ix_tickets_closed", tickets.c.closed_at)
+Index("ix_tickets_shop_claims", tickets.c.shop_id, tickets.c.claimed_severity, tickets.c.created_at)
 
 messages = Table(
     "messages",

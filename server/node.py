@@ -26,6 +26,8 @@ from server.auth import Principal
 from server.bus import Bus
 from server.clock import Clock
 from server.codec import Codec
+from server.conduct import WINDOW as CONDUCT_WINDOW
+from server.conduct import decide, is_downgrade
 from server.errors import ClosedTicket, Forbidden
 from server.intake import completeness, missing_facts_message, route
 from server.keys import Keys
@@ -232,6 +234,9 @@ class Node:
         """A ticket with its deadline and queue state, and its first messages: the
         customer's description, then the acknowledgment every ticket gets at once."""
         now = self.now()
+        record = (await self.store.shop_records([principal.shop or ""], now - CONDUCT_WINDOW))[principal.shop or ""]
+        conduct = decide(severity, record)
+        severity = conduct.severity
         intake = self.policy.intake(severity, now, await self.agents_online())
         events: tuple[tuple[str, str, dict[str, Any]], ...] = ()
         if severity == "critical":
@@ -244,8 +249,10 @@ class Node:
         new = NewTicket(title=title, body=body, severity=severity,
                         context={**context, "completeness": facts.public()}, client_id=client_id,
                         sla_due_at=intake.sla_due_at, queued_until=intake.queued_until,
-                        sla_warning_at=intake.warning_at, events=events, department=department)
-        first = [(Author.of(principal), body), (SYSTEM, intake.acknowledgment)]
+                        sla_warning_at=intake.warning_at, events=events, department=department,
+                        claimed_severity=conduct.claimed, deprioritized=conduct.deprioritized)
+        acknowledgment = intake.acknowledgment if conduct.note is None else f"{intake.acknowledgment} {conduct.note}"
+        first = [(Author.of(principal), body), (SYSTEM, acknowledgment)]
         asking = missing_facts_message(facts)
         if asking is not None:
             # Too vague to act on: ask, specifically, for what is missing.
@@ -281,6 +288,9 @@ class Node:
                 changes[name] = requested[name]
                 notes.append(f"{principal.name}: {FIELD_LABELS[name]} → {requested[name] or '—'}.")
         if "severity" in changes:
+            changes["severity_reviewed"] = True
+            if ticket.deprioritized and not is_downgrade(ticket.claimed_severity, changes["severity"]):
+                changes["deprioritized"] = False  # an agent confirmed the claim
             # The reaction deadline follows the severity, counted from when the ticket came in.
             changes["sla_due_at"] = self.policy.due(changes["severity"], ticket.created_at)
             changes["sla_warning_at"] = self.policy.warning(changes["severity"], ticket.created_at)

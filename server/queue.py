@@ -3,7 +3,8 @@
 Outside working hours a non-critical ticket or customer message is stored and acked
 at once but carries `queued_until` (the next opening) and reaches no agent. The
 worker's release job clears `queued_until` on whatever is due — critical first,
-then by severity, then oldest first — with one `UPDATE … RETURNING` per batch, so
+then by severity, then (fair use) shops with a record of overstated claims after
+the rest, then oldest first — with one `UPDATE … RETURNING` per batch, so
 two workers running at once release each row exactly once. The caller then tells
 the agents.
 """
@@ -35,7 +36,7 @@ async def release_due(engine: AsyncEngine, now: datetime, batch: int = 500) -> R
     postgres = engine.dialect.name == "postgresql"
     async with engine.begin() as conn:
         due = (select(tickets.c.id).where(and_(tickets.c.queued_until.is_not(None), tickets.c.queued_until <= now))
-               .order_by(_RANK, tickets.c.created_at, tickets.c.id).limit(batch))
+               .order_by(_RANK, tickets.c.deprioritized, tickets.c.created_at, tickets.c.id).limit(batch))
         if postgres:
             due = due.with_for_update(skip_locked=True)
         ids = [r[0] for r in await conn.execute(due)]
@@ -48,7 +49,7 @@ async def release_due(engine: AsyncEngine, now: datetime, batch: int = 500) -> R
         held = (select(messages.c.id, messages.c.ticket_id, messages.c.seq)
                 .select_from(messages.join(tickets, tickets.c.id == messages.c.ticket_id))
                 .where(and_(messages.c.queued_until.is_not(None), messages.c.queued_until <= now))
-                .order_by(_RANK, messages.c.created_at, messages.c.id).limit(batch * 10))
+                .order_by(_RANK, tickets.c.deprioritized, messages.c.created_at, messages.c.id).limit(batch * 10))
         if postgres:
             held = held.with_for_update(of=messages, skip_locked=True)
         rows = (await conn.execute(held)).all()

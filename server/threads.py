@@ -19,11 +19,12 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from server.auth import Principal
+from server.conduct import CLAIMS, Record
 from server.errors import ClosedTicket, Forbidden, NotFound
 from server.models import customers, messages, outbox, read_cursors, shops, tickets
 from server.retention import REOPENED_TEXT
@@ -114,6 +115,8 @@ class Ticket:
     resolved_at: datetime | None = None
     waiting_since: datetime | None = None
     reminders_sent: int = 0
+    claimed_severity: str | None = None
+    deprioritized: bool = False
 
     def public(self, unread: int = 0, *, for_agent: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -141,6 +144,8 @@ class Ticket:
             out["resolved_at"] = iso(self.resolved_at)
             out["waiting_since"] = iso(self.waiting_since)
             out["reminders_sent"] = self.reminders_sent
+            out["claimed_severity"] = self.claimed_severity
+            out["deprioritized"] = self.deprioritized
         return out
 
 
@@ -155,6 +160,8 @@ class NewTicket:
     queued_until: datetime | None = None
     department: str | None = None
     sla_warning_at: datetime | None = None
+    claimed_severity: str | None = None
+    deprioritized: bool = False
     # Durable notifications stored with the ticket: (event, dedup key, payload).
     events: tuple[tuple[str, str, dict[str, Any]], ...] = ()
 
@@ -180,7 +187,7 @@ _TICKET_COLUMNS = (
     tickets.c.severity, tickets.c.department, tickets.c.assignee, tickets.c.context, tickets.c.last_seq,
     tickets.c.created_at, tickets.c.updated_at, tickets.c.sla_due_at, tickets.c.queued_until,
     tickets.c.closed_at, shops.c.name, shops.c.plan, tickets.c.first_response_at, tickets.c.resolved_at,
-    tickets.c.waiting_since, tickets.c.reminders_sent,
+    tickets.c.waiting_since, tickets.c.reminders_sent, tickets.c.claimed_severity, tickets.c.deprioritized,
 )
 _MESSAGE_COLUMNS = (
     messages.c.ticket_id, messages.c.seq, messages.c.id, messages.c.author_kind, messages.c.author_id,
@@ -195,7 +202,7 @@ def _ticket(row: Any) -> Ticket:
         department=row[6], assignee=row[7], context=row[8] or {}, last_seq=row[9], created_at=row[10],
         updated_at=row[11], sla_due_at=row[12], queued_until=row[13], closed_at=row[14],
         shop_name=row[15], plan=row[16], first_response_at=row[17], resolved_at=row[18], waiting_since=row[19],
-        reminders_sent=row[20],
+        reminders_sent=row[20], claimed_severity=row[21], deprioritized=bool(row[22]),
     )
 
 
@@ -275,6 +282,7 @@ class ThreadStore:
                     title=new.title, status="open", severity=new.severity, department=new.department,
                     assignee=None, context=dict(new.context), last_seq=0, created_at=now, updated_at=now,
                     sla_due_at=new.sla_due_at, queued_until=new.queued_until, sla_warning_at=new.sla_warning_at,
+                    claimed_severity=new.claimed_severity or new.severity, deprioritized=new.deprioritized,
                 ).on_conflict_do_nothing().returning(tickets.c.id)
                 ticket_id = (await conn.execute(ins)).scalar()
                 if ticket_id is not None:
@@ -535,6 +543,24 @@ class ThreadStore:
             agents = await conn.execute(select(read_cursors.c.reader).where(and_(
                 read_cursors.c.ticket_id == ticket_id, read_cursors.c.reader.like("a:%"))))
             return [f"c:{shop_id}:{u[0]}" for u in users] + [a[0] for a in agents]
+
+    async def shop_records(self, shop_ids: Iterable[str], since: datetime) -> dict[str, Record]:
+        """Each shop's recent critical/major claims and how many agents lowered.
+        Claims lowered automatically and not yet reviewed by an agent do not count."""
+        ids = list(dict.fromkeys(shop_ids))
+        if not ids:
+            return {}
+        claimed, severity = tickets.c.claimed_severity, tickets.c.severity
+        lowered = case((and_(claimed == "critical", severity != "critical"), 1),
+                       (and_(claimed == "major", severity.not_in(("critical", "major"))), 1), else_=0)
+        query = (select(tickets.c.shop_id, func.count(), func.sum(lowered))
+                 .where(tickets.c.shop_id.in_(ids), claimed.in_(CLAIMS), tickets.c.created_at >= since,
+                        or_(tickets.c.severity_reviewed, tickets.c.deprioritized.is_(False)))
+                 .group_by(tickets.c.shop_id))
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        found = {r[0]: Record(int(r[1]), int(r[2] or 0)) for r in rows}
+        return {shop: found.get(shop, Record(0, 0)) for shop in ids}
 
     async def cursor_tickets(self, reader: str, limit: int = 1000) -> list[int]:
         async with self.engine.connect() as conn:

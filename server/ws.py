@@ -33,6 +33,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from server import frames
 from server.auth import Principal, authenticate
 from server.codec import Codec, negotiate
+from server.conduct import WINDOW as CONDUCT_WINDOW
 from server.errors import (
     CLOSE_FORBIDDEN,
     CLOSE_HELLO_TIMEOUT,
@@ -306,8 +307,11 @@ class Session:
         views = [t.public(self.unread.get(t.id, 0), for_agent=principal.is_agent) for t in tickets]
         if principal.is_agent and tickets:
             online = await self.node.customers_online(t.shop_id for t in tickets)
+            records = await self.node.store.shop_records((t.shop_id for t in tickets),
+                                                         self.node.now() - CONDUCT_WINDOW)
             for view, ticket in zip(views, tickets, strict=True):
                 view["customer_online"] = online.get(ticket.shop_id)
+                view["shop_record"] = records[ticket.shop_id].public()
         else:
             views = [_for_customer(v, v["unread"]) for v in views]
         return views
@@ -631,7 +635,8 @@ class Session:
 
 def _for_customer(ticket: dict[str, Any], unread: int) -> dict[str, Any]:
     out = {k: v for k, v in ticket.items()
-           if k not in ("context", "created_by", "plan", "shop_name", "customer_online")}
+           if k not in ("context", "created_by", "plan", "shop_name", "customer_online", "shop_record",
+                        "claimed_severity", "deprioritized", "reminders_sent", "waiting_since")}
     out["unread"] = unread
     return out
 

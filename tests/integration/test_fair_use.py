@@ -144,3 +144,34 @@ async def test_a_slow_reader_is_disconnected_instead_of_growing_the_server(limit
     assert received < count, "the server stopped queueing for it instead of buffering everything"
     # The server is fine and the chat goes on.
     assert (await agent.request({"type": "ping"}, "pong"))["type"] == "pong"
+
+
+async def test_a_shop_whose_critical_claims_keep_being_downgraded_is_told_its_next_one_counts_as_major(
+        server, clients, tokens, shop):
+    customer, _ = await join(server, clients, tokens.customer(shop))
+    agent, _ = await join(server, clients, tokens.agent(unique("a")))
+    for i in range(3):
+        claim = (await customer.request({"type": "open_ticket", "title": f"Pilne {i}", "body": "Wszystko stoi!",
+                                         "severity": "critical", "client_id": str(uuid.uuid4())}, "ticket"))["ticket"]
+        assert claim["severity"] == "critical"
+        lowered = await agent.request({"type": "update_ticket", "ticket": claim["id"], "severity": "minor"}, "ticket")
+        assert lowered["ticket"]["severity"] == "minor"
+    fourth = (await customer.request({"type": "open_ticket", "title": "Znowu pilne", "body": "Nie działa!",
+                                      "severity": "critical", "client_id": str(uuid.uuid4())}, "ticket"))["ticket"]
+    assert fourth["severity"] == "major"
+    ack = await customer.expect("message", ticket=fourth["id"], where=lambda m: m["author"]["kind"] == "system")
+    assert "traktujemy na razie jako" in ack["body"]
+    seen = (await agent.request({"type": "follow", "ticket": fourth["id"]}, "ticket"))["ticket"]
+    assert seen["shop_record"] == {"claims": 3, "downgraded": 3, "penalized": True}
+    assert seen["claimed_severity"] == "critical" and seen["deprioritized"] is True
+    confirmed = await agent.request({"type": "update_ticket", "ticket": fourth["id"], "severity": "critical"},
+                                    "ticket")
+    assert confirmed["ticket"]["severity"] == "critical" and confirmed["ticket"]["deprioritized"] is False
+    # A question is a question: never lowered, and another shop is untouched.
+    question = (await customer.request({"type": "open_ticket", "title": "Pytanie", "body": "Jak?",
+                                        "severity": "question", "client_id": str(uuid.uuid4())}, "ticket"))["ticket"]
+    assert question["severity"] == "question"
+    other, _ = await join(server, clients, tokens.customer(unique("shop")))
+    fine = (await other.request({"type": "open_ticket", "title": "Awaria", "body": "Stoi",
+                                 "severity": "critical", "client_id": str(uuid.uuid4())}, "ticket"))["ticket"]
+    assert fine["severity"] == "critical"
