@@ -54,7 +54,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"  demo shop with the widget: {base}/demo   agent console: {base}/agent", flush=True)
     print("  a token: python -m server token --role customer --sub u1 --shop s1 --shop-name 'My shop'", flush=True)
     if settings.secret == DEV_SECRET:
-        demo_token = mint(settings.secret, role="agent", sub="agent-1", name="Demo agent", now=clock.now())
+        demo_token = mint(settings.secret, role="agent", sub="agent-1", name="Demo agent", now=datetime.now(UTC))
         print(f"  e.g. an agent token: {demo_token}", flush=True)
     config = uvicorn.Config(
         create_app(settings, clock), host=host, port=port,
@@ -289,7 +289,6 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_token(args: argparse.Namespace) -> int:
-    from server.app import clock_for
     from server.auth import mint
 
     settings = _settings()
@@ -302,7 +301,7 @@ def cmd_token(args: argparse.Namespace) -> int:
         print("--ttl must be positive", file=sys.stderr)
         return 2
     token = mint(
-        settings.secret, role=args.role, sub=args.sub, now=clock_for(settings).now(),
+        settings.secret, role=args.role, sub=args.sub, now=datetime.now(UTC),  # tokens live on real time
         ttl=timedelta(seconds=args.ttl), shop=args.shop, shop_name=args.shop_name or args.shop,
         plan=args.plan if args.role == "customer" else None, name=args.name, email=args.email,
         departments=args.department or None,

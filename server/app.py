@@ -131,6 +131,7 @@ async def running_node(settings: Settings, clock: Clock, *, background: Backgrou
 def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
     clock = clock or clock_for(settings)
     help_index = HelpIndex.from_directory(settings.help_dir)
+    wall = SystemClock()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -156,10 +157,11 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/embed.js", embed_js),
-        *attachments_api.routes(store_of=lambda r: r.app.state.attachments, secret=settings.secret, clock=clock,
+        # Tokens and signed links live on real time, whatever POMOC_CLOCK says.
+        *attachments_api.routes(store_of=lambda r: r.app.state.attachments, secret=settings.secret, clock=wall,
                                 limits=UploadLimits(max_bytes=settings.attachment_max_bytes)),
         *helpcenter_api.routes(index=help_index, deflections_of=lambda r: r.app.state.deflections,
-                               secret=settings.secret, clock=clock),
+                               secret=settings.secret, clock=wall),
         *pages.routes(settings),
     ]
     # The widget calls /api from the shop's own domain (uploads carry a Bearer token).

@@ -24,7 +24,7 @@ from redis.exceptions import RedisError
 from server.attachments import AttachmentStore
 from server.auth import Principal
 from server.bus import Bus
-from server.clock import Clock
+from server.clock import Clock, SystemClock
 from server.codec import Codec
 from server.conduct import WINDOW as CONDUCT_WINDOW
 from server.conduct import decide, is_downgrade
@@ -74,6 +74,8 @@ class Node:
                  keys: Keys, attachments: AttachmentStore) -> None:
         self.settings = settings
         self.clock = clock
+        # The real time, for what other systems stamp (token expiry, signed links).
+        self.wall: Clock = SystemClock()
         self.store = store
         self.redis = redis
         self.bus = bus

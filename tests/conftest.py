@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import subprocess
 import sys
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -122,9 +123,9 @@ def server(server_env: dict[str, str]) -> Iterator[ServerProcess]:
 class Tokens:
     """Tokens signed with the test servers' secret; each test gets fresh ids."""
 
-    def __init__(self, now: datetime | None = None) -> None:
-        # Minted against the servers' clock (POMOC_CLOCK), which is what they check.
-        self.now = now or datetime.fromisoformat(services.WORKING_CLOCK).astimezone(UTC)
+    def __init__(self) -> None:
+        # Real time: servers judge token expiry by the wall clock, whatever POMOC_CLOCK says.
+        self.now = datetime.now(UTC)
 
     def customer(self, shop: str, sub: str = "owner", **claims: object) -> str:
         return mint(services.SECRET, role="customer", sub=sub, now=self.now, shop=shop,
@@ -158,3 +159,23 @@ async def clients() -> AsyncIterator[list]:
             await asyncio.wait_for(client.close(), 3)
         except Exception:  # noqa: BLE001 - teardown of a connection the test may have broken on purpose
             pass
+
+
+@pytest.fixture
+def at_clock(server_env: dict[str, str], tmp_path: Path) -> Iterator[object]:
+    """Start servers whose clock starts at a given instant, on a Redis prefix of the
+    test's own (`like=` another started server shares its prefix), with the jobs left
+    to `python -m server jobs --once --at …` processes."""
+    started: list[ServerProcess] = []
+    prefix = f"{services.REDIS_PREFIX}{uuid.uuid4().hex[:6]}:"
+
+    def start(clock: str, like: ServerProcess | None = None, **extra: str) -> tuple[ServerProcess, Tokens]:
+        env = {**server_env, "POMOC_CLOCK": clock, "POMOC_JOBS_IN_WEB": "false",
+               "POMOC_REDIS_PREFIX": like.env["POMOC_REDIS_PREFIX"] if like else prefix, **extra}
+        node = ServerProcess(env, log_path=tmp_path / f"clock-{len(started)}.log").start()
+        started.append(node)
+        return node, Tokens()
+
+    yield start
+    for node in started:
+        node.stop()
