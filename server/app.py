@@ -115,6 +115,7 @@ async def running_node(settings: Settings, clock: Clock, *, background: Backgrou
                                   max_pixels=settings.attachment_max_pixels)
     node = Node(settings, clock, ThreadStore(engine), redis, bus, Keys(settings.redis_prefix), attachments)
     background.start("bus", bus.run())
+    background.start("writer", node.writer.run())
     log.info("node.started", extra={"node_id": node_id})
     try:
         yield node

@@ -35,6 +35,7 @@ from server.live import LiveState
 from server.ratelimit import RateLimiter
 from server.settings import Settings
 from server.threads import SYSTEM, Author, Message, NewTicket, ThreadStore, Ticket
+from server.writer import MessageWriter
 
 if TYPE_CHECKING:
     from server.ws import Session
@@ -93,6 +94,7 @@ class Node:
         self.live = LiveState(self)
         self.policy = settings.policy()
         self.limiter = RateLimiter(redis, keys, settings.limits)
+        self.writer = MessageWriter(store, self.policy.hold)
         self.bus.on_resubscribed = self._after_redis_returned
 
     async def _after_redis_returned(self) -> None:

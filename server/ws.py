@@ -43,10 +43,11 @@ from server.errors import (
 )
 from server.node import Node
 from server.ratelimit import Limit
-from server.threads import AttachFn, Message, Ticket, check_access
+from server.threads import AttachFn, Message, Posted, Ticket, check_access
 
 log = logging.getLogger(__name__)
 CLOSE_GRACE = 10.0  # seconds a closing connection gets to take its last frames
+MAX_SENDS_IN_FLIGHT = 64
 
 
 class Session(Delivery):
@@ -64,6 +65,7 @@ class Session(Delivery):
         self.presence_status = "online"
         self.admitted = False
         self._limited: deque[float] = deque()
+        self._sends: list[asyncio.Task[None]] = []
         self.handlers: dict[type, Callable[[Any, object], Awaitable[None]]] = {
             frames.OpenTicket: self.on_open_ticket,
             frames.Send: self.on_send,
@@ -286,9 +288,48 @@ class Session(Delivery):
             await self._charge(("user", principal.key, limits.user_messages),
                                ("shop", principal.shop or "", limits.shop_messages))
         now = node.now()
-        posted = await node.store.post(principal, req.ticket, req.body, req.client_id, now,
-                                       hold=lambda severity: node.policy.hold(severity, now),
-                                       attachments=req.attachments, attach=self._attacher(principal, now))
+        if node.writer.batched and not req.attachments:
+            # Pipelined: the send takes its place in the writer's queue now (so the
+            # seqs follow this connection's order) and the reader goes on to the next
+            # frame; the ack goes out once the batch holding it is committed.
+            await self._bound_in_flight()
+            pending = node.writer.submit(principal, req.ticket, req.body, req.client_id, now)
+            task = asyncio.ensure_future(self._complete_send(pending, ref))
+            self._sends.append(task)
+            task.add_done_callback(self._send_done)
+            return
+        posted = await node.writer.post(principal, req.ticket, req.body, req.client_id, now,
+                                        attachments=req.attachments, attach=self._attacher(principal, now))
+        await self._after_post(posted, ref)
+
+    async def _bound_in_flight(self) -> None:
+        # At most this many sends of one connection wait for their commit at once.
+        while len(self._sends) >= MAX_SENDS_IN_FLIGHT:
+            await asyncio.wait({self._sends[0]})
+
+    def _send_done(self, task: asyncio.Task[None]) -> None:
+        if task in self._sends:
+            self._sends.remove(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("ws.send_failed", extra={"conn_id": self.conn_id}, exc_info=task.exception())
+
+    async def _complete_send(self, pending: asyncio.Future[Posted], ref: object) -> None:
+        try:
+            posted = await pending
+        except PomocError as err:
+            self.send(error_frame(err, ref))
+            if isinstance(err, RateLimited):
+                self._count_limited()
+            return
+        except (OperationalError, DBAPIError, PoolTimeout, OSError) as exc:
+            log.error("ws.dependency_failed", extra={"conn_id": self.conn_id, "error": repr(exc)})
+            self.send(error_frame(Unavailable("the database is unavailable; retry"), ref))
+            return
+        await self._after_post(posted, ref)
+
+    async def _after_post(self, posted: Posted, ref: object) -> None:
+        principal = self._me()
+        node = self.node
         message = posted.message
         self.send({"type": "ack", "ticket": message.ticket, "seq": message.seq, "client_id": message.client_id,
                    "created_at": message.created_at.isoformat(), "queued_until": message.frame()["queued_until"]},

@@ -1,0 +1,253 @@
+"""Group commit: concurrent sends stored together, each acknowledged only after commit.
+
+Every connection's `send` goes to the node's writer and waits. The writer takes all
+sends that are waiting and stores them in one PostgreSQL transaction: it locks the
+tickets involved (in id order, so writers on several nodes never deadlock), drops
+retried sends (same author and client id) and answers them with the stored seq,
+gives the rest consecutive seqs after each ticket's `last_seq`, inserts them in one
+statement and moves the counters in another. While one batch is being committed the
+next one gathers, so under load a commit carries many messages and at rest a
+message waits for nothing. "Acked means committed" holds for every message.
+
+Sends that need more than that — attachments, a customer reply that reopens the
+ticket — and every send on SQLite (one writer at a time anyway) go through
+`ThreadStore.post` one by one, which keeps the same guarantees.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from server.auth import Principal
+from server.errors import ClosedTicket, Forbidden, NotFound, PomocError
+from server.threads import AttachFn, Author, Message, Posted, ThreadStore
+
+log = logging.getLogger(__name__)
+
+Hold = Callable[[str, datetime], "datetime | None"]
+
+_LOCK = """
+SELECT id, shop_id, status, severity, queued_until, last_seq
+FROM tickets WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE
+"""
+_EXISTING = """
+SELECT m.ticket_id, m.seq, m.id, m.author_kind, m.author_id, m.author_name, m.body, m.created_at, m.client_id,
+       m.queued_until
+FROM messages m
+JOIN unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS k(t, ak, ai, ci)
+  ON m.ticket_id = k.t AND m.author_kind = k.ak AND m.author_id = k.ai AND m.client_id = k.ci
+"""
+_INSERT = """
+INSERT INTO messages (ticket_id, seq, author_kind, author_id, author_name, body, client_id, created_at, queued_until)
+SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                     $8::timestamptz[], $9::timestamptz[])
+RETURNING id, ticket_id, seq
+"""
+_BUMP = """
+UPDATE tickets t SET last_seq = v.last_seq, last_message_at = v.at, updated_at = v.at,
+       first_response_at = CASE WHEN v.agent AND t.first_response_at IS NULL THEN v.at ELSE t.first_response_at END
+FROM unnest($1::bigint[], $2::int[], $3::timestamptz[], $4::bool[]) AS v(id, last_seq, at, agent)
+WHERE t.id = v.id
+"""
+
+
+@dataclass(slots=True)
+class Pending:
+    principal: Principal
+    ticket_id: int
+    body: str
+    client_id: str
+    now: datetime
+    done: asyncio.Future[Posted] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    # Set inside the transaction, handed to the sender only after the commit.
+    result: Posted | None = None
+
+    @property
+    def key(self) -> tuple[int, str, str, str]:
+        return (self.ticket_id, self.principal.role.value, self.principal.id, self.client_id)
+
+
+class MessageWriter:
+    def __init__(self, store: ThreadStore, hold: Hold, max_batch: int = 500) -> None:
+        self.store = store
+        self.engine: AsyncEngine = store.engine
+        self.hold = hold
+        self.max_batch = max_batch
+        self.batched = self.engine.dialect.name == "postgresql"
+        self._waiting: list[Pending] = []
+        self._wakeup = asyncio.Event()
+        self.batches = 0
+        self.messages = 0
+
+    async def post(self, principal: Principal, ticket_id: int, body: str, client_id: str, now: datetime,
+                   attachments: tuple[str, ...] = (), attach: AttachFn | None = None) -> Posted:
+        if not self.batched or attachments:
+            return await self.store.post(principal, ticket_id, body, client_id, now, hold=self._hold_at(now),
+                                         attachments=attachments, attach=attach)
+        return await self.submit(principal, ticket_id, body, client_id, now)
+
+    def submit(self, principal: Principal, ticket_id: int, body: str, client_id: str,
+               now: datetime) -> asyncio.Future[Posted]:
+        """Queue a send (batched writers only); the future resolves after its commit."""
+        pending = Pending(principal, ticket_id, body, client_id, now)
+        self._waiting.append(pending)
+        self._wakeup.set()
+        return pending.done
+
+    async def run(self) -> None:
+        """The writer loop (one per node); runs until cancelled."""
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._waiting:
+                batch, self._waiting = self._waiting[:self.max_batch], self._waiting[self.max_batch:]
+                try:
+                    await self._write(batch)
+                except asyncio.CancelledError:
+                    for pending in batch:
+                        if not pending.done.done():
+                            pending.done.cancel()
+                    raise
+                except Exception:
+                    log.exception("writer.batch_failed", extra={"size": len(batch)})
+                    retry = [p for p in batch if not p.done.done()]
+                    for pending in retry:
+                        pending.result = None
+                    await self._one_by_one(retry)
+
+    async def _one_by_one(self, batch: list[Pending]) -> None:
+        for pending in batch:
+            try:
+                posted = await self.store.post(pending.principal, pending.ticket_id, pending.body, pending.client_id,
+                                               pending.now, hold=self._hold_at(pending.now))
+            except PomocError as exc:
+                _fail(pending, exc)
+            except Exception as exc:  # the database is down: every waiting sender hears it
+                _fail(pending, exc)
+            else:
+                _resolve(pending, posted)
+
+    def _hold_at(self, now: datetime) -> Callable[[str], datetime | None]:
+        return lambda severity: self.hold(severity, now)
+
+    async def _write(self, batch: list[Pending]) -> None:
+        slow: list[Pending] = []
+        async with self.engine.connect() as conn:
+            raw = await conn.get_raw_connection()
+            db: Any = raw.driver_connection
+            async with db.transaction():
+                tickets = {r["id"]: r for r in await db.fetch(_LOCK, sorted({p.ticket_id for p in batch}))}
+                accepted: list[Pending] = []
+                for pending in batch:
+                    row = tickets.get(pending.ticket_id)
+                    principal = pending.principal
+                    if row is None:
+                        _fail(pending, NotFound(f"ticket {pending.ticket_id} does not exist"))
+                    elif not principal.is_agent and principal.shop != row["shop_id"]:
+                        _fail(pending, Forbidden("this ticket belongs to another shop"))
+                    elif row["status"] == "closed":
+                        _fail(pending, ClosedTicket("this ticket is closed; open a new ticket for a new problem"))
+                    elif not principal.is_agent and row["status"] in ("waiting_on_customer", "resolved"):
+                        slow.append(pending)  # the reply reopens the ticket: one by one
+                    else:
+                        accepted.append(pending)
+                existing = {}
+                if accepted:
+                    columns = list(zip(*(p.key for p in accepted), strict=True))
+                    existing = {(r["ticket_id"], r["author_kind"], r["author_id"], r["client_id"]): r
+                                for r in await db.fetch(_EXISTING, *columns)}
+                fresh: list[tuple[Pending, Message]] = []
+                seen: dict[tuple[int, str, str, str], Pending] = {}
+                last = {t: r["last_seq"] for t, r in tickets.items()}
+                for pending in accepted:
+                    row = existing.get(pending.key)
+                    if row is not None:  # a retried send: the stored message, unchanged
+                        _resolve_later(pending, _message(row), tickets[pending.ticket_id]["shop_id"], new=False)
+                        continue
+                    twin = seen.get(pending.key)
+                    if twin is not None:  # the same send twice in this batch
+                        twin.done.add_done_callback(_mirror_into(pending))
+                        continue
+                    seen[pending.key] = pending
+                    ticket = tickets[pending.ticket_id]
+                    last[pending.ticket_id] += 1
+                    queued = None
+                    if not pending.principal.is_agent:
+                        queued = self.hold(ticket["severity"], pending.now)
+                        held = ticket["queued_until"]
+                        if held is not None and held > pending.now:
+                            queued = max(queued or held, held)
+                    author = Author.of(pending.principal)
+                    fresh.append((pending, Message(pending.ticket_id, last[pending.ticket_id], 0, author,
+                                                   pending.body, pending.now, pending.client_id, queued)))
+                if fresh:
+                    rows = await db.fetch(_INSERT, [m.ticket for _, m in fresh], [m.seq for _, m in fresh],
+                                          [m.author.kind for _, m in fresh], [m.author.id for _, m in fresh],
+                                          [m.author.name for _, m in fresh], [m.body for _, m in fresh],
+                                          [m.client_id for _, m in fresh], [m.created_at for _, m in fresh],
+                                          [m.queued_until for _, m in fresh])
+                    ids = {(r["ticket_id"], r["seq"]): r["id"] for r in rows}
+                    bumped = sorted({m.ticket for _, m in fresh})
+                    at = {t: max(m.created_at for _, m in fresh if m.ticket == t) for t in bumped}
+                    agent = {t: any(p.principal.is_agent for p, m in fresh if m.ticket == t) for t in bumped}
+                    await db.execute(_BUMP, bumped, [last[t] for t in bumped], [at[t] for t in bumped],
+                                     [agent[t] for t in bumped])
+                    for pending, message in fresh:
+                        message = Message(message.ticket, message.seq, ids[(message.ticket, message.seq)],
+                                          message.author, message.body, message.created_at, message.client_id,
+                                          message.queued_until)
+                        _resolve_later(pending, message, tickets[pending.ticket_id]["shop_id"], new=True)
+        # Committed: now the senders may hear about it.
+        for pending in batch:
+            if pending.result is not None and not pending.done.done():
+                pending.done.set_result(pending.result)
+        self.batches += 1
+        self.messages += len(batch)
+        if slow:
+            await self._one_by_one(slow)
+
+
+def _message(row: Any) -> Message:
+    return Message(row["ticket_id"], row["seq"], row["id"], Author(row["author_kind"], row["author_id"],
+                                                                     row["author_name"]),
+                   row["body"], row["created_at"], row["client_id"], row["queued_until"])
+
+
+def _resolve_later(pending: Pending, message: Message, shop_id: str, *, new: bool) -> None:
+    # Held until the transaction commits: an ack must never run ahead of the commit.
+    pending.result = Posted(message, shop_id, new=new)
+
+
+def _resolve(pending: Pending, posted: Posted) -> None:
+    if not pending.done.done():
+        pending.done.set_result(posted)
+
+
+def _fail(pending: Pending, exc: BaseException) -> None:
+    if not pending.done.done():
+        pending.done.set_exception(exc)
+
+
+def _mirror_into(target: Pending) -> Callable[[asyncio.Future[Posted]], None]:
+    """The second of two identical sends in one batch gets the first one's answer."""
+
+    def mirror(source: asyncio.Future[Posted]) -> None:
+        if target.done.done():
+            return
+        error = None if source.cancelled() else source.exception()
+        if source.cancelled():
+            target.done.cancel()
+        elif error is not None:
+            target.done.set_exception(error)
+        else:
+            posted = source.result()
+            target.done.set_result(Posted(posted.message, posted.shop_id, new=False))
+
+    return mirror
