@@ -54,6 +54,8 @@ class Principal:
         out: dict[str, Any] = {"role": self.role.value, "id": self.id, "name": self.name}
         if self.shop is not None:
             out["shop"] = self.shop
+        if self.is_agent:
+            out["departments"] = list(self.departments)
         return out
 
 

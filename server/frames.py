@@ -219,8 +219,10 @@ def _open_ticket(frame: Mapping[str, Any], limits: Limits) -> OpenTicket:
 
 
 def _send(frame: Mapping[str, Any], limits: Limits) -> Send:
-    return Send(ticket=_ticket(frame), body=_text(frame, "body", max_chars=limits.max_body_chars),
-                client_id=_client_id(frame), attachments=_attachments(frame))
+    attachments = _attachments(frame)
+    # A message may be just files; without files it needs words.
+    body = _text(frame, "body", max_chars=limits.max_body_chars, required=not attachments)
+    return Send(ticket=_ticket(frame), body=body, client_id=_client_id(frame), attachments=attachments)
 
 
 def _read(frame: Mapping[str, Any], limits: Limits) -> Read:

@@ -324,7 +324,8 @@ class Node:
         """Messages read back from the database, with their attachments (fresh links)."""
         if not found:
             return found
-        entries = await self.attachments.for_messages([m.id for m in found], self.now())
+        # Signed links expire on real time, like the tokens they stand in for.
+        entries = await self.attachments.for_messages([m.id for m in found], self.wall.now())
         if not entries:
             return found
         return [replace(m, attachments=tuple(entries[m.id])) if m.id in entries else m for m in found]

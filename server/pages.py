@@ -1,6 +1,8 @@
 """Browser-facing pages: the agent console and, in embedded mode, the demo shop.
 
-Routes only; the pages themselves are static files under `widget/`. The console
+Routes only; the pages themselves are static files under `widget/`, except the help
+articles (`/help/{id}`, the `url` of `/api/help/search` hits), rendered from their
+Markdown in `settings.help_dir` by a deliberately small renderer below. The console
 page learns whether demo sign-in is available from a `<meta name="pomoc-demo">`
 tag filled in here, so the static file needs no templating engine. The demo routes
 (`/demo`, `/demo/token`) exist only when `settings.demo` is true (embedded mode);
@@ -9,6 +11,8 @@ otherwise they answer 404 like any unknown path.
 
 from __future__ import annotations
 
+import html
+import re
 from pathlib import Path
 
 from starlette.requests import Request
@@ -16,6 +20,7 @@ from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Respon
 from starlette.routing import BaseRoute, Route
 
 from server.auth import mint
+from server.helpcenter import Article, load_articles
 from server.settings import Settings
 
 WIDGET_DIR = Path(__file__).resolve().parent.parent / "widget"
@@ -37,7 +42,84 @@ def _not_found() -> Response:
     return JSONResponse({"error": {"code": "not_found", "message": "no such page"}}, status_code=404)
 
 
+# ---------------------------------------------------------------- help articles
+_INLINE = [(re.compile(r"\*\*(.+?)\*\*"), r"<strong>\1</strong>"), (re.compile(r"\*(.+?)\*"), r"<em>\1</em>"),
+           (re.compile(r"`(.+?)`"), r"<code>\1</code>")]
+_BULLET = re.compile(r"^\s*(?:[-+*]|\d+\.)\s+")
+_HELP_PAGE = """<!doctype html>
+<html lang="pl"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="referrer" content="no-referrer"><title>{title} — Pomoc</title>
+<style>body{{margin:0;background:#f4f6f9;color:#1d2733;
+font:15px/1.6 system-ui,-apple-system,"Segoe UI",Roboto,Arial,sans-serif}}
+header{{background:#17324d;color:#fff;padding:12px 24px;font-weight:800;letter-spacing:.04em}}
+main{{max-width:760px;margin:24px auto;background:#fff;border:1px solid #e1e7ee;border-radius:10px;
+padding:8px 32px 24px}}
+h1{{font-size:24px;color:#17324d}}h3{{font-size:18px;margin-top:28px}}
+code{{background:#eef3f8;padding:0 4px;border-radius:4px}}</style>
+</head><body><header>POMOC · centrum pomocy</header><main><h1>{title}</h1>
+{body}</main></body></html>"""
+
+
+def _inline(text: str) -> str:
+    out = html.escape(text, quote=False)
+    for pattern, replacement in _INLINE:
+        out = pattern.sub(replacement, out)
+    return out
+
+
+def render_markdown(markdown: str) -> str:
+    """The Markdown the help articles use — headings, bullet and numbered lists, paragraphs,
+    **bold**, *emphasis*, `code` — as HTML. Everything is escaped first: no raw HTML passes."""
+    blocks: list[str] = []
+    paragraph: list[str] = []
+    items: list[str] = []
+
+    def flush() -> None:
+        if paragraph:
+            blocks.append(f"<p>{_inline(' '.join(paragraph))}</p>")
+            paragraph.clear()
+        if items:
+            blocks.append("<ul>" + "".join(f"<li>{_inline(i)}</li>" for i in items) + "</ul>")
+            items.clear()
+
+    for raw in markdown.splitlines():
+        line = raw.strip()
+        heading = re.match(r"^(#{1,4})\s+(.*)$", line)
+        if not line:
+            flush()
+        elif heading:
+            flush()
+            level = min(len(heading.group(1)) + 1, 4)
+            blocks.append(f"<h{level}>{_inline(heading.group(2))}</h{level}>")
+        elif _BULLET.match(line):
+            if paragraph:
+                flush()
+            items.append(_BULLET.sub("", line))
+        elif items and raw[:1].isspace():
+            items[-1] += " " + line  # a wrapped list item
+        else:
+            if items:
+                flush()
+            paragraph.append(line)
+    flush()
+    return "\n".join(blocks)
+
+
 def routes(settings: Settings) -> list[BaseRoute]:
+    help_articles: dict[str, Article] = {}
+
+    async def help_article(request: Request) -> Response:
+        if not help_articles:
+            try:
+                help_articles.update((a.id, a) for a in load_articles(settings.help_dir))
+            except ValueError:
+                return _not_found()
+        article = help_articles.get(request.path_params["article_id"])
+        if article is None:
+            return _not_found()
+        page = _HELP_PAGE.format(title=html.escape(article.title), body=render_markdown(article.body))
+        return HTMLResponse(page, headers=_PAGE_CACHE)
+
     async def agent_page(request: Request) -> Response:
         html = (AGENT_DIR / "index.html").read_text(encoding="utf-8")
         if settings.demo:
@@ -60,7 +142,7 @@ def routes(settings: Settings) -> list[BaseRoute]:
         if not settings.demo:
             return _not_found()
         role = request.query_params.get("role", "customer")
-        now = request.app.state.node.clock.now()
+        now = request.app.state.node.wall.now()  # tokens live on real time, whatever POMOC_CLOCK says
         if role == "customer":
             sub, name = DEMO_CUSTOMER, DEMO_CUSTOMER_NAME
         elif role == "agent":
@@ -79,4 +161,5 @@ def routes(settings: Settings) -> list[BaseRoute]:
         Route("/agent/console.css", console_css),
         Route("/demo", demo_page),
         Route("/demo/token", demo_token),
+        Route("/help/{article_id}", help_article),
     ]

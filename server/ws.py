@@ -204,6 +204,8 @@ class Session(Delivery):
             "resume_incomplete": sorted(incomplete),
             "conn_id": self.conn_id,
             "now": node.now().isoformat(),
+            **({"departments": [{"key": d.key, "name": d.name} for d in node.departments]}
+               if principal.is_agent else {}),
         }, ref)
         for ticket_id in sorted(replay):
             for message in replay[ticket_id]:
@@ -331,9 +333,12 @@ class Session(Delivery):
         principal = self._me()
         node = self.node
         message = posted.message
-        self.send({"type": "ack", "ticket": message.ticket, "seq": message.seq, "client_id": message.client_id,
-                   "created_at": message.created_at.isoformat(), "queued_until": message.frame()["queued_until"]},
-                  ref)
+        ack: dict[str, Any] = {"type": "ack", "ticket": message.ticket, "seq": message.seq,
+                               "client_id": message.client_id, "created_at": message.created_at.isoformat(),
+                               "queued_until": message.frame()["queued_until"]}
+        if message.attachments:
+            ack["attachments"] = list(message.attachments)  # the sender's own copy of the links
+        self.send(ack, ref)
         if not posted.new:
             return
         if message.ticket not in self.follows and not principal.is_agent:
@@ -354,7 +359,8 @@ class Session(Delivery):
 
         async def attach(conn: AsyncConnection, ids: list[str], ticket_id: int, message_id: int
                          ) -> list[dict[str, Any]]:
-            return await store.attach(ids, ticket_id, message_id, principal, now, conn=conn)
+            # Signed links expire on real time, like the tokens they stand in for.
+            return await store.attach(ids, ticket_id, message_id, principal, self.node.wall.now(), conn=conn)
 
         return attach
 

@@ -1,1188 +1,1390 @@
 /*
  * Pomoc widget: the POMOC button of a shop admin panel and the support chat behind it.
+ * One dependency-free script; a single global, `Pomoc`; UI in a Shadow DOM. Configure
+ * with data-* attributes on its <script> (data-mount, data-token-url, data-lang,
+ * data-server) or `Pomoc.init({mount, token, tokenUrl, lang, server})`, `token` being a
+ * function returning a Promise of a fresh JWT (asked again after 4401).
  *
- * One dependency-free script, no build step. It defines a single global, `Pomoc`, and
- * touches nothing else on the host page: the UI lives in a Shadow DOM, so host CSS
- * neither leaks in nor out. Configure it with data-* attributes on its own <script>
- * tag (data-mount, data-token-url, data-lang, data-server) or with
- * `Pomoc.init({mount, token, tokenUrl, lang, server})`, where `token` is a function
- * returning a Promise of a fresh JWT (called again when the server says 4401).
- *
- * Protocol: /work/shared/PROTOCOL.md (pomoc.v1.json). The connection reconnects by
- * itself with capped exponential backoff plus jitter and resumes with `hello.resume`
- * ({ticket: last seq seen}); messages are kept per (ticket, seq), so a replay never
- * shows anything twice; sends carry a client_id and are re-sent with the same id
- * until acknowledged. `Pomoc.Connection` is that connection, reused by the agent console.
+ * Protocol: PROTOCOL.md (pomoc.v1.json). Reconnects with capped exponential backoff
+ * plus jitter and resumes with `hello.resume`; messages are kept per (ticket, seq), so
+ * a replay shows nothing twice; sends carry a client_id and are re-sent until acked.
+ * `Pomoc.Connection` is that connection, reused by the agent console.
  */
 (function () {
-  "use strict";
-  if (window.Pomoc && window.Pomoc.version) return; // loaded twice: the first copy stays in charge
+"use strict";
+if (window.Pomoc && window.Pomoc.version) return; // loaded twice: the first copy stays in charge
 
-  var VERSION = "1.0.0";
-  var SCRIPT = document.currentScript;
-  var SEVERITIES = ["critical", "major", "minor", "question", "suggestion"];
-  var TYPING_EVERY_MS = 2000;
-  var TYPING_SHOWN_MS = 5000;
-  var PING_EVERY_MS = 25000;
-  var STALE_AFTER_MS = 70000;
-  var HISTORY_PAGE = 30;
+var VERSION = "1.0.0";
+var SCRIPT = document.currentScript;
+var SEVERITIES = ["critical", "major", "minor", "question", "suggestion"];
+var TYPING_EVERY_MS = 2000;
+var TYPING_SHOWN_MS = 5000;
+var PING_EVERY_MS = 25000;
+var STALE_AFTER_MS = 70000;
+var HISTORY_PAGE = 30;
+var MAX_FILE = 10485760; // the server's limit, 10 MB (else 413)
+var TYPES = /^(image\/(png|jpeg|gif|webp)|application\/pdf|text\/plain)$/; // what it accepts (else 415)
 
-  // ------------------------------------------------------------------ messages
-  var CATALOGUE = {
-    pl: {
-      launcher: "POMOC",
-      launcherUnread: "POMOC — masz nieprzeczytane odpowiedzi",
-      panel: "Pomoc — zgłoszenia do wsparcia",
-      close: "Zamknij",
-      back: "Wróć do listy zgłoszeń",
-      yourTickets: "Twoje zgłoszenia",
-      noTickets: "Nie masz jeszcze zgłoszeń. Opisz problem, a odpowiemy tutaj.",
-      newTicket: "Nowe zgłoszenie",
-      unreadN: "{n} nowe",
-      unreadLabel: "nieprzeczytane odpowiedzi: {n}",
-      connecting: "Łączenie z pomocą…",
-      offline: "Brak połączenia — łączymy ponownie. Nic, co napiszesz, nie przepadnie.",
-      status_open: "otwarte",
-      status_waiting_on_customer: "czeka na Twoją odpowiedź",
-      status_resolved: "rozwiązane",
-      status_closed: "zamknięte",
-      sev_critical: "Krytyczny",
-      sev_major: "Poważny",
-      sev_minor: "Drobny",
-      sev_question: "Pytanie",
-      sev_suggestion: "Sugestia",
-      def_critical: "Błąd systemu, przez który sklep nie może sprzedawać ani obsługiwać zamówień. " +
-        "Nie jest krytyczny błąd źle skonfigurowanej integracji, np. błędne klucze API Przelewy24 lub innej bramki płatności.",
-      def_major: "Ważna funkcja sklepu nie działa, ale sprzedaż jest nadal możliwa.",
-      def_minor: "Funkcja działa niezgodnie z dokumentacją, ale istnieje obejście.",
-      def_question: "Pytanie o działanie funkcji lub wyjaśnienie dokumentacji.",
-      def_suggestion: "Pomysł na nową funkcję lub ulepszenie.",
-      onePerTicket: "Jedno zgłoszenie = jeden problem.",
-      title: "Tytuł",
-      titleHint: "2–3 słowa, np. „Płatności nie działają”.",
-      titleLong: "Wystarczą 2–3 słowa — szczegóły wpisz w opisie.",
-      body: "Opis problemu",
-      bodyHint: "Co się stało i gdzie?",
-      severity: "Priorytet",
-      more: "Dodatkowe informacje (opcjonalne, przyspieszają pomoc)",
-      occurredAt: "Kiedy to się stało?",
-      stepsTried: "Co już próbowano?",
-      expectations: "Czego oczekujesz?",
-      orderUrl: "Link do zamówienia",
-      autoInfo: "Do zgłoszenia dołączymy automatycznie:",
-      browser: "Przeglądarka",
-      page: "Strona",
-      time: "Czas",
-      submit: "Wyślij zgłoszenie",
-      submitting: "Wysyłanie…",
-      cancel: "Anuluj",
-      required: "Uzupełnij tytuł i opis problemu.",
-      live: "Wsparcie jest teraz dostępne — rozmawiasz na żywo.",
-      answerBy: "Odpowiemy do {time}.",
-      answerSoon: "Odpowiemy w godzinach pracy wsparcia (pon.–pt. 9:00–17:00).",
-      queued: "Poza godzinami pracy: zgłoszenie czeka w kolejce, zajmiemy się nim od {time}.",
-      queuedShort: "w kolejce",
-      older: "Pokaż wcześniejsze wiadomości",
-      loading: "Wczytywanie…",
-      typing: "{name} pisze…",
-      messageLabel: "Twoja wiadomość",
-      placeholder: "Napisz wiadomość… (Enter wysyła, Shift+Enter nowa linia)",
-      send: "Wyślij",
-      pending: "wysyłanie…",
-      failed: "nie wysłano",
-      retry: "Ponów",
-      markResolved: "Problem rozwiązany",
-      resolvedNote: "Zgłoszenie jest rozwiązane. Jeśli problem wróci, po prostu napisz.",
-      closedNote: "Zgłoszenie jest zamknięte i tylko do odczytu. Nowy problem? Otwórz nowe zgłoszenie.",
-      you: "Ty",
-      support: "wsparcie",
-      conversation: "Rozmowa w zgłoszeniu {title}",
-      announce: "Nowa wiadomość od {name}: {body}",
-      err_rate_limited: "Za dużo wiadomości naraz — spróbuj za chwilę.",
-      err_closed_ticket: "To zgłoszenie jest zamknięte.",
-      err_too_large: "Tekst jest za długi.",
-      err_unavailable: "Serwis jest chwilowo niedostępny — ponawiamy.",
-      err_other: "Coś poszło nie tak: {message}"
-    },
-    en: {
-      launcher: "HELP",
-      launcherUnread: "HELP — you have unread replies",
-      panel: "Help — support tickets",
-      close: "Close",
-      back: "Back to tickets",
-      yourTickets: "Your tickets",
-      noTickets: "You have no tickets yet. Describe a problem and we will answer here.",
-      newTicket: "New ticket",
-      unreadN: "{n} new",
-      unreadLabel: "unread replies: {n}",
-      connecting: "Connecting to support…",
-      offline: "Offline — reconnecting. Nothing you type will be lost.",
-      status_open: "open",
-      status_waiting_on_customer: "waiting for your reply",
-      status_resolved: "resolved",
-      status_closed: "closed",
-      sev_critical: "Critical",
-      sev_major: "Major",
-      sev_minor: "Minor",
-      sev_question: "Question",
-      sev_suggestion: "Suggestion",
-      def_critical: "A system error that stops the shop selling or handling orders. " +
-        "A misconfigured integration, e.g. wrong Przelewy24 or other payment-gateway API keys, is not critical.",
-      def_major: "An important function of the shop does not work, but selling is still possible.",
-      def_minor: "A feature works differently from the documentation, but a workaround exists.",
-      def_question: "A question about how a feature works or about the documentation.",
-      def_suggestion: "An idea for a new feature or an improvement.",
-      onePerTicket: "One ticket = one problem.",
-      title: "Title",
-      titleHint: "2–3 words, e.g. “Payments failing”.",
-      titleLong: "2–3 words are enough — put the details in the description.",
-      body: "Description",
-      bodyHint: "What happened, and where?",
-      severity: "Severity",
-      more: "More details (optional, they speed things up)",
-      occurredAt: "When did it happen?",
-      stepsTried: "What have you tried already?",
-      expectations: "What do you expect?",
-      orderUrl: "Link to the order",
-      autoInfo: "Attached automatically:",
-      browser: "Browser",
-      page: "Page",
-      time: "Time",
-      submit: "Send ticket",
-      submitting: "Sending…",
-      cancel: "Cancel",
-      required: "Fill in the title and the description.",
-      live: "Support is live now.",
-      answerBy: "We will answer by {time}.",
-      answerSoon: "We will answer during support hours (Mon–Fri 9:00–17:00).",
-      queued: "Outside working hours: your ticket is queued and will be handled from {time}.",
-      queuedShort: "queued",
-      older: "Show earlier messages",
-      loading: "Loading…",
-      typing: "{name} is typing…",
-      messageLabel: "Your message",
-      placeholder: "Write a message… (Enter sends, Shift+Enter new line)",
-      send: "Send",
-      pending: "sending…",
-      failed: "not sent",
-      retry: "Retry",
-      markResolved: "Problem solved",
-      resolvedNote: "This ticket is resolved. If the problem comes back, just write.",
-      closedNote: "This ticket is closed and read-only. A new problem? Open a new ticket.",
-      you: "You",
-      support: "support",
-      conversation: "Conversation in ticket {title}",
-      announce: "New message from {name}: {body}",
-      err_rate_limited: "Too many messages at once — try again in a moment.",
-      err_closed_ticket: "This ticket is closed.",
-      err_too_large: "The text is too long.",
-      err_unavailable: "The service is briefly unavailable — retrying.",
-      err_other: "Something went wrong: {message}"
-    }
+// ---- messages
+var CATALOGUE = {
+  pl: {
+    launcher: "POMOC",
+    launcherUnread: "POMOC — masz nieprzeczytane odpowiedzi",
+    panel: "Pomoc — zgłoszenia do wsparcia",
+    close: "Zamknij",
+    back: "Wróć do listy zgłoszeń",
+    yourTickets: "Twoje zgłoszenia",
+    noTickets: "Nie masz jeszcze zgłoszeń. Opisz problem, a odpowiemy tutaj.",
+    newTicket: "Nowe zgłoszenie",
+    unreadN: "{n} nowe",
+    unreadLabel: "nieprzeczytane odpowiedzi: {n}",
+    connecting: "Łączenie z pomocą…",
+    offline: "Brak połączenia — łączymy ponownie. Nic, co napiszesz, nie przepadnie.",
+    status_open: "otwarte",
+    status_waiting_on_customer: "czeka na Twoją odpowiedź",
+    status_resolved: "rozwiązane",
+    status_closed: "zamknięte",
+    sev_critical: "Krytyczny",
+    sev_major: "Poważny",
+    sev_minor: "Drobny",
+    sev_question: "Pytanie",
+    sev_suggestion: "Sugestia",
+    def_critical: "Błąd systemu, przez który sklep nie może sprzedawać ani obsługiwać zamówień. " +
+      "Nie jest krytyczny błąd źle skonfigurowanej integracji, np. błędne klucze API Przelewy24 lub innej bramki płatności.",
+    def_major: "Ważna funkcja sklepu nie działa, ale sprzedaż jest nadal możliwa.",
+    def_minor: "Funkcja działa niezgodnie z dokumentacją, ale istnieje obejście.",
+    def_question: "Pytanie o działanie funkcji lub wyjaśnienie dokumentacji.",
+    def_suggestion: "Pomysł na nową funkcję lub ulepszenie.",
+    onePerTicket: "Jedno zgłoszenie = jeden problem.",
+    title: "Tytuł",
+    titleHint: "2–3 słowa, np. „Płatności nie działają”.",
+    titleLong: "Wystarczą 2–3 słowa — szczegóły wpisz w opisie.",
+    body: "Opis problemu",
+    bodyHint: "Co się stało i gdzie?",
+    severity: "Priorytet",
+    more: "Dodatkowe informacje (opcjonalne, przyspieszają pomoc)",
+    occurredAt: "Kiedy to się stało?",
+    stepsTried: "Co już próbowano?",
+    expectations: "Czego oczekujesz?",
+    orderUrl: "Link do zamówienia",
+    autoInfo: "Do zgłoszenia dołączymy automatycznie:",
+    browser: "Przeglądarka",
+    page: "Strona",
+    time: "Czas",
+    submit: "Wyślij zgłoszenie",
+    submitting: "Wysyłanie…",
+    cancel: "Anuluj",
+    required: "Uzupełnij tytuł i opis problemu.",
+    live: "Wsparcie jest teraz dostępne — rozmawiasz na żywo.",
+    answerBy: "Odpowiemy do {time}.",
+    answerSoon: "Odpowiemy w godzinach pracy wsparcia (pon.–pt. 9:00–17:00).",
+    queued: "Poza godzinami pracy: zgłoszenie czeka w kolejce, zajmiemy się nim od {time}.",
+    queuedShort: "w kolejce",
+    older: "Pokaż wcześniejsze wiadomości",
+    loading: "Wczytywanie…",
+    typing: "{name} pisze…",
+    messageLabel: "Twoja wiadomość",
+    placeholder: "Napisz wiadomość… (Enter wysyła, Shift+Enter nowa linia)",
+    send: "Wyślij",
+    pending: "wysyłanie…",
+    failed: "nie wysłano",
+    retry: "Ponów",
+    markResolved: "Problem rozwiązany",
+    resolvedNote: "Zgłoszenie jest rozwiązane. Jeśli problem wróci, po prostu napisz.",
+    closedNote: "Zgłoszenie jest zamknięte i tylko do odczytu. Nowy problem? Otwórz nowe zgłoszenie.",
+    you: "Ty",
+    support: "wsparcie",
+    conversation: "Rozmowa w zgłoszeniu {title}",
+    announce: "Nowa wiadomość od {name}: {body}",
+    err_rate_limited: "Za dużo wiadomości naraz — spróbuj za chwilę.",
+    err_closed_ticket: "To zgłoszenie jest zamknięte.",
+    err_too_large: "Tekst jest za długi.",
+    err_unavailable: "Serwis jest chwilowo niedostępny — ponawiamy.",
+    err_other: "Coś poszło nie tak: {message}",
+    attach: "Dołącz plik",
+    attachHint: "Możesz też wkleić zrzut ekranu (Ctrl+V) albo przeciągnąć tu plik.",
+    remove: "Usuń {name}",
+    uploading: "wysyłanie {n}%",
+    e413: "plik jest za duży (maks. 10 MB)",
+    e415: "niedozwolony typ — dołącz obraz (PNG, JPG, GIF, WebP), PDF albo plik tekstowy",
+    eUp: "nie udało się wysłać pliku",
+    eMax: "najwyżej 10 plików naraz",
+    waitUp: "Poczekaj, aż pliki się wyślą.",
+    helpTitle: "Może to pomoże:",
+    solved: "To rozwiązało mój problem",
+    thanks: "Cieszymy się, że artykuł pomógł! Zgłoszenie nie zostało wysłane."
+  },
+  en: {
+    launcher: "HELP",
+    launcherUnread: "HELP — you have unread replies",
+    panel: "Help — support tickets",
+    close: "Close",
+    back: "Back to tickets",
+    yourTickets: "Your tickets",
+    noTickets: "You have no tickets yet. Describe a problem and we will answer here.",
+    newTicket: "New ticket",
+    unreadN: "{n} new",
+    unreadLabel: "unread replies: {n}",
+    connecting: "Connecting to support…",
+    offline: "Offline — reconnecting. Nothing you type will be lost.",
+    status_open: "open",
+    status_waiting_on_customer: "waiting for your reply",
+    status_resolved: "resolved",
+    status_closed: "closed",
+    sev_critical: "Critical",
+    sev_major: "Major",
+    sev_minor: "Minor",
+    sev_question: "Question",
+    sev_suggestion: "Suggestion",
+    def_critical: "A system error that stops the shop selling or handling orders. " +
+      "A misconfigured integration, e.g. wrong Przelewy24 or other payment-gateway API keys, is not critical.",
+    def_major: "An important function of the shop does not work, but selling is still possible.",
+    def_minor: "A feature works differently from the documentation, but a workaround exists.",
+    def_question: "A question about how a feature works or about the documentation.",
+    def_suggestion: "An idea for a new feature or an improvement.",
+    onePerTicket: "One ticket = one problem.",
+    title: "Title",
+    titleHint: "2–3 words, e.g. “Payments failing”.",
+    titleLong: "2–3 words are enough — put the details in the description.",
+    body: "Description",
+    bodyHint: "What happened, and where?",
+    severity: "Severity",
+    more: "More details (optional, they speed things up)",
+    occurredAt: "When did it happen?",
+    stepsTried: "What have you tried already?",
+    expectations: "What do you expect?",
+    orderUrl: "Link to the order",
+    autoInfo: "Attached automatically:",
+    browser: "Browser",
+    page: "Page",
+    time: "Time",
+    submit: "Send ticket",
+    submitting: "Sending…",
+    cancel: "Cancel",
+    required: "Fill in the title and the description.",
+    live: "Support is live now.",
+    answerBy: "We will answer by {time}.",
+    answerSoon: "We will answer during support hours (Mon–Fri 9:00–17:00).",
+    queued: "Outside working hours: your ticket is queued and will be handled from {time}.",
+    queuedShort: "queued",
+    older: "Show earlier messages",
+    loading: "Loading…",
+    typing: "{name} is typing…",
+    messageLabel: "Your message",
+    placeholder: "Write a message… (Enter sends, Shift+Enter new line)",
+    send: "Send",
+    pending: "sending…",
+    failed: "not sent",
+    retry: "Retry",
+    markResolved: "Problem solved",
+    resolvedNote: "This ticket is resolved. If the problem comes back, just write.",
+    closedNote: "This ticket is closed and read-only. A new problem? Open a new ticket.",
+    you: "You",
+    support: "support",
+    conversation: "Conversation in ticket {title}",
+    announce: "New message from {name}: {body}",
+    err_rate_limited: "Too many messages at once — try again in a moment.",
+    err_closed_ticket: "This ticket is closed.",
+    err_too_large: "The text is too long.",
+    err_unavailable: "The service is briefly unavailable — retrying.",
+    err_other: "Something went wrong: {message}",
+    attach: "Attach a file",
+    attachHint: "You can also paste a screenshot (Ctrl+V) or drop a file here.",
+    remove: "Remove {name}",
+    uploading: "uploading {n}%",
+    e413: "the file is too large (max. 10 MB)",
+    e415: "type not allowed — attach an image (PNG, JPG, GIF, WebP), a PDF or a text file",
+    eUp: "the file could not be uploaded",
+    eMax: "at most 10 files at once",
+    waitUp: "Wait until the files are uploaded.",
+    helpTitle: "This may help:",
+    solved: "This solved my problem",
+    thanks: "Glad the article helped! No ticket was sent."
+  }
+};
+
+function translator(lang) {
+  var table = CATALOGUE[lang] || CATALOGUE.pl;
+  return function t(key, vars) {
+    var text = table[key] != null ? table[key] : CATALOGUE.pl[key] != null ? CATALOGUE.pl[key] : key;
+    return text.replace(/\{(\w+)\}/g, function (_, name) { return vars && vars[name] != null ? vars[name] : ""; });
   };
+}
 
-  function translator(lang) {
-    var table = CATALOGUE[lang] || CATALOGUE.pl;
-    return function t(key, vars) {
-      var text = table[key] != null ? table[key] : CATALOGUE.pl[key] != null ? CATALOGUE.pl[key] : key;
-      return text.replace(/\{(\w+)\}/g, function (_, name) { return vars && vars[name] != null ? vars[name] : ""; });
-    };
+// ---- small tools
+// randomUUID needs a secure context; any unique client_id will do.
+function uuid() {
+  if (crypto.randomUUID) return crypto.randomUUID();
+  return Date.now().toString(36) + Array.from(crypto.getRandomValues(new Uint32Array(3)), function (x) { return "-" + x.toString(36); }).join("");
+}
+
+/** h("button", {class: "x", onclick: fn}, "text", child) — a tiny element builder. */
+function h(tag, attrs) {
+  var el = document.createElement(tag);
+  for (var key in attrs || {}) {
+    var value = attrs[key];
+    if (value == null || value === false) continue;
+    if (key.slice(0, 2) === "on") el.addEventListener(key.slice(2), value);
+    else if (key === "text") el.textContent = value;
+    else if (key === "value") el.value = value;
+    else el.setAttribute(key, value === true ? "" : value);
   }
-
-  // ------------------------------------------------------------------ small tools
-  function uuid() {
-    if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
-    var b = crypto.getRandomValues(new Uint8Array(16));
-    b[6] = (b[6] & 15) | 64;
-    b[8] = (b[8] & 63) | 128;
-    var hex = Array.prototype.map.call(b, function (x) { return (x + 256).toString(16).slice(1); }).join("");
-    return hex.slice(0, 8) + "-" + hex.slice(8, 12) + "-" + hex.slice(12, 16) + "-" + hex.slice(16, 20) + "-" + hex.slice(20);
+  for (var i = 2; i < arguments.length; i++) {
+    var child = arguments[i];
+    if (child == null || child === false) continue;
+    el.appendChild(typeof child === "string" ? document.createTextNode(child) : child);
   }
+  return el;
+}
 
-  /** h("button", {class: "x", onclick: fn}, "text", child) — a tiny element builder. */
-  function h(tag, attrs) {
-    var el = document.createElement(tag);
-    for (var key in attrs || {}) {
-      var value = attrs[key];
-      if (value == null || value === false) continue;
-      if (key.slice(0, 2) === "on") el.addEventListener(key.slice(2), value);
-      else if (key === "text") el.textContent = value;
-      else if (key === "value") el.value = value;
-      else el.setAttribute(key, value === true ? "" : value);
-    }
-    for (var i = 2; i < arguments.length; i++) {
-      var child = arguments[i];
-      if (child == null || child === false) continue;
-      el.appendChild(typeof child === "string" ? document.createTextNode(child) : child);
-    }
-    return el;
+function fmtSize(n) { return n < 1048576 ? Math.ceil(n / 1024) + " KB" : (n / 1048576).toFixed(1) + " MB"; }
+
+function browserInfo() {
+  var ua = navigator.userAgent;
+  var known = [["Edge", /Edg\/([\d.]+)/], ["Opera", /OPR\/([\d.]+)/], ["Samsung Internet", /SamsungBrowser\/([\d.]+)/],
+    ["Firefox", /Firefox\/([\d.]+)/], ["Chrome", /Chrome\/([\d.]+)/], ["Safari", /Version\/([\d.]+).*Safari/]];
+  for (var i = 0; i < known.length; i++) {
+    var m = ua.match(known[i][1]);
+    if (m) return { name: known[i][0], version: m[1] };
   }
+  return { name: "unknown", version: "" };
+}
 
-  function browserInfo() {
-    var ua = navigator.userAgent;
-    var known = [["Edge", /Edg\/([\d.]+)/], ["Opera", /OPR\/([\d.]+)/], ["Samsung Internet", /SamsungBrowser\/([\d.]+)/],
-      ["Firefox", /Firefox\/([\d.]+)/], ["Chrome", /Chrome\/([\d.]+)/], ["Safari", /Version\/([\d.]+).*Safari/]];
-    for (var i = 0; i < known.length; i++) {
-      var m = ua.match(known[i][1]);
-      if (m) return { name: known[i][0], version: m[1] };
-    }
-    return { name: "unknown", version: "" };
-  }
+function serverFromScript(script) {
+  try { return new URL(script.src, location.href).origin; } catch (e) { return location.origin; }
+}
 
-  function serverFromScript(script) {
-    try { return new URL(script.src, location.href).origin; } catch (e) { return location.origin; }
-  }
+async function fetchToken(url) {
+  var res = await fetch(url, { credentials: "same-origin", cache: "no-store" });
+  if (!res.ok) throw new Error("token endpoint answered " + res.status);
+  var type = res.headers.get("content-type") || "";
+  if (type.indexOf("json") >= 0) return (await res.json()).token;
+  return (await res.text()).trim();
+}
 
-  async function fetchToken(url) {
-    var res = await fetch(url, { credentials: "same-origin", cache: "no-store" });
-    if (!res.ok) throw new Error("token endpoint answered " + res.status);
-    var type = res.headers.get("content-type") || "";
-    if (type.indexOf("json") >= 0) return (await res.json()).token;
-    return (await res.text()).trim();
-  }
+// ---- connection
+/**
+ * One WebSocket to /ws that stays up: hello on every (re)connect, capped exponential
+ * backoff with jitter between attempts, a fresh token after 4401, a keepalive ping.
+ * Options: url, token (() => Promise<string>), hello (() => extra hello fields),
+ * onFrame(frame), onState("connecting" | "online" | "offline"), onClose(code, reason).
+ */
+function Connection(options) {
+  this.options = options;
+  this.ws = null;
+  this.ready = false;
+  this.stopped = true;
+  this.attempt = 0;
+  this.token = null;
+  this.timer = null;
+  this.pinger = null;
+  this.lastFrameAt = 0;
+  this._online = this.reconnectNow.bind(this);
+}
+var C = Connection.prototype;
 
-  // ------------------------------------------------------------------ connection
-  /**
-   * One WebSocket to /ws that stays up: hello on every (re)connect, capped exponential
-   * backoff with jitter between attempts, a fresh token after 4401, a keepalive ping.
-   * Options: url, token (() => Promise<string>), hello (() => extra hello fields),
-   * onFrame(frame), onState("connecting" | "online" | "offline"), onClose(code, reason).
-   */
-  function Connection(options) {
-    this.options = options;
-    this.ws = null;
-    this.ready = false;
-    this.stopped = true;
-    this.attempt = 0;
+C.start = function () {
+  if (!this.stopped) return;
+  this.stopped = false;
+  window.addEventListener("online", this._online);
+  this._connect();
+};
+
+C.stop = function () {
+  this.stopped = true;
+  window.removeEventListener("online", this._online);
+  clearTimeout(this.timer);
+  clearInterval(this.pinger);
+  if (this.ws) this.ws.close(1000, "bye");
+  this.ws = null;
+  this.ready = false;
+};
+
+/** Retry at once (the browser came back online, or the user asked). */
+C.reconnectNow = function () {
+  if (this.stopped || this.ws) return;
+  clearTimeout(this.timer);
+  this._connect();
+};
+
+C.send = function (frame) {
+  if (!this.ready || !this.ws) return false;
+  this.ws.send(JSON.stringify(frame));
+  return true;
+};
+
+C._state = function (state) {
+  if (this.options.onState) this.options.onState(state);
+};
+
+C._connect = async function () {
+  this.timer = null;
+  this._state("connecting");
+  var token;
+  try {
+    token = this.token || (this.token = await this.options.token());
+    if (!token) throw new Error("empty token");
+  } catch (err) {
     this.token = null;
-    this.timer = null;
-    this.pinger = null;
-    this.lastFrameAt = 0;
-    this._online = this.reconnectNow.bind(this);
+    return this._retry();
   }
-
-  Connection.prototype.start = function () {
-    if (!this.stopped) return;
-    this.stopped = false;
-    window.addEventListener("online", this._online);
-    this._connect();
+  if (this.stopped) return;
+  var ws;
+  try {
+    ws = new WebSocket(this.options.url, "pomoc.v1.json");
+  } catch (err) {
+    return this._retry();
+  }
+  var self = this;
+  this.ws = ws;
+  // No welcome within 15 s: treat the socket as dead and start over.
+  var handshake = setTimeout(function () { if (self.ws === ws && !self.ready) ws.close(4000, "no welcome"); }, 15000);
+  ws.onopen = function () {
+    var hello = Object.assign({ type: "hello", token: token }, self.options.hello ? self.options.hello() : {});
+    ws.send(JSON.stringify(hello));
   };
-
-  Connection.prototype.stop = function () {
-    this.stopped = true;
-    window.removeEventListener("online", this._online);
-    clearTimeout(this.timer);
-    clearInterval(this.pinger);
-    if (this.ws) this.ws.close(1000, "bye");
-    this.ws = null;
-    this.ready = false;
-  };
-
-  /** Retry at once (the browser came back online, or the user asked). */
-  Connection.prototype.reconnectNow = function () {
-    if (this.stopped || this.ws) return;
-    clearTimeout(this.timer);
-    this._connect();
-  };
-
-  Connection.prototype.send = function (frame) {
-    if (!this.ready || !this.ws) return false;
-    this.ws.send(JSON.stringify(frame));
-    return true;
-  };
-
-  Connection.prototype._state = function (state) {
-    if (this.options.onState) this.options.onState(state);
-  };
-
-  Connection.prototype._connect = async function () {
-    this.timer = null;
-    this._state("connecting");
-    var token;
-    try {
-      token = this.token || (this.token = await this.options.token());
-      if (!token) throw new Error("empty token");
-    } catch (err) {
-      this.token = null;
-      return this._retry();
-    }
-    if (this.stopped) return;
-    var ws;
-    try {
-      ws = new WebSocket(this.options.url, "pomoc.v1.json");
-    } catch (err) {
-      return this._retry();
-    }
-    var self = this;
-    this.ws = ws;
-    // No welcome within 15 s: treat the socket as dead and start over.
-    var handshake = setTimeout(function () { if (self.ws === ws && !self.ready) ws.close(4000, "no welcome"); }, 15000);
-    ws.onopen = function () {
-      var hello = Object.assign({ type: "hello", token: token }, self.options.hello ? self.options.hello() : {});
-      ws.send(JSON.stringify(hello));
-    };
-    ws.onmessage = function (event) {
-      if (self.ws !== ws) return;
-      var frame;
-      try { frame = JSON.parse(event.data); } catch (err) { return; }
-      self.lastFrameAt = Date.now();
-      if (frame.type === "welcome") {
-        clearTimeout(handshake);
-        self.ready = true;
-        self.attempt = 0;
-        self._keepalive();
-        self._state("online");
-      }
-      self.options.onFrame(frame);
-    };
-    ws.onclose = function (event) {
+  ws.onmessage = function (event) {
+    if (self.ws !== ws) return;
+    var frame;
+    try { frame = JSON.parse(event.data); } catch (err) { return; }
+    self.lastFrameAt = Date.now();
+    if (frame.type === "welcome") {
       clearTimeout(handshake);
-      if (self.ws !== ws) return;
-      self.ws = null;
-      self.ready = false;
-      clearInterval(self.pinger);
-      if (event.code === 4401) self.token = null; // expired or revoked: ask the provider again
-      if (self.options.onClose) self.options.onClose(event.code, event.reason);
-      if (self.stopped) return;
-      self._state("offline");
-      self._retry();
-    };
-  };
-
-  Connection.prototype._retry = function () {
-    if (this.stopped) return;
-    // Full backoff doubles from 0.5 s up to 30 s; jitter spreads a fleet of reconnecting tabs.
-    var ceiling = Math.min(30000, 500 * Math.pow(2, this.attempt));
-    this.attempt += 1;
-    var delay = ceiling / 2 + Math.random() * ceiling / 2;
-    this._state("offline");
-    this.timer = setTimeout(this._connect.bind(this), delay);
-  };
-
-  Connection.prototype._keepalive = function () {
-    var self = this;
-    clearInterval(this.pinger);
-    this.pinger = setInterval(function () {
-      if (!self.ws) return;
-      if (Date.now() - self.lastFrameAt > STALE_AFTER_MS) self.ws.close(4000, "stale");
-      else self.send({ type: "ping" });
-    }, PING_EVERY_MS);
-  };
-
-  // ------------------------------------------------------------------ styles
-  var CSS = [
-    ":host{all:initial !important;display:inline-block !important;position:relative !important;vertical-align:middle !important;}",
-    ":host([data-floating]){position:fixed !important;right:20px !important;bottom:20px !important;z-index:2147483000 !important;}",
-    ".root{font:14px/1.45 system-ui,-apple-system,'Segoe UI',Roboto,Arial,sans-serif;color:#1d2733;text-align:left;letter-spacing:normal;}",
-    ".root *,.root *::before,.root *::after{box-sizing:border-box;}",
-    "[hidden]{display:none !important;}",
-    "button,input,select,textarea{font:inherit;color:inherit;margin:0;}",
-    "button{cursor:pointer;}",
-    ":focus-visible{outline:2px solid #1565c0;outline-offset:2px;}",
-    ".sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap;}",
-    ".launcher{display:inline-flex;align-items:center;gap:6px;height:34px;padding:0 14px;border:1px solid #c9d3df;border-radius:17px;background:#fff;color:#17324d;font-weight:700;letter-spacing:.06em;font-size:13px;}",
-    ".launcher:hover{background:#f1f5fa;}",
-    ".launcher[aria-expanded=true]{background:#17324d;color:#fff;border-color:#17324d;}",
-    ":host([data-floating]) .launcher{height:46px;border-radius:23px;box-shadow:0 4px 16px rgba(0,0,0,.2);}",
-    ".dot{width:8px;height:8px;border-radius:50%;background:#9aa7b5;}",
-    ".dot.on{background:#2e7d32;}",
-    ".badge{display:inline-flex;align-items:center;justify-content:center;width:18px;height:18px;border-radius:50%;background:#f57c00;color:#fff;font-size:12px;font-weight:800;letter-spacing:0;}",
-    ".panel{position:fixed;z-index:2147483001;width:390px;max-width:calc(100vw - 16px);display:flex;flex-direction:column;background:#fff;border:1px solid #d5dde6;border-radius:10px;box-shadow:0 12px 36px rgba(23,50,77,.22);overflow:hidden;}",
-    ".head{display:flex;align-items:center;gap:8px;padding:10px 12px;background:#17324d;color:#fff;}",
-    ".head h2{flex:1;margin:0;font-size:15px;font-weight:600;overflow:hidden;text-overflow:ellipsis;white-space:nowrap;}",
-    ".icon{border:0;background:transparent;color:#fff;width:28px;height:28px;border-radius:6px;font-size:18px;line-height:1;}",
-    ".icon:hover{background:rgba(255,255,255,.15);}",
-    ".banner{padding:8px 12px;background:#fdecea;color:#8a1c12;font-size:13px;border-bottom:1px solid #f5c6c0;}",
-    ".banner.info{background:#eef3f8;color:#34495e;border-color:#d5dde6;}",
-    ".body{flex:1;overflow:auto;min-height:0;}",
-    ".pad{padding:12px;}",
-    ".row{display:flex;align-items:center;justify-content:space-between;gap:8px;margin-bottom:10px;}",
-    ".row h3{margin:0;font-size:12.5px;font-weight:400;color:#5b6b7c;}",
-    ".primary{border:0;border-radius:6px;background:#1565c0;color:#fff;padding:8px 14px;font-weight:600;white-space:nowrap;}",
-    ".primary:hover{background:#0d47a1;}",
-    ".primary[disabled]{background:#90a4ae;cursor:default;}",
-    ".secondary{border:1px solid #c9d3df;border-radius:6px;background:#fff;padding:7px 12px;}",
-    ".tickets{list-style:none;margin:0;padding:0;}",
-    ".ticket{display:block;width:100%;text-align:left;border:1px solid #e1e7ee;border-left:4px solid #c9d3df;border-radius:6px;background:#fff;padding:9px 10px;margin-bottom:8px;}",
-    ".ticket:hover{background:#f6f8fb;}",
-    ".ticket .t{display:flex;justify-content:space-between;gap:8px;font-weight:600;}",
-    ".ticket .m{color:#5b6b7c;font-size:12px;margin-top:2px;}",
-    ".ticket.unread{border-color:#ffcc80;border-left-color:#f57c00;background:#fff3e0;}",
-    ".ticket.unread .t{color:#e65100;}",
-    ".pill{flex:none;border-radius:9px;background:#f57c00;color:#fff;font-size:11px;font-weight:700;padding:1px 7px;}",
-    ".empty{color:#5b6b7c;margin:16px 0;}",
-    "form label,.label{display:block;font-weight:600;margin:10px 0 4px;}",
-    "input[type=text],input[type=url],input[type=datetime-local],select,textarea{display:block;width:100%;border:1px solid #c3cdd8;border-radius:6px;padding:7px 9px;background:#fff;}",
-    "textarea{resize:vertical;min-height:70px;}",
-    ".hint{color:#5b6b7c;font-size:12px;margin-top:3px;}",
-    ".hint.warn{color:#b45309;}",
-    ".def{margin-top:6px;padding:7px 9px;border-radius:6px;background:#f1f5fa;font-size:12.5px;}",
-    ".def.crit{background:#fdecea;}",
-    "details{margin-top:12px;border:1px solid #e1e7ee;border-radius:6px;padding:6px 10px;}",
-    "summary{cursor:pointer;font-weight:600;}",
-    ".auto{margin-top:12px;padding:8px 10px;border-radius:6px;background:#f6f8fb;font-size:12.5px;color:#34495e;}",
-    ".auto dl{display:grid;grid-template-columns:auto 1fr;gap:2px 10px;margin:4px 0 0;}",
-    ".auto dt{color:#5b6b7c;}.auto dd{margin:0;word-break:break-all;}",
-    ".error{color:#b71c1c;margin-top:8px;}",
-    ".actions{display:flex;gap:8px;justify-content:flex-end;margin-top:12px;}",
-    ".chat{display:flex;flex-direction:column;height:100%;}",
-    ".status{padding:7px 12px;font-size:12.5px;background:#eef3f8;border-bottom:1px solid #e1e7ee;display:flex;gap:8px;align-items:center;}",
-    ".status.live{background:#e8f5e9;color:#1b5e20;}",
-    ".status.queued{background:#fff8e1;color:#7a4d00;}",
-    ".status span{flex:1;}",
-    ".link{border:0;background:none;color:#1565c0;text-decoration:underline;padding:0;font-size:12.5px;}",
-    ".log{flex:1;overflow:auto;padding:10px 12px;display:flex;flex-direction:column;gap:8px;min-height:160px;}",
-    ".older{align-self:center;}",
-    ".msg{max-width:85%;padding:7px 10px;border-radius:10px;background:#f1f5fa;align-self:flex-start;}",
-    ".msg.mine{align-self:flex-end;background:#1565c0;color:#fff;}",
-    ".msg.system{align-self:center;background:transparent;color:#5b6b7c;font-size:12.5px;text-align:center;padding:2px 6px;}",
-    ".msg .meta{font-size:11px;opacity:.8;margin-bottom:2px;}",
-    ".msg .text{white-space:pre-wrap;word-wrap:break-word;}",
-    ".msg.pending{opacity:.65;}",
-    ".msg.failed{background:#fdecea;color:#8a1c12;}",
-    ".msg .retry{margin-left:6px;border:1px solid currentColor;border-radius:4px;background:transparent;font-size:11px;padding:0 6px;}",
-    ".typing{min-height:20px;padding:0 12px;color:#5b6b7c;font-size:12px;font-style:italic;}",
-    ".note{margin:0 12px 8px;padding:8px 10px;border-radius:6px;background:#e8f5e9;color:#1b5e20;font-size:12.5px;}",
-    ".note.closed{background:#eceff1;color:#37474f;}",
-    ".composer{display:flex;gap:8px;padding:10px 12px;border-top:1px solid #e1e7ee;align-items:flex-end;}",
-    ".composer textarea{min-height:40px;max-height:140px;}"
-  ].join("\n");
-
-  // ------------------------------------------------------------------ the widget
-  function Widget(config) {
-    this.config = config;
-    this.t = translator(config.lang);
-    this.tickets = new Map();   // id -> ticket
-    this.msgs = new Map();      // id -> Map(seq -> message)
-    this.seen = new Map();      // id -> highest seq with nothing missing before it (hello.resume)
-    this.more = new Map();      // id -> older history exists (absent: not loaded yet)
-    this.unread = new Map();    // id -> n
-    this.counted = new Map();   // id -> seq up to which the server's unread already accounts
-    this.readSent = new Map();  // id -> highest seq sent in `read`
-    this.pending = new Map();   // client_id -> {ticket, body, client_id, state}
-    this.drafts = {};           // ticket id -> text
-    this.form = { severity: "question" };
-    this.openReq = null;        // the open_ticket frame until its ticket arrives
-    this.typing = new Map();    // id -> {name, until}
-    this.typingSentAt = 0;
-    this.serverBadge = false;
-    this.me = null;
-    this.agentsOnline = 0;
-    this.service = { open: true, next_open: null };
-    this.state = "connecting";
-    this.everOnline = false;
-    this.view = "list";
-    this.current = null;
-    this.isOpen = false;
-    this.formError = "";
-    this.chatError = "";
-    this.logEls = new Map();
-    this.scheduled = false;
-    this.restored = false;
-  }
-
-  Widget.prototype.start = function () {
-    var self = this;
-    var config = this.config;
-    var host = document.createElement("div");
-    host.setAttribute("data-pomoc", VERSION);
-    var mount = null;
-    try { mount = config.mount ? (typeof config.mount === "string" ? document.querySelector(config.mount) : config.mount) : null; }
-    catch (e) { mount = null; }
-    if (mount) mount.appendChild(host);
-    else { host.setAttribute("data-floating", ""); document.body.appendChild(host); }
-    this.host = host;
-    var shadow = host.attachShadow({ mode: "open" });
-    shadow.appendChild(h("style", { text: CSS }));
-    this.root = h("div", { class: "root", lang: config.lang });
-    shadow.appendChild(this.root);
-    this.buildShell();
-
-    var tokenFn = config.token || (config.tokenUrl ? function () { return fetchToken(config.tokenUrl); } : null);
-    if (!tokenFn) throw new Error("Pomoc: give a token provider (token) or a token URL (data-token-url)");
-    this.conn = new Connection({
-      url: config.server.replace(/^http/, "ws").replace(/\/$/, "") + "/ws",
-      token: tokenFn,
-      hello: function () { return { resume: self.resume() }; },
-      onFrame: function (frame) { self.onFrame(frame); },
-      onState: function (state) { self.state = state; self.schedule(); }
-    });
-    this._onVisible = function () { self.maybeRead(); };
-    this._onKey = function (event) { if (event.key === "Escape" && self.isOpen) { event.stopPropagation(); self.close(); } };
-    document.addEventListener("visibilitychange", this._onVisible);
-    this.root.addEventListener("keydown", this._onKey);
-    this.conn.start();
-    this.tick = setInterval(function () { self.expireTyping(); }, 1000);
-  };
-
-  Widget.prototype.destroy = function () {
-    this.conn.stop();
-    clearInterval(this.tick);
-    document.removeEventListener("visibilitychange", this._onVisible);
-    this.host.remove();
-  };
-
-  Widget.prototype.resume = function () {
-    var out = {};
-    this.seen.forEach(function (seq, id) { out[id] = seq; });
-    return out;
-  };
-
-  // --------------------------------------------------------------- frames in
-  Widget.prototype.onFrame = function (f) {
-    var handler = this["on_" + f.type];
-    if (handler) handler.call(this, f);
-    this.schedule();
-  };
-
-  Widget.prototype.on_welcome = function (f) {
-    var self = this;
-    this.me = f.principal;
-    this.everOnline = true;
-    this.agentsOnline = f.agents_online || 0;
-    this.service = f.service || this.service;
-    (f.tickets || []).forEach(function (t) {
-      self.upsert(t);
-      self.counted.set(t.id, t.last_seq || 0);
-      if (!self.seen.has(t.id)) self.seen.set(t.id, t.last_seq || 0);
-    });
-    this.unread = new Map();
-    Object.keys(f.unread || {}).forEach(function (k) { self.unread.set(Number(k), f.unread[k]); });
-    this.serverBadge = !!f.badge;
-    (f.resume_incomplete || []).forEach(function (id) {
-      // More was missed than the server replays: reload this thread from its newest page.
-      self.msgs.delete(id);
-      self.more.delete(id);
-      var t = self.tickets.get(id);
-      self.seen.set(id, t ? t.last_seq || 0 : 0);
-    });
-    if (!this.restored) this.restore();
-    if (this.openReq) this.conn.send(this.openReq);
-    this.pending.forEach(function (p) { if (p.state === "pending") self.transmit(p); });
-    if (this.view === "chat" && this.current != null && !this.more.has(this.current)) this.loadHistory(this.current);
-    this.maybeRead();
-  };
-
-  Widget.prototype.on_ticket = function (f) {
-    var t = f.ticket;
-    this.upsert(t);
-    if (this.openReq && f.ref === this.openReq.ref) {
-      // Our new ticket: the opener has read what the reply shows, server-side too.
-      this.counted.set(t.id, t.last_seq || 0);
-      this.openReq = null;
-      this.form = { severity: "question" };
-      this.save();
-      this.showChat(t.id);
+      self.ready = true;
+      self.attempt = 0;
+      self._keepalive();
+      self._state("online");
     }
+    self.options.onFrame(frame);
   };
-
-  Widget.prototype.on_message = function (f) { this.insert(f, true); };
-
-  Widget.prototype.on_history = function (f) {
-    var self = this;
-    (f.messages || []).forEach(function (m) { self.insert(Object.assign({ ticket: f.ticket }, m), false); });
-    if (typeof f.ref === "string" && f.ref.indexOf("hist:") === 0) this.more.set(f.ticket, !!f.more);
-    var last = (f.messages || []).slice(-1)[0];
-    // The newest page ends the thread: seen moves there even if older pages are not loaded.
-    if (/:tail$/.test(f.ref) && last && last.seq > (this.seen.get(f.ticket) || 0)) this.seen.set(f.ticket, last.seq);
-    this.loadingOlder = false;
-    this.maybeRead();
+  ws.onclose = function (event) {
+    clearTimeout(handshake);
+    if (self.ws !== ws) return;
+    self.ws = null;
+    self.ready = false;
+    clearInterval(self.pinger);
+    if (event.code === 4401) self.token = null; // expired or revoked: ask the provider again
+    if (self.options.onClose) self.options.onClose(event.code, event.reason);
+    if (self.stopped) return;
+    self._state("offline");
+    self._retry();
   };
+};
 
-  Widget.prototype.on_ack = function (f) {
-    var p = this.pending.get(f.client_id);
-    if (!p) return;
-    this.pending.delete(f.client_id);
-    this.insert({
-      ticket: f.ticket, seq: f.seq, client_id: f.client_id, body: p.body,
-      created_at: new Date().toISOString(),
-      author: { kind: this.me.role, id: this.me.id, name: this.me.name }
-    }, false);
+C._retry = function () {
+  if (this.stopped) return;
+  // Full backoff doubles from 0.5 s up to 30 s; jitter spreads a fleet of reconnecting tabs.
+  var ceiling = Math.min(30000, 500 * Math.pow(2, this.attempt));
+  this.attempt += 1;
+  var delay = ceiling / 2 + Math.random() * ceiling / 2;
+  this._state("offline");
+  this.timer = setTimeout(this._connect.bind(this), delay);
+};
+
+C._keepalive = function () {
+  var self = this;
+  clearInterval(this.pinger);
+  this.pinger = setInterval(function () {
+    if (!self.ws) return;
+    if (Date.now() - self.lastFrameAt > STALE_AFTER_MS) self.ws.close(4000, "stale");
+    else self.send({ type: "ping" });
+  }, PING_EVERY_MS);
+};
+
+// ---- styles
+var CSS = `
+:host{all:initial !important;display:inline-block !important;position:relative !important;vertical-align:middle !important;}
+:host([data-floating]){position:fixed !important;right:20px !important;bottom:20px !important;z-index:2147483000 !important;}
+.root{font:14px/1.45 system-ui,-apple-system,'Segoe UI',Roboto,Arial,sans-serif;color:#1d2733;text-align:left;letter-spacing:normal;}
+.root *,.root *::before,.root *::after{box-sizing:border-box;}
+[hidden]{display:none !important;}
+button,input,select,textarea{font:inherit;color:inherit;margin:0;}
+button{cursor:pointer;}
+:focus-visible{outline:2px solid #1565c0;outline-offset:2px;}
+.sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap;}
+.launcher{display:inline-flex;align-items:center;gap:6px;height:34px;padding:0 14px;border:1px solid #c9d3df;border-radius:17px;background:#fff;color:#17324d;font-weight:700;letter-spacing:.06em;font-size:13px;}
+.launcher:hover{background:#f1f5fa;}
+.launcher[aria-expanded=true]{background:#17324d;color:#fff;border-color:#17324d;}
+:host([data-floating]) .launcher{height:46px;border-radius:23px;box-shadow:0 4px 16px rgba(0,0,0,.2);}
+.dot{width:8px;height:8px;border-radius:50%;background:#9aa7b5;}
+.dot.on{background:#2e7d32;}
+.badge{display:inline-flex;align-items:center;justify-content:center;width:18px;height:18px;border-radius:50%;background:#f57c00;color:#fff;font-size:12px;font-weight:800;letter-spacing:0;}
+.panel{position:fixed;z-index:2147483001;width:390px;max-width:calc(100vw - 16px);display:flex;flex-direction:column;background:#fff;border:1px solid #d5dde6;border-radius:10px;box-shadow:0 12px 36px rgba(23,50,77,.22);overflow:hidden;}
+.head{display:flex;align-items:center;gap:8px;padding:10px 12px;background:#17324d;color:#fff;}
+.head h2{flex:1;margin:0;font-size:15px;font-weight:600;overflow:hidden;text-overflow:ellipsis;white-space:nowrap;}
+.icon{border:0;background:transparent;color:#fff;width:28px;height:28px;border-radius:6px;font-size:18px;line-height:1;}
+.icon:hover{background:rgba(255,255,255,.15);}
+.banner{padding:8px 12px;background:#fdecea;color:#8a1c12;font-size:13px;border-bottom:1px solid #f5c6c0;}
+.banner.info{background:#eef3f8;color:#34495e;border-color:#d5dde6;}
+.body{flex:1;overflow:auto;min-height:0;}
+.pad{padding:12px;}
+.row{display:flex;align-items:center;justify-content:space-between;gap:8px;margin-bottom:10px;}
+.row h3{margin:0;font-size:12.5px;font-weight:400;color:#5b6b7c;}
+.primary{border:0;border-radius:6px;background:#1565c0;color:#fff;padding:8px 14px;font-weight:600;white-space:nowrap;}
+.primary:hover{background:#0d47a1;}
+.primary[disabled]{background:#90a4ae;cursor:default;}
+.secondary{border:1px solid #c9d3df;border-radius:6px;background:#fff;padding:7px 12px;white-space:nowrap;}
+.tickets{list-style:none;margin:0;padding:0;}
+.ticket{display:block;width:100%;text-align:left;border:1px solid #e1e7ee;border-left:4px solid #c9d3df;border-radius:6px;background:#fff;padding:9px 10px;margin-bottom:8px;}
+.ticket:hover{background:#f6f8fb;}
+.ticket .t{display:flex;justify-content:space-between;gap:8px;font-weight:600;}
+.ticket .m{color:#5b6b7c;font-size:12px;margin-top:2px;}
+.ticket.unread{border-color:#ffcc80;border-left-color:#f57c00;background:#fff3e0;}
+.ticket.unread .t{color:#e65100;}
+.pill{flex:none;border-radius:9px;background:#f57c00;color:#fff;font-size:11px;font-weight:700;padding:1px 7px;}
+.empty{color:#5b6b7c;margin:16px 0;}
+form label,.label{display:block;font-weight:600;margin:10px 0 4px;}
+input[type=text],input[type=url],input[type=datetime-local],select,textarea{display:block;width:100%;border:1px solid #c3cdd8;border-radius:6px;padding:7px 9px;background:#fff;}
+textarea{resize:vertical;min-height:70px;}
+.hint{color:#5b6b7c;font-size:12px;margin-top:3px;}
+.hint.warn{color:#b45309;}
+.def{margin-top:6px;padding:7px 9px;border-radius:6px;background:#f1f5fa;font-size:12.5px;}
+.def.crit{background:#fdecea;}
+details{margin-top:12px;border:1px solid #e1e7ee;border-radius:6px;padding:6px 10px;}
+summary{cursor:pointer;font-weight:600;}
+.auto{margin-top:12px;padding:8px 10px;border-radius:6px;background:#f6f8fb;font-size:12.5px;color:#34495e;}
+.auto dl{display:grid;grid-template-columns:auto 1fr;gap:2px 10px;margin:4px 0 0;}
+.auto dt{color:#5b6b7c;}.auto dd{margin:0;word-break:break-all;}
+.error{color:#b71c1c;margin-top:8px;}
+.actions{display:flex;gap:8px;justify-content:flex-end;margin-top:12px;}
+.chat{display:flex;flex-direction:column;height:100%;}
+.status{padding:7px 12px;font-size:12.5px;background:#eef3f8;border-bottom:1px solid #e1e7ee;display:flex;gap:8px;align-items:center;}
+.status.live{background:#e8f5e9;color:#1b5e20;}
+.status.queued{background:#fff8e1;color:#7a4d00;}
+.status span{flex:1;}
+.link{border:0;background:none;color:#1565c0;text-decoration:underline;padding:0;font-size:12.5px;}
+.log{flex:1;overflow:auto;padding:10px 12px;display:flex;flex-direction:column;gap:8px;min-height:160px;}
+.older{align-self:center;}
+.msg{max-width:85%;padding:7px 10px;border-radius:10px;background:#f1f5fa;align-self:flex-start;}
+.msg.mine{align-self:flex-end;background:#1565c0;color:#fff;}
+.msg.system{align-self:center;background:transparent;color:#5b6b7c;font-size:12.5px;text-align:center;padding:2px 6px;}
+.msg .meta{font-size:11px;opacity:.8;margin-bottom:2px;}
+.msg .text{white-space:pre-wrap;word-wrap:break-word;}
+.msg.pending{opacity:.65;}
+.msg.failed{background:#fdecea;color:#8a1c12;}
+.msg .retry{margin-left:6px;border:1px solid currentColor;border-radius:4px;background:transparent;font-size:11px;padding:0 6px;}
+.typing{min-height:20px;padding:0 12px;color:#5b6b7c;font-size:12px;font-style:italic;}
+.note{margin:0 12px 8px;padding:8px 10px;border-radius:6px;background:#e8f5e9;color:#1b5e20;font-size:12.5px;}
+.note.closed{background:#eceff1;color:#37474f;}
+.composer{display:flex;gap:8px;padding:10px 12px;border-top:1px solid #e1e7ee;align-items:flex-end;}
+.composer textarea{min-height:40px;max-height:140px;}
+.files{display:flex;flex-wrap:wrap;gap:6px;margin:6px 0;}.chat .files{margin:0 12px;}
+.chip{display:flex;align-items:center;gap:6px;max-width:100%;border:1px solid #c9d3df;border-radius:6px;padding:3px 6px;font-size:12px;background:#f6f8fb;}
+.chip.bad{border-color:#f5c6c0;background:#fdecea;color:#8a1c12;}
+.chip img{width:32px;height:32px;object-fit:cover;border-radius:3px;}
+.x{border:0;background:none;width:22px;height:22px;font-size:16px;}
+.drag{outline:2px dashed #1565c0;}
+.sug{margin-top:6px;padding:7px 9px;border:1px solid #e1e7ee;border-radius:6px;}
+.sug a{font-weight:600;color:#1565c0;}
+.att{display:flex;flex-wrap:wrap;gap:6px;margin-top:4px;}.att a{color:inherit;font-weight:600;}
+.att img{display:block;max-width:160px;max-height:120px;border-radius:6px;}`;
+
+// ---- the widget
+function Widget(config) {
+  this.config = config;
+  this.t = translator(config.lang);
+  this.tickets = new Map(); // id -> ticket
+  this.msgs = new Map(); // id -> Map(seq -> message)
+  this.seen = new Map(); // id -> highest seq with nothing missing before it (hello.resume)
+  this.more = new Map(); // id -> older history exists (absent: not loaded yet)
+  this.unread = new Map(); // id -> n
+  this.counted = new Map(); // id -> seq up to which the server's unread already accounts
+  this.readSent = new Map(); // id -> highest seq sent in `read`
+  this.pending = new Map(); // client_id -> {ticket, body, client_id, state}
+  this.drafts = {}; // ticket id -> text
+  this.files = {}; // "new" (the form) or ticket id -> [{name, size, content_type, thumb, pct, id, err}]
+  this.sug = []; // help articles suggested for the form
+  this.form = { severity: "question" };
+  this.openReq = null; // the open_ticket frame until its ticket arrives
+  this.typing = new Map(); // id -> {name, until}
+  this.typingSentAt = 0;
+  this.serverBadge = false;
+  this.me = null;
+  this.agentsOnline = 0;
+  this.service = { open: true, next_open: null };
+  this.state = "connecting";
+  this.everOnline = false;
+  this.view = "list";
+  this.current = null;
+  this.isOpen = false;
+  this.formError = "";
+  this.chatError = "";
+  this.logEls = new Map();
+  this.scheduled = false;
+  this.restored = false;
+}
+var W = Widget.prototype;
+
+W.start = function () {
+  var self = this;
+  var config = this.config;
+  var host = document.createElement("div");
+  host.setAttribute("data-pomoc", VERSION);
+  var mount = null;
+  try { mount = config.mount ? (typeof config.mount === "string" ? document.querySelector(config.mount) : config.mount) : null; }
+  catch (e) { mount = null; }
+  if (mount) mount.appendChild(host);
+  else { host.setAttribute("data-floating", ""); document.body.appendChild(host); }
+  this.host = host;
+  var shadow = host.attachShadow({ mode: "open" });
+  shadow.appendChild(h("style", { text: CSS }));
+  this.root = h("div", { class: "root", lang: config.lang });
+  shadow.appendChild(this.root);
+  this.buildShell();
+
+  var tokenFn = config.token || (config.tokenUrl ? function () { return fetchToken(config.tokenUrl); } : null);
+  if (!tokenFn) throw new Error("Pomoc: give a token provider (token) or a token URL (data-token-url)");
+  this.conn = new Connection({
+    url: config.server.replace(/^http/, "ws").replace(/\/$/, "") + "/ws",
+    token: tokenFn,
+    hello: function () { return { resume: self.resume() }; },
+    onFrame: function (frame) { self.onFrame(frame); },
+    onState: function (state) { self.state = state; self.schedule(); }
+  });
+  this._onVisible = function () { self.maybeRead(); };
+  this._onKey = function (event) { if (event.key === "Escape" && self.isOpen) { event.stopPropagation(); self.close(); } };
+  document.addEventListener("visibilitychange", this._onVisible);
+  this.root.addEventListener("keydown", this._onKey);
+  this.conn.start();
+  this.tick = setInterval(function () { self.expireTyping(); }, 1000);
+};
+
+W.destroy = function () {
+  this.conn.stop();
+  clearInterval(this.tick);
+  document.removeEventListener("visibilitychange", this._onVisible);
+  this.host.remove();
+};
+
+W.resume = function () {
+  return Object.fromEntries(this.seen);
+};
+
+// ---- frames in
+W.onFrame = function (f) {
+  var handler = this["on_" + f.type];
+  if (handler) handler.call(this, f);
+  this.schedule();
+};
+
+W.on_welcome = function (f) {
+  var self = this;
+  this.me = f.principal;
+  this.everOnline = true;
+  this.agentsOnline = f.agents_online || 0;
+  this.service = f.service || this.service;
+  (f.tickets || []).forEach(function (t) {
+    self.upsert(t);
+    self.counted.set(t.id, t.last_seq || 0);
+    if (!self.seen.has(t.id)) self.seen.set(t.id, t.last_seq || 0);
+  });
+  this.unread = new Map();
+  Object.keys(f.unread || {}).forEach(function (k) { self.unread.set(Number(k), f.unread[k]); });
+  this.serverBadge = !!f.badge;
+  (f.resume_incomplete || []).forEach(function (id) {
+    // More was missed than the server replays: reload this thread from its newest page.
+    self.msgs.delete(id);
+    self.more.delete(id);
+    var t = self.tickets.get(id);
+    self.seen.set(id, t ? t.last_seq || 0 : 0);
+  });
+  if (!this.restored) this.restore();
+  if (this.openReq) this.conn.send(this.openReq);
+  this.pending.forEach(function (p) { if (p.state === "pending") self.transmit(p); });
+  if (this.view === "chat" && this.current != null && !this.more.has(this.current)) this.loadHistory(this.current);
+  this.maybeRead();
+};
+
+W.on_ticket = function (f) {
+  var t = f.ticket;
+  this.upsert(t);
+  if (this.openReq && f.ref === this.openReq.ref) {
+    // Our new ticket: the opener has read what the reply shows, server-side too.
+    this.counted.set(t.id, t.last_seq || 0);
+    this.openReq = null;
+    this.form = { severity: "question" };
+    this.files.new = [];
+    this.sug = [];
     this.save();
-  };
+    this.showChat(t.id);
+  }
+};
 
-  Widget.prototype.on_unread = function (f) {
-    var self = this;
-    Object.keys(f.tickets || {}).forEach(function (k) { self.unread.set(Number(k), f.tickets[k]); });
-    this.serverBadge = !!f.badge;
-    if (!f.badge) this.unread.forEach(function (n, id) { self.unread.set(id, 0); });
-  };
+W.on_message = function (f) { this.insert(f, true); };
 
-  Widget.prototype.on_typing = function (f) {
-    if (f.who && this.me && f.who.kind === this.me.role && f.who.id === this.me.id) return;
-    this.typing.set(f.ticket, { name: (f.who && f.who.name) || this.t("support"), until: Date.now() + TYPING_SHOWN_MS });
-  };
+W.on_history = function (f) {
+  var self = this;
+  (f.messages || []).forEach(function (m) { self.insert(Object.assign({ ticket: f.ticket }, m), false); });
+  if (typeof f.ref === "string" && f.ref.indexOf("hist:") === 0) this.more.set(f.ticket, !!f.more);
+  var last = (f.messages || []).slice(-1)[0];
+  // The newest page ends the thread: seen moves there even if older pages are not loaded.
+  if (/:tail$/.test(f.ref) && last && last.seq > (this.seen.get(f.ticket) || 0)) this.seen.set(f.ticket, last.seq);
+  this.loadingOlder = false;
+  this.maybeRead();
+};
 
-  Widget.prototype.on_presence = function (f) {
-    if (typeof f.agents_online === "number") this.agentsOnline = f.agents_online;
-  };
+W.on_ack = function (f) {
+  var p = this.pending.get(f.client_id);
+  if (!p) return;
+  this.pending.delete(f.client_id);
+  this.insert({
+    ticket: f.ticket, seq: f.seq, client_id: f.client_id, body: p.body, att: p.att,
+    created_at: new Date().toISOString(),
+    author: { kind: this.me.role, id: this.me.id, name: this.me.name }
+  }, false);
+  this.save();
+};
 
-  Widget.prototype.on_error = function (f) {
-    var ref = typeof f.ref === "string" ? f.ref : "";
-    var message = this.t("err_" + f.code) !== "err_" + f.code ? this.t("err_" + f.code) : this.t("err_other", { message: f.message });
-    if (this.openReq && ref === this.openReq.ref) {
-      this.openReq = null;
-      this.formError = message;
-    } else if (ref.indexOf("send:") === 0) {
-      var p = this.pending.get(ref.slice(5));
-      if (!p) return;
-      if (f.code === "unavailable" || f.code === "rate_limited") {
-        var self = this;
-        setTimeout(function () { if (self.pending.get(p.client_id) === p) self.transmit(p); }, 1000 * (f.retry_after || 2));
-      } else {
-        p.state = "failed";
-        this.chatError = message;
-      }
-      if (f.code === "closed_ticket") this.upsert({ id: p.ticket, status: "closed" });
-    } else if (ref.indexOf("upd:") === 0) {
+W.on_unread = function (f) {
+  var self = this;
+  Object.keys(f.tickets || {}).forEach(function (k) { self.unread.set(Number(k), f.tickets[k]); });
+  this.serverBadge = !!f.badge;
+  if (!f.badge) this.unread.forEach(function (n, id) { self.unread.set(id, 0); });
+};
+
+W.on_typing = function (f) {
+  if (f.who && this.me && f.who.kind === this.me.role && f.who.id === this.me.id) return;
+  this.typing.set(f.ticket, { name: (f.who && f.who.name) || this.t("support"), until: Date.now() + TYPING_SHOWN_MS });
+};
+
+W.on_presence = function (f) {
+  if (typeof f.agents_online === "number") this.agentsOnline = f.agents_online;
+};
+
+W.on_error = function (f) {
+  var ref = typeof f.ref === "string" ? f.ref : "";
+  var message = this.t("err_" + f.code) !== "err_" + f.code ? this.t("err_" + f.code) : this.t("err_other", { message: f.message });
+  if (this.openReq && ref === this.openReq.ref) {
+    this.openReq = null;
+    this.formError = message;
+  } else if (ref.indexOf("send:") === 0) {
+    var p = this.pending.get(ref.slice(5));
+    if (!p) return;
+    if (f.code === "unavailable" || f.code === "rate_limited") {
+      var self = this;
+      setTimeout(function () { if (self.pending.get(p.client_id) === p) self.transmit(p); }, 1000 * (f.retry_after || 2));
+    } else {
+      p.state = "failed";
       this.chatError = message;
     }
-  };
-
-  // --------------------------------------------------------------- state
-  Widget.prototype.upsert = function (t) {
-    var old = this.tickets.get(t.id) || {};
-    var merged = Object.assign({}, old, t);
-    this.tickets.set(t.id, merged);
-    if (typeof t.unread === "number") this.unread.set(t.id, Math.max(this.unread.get(t.id) || 0, t.unread));
-    if (merged.status === "closed" && this.pending.size) {
-      this.pending.forEach(function (p) { if (p.ticket === t.id && p.state === "pending") p.state = "failed"; });
-    }
-  };
-
-  Widget.prototype.isMine = function (m) {
-    return !!(this.me && m.author && m.author.kind === this.me.role && m.author.id === this.me.id);
-  };
-
-  Widget.prototype.viewing = function (id) {
-    return this.isOpen && this.view === "chat" && this.current === id && document.visibilityState !== "hidden";
-  };
-
-  /** Store a message once per (ticket, seq); returns false for a duplicate. */
-  Widget.prototype.insert = function (m, live) {
-    var id = m.ticket;
-    var map = this.msgs.get(id);
-    if (!map) { map = new Map(); this.msgs.set(id, map); }
-    if (map.has(m.seq)) return false;
-    map.set(m.seq, m);
-    if (m.client_id && this.pending.has(m.client_id) && this.isMine(m)) this.pending.delete(m.client_id);
-    var s = this.seen.get(id) || 0;
-    if (m.seq > s) {
-      while (map.has(s + 1)) s += 1;
-      this.seen.set(id, s);
-      if (live && m.seq > s + 1 && !this.filling) {
-        // A hole below a live message: fetch it (the server normally prevents this).
-        this.filling = true;
-        this.conn.send({ type: "history", ticket: id, after_seq: s, limit: 200, ref: "gap:" + id });
-        var self = this;
-        setTimeout(function () { self.filling = false; }, 2000);
-      }
-    }
-    if (!live) return true;
-    var t = this.tickets.get(id);
-    if (!t) this.upsert({ id: id, title: "#" + id, status: "open" });
-    if (m.seq > (this.tickets.get(id).last_seq || 0)) this.tickets.get(id).last_seq = m.seq;
-    if (!this.isMine(m)) {
-      this.typing.delete(id);
-      if (this.viewing(id)) this.maybeRead();
-      // At least one unread; the server's `unread` frames carry the exact numbers.
-      else if (m.seq > (this.counted.get(id) || 0)) this.unread.set(id, Math.max(this.unread.get(id) || 0, 1));
-      if (m.author.kind !== "system" && !this.viewing(id)) { // the open log announces itself
-        this.announce(this.t("announce", { name: this.authorName(m), body: String(m.body).slice(0, 140) }));
-      }
-    }
-    return true;
-  };
-
-  Widget.prototype.badge = function () {
-    if (this.serverBadge) return true;
-    var any = false;
-    this.unread.forEach(function (n) { if (n > 0) any = true; });
-    return any;
-  };
-
-  Widget.prototype.maybeRead = function () {
-    var id = this.current;
-    if (id == null || !this.viewing(id) || !this.conn || !this.conn.ready) return;
-    var map = this.msgs.get(id);
-    if (!map || !map.size) return;
-    var top = Math.max.apply(null, Array.from(map.keys()));
-    if (top <= (this.readSent.get(id) || 0) && !(this.unread.get(id) > 0)) return;
-    this.readSent.set(id, top);
-    this.unread.set(id, 0);
-    this.conn.send({ type: "read", ticket: id, seq: top });
-  };
-
-  Widget.prototype.loadHistory = function (id, before) {
-    var frame = { type: "history", ticket: id, limit: HISTORY_PAGE, ref: "hist:" + id + ":" + (before || "tail") };
-    if (before) frame.before_seq = before;
-    this.conn.send(frame);
-  };
-
-  Widget.prototype.transmit = function (p) {
-    p.state = "pending";
-    this.conn.send({ type: "send", ticket: p.ticket, body: p.body, client_id: p.client_id, ref: "send:" + p.client_id });
-  };
-
-  Widget.prototype.sendMessage = function (id, body) {
-    if (!body.trim()) return;
-    var p = { ticket: id, body: body, client_id: uuid(), state: "pending" };
-    this.pending.set(p.client_id, p);
-    delete this.drafts[id];
-    this.chatError = "";
-    this.transmit(p);
-    this.save();
-    this.schedule();
-  };
-
-  Widget.prototype.openTicket = function () {
-    var f = this.form;
-    if (!(f.title || "").trim() || !(f.body || "").trim()) { this.formError = this.t("required"); this.schedule(); return; }
-    var info = browserInfo();
-    var context = { browser: info.name, browser_version: info.version, page_url: location.href };
-    if (f.occurred_at) {
-      var when = new Date(f.occurred_at);
-      if (!isNaN(when)) context.occurred_at = when.toISOString();
-    }
-    ["steps_tried", "expectations", "order_url"].forEach(function (k) { if ((f[k] || "").trim()) context[k] = f[k].trim(); });
-    var clientId = uuid();
-    this.openReq = {
-      type: "open_ticket", title: f.title.trim(), body: f.body, severity: f.severity || "question",
-      context: context, client_id: clientId, ref: "open:" + clientId
-    };
-    this.formError = "";
-    this.conn.send(this.openReq); // if offline, sent again after the next welcome
-    this.save();
-    this.schedule();
-  };
-
-  /** `typing` at most every 2 s while typing; a burst inside the window still gets one trailing frame. */
-  Widget.prototype.typingPing = function (id, input) {
-    var self = this;
-    var wait = TYPING_EVERY_MS - (Date.now() - this.typingSentAt);
-    if (!input.value || this.typingTimer) return;
-    if (wait <= 0) {
-      this.typingSentAt = Date.now();
-      this.conn.send({ type: "typing", ticket: id });
-    } else {
-      this.typingTimer = setTimeout(function () {
-        self.typingTimer = null;
-        if (self.current === id) self.typingPing(id, input);
-      }, wait + 100);
-    }
-  };
-
-  Widget.prototype.expireTyping = function () {
-    var now = Date.now();
-    var changed = false;
-    var self = this;
-    this.typing.forEach(function (v, id) { if (v.until <= now) { self.typing.delete(id); changed = true; } });
-    if (changed) this.schedule();
-  };
-
-  // Drafts, the unsent form and unsent messages survive a reload of the admin page.
-  Widget.prototype.storageKey = function () {
-    return this.me ? "pomoc:v1:" + (this.me.shop || "") + ":" + this.me.id : null;
-  };
-
-  Widget.prototype.save = function () {
-    var key = this.storageKey();
-    if (!key) return;
-    try {
-      sessionStorage.setItem(key, JSON.stringify({
-        drafts: this.drafts, form: this.form, openReq: this.openReq,
-        pending: Array.from(this.pending.values())
-      }));
-    } catch (e) { /* storage full or disabled: drafts stay in memory */ }
-  };
-
-  Widget.prototype.restore = function () {
-    this.restored = true;
-    var key = this.storageKey();
-    var saved = null;
-    try { saved = JSON.parse(sessionStorage.getItem(key) || "null"); } catch (e) { saved = null; }
-    if (!saved) return;
-    var self = this;
-    this.drafts = Object.assign(saved.drafts || {}, this.drafts);
-    if (!this.form.title && !this.form.body && saved.form) this.form = saved.form;
-    if (!this.openReq && saved.openReq) this.openReq = saved.openReq;
-    (saved.pending || []).forEach(function (p) { if (!self.pending.has(p.client_id)) self.pending.set(p.client_id, p); });
-  };
-
-  // --------------------------------------------------------------- formatting
-  Widget.prototype.fmtTime = function (iso, withDate) {
-    var d = new Date(iso);
-    if (isNaN(d)) return "";
-    var opts = withDate ? { dateStyle: "medium", timeStyle: "short" } : { hour: "2-digit", minute: "2-digit" };
-    return new Intl.DateTimeFormat(this.config.lang === "en" ? "en-GB" : "pl-PL", opts).format(d);
-  };
-
-  Widget.prototype.authorName = function (m) {
-    if (this.isMine(m)) return this.t("you");
-    if (m.author.kind === "agent") return m.author.name + " · " + this.t("support");
-    return m.author.name;
-  };
-
-  Widget.prototype.announce = function (text) {
-    this.live.textContent = "";
-    var live = this.live;
-    setTimeout(function () { live.textContent = text; }, 50);
-  };
-
-  // --------------------------------------------------------------- UI shell
-  Widget.prototype.buildShell = function () {
-    var self = this;
-    var t = this.t;
-    this.badgeEl = h("span", { class: "badge", "aria-hidden": "true", hidden: true }, "!");
-    this.launcher = h("button", {
-      type: "button", class: "launcher", "aria-expanded": "false", "aria-controls": "pomoc-panel", "aria-haspopup": "dialog",
-      "aria-label": t("launcher"), onclick: function () { self.isOpen ? self.close() : self.open(); }
-    }, t("launcher"), this.badgeEl);
-    this.live = h("div", { class: "sr", "aria-live": "polite", role: "status" });
-    this.titleEl = h("h2", { id: "pomoc-title", tabindex: "-1" });
-    this.backBtn = h("button", { type: "button", class: "icon", "aria-label": t("back"), title: t("back"),
-      onclick: function () { self.showList(); } }, "‹");
-    this.banner = h("div", { class: "banner", role: "status", hidden: true });
-    this.body = h("div", { class: "body" });
-    this.panel = h("section", { class: "panel", id: "pomoc-panel", role: "dialog", "aria-labelledby": "pomoc-title", hidden: true },
-      h("div", { class: "head" }, this.backBtn, this.titleEl,
-        h("button", { type: "button", class: "icon", "aria-label": t("close"), title: t("close"),
-          onclick: function () { self.close(); } }, "×")),
-      this.banner, this.body);
-    this.root.append(this.launcher, this.live, this.panel);
-  };
-
-  Widget.prototype.open = function () {
-    this.isOpen = true;
-    this.position();
-    this.renderView();
-    this.titleEl.focus();
-    this.maybeRead();
-  };
-
-  Widget.prototype.close = function () {
-    this.isOpen = false;
-    this.panel.hidden = true;
-    this.launcher.setAttribute("aria-expanded", "false");
-    this.launcher.focus();
-  };
-
-  Widget.prototype.position = function () {
-    var panel = this.panel;
-    panel.hidden = false;
-    this.launcher.setAttribute("aria-expanded", "true");
-    var r = this.launcher.getBoundingClientRect();
-    var vh = window.innerHeight;
-    if (this.host.hasAttribute("data-floating")) {
-      this.panelMax = Math.min(600, r.top - 16);
-      panel.style.cssText = "right:20px;bottom:" + (vh - r.top + 8) + "px;";
-    } else {
-      var top = r.bottom + 8;
-      this.panelMax = Math.min(620, vh - top - 12);
-      panel.style.cssText = "top:" + top + "px;right:" + Math.max(8, window.innerWidth - r.right) + "px;";
-    }
-    panel.style.maxHeight = this.panelMax + "px";
-  };
-
-  Widget.prototype.showList = function () { this.view = "list"; this.current = null; this.renderView(); this.titleEl.focus(); };
-  Widget.prototype.showNew = function () { this.view = "new"; this.current = null; this.formError = ""; this.renderView(); };
-  Widget.prototype.showChat = function (id) {
-    this.view = "chat";
-    this.current = id;
-    this.chatError = "";
-    this.typingSentAt = 0;
-    if (!this.more.has(id)) this.loadHistory(id);
-    this.renderView();
-    this.maybeRead();
-  };
-
-  Widget.prototype.schedule = function () {
-    if (this.scheduled) return;
-    this.scheduled = true;
-    var self = this;
-    Promise.resolve().then(function () { self.scheduled = false; self.update(); });
-  };
-
-  Widget.prototype.update = function () {
-    var t = this.t;
-    var badge = this.badge();
-    this.badgeEl.hidden = !badge;
-    this.launcher.setAttribute("aria-label", badge ? t("launcherUnread") : t("launcher"));
-    var offline = this.state !== "online";
-    this.banner.hidden = !offline;
-    this.banner.className = this.everOnline ? "banner" : "banner info";
-    this.banner.textContent = this.everOnline ? t("offline") : t("connecting");
-    if (!this.isOpen) return;
-    if (this.view === "list") this.renderList();
-    else if (this.view === "chat") this.updateChat();
-    else this.updateForm();
-  };
-
-  Widget.prototype.renderView = function () {
-    this.body.textContent = "";
-    this.logEls = new Map();
-    this.backBtn.hidden = this.view === "list";
-    this.panel.style.height = this.view === "chat" ? this.panelMax + "px" : ""; // the chat keeps a steady height
-    if (this.view === "list") { this.titleEl.textContent = this.t("yourTickets"); this.listEl = null; this.renderList(); }
-    else if (this.view === "new") this.renderForm();
-    else this.renderChat();
-    this.update();
-  };
-
-  // --------------------------------------------------------------- list view
-  Widget.prototype.renderList = function () {
-    var self = this;
-    var t = this.t;
-    var focused = this.root.getRootNode().activeElement;
-    var focusKey = focused && focused.getAttribute && focused.getAttribute("data-key");
-    if (!this.listEl) {
-      this.listEl = h("ul", { class: "tickets", "aria-label": t("yourTickets") });
-      this.body.append(h("div", { class: "pad" },
-        h("div", { class: "row" }, h("h3", { text: t("onePerTicket") }),
-          h("button", { type: "button", class: "primary new-ticket", onclick: function () { self.showNew(); } }, t("newTicket"))),
-        this.listEl));
-    }
-    var items = Array.from(this.tickets.values()).sort(function (a, b) { return b.id - a.id; });
-    this.listEl.textContent = "";
-    if (!items.length) this.listEl.append(h("li", { class: "empty" }, this.everOnline ? t("noTickets") : t("loading")));
-    items.forEach(function (tk) {
-      var n = self.unread.get(tk.id) || 0;
-      var btn = h("button", {
-        type: "button", class: "ticket" + (n > 0 ? " unread" : ""), "data-key": "t" + tk.id, "data-ticket": tk.id,
-        onclick: function () { self.showChat(tk.id); }
-      },
-      h("span", { class: "t" }, h("span", { text: tk.title }), n > 0 ? h("span", { class: "pill", "aria-label": t("unreadLabel", { n: n }) }, t("unreadN", { n: n })) : null),
-      h("span", { class: "m", text: "#" + tk.id + " · " + t("status_" + tk.status) + " · " + t("sev_" + tk.severity) +
-        (tk.queued_until && new Date(tk.queued_until) > new Date() ? " · " + t("queuedShort") : "") }));
-      self.listEl.append(h("li", null, btn));
-      if (focusKey === "t" + tk.id) btn.focus();
-    });
-  };
-
-  // --------------------------------------------------------------- new ticket
-  Widget.prototype.renderForm = function () {
-    var self = this;
-    var t = this.t;
-    var f = this.form;
-    this.titleEl.textContent = t("newTicket");
-    function bind(name) {
-      return function (e) { f[name] = e.target.value; self.save(); if (name === "severity" || name === "title") self.updateForm(); };
-    }
-    function field(name, label, input, hint) {
-      input.id = "pomoc-f-" + name;
-      input.name = name;
-      input.addEventListener("input", bind(name));
-      if (hint) input.setAttribute("aria-describedby", "pomoc-h-" + name);
-      return h("div", null, h("label", { for: input.id, text: label }), input,
-        hint ? h("div", { class: "hint", id: "pomoc-h-" + name, text: hint }) : null);
-    }
-    var select = h("select", { "aria-describedby": "pomoc-def" });
-    SEVERITIES.forEach(function (s) { select.append(h("option", { value: s, text: t("sev_" + s) })); });
-    select.value = f.severity || "question";
-    this.defEl = h("div", { class: "def", id: "pomoc-def" });
-    this.titleHintEl = h("div", { class: "hint", id: "pomoc-h-title", "aria-live": "polite" });
-    var titleInput = h("input", { type: "text", maxlength: "200", autocomplete: "off", required: true, "aria-describedby": "pomoc-h-title", value: f.title || "" });
-    titleInput.id = "pomoc-f-title";
-    titleInput.addEventListener("input", bind("title"));
-    select.id = "pomoc-f-severity";
-    select.addEventListener("change", bind("severity"));
-    var info = browserInfo();
-    this.autoTime = h("dd");
-    this.submitBtn = h("button", { type: "submit", class: "primary" });
-    this.formErrorEl = h("div", { class: "error", role: "alert" });
-    var form = h("form", { class: "pad", novalidate: true, onsubmit: function (e) { e.preventDefault(); self.openTicket(); } },
-      h("div", { class: "hint", text: t("onePerTicket") }),
-      h("label", { for: "pomoc-f-title", text: t("title") }), titleInput, this.titleHintEl,
-      field("body", t("body"), h("textarea", { rows: "4", required: true, value: f.body || "" }), t("bodyHint")),
-      h("label", { for: "pomoc-f-severity", text: t("severity") }), select, this.defEl,
-      h("details", { open: ["occurred_at", "steps_tried", "expectations", "order_url"].some(function (k) { return f[k]; }) },
-        h("summary", { text: t("more") }),
-        field("occurred_at", t("occurredAt"), h("input", { type: "datetime-local", value: f.occurred_at || "" })),
-        field("steps_tried", t("stepsTried"), h("textarea", { rows: "2", value: f.steps_tried || "" })),
-        field("expectations", t("expectations"), h("textarea", { rows: "2", value: f.expectations || "" })),
-        field("order_url", t("orderUrl"), h("input", { type: "url", placeholder: "https://", value: f.order_url || "" }))),
-      h("div", { class: "auto" }, h("div", { text: t("autoInfo") }),
-        h("dl", null, h("dt", { text: t("browser") }), h("dd", { class: "auto-browser", text: (info.name + " " + info.version).trim() }),
-          h("dt", { text: t("page") }), h("dd", { class: "auto-page", text: location.href }),
-          h("dt", { text: t("time") }), this.autoTime)),
-      this.formErrorEl,
-      h("div", { class: "actions" },
-        h("button", { type: "button", class: "secondary", onclick: function () { self.showList(); } }, t("cancel")),
-        this.submitBtn));
-    this.body.append(form);
-    this.updateForm();
-    titleInput.focus();
-  };
-
-  Widget.prototype.updateForm = function () {
-    if (!this.defEl) return;
-    var t = this.t;
-    var sev = this.form.severity || "question";
-    this.defEl.textContent = t("def_" + sev);
-    this.defEl.className = "def" + (sev === "critical" ? " crit" : "");
-    var words = (this.form.title || "").trim().split(/\s+/).filter(Boolean).length;
-    this.titleHintEl.textContent = words > 4 ? t("titleLong") : t("titleHint");
-    this.titleHintEl.className = "hint" + (words > 4 ? " warn" : "");
-    this.autoTime.textContent = this.fmtTime(new Date().toISOString(), true);
-    this.submitBtn.disabled = !!this.openReq;
-    this.submitBtn.textContent = this.openReq ? t("submitting") : t("submit");
-    this.formErrorEl.textContent = this.formError;
-  };
-
-  // --------------------------------------------------------------- chat view
-  Widget.prototype.renderChat = function () {
-    var self = this;
-    var t = this.t;
-    var id = this.current;
-    var tk = this.tickets.get(id) || { id: id, title: "#" + id };
-    this.titleEl.textContent = tk.title;
-    this.statusText = h("span");
-    this.resolveBtn = h("button", { type: "button", class: "link", onclick: function () {
-      self.conn.send({ type: "update_ticket", ticket: id, status: "resolved", ref: "upd:" + id });
-    } }, t("markResolved"));
-    this.statusEl = h("div", { class: "status" }, this.statusText, this.resolveBtn);
-    this.olderBtn = h("button", { type: "button", class: "secondary older", onclick: function () {
-      var map = self.msgs.get(id);
-      self.loadingOlder = true;
-      self.loadHistory(id, map && map.size ? Math.min.apply(null, Array.from(map.keys())) : undefined);
-      self.olderBtn.textContent = t("loading");
-    } }, t("older"));
-    this.logEl = h("div", { class: "log", role: "log", "aria-live": "polite", "aria-label": t("conversation", { title: tk.title }), tabindex: "0" }, this.olderBtn);
-    this.typingEl = h("div", { class: "typing", "aria-live": "polite" });
-    this.noteEl = h("div", { class: "note", role: "status" });
-    this.chatErrorEl = h("div", { class: "error pad", role: "alert" });
-    this.newBtn = h("button", { type: "button", class: "primary", onclick: function () { self.showNew(); } }, t("newTicket"));
-    var input = h("textarea", { id: "pomoc-msg", rows: "2", placeholder: t("placeholder"), "aria-label": t("messageLabel"), value: this.drafts[id] || "" });
-    input.addEventListener("input", function () {
-      self.drafts[id] = input.value;
-      self.save();
-      self.typingPing(id, input);
-    });
-    input.addEventListener("keydown", function (e) {
-      if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); submit(); }
-    });
-    function submit() { var body = input.value; if (!body.trim()) return; input.value = ""; self.sendMessage(id, body); input.focus(); }
-    this.inputEl = input;
-    this.composer = h("form", { class: "composer", onsubmit: function (e) { e.preventDefault(); submit(); } },
-      input, h("button", { type: "submit", class: "primary" }, t("send")));
-    this.body.append(h("div", { class: "chat" }, this.statusEl, this.logEl, this.typingEl, this.noteEl,
-      h("div", { class: "closed-actions pad" }, this.newBtn), this.chatErrorEl, this.composer));
-    this.updateChat(true);
-    if (tk.status !== "closed") input.focus();
-  };
-
-  Widget.prototype.updateChat = function (first) {
-    var self = this;
-    var t = this.t;
-    var id = this.current;
-    var tk = this.tickets.get(id) || { status: "open" };
-    this.titleEl.textContent = tk.title || "#" + id;
-    // What to expect: live now, an answer by the SLA deadline, or the off-hours queue.
-    var status = "";
-    var cls = "status";
-    if (tk.queued_until && new Date(tk.queued_until) > new Date()) { status = t("queued", { time: this.fmtTime(tk.queued_until, true) }); cls += " queued"; }
-    else if (this.agentsOnline > 0 && this.service.open) { status = t("live"); cls += " live"; }
-    else if (tk.sla_due_at) status = t("answerBy", { time: this.fmtTime(tk.sla_due_at, true) });
-    else status = t("answerSoon");
-    var active = tk.status === "open" || tk.status === "waiting_on_customer";
-    this.statusEl.className = cls;
-    this.statusEl.hidden = !active;
-    this.statusText.textContent = status;
-    this.resolveBtn.hidden = !active;
-    var closed = tk.status === "closed";
-    this.noteEl.hidden = !(closed || tk.status === "resolved");
-    this.noteEl.className = "note" + (closed ? " closed" : "");
-    this.noteEl.textContent = closed ? t("closedNote") : t("resolvedNote");
-    this.newBtn.parentNode.hidden = !closed;
-    this.composer.hidden = closed;
-    this.chatErrorEl.textContent = this.chatError;
-    this.chatErrorEl.hidden = !this.chatError;
-    var typing = this.typing.get(id);
-    this.typingEl.textContent = typing ? t("typing", { name: typing.name }) : "";
-    this.olderBtn.hidden = this.more.get(id) !== true;
-    if (!this.loadingOlder) this.olderBtn.textContent = t("older");
-
-    // Keyed reconciliation of the log: stored messages by seq, then unacknowledged sends.
-    var log = this.logEl;
-    var nearBottom = first || log.scrollHeight - log.scrollTop - log.clientHeight < 60;
-    var oldHeight = log.scrollHeight;
-    var firstBefore = log.children[1];
-    var map = this.msgs.get(id) || new Map();
-    var entries = Array.from(map.values()).sort(function (a, b) { return a.seq - b.seq; });
-    this.pending.forEach(function (p) { if (p.ticket === id) entries.push(p); });
-    var keep = new Set();
-    var cursor = this.olderBtn;
-    entries.forEach(function (m) {
-      var mine = m.seq == null || self.isMine(m);
-      var key = mine ? "c" + m.client_id : "s" + m.seq;
-      keep.add(key);
-      var el = self.logEls.get(key);
-      if (!el || (m.seq != null && !el.hasAttribute("data-seq")) || (m.seq == null && el.className.indexOf(m.state) < 0)) {
-        var fresh = self.renderMessage(m);
-        if (el) el.replaceWith(fresh);
-        el = fresh;
-        self.logEls.set(key, el);
-      }
-      if (cursor.nextSibling !== el) cursor.after(el);
-      cursor = el;
-    });
-    this.logEls.forEach(function (el, key) { if (!keep.has(key)) { el.remove(); self.logEls.delete(key); } });
-    if (nearBottom && log.children[1] === firstBefore) log.scrollTop = log.scrollHeight;
-    else if (log.children[1] !== firstBefore) log.scrollTop += log.scrollHeight - oldHeight; // older page prepended
-  };
-
-  Widget.prototype.renderMessage = function (m) {
-    var self = this;
-    var t = this.t;
-    var kind = m.seq == null || this.isMine(m) ? "mine" : m.author.kind === "system" ? "system" : "theirs";
-    var state = m.seq == null ? m.state : "";
-    var attrs = { class: "msg " + kind + (state ? " " + state : ""), "data-client-id": m.client_id };
-    if (m.seq != null) attrs["data-seq"] = m.seq;
-    var meta = h("div", { class: "meta" }, kind === "mine" ? t("you") : this.authorName(m),
-      m.created_at ? " · " + this.fmtTime(m.created_at) : "", state ? " · " + t(state) : "");
-    if (state === "failed") {
-      meta.append(h("button", { type: "button", class: "retry", onclick: function () { self.transmit(m); self.schedule(); } }, t("retry")));
-    }
-    if (kind === "system") return h("div", attrs, h("div", { class: "text", text: m.body }));
-    return h("div", attrs, meta, h("div", { class: "text", text: m.body }));
-  };
-
-  // ------------------------------------------------------------------ entry points
-  var instance = null;
-
-  function configFrom(script, options) {
-    var data = (script && script.dataset) || {};
-    var o = options || {};
-    var lang = o.lang || data.lang || (document.documentElement.lang || "pl").slice(0, 2);
-    return {
-      mount: o.mount || data.mount || null,
-      token: o.token || null,
-      tokenUrl: o.tokenUrl || data.tokenUrl || null,
-      lang: CATALOGUE[lang] ? lang : "pl",
-      server: o.server || data.server || (script ? serverFromScript(script) : location.origin)
-    };
+    if (f.code === "closed_ticket") this.upsert({ id: p.ticket, status: "closed" });
+  } else if (ref.indexOf("upd:") === 0) {
+    this.chatError = message;
   }
+};
 
-  function whenReady(fn) {
-    if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", fn, { once: true });
-    else fn();
+// ---- state
+W.upsert = function (t) {
+  var old = this.tickets.get(t.id) || {};
+  var merged = Object.assign({}, old, t);
+  this.tickets.set(t.id, merged);
+  if (typeof t.unread === "number") this.unread.set(t.id, Math.max(this.unread.get(t.id) || 0, t.unread));
+  if (merged.status === "closed" && this.pending.size) {
+    this.pending.forEach(function (p) { if (p.ticket === t.id && p.state === "pending") p.state = "failed"; });
   }
+};
 
-  window.Pomoc = {
-    version: VERSION,
-    Connection: Connection,
-    /** Start the widget (once; later calls return the running instance). */
-    init: function (options) {
-      if (instance) return instance;
-      instance = new Widget(configFrom(SCRIPT, options));
-      var w = instance;
-      whenReady(function () { if (instance === w) w.start(); });
-      return instance;
+W.isMine = function (m) {
+  return !!(this.me && m.author && m.author.kind === this.me.role && m.author.id === this.me.id);
+};
+
+W.viewing = function (id) {
+  return this.isOpen && this.view === "chat" && this.current === id && document.visibilityState !== "hidden";
+};
+
+/** Store a message once per (ticket, seq); returns false for a duplicate. */
+W.insert = function (m, live) {
+  var id = m.ticket;
+  var map = this.msgs.get(id);
+  if (!map) { map = new Map(); this.msgs.set(id, map); }
+  // A duplicate, unless it brings the links of attachments our ack-made copy lacks.
+  if (map.has(m.seq) && !(m.attachments && !map.get(m.seq).attachments)) return false;
+  map.set(m.seq, m);
+  if (m.client_id && this.pending.has(m.client_id) && this.isMine(m)) this.pending.delete(m.client_id);
+  var s = this.seen.get(id) || 0;
+  if (m.seq > s) {
+    while (map.has(s + 1)) s += 1;
+    this.seen.set(id, s);
+    if (live && m.seq > s + 1 && !this.filling) {
+      // A hole below a live message: fetch it (the server normally prevents this).
+      this.filling = true;
+      this.conn.send({ type: "history", ticket: id, after_seq: s, limit: 200, ref: "gap:" + id });
+      var self = this;
+      setTimeout(function () { self.filling = false; }, 2000);
+    }
+  }
+  if (!live) return true;
+  var t = this.tickets.get(id);
+  if (!t) this.upsert({ id: id, title: "#" + id, status: "open" });
+  if (m.seq > (this.tickets.get(id).last_seq || 0)) this.tickets.get(id).last_seq = m.seq;
+  if (!this.isMine(m)) {
+    this.typing.delete(id);
+    if (this.viewing(id)) this.maybeRead();
+    // At least one unread; the server's `unread` frames carry the exact numbers.
+    else if (m.seq > (this.counted.get(id) || 0)) this.unread.set(id, Math.max(this.unread.get(id) || 0, 1));
+    if (m.author.kind !== "system" && !this.viewing(id)) { // the open log announces itself
+      this.announce(this.t("announce", { name: this.authorName(m), body: String(m.body).slice(0, 140) }));
+    }
+  }
+  return true;
+};
+
+W.badge = function () {
+  return this.serverBadge || Array.from(this.unread.values()).some(function (n) { return n > 0; });
+};
+
+W.maybeRead = function () {
+  var id = this.current;
+  if (id == null || !this.viewing(id) || !this.conn || !this.conn.ready) return;
+  var map = this.msgs.get(id);
+  if (!map || !map.size) return;
+  var top = Math.max.apply(null, Array.from(map.keys()));
+  if (top <= (this.readSent.get(id) || 0) && !(this.unread.get(id) > 0)) return;
+  this.readSent.set(id, top);
+  this.unread.set(id, 0);
+  this.conn.send({ type: "read", ticket: id, seq: top });
+};
+
+W.loadHistory = function (id, before) {
+  var frame = { type: "history", ticket: id, limit: HISTORY_PAGE, ref: "hist:" + id + ":" + (before || "tail") };
+  if (before) frame.before_seq = before;
+  this.conn.send(frame);
+};
+
+W.transmit = function (p) {
+  p.state = "pending";
+  this.conn.send({ type: "send", ticket: p.ticket, body: p.body, client_id: p.client_id, ref: "send:" + p.client_id,
+    attachments: p.att && p.att.map(function (a) { return a.id; }) });
+};
+
+W.sendMessage = function (id, body, att) {
+  var p = { ticket: id, body: body, client_id: uuid(), state: "pending", att: att && att.length ? att : null };
+  this.pending.set(p.client_id, p);
+  delete this.drafts[id];
+  this.chatError = "";
+  this.transmit(p);
+  this.save();
+  this.schedule();
+};
+
+W.openTicket = function () {
+  var f = this.form;
+  var att = this.ready("new");
+  if (!(f.title || "").trim() || !(f.body || "").trim() || !att) {
+    this.formError = this.t(att ? "required" : "waitUp");
+    return this.schedule();
+  }
+  var info = browserInfo();
+  var context = { browser: info.name, browser_version: info.version, page_url: location.href };
+  if (f.occurred_at) {
+    var when = new Date(f.occurred_at);
+    if (!isNaN(when)) context.occurred_at = when.toISOString();
+  }
+  ["steps_tried", "expectations", "order_url"].forEach(function (k) { if ((f[k] || "").trim()) context[k] = f[k].trim(); });
+  var clientId = uuid();
+  this.openReq = {
+    type: "open_ticket", title: f.title.trim(), body: f.body, severity: f.severity || "question",
+    context: context, client_id: clientId, ref: "open:" + clientId,
+    attachments: att.map(function (a) { return a.id; })
+  };
+  this.formError = "";
+  this.conn.send(this.openReq); // if offline, sent again after the next welcome
+  this.save();
+  this.schedule();
+};
+
+// ---- attachments and help
+W.api = function (path) { return this.config.server.replace(/\/$/, "") + path; };
+
+W.bearer = async function () {
+  var c = this.conn;
+  return c.token || (c.token = await c.options.token());
+};
+
+/** The uploaded files of "new" or a ticket, as messages list them; null while one still uploads. */
+W.ready = function (key) {
+  var list = this.files[key] || [];
+  if (list.some(function (x) { return !x.id && !x.err; })) return null;
+  return list.filter(function (x) { return x.id; });
+};
+
+/** Check each file here, then upload it at once; its chip shows progress or why it failed. */
+W.addFiles = function (key, files) {
+  var self = this;
+  var list = this.files[key] || (this.files[key] = []);
+  Array.prototype.forEach.call(files, function (file) {
+    var type = file.type;
+    var x = { name: file.name || "plik", size: file.size, content_type: type, pct: 0 };
+    if (/^image/.test(type) && TYPES.test(type)) x.thumb = URL.createObjectURL(file);
+    list.push(x);
+    x.err = list.length > 10 ? "eMax" : file.size > MAX_FILE ? "e413" : type && !TYPES.test(type) ? "e415" : "";
+    if (!x.err) self.upload(key, x, file, 1);
+  });
+  this.schedule();
+};
+
+// XMLHttpRequest rather than fetch: it reports upload progress.
+W.upload = async function (key, x, file, retry) {
+  var self = this;
+  var xhr = x.xhr = new XMLHttpRequest();
+  xhr.open("POST", this.api(key === "new" ? "/api/attachments" : "/api/tickets/" + key + "/attachments"));
+  xhr.upload.onprogress = function (e) { x.pct = Math.round(100 * e.loaded / e.total); self.schedule(); };
+  xhr.onloadend = function () {
+    var s = xhr.status;
+    if (x.xhr !== xhr) return; // removed meanwhile
+    x.xhr = null;
+    if (s === 401 && retry) { self.conn.token = null; return self.upload(key, x, file, 0); } // token expired
+    if (s === 201) x.id = JSON.parse(xhr.responseText).id;
+    else x.err = s === 413 ? "e413" : s === 415 ? "e415" : "eUp";
+    self.schedule();
+  };
+  var data = new FormData();
+  data.append("file", file, x.name);
+  try { xhr.setRequestHeader("Authorization", "Bearer " + await this.bearer()); xhr.send(data); }
+  catch (e) { x.err = "eUp"; x.xhr = null; this.schedule(); }
+};
+
+/** Paste, drop and a file picker for `zone`; returns the picker's button and input. */
+W.dropZone = function (zone, key, label) {
+  var self = this;
+  var t = this.t;
+  var input = h("input", { type: "file", multiple: true, hidden: true, onchange: function () { self.addFiles(key, input.files); input.value = ""; } });
+  zone.addEventListener("paste", function (e) {
+    var files = e.clipboardData && e.clipboardData.files;
+    if (files && files.length) { e.preventDefault(); self.addFiles(key, files); }
+  });
+  ["dragover", "dragleave", "drop"].forEach(function (type) {
+    zone.addEventListener(type, function (e) {
+      e.preventDefault();
+      zone.classList.toggle("drag", type === "dragover");
+      if (type === "drop") self.addFiles(key, e.dataTransfer.files);
+    });
+  });
+  this.filesEl = h("div", { class: "files", "aria-live": "polite" });
+  this.filesKey = key;
+  return [h("button", { type: "button", class: "secondary", "aria-label": t("attach"), title: t("attachHint"),
+    onclick: function () { input.click(); } }, label), input];
+};
+
+W.renderFiles = function () {
+  var self = this;
+  var t = this.t;
+  var list = this.files[this.filesKey] || [];
+  this.filesEl.textContent = "";
+  list.forEach(function (x) {
+    self.filesEl.append(h("div", { class: "chip" + (x.err ? " bad" : "") }, x.thumb ? h("img", { src: x.thumb, alt: "" }) : null,
+      h("span", null, x.name + " · " + fmtSize(x.size) + (x.err ? " — " + t(x.err) : x.id ? "" : " · " + t("uploading", { n: x.pct }))),
+      h("button", { type: "button", class: "x", "aria-label": t("remove", { name: x.name }), onclick: function () {
+        list.splice(list.indexOf(x), 1);
+        if (x.xhr) x.xhr.abort();
+        x.xhr = null;
+        self.schedule();
+      } }, "×")));
+  });
+};
+
+/** Help articles for what the form says so far, 300 ms after the last keystroke. */
+W.suggest = function () {
+  var self = this;
+  var q = ((this.form.title || "") + " " + (this.form.body || "")).trim().slice(0, 500);
+  clearTimeout(this.sugTimer);
+  this.sugTimer = setTimeout(async function () {
+    var found = [];
+    self.sugQ = q;
+    try { if (q.length >= 3) found = (await (await fetch(self.api("/api/help/search?limit=3&q=" + encodeURIComponent(q)))).json()).articles; }
+    catch (e) { /* no suggestions then */ }
+    if (self.sugQ !== q) return; // a newer search is under way
+    self.sug = found || [];
+    self.renderSug();
+  }, 300);
+};
+
+W.renderSug = function () {
+  var self = this;
+  var t = this.t;
+  var el = this.sugEl;
+  el.textContent = "";
+  el.hidden = !this.sug.length;
+  el.append(h("div", { class: "label", text: t("helpTitle") }));
+  this.sug.forEach(function (a) {
+    el.append(h("div", { class: "sug", "data-article": a.id },
+      h("a", { href: self.api(a.url), target: "_blank", rel: "noopener", text: a.title }),
+      h("div", { class: "hint", text: a.snippet }),
+      h("button", { type: "button", class: "link", onclick: function () { self.deflect(a.id); } }, t("solved"))));
+  });
+};
+
+/** An article answered the question: count it, drop the form, open no ticket. */
+W.deflect = async function (article) {
+  try {
+    await fetch(this.api("/api/help/deflections"), { method: "POST", body: JSON.stringify({ article: article, query: this.sugQ }),
+      headers: { Authorization: "Bearer " + await this.bearer(), "Content-Type": "application/json" } });
+  } catch (e) { /* only a statistic: the customer is helped either way */ }
+  this.form = { severity: "question" };
+  this.files.new = [];
+  this.sug = [];
+  this.save();
+  this.notice = this.t("thanks");
+  this.showList();
+};
+
+/** `typing` at most every 2 s while typing; a burst inside the window still gets one trailing frame. */
+W.typingPing = function (id, input) {
+  var self = this;
+  var wait = TYPING_EVERY_MS - (Date.now() - this.typingSentAt);
+  if (!input.value || this.typingTimer) return;
+  if (wait <= 0) {
+    this.typingSentAt = Date.now();
+    this.conn.send({ type: "typing", ticket: id });
+  } else {
+    this.typingTimer = setTimeout(function () {
+      self.typingTimer = null;
+      if (self.current === id) self.typingPing(id, input);
+    }, wait + 100);
+  }
+};
+
+W.expireTyping = function () {
+  var now = Date.now();
+  var changed = false;
+  var self = this;
+  this.typing.forEach(function (v, id) { if (v.until <= now) { self.typing.delete(id); changed = true; } });
+  if (changed) this.schedule();
+};
+
+// Drafts, the unsent form and unsent messages survive a reload of the admin page.
+W.storageKey = function () {
+  return this.me ? "pomoc:v1:" + (this.me.shop || "") + ":" + this.me.id : null;
+};
+
+W.save = function () {
+  var key = this.storageKey();
+  if (!key) return;
+  try {
+    sessionStorage.setItem(key, JSON.stringify({
+      drafts: this.drafts, form: this.form, openReq: this.openReq,
+      pending: Array.from(this.pending.values())
+    }));
+  } catch (e) { /* storage full or disabled: drafts stay in memory */ }
+};
+
+W.restore = function () {
+  this.restored = true;
+  var key = this.storageKey();
+  var saved = null;
+  try { saved = JSON.parse(sessionStorage.getItem(key) || "null"); } catch (e) { saved = null; }
+  if (!saved) return;
+  var self = this;
+  this.drafts = Object.assign(saved.drafts || {}, this.drafts);
+  if (!this.form.title && !this.form.body && saved.form) this.form = saved.form;
+  if (!this.openReq && saved.openReq) this.openReq = saved.openReq;
+  (saved.pending || []).forEach(function (p) { if (!self.pending.has(p.client_id)) self.pending.set(p.client_id, p); });
+};
+
+// ---- formatting
+W.fmtTime = function (iso, withDate) {
+  var d = new Date(iso);
+  if (isNaN(d)) return "";
+  var opts = withDate ? { dateStyle: "medium", timeStyle: "short" } : { hour: "2-digit", minute: "2-digit" };
+  return new Intl.DateTimeFormat(this.config.lang === "en" ? "en-GB" : "pl-PL", opts).format(d);
+};
+
+W.authorName = function (m) {
+  if (this.isMine(m)) return this.t("you");
+  if (m.author.kind === "agent") return m.author.name + " · " + this.t("support");
+  return m.author.name;
+};
+
+W.announce = function (text) {
+  this.live.textContent = "";
+  var live = this.live;
+  setTimeout(function () { live.textContent = text; }, 50);
+};
+
+// ---- UI shell
+W.buildShell = function () {
+  var self = this;
+  var t = this.t;
+  this.badgeEl = h("span", { class: "badge", "aria-hidden": "true", hidden: true }, "!");
+  this.launcher = h("button", {
+    type: "button", class: "launcher", "aria-expanded": "false", "aria-controls": "pomoc-panel", "aria-haspopup": "dialog",
+    "aria-label": t("launcher"), onclick: function () { self.isOpen ? self.close() : self.open(); }
+  }, t("launcher"), this.badgeEl);
+  this.live = h("div", { class: "sr", "aria-live": "polite", role: "status" });
+  this.titleEl = h("h2", { id: "pomoc-title", tabindex: "-1" });
+  this.backBtn = h("button", { type: "button", class: "icon", "aria-label": t("back"), title: t("back"),
+    onclick: function () { self.showList(); } }, "‹");
+  this.banner = h("div", { class: "banner", role: "status", hidden: true });
+  this.body = h("div", { class: "body" });
+  this.panel = h("section", { class: "panel", id: "pomoc-panel", role: "dialog", "aria-labelledby": "pomoc-title", hidden: true },
+    h("div", { class: "head" }, this.backBtn, this.titleEl,
+      h("button", { type: "button", class: "icon", "aria-label": t("close"), title: t("close"),
+        onclick: function () { self.close(); } }, "×")),
+    this.banner, this.body);
+  this.root.append(this.launcher, this.live, this.panel);
+};
+
+W.open = function () {
+  this.isOpen = true;
+  this.position();
+  this.renderView();
+  this.titleEl.focus();
+  this.maybeRead();
+};
+
+W.close = function () {
+  this.isOpen = false;
+  this.panel.hidden = true;
+  this.launcher.setAttribute("aria-expanded", "false");
+  this.launcher.focus();
+};
+
+W.position = function () {
+  var panel = this.panel;
+  panel.hidden = false;
+  this.launcher.setAttribute("aria-expanded", "true");
+  var r = this.launcher.getBoundingClientRect();
+  var vh = window.innerHeight;
+  if (this.host.hasAttribute("data-floating")) {
+    this.panelMax = Math.min(600, r.top - 16);
+    panel.style.cssText = "right:20px;bottom:" + (vh - r.top + 8) + "px;";
+  } else {
+    var top = r.bottom + 8;
+    this.panelMax = Math.min(620, vh - top - 12);
+    panel.style.cssText = "top:" + top + "px;right:" + Math.max(8, window.innerWidth - r.right) + "px;";
+  }
+  panel.style.maxHeight = this.panelMax + "px";
+};
+
+W.showList = function () { this.view = "list"; this.current = null; this.renderView(); this.titleEl.focus(); };
+W.showNew = function () { this.view = "new"; this.current = null; this.formError = this.notice = ""; this.renderView(); };
+W.showChat = function (id) {
+  this.view = "chat";
+  this.current = id;
+  this.notice = "";
+  this.chatError = "";
+  this.typingSentAt = 0;
+  if (!this.more.has(id)) this.loadHistory(id);
+  this.renderView();
+  this.maybeRead();
+};
+
+W.schedule = function () {
+  if (this.scheduled) return;
+  this.scheduled = true;
+  var self = this;
+  Promise.resolve().then(function () { self.scheduled = false; self.update(); });
+};
+
+W.update = function () {
+  var t = this.t;
+  var badge = this.badge();
+  this.badgeEl.hidden = !badge;
+  this.launcher.setAttribute("aria-label", badge ? t("launcherUnread") : t("launcher"));
+  var offline = this.state !== "online";
+  this.banner.hidden = !offline;
+  this.banner.className = this.everOnline ? "banner" : "banner info";
+  this.banner.textContent = this.everOnline ? t("offline") : t("connecting");
+  if (!this.isOpen) return;
+  if (this.view === "list") this.renderList();
+  else if (this.view === "chat") this.updateChat();
+  else this.updateForm();
+};
+
+W.renderView = function () {
+  this.body.textContent = "";
+  this.logEls = new Map();
+  this.backBtn.hidden = this.view === "list";
+  this.panel.style.height = this.view === "chat" ? this.panelMax + "px" : ""; // the chat keeps a steady height
+  if (this.view === "list") { this.titleEl.textContent = this.t("yourTickets"); this.listEl = null; this.renderList(); }
+  else if (this.view === "new") this.renderForm();
+  else this.renderChat();
+  this.update();
+};
+
+// ---- list view
+W.renderList = function () {
+  var self = this;
+  var t = this.t;
+  var focused = this.root.getRootNode().activeElement;
+  var focusKey = focused && focused.getAttribute && focused.getAttribute("data-key");
+  if (!this.listEl) {
+    this.listEl = h("ul", { class: "tickets", "aria-label": t("yourTickets") });
+    this.body.append(h("div", { class: "pad" },
+      this.notice ? h("div", { class: "note", role: "status", text: this.notice }) : null,
+      h("div", { class: "row" }, h("h3", { text: t("onePerTicket") }),
+        h("button", { type: "button", class: "primary new-ticket", onclick: function () { self.showNew(); } }, t("newTicket"))),
+      this.listEl));
+  }
+  var items = Array.from(this.tickets.values()).sort(function (a, b) { return b.id - a.id; });
+  this.listEl.textContent = "";
+  if (!items.length) this.listEl.append(h("li", { class: "empty" }, this.everOnline ? t("noTickets") : t("loading")));
+  items.forEach(function (tk) {
+    var n = self.unread.get(tk.id) || 0;
+    var btn = h("button", {
+      type: "button", class: "ticket" + (n > 0 ? " unread" : ""), "data-key": "t" + tk.id, "data-ticket": tk.id,
+      onclick: function () { self.showChat(tk.id); }
     },
-    open: function () { if (instance) instance.open(); },
-    close: function () { if (instance) instance.close(); },
-    destroy: function () { if (instance) { instance.destroy(); instance = null; } }
-  };
+    h("span", { class: "t" }, h("span", { text: tk.title }), n > 0 ? h("span", { class: "pill", "aria-label": t("unreadLabel", { n: n }) }, t("unreadN", { n: n })) : null),
+    h("span", { class: "m", text: "#" + tk.id + " · " + t("status_" + tk.status) + " · " + t("sev_" + tk.severity) +
+      (tk.queued_until && new Date(tk.queued_until) > new Date() ? " · " + t("queuedShort") : "") }));
+    self.listEl.append(h("li", null, btn));
+    if (focusKey === "t" + tk.id) btn.focus();
+  });
+};
 
-  if (SCRIPT && SCRIPT.dataset.tokenUrl) window.Pomoc.init();
+// ---- new ticket
+W.renderForm = function () {
+  var self = this;
+  var t = this.t;
+  var f = this.form;
+  this.titleEl.textContent = t("newTicket");
+  function bind(name) {
+    return function (e) {
+      f[name] = e.target.value;
+      self.save();
+      if (name !== "severity") self.suggest();
+      self.updateForm();
+    };
+  }
+  function field(name, label, input, hint) {
+    input.id = "pomoc-f-" + name;
+    input.name = name;
+    input.addEventListener("input", bind(name));
+    if (hint) input.setAttribute("aria-describedby", "pomoc-h-" + name);
+    return h("div", null, h("label", { for: input.id, text: label }), input,
+      hint ? h("div", { class: "hint", id: "pomoc-h-" + name, text: hint }) : null);
+  }
+  var select = h("select", { "aria-describedby": "pomoc-def" });
+  SEVERITIES.forEach(function (s) { select.append(h("option", { value: s, text: t("sev_" + s) })); });
+  select.value = f.severity || "question";
+  this.defEl = h("div", { class: "def", id: "pomoc-def" });
+  this.titleHintEl = h("div", { class: "hint", id: "pomoc-h-title", "aria-live": "polite" });
+  var titleInput = h("input", { type: "text", maxlength: "200", autocomplete: "off", required: true, "aria-describedby": "pomoc-h-title", value: f.title || "" });
+  var info = browserInfo();
+  this.autoTime = h("dd");
+  this.submitBtn = h("button", { type: "submit", class: "primary" });
+  this.formErrorEl = h("div", { class: "error", role: "alert" });
+  this.sugEl = h("div", { "aria-live": "polite" });
+  var form = h("form", { class: "pad", novalidate: true, onsubmit: function (e) { e.preventDefault(); self.openTicket(); } },
+    h("div", { class: "hint", text: t("onePerTicket") }),
+    field("title", t("title"), titleInput), this.titleHintEl,
+    field("body", t("body"), h("textarea", { rows: "4", required: true, value: f.body || "" }), t("bodyHint")),
+    field("severity", t("severity"), select), this.defEl,
+    h("details", { open: ["occurred_at", "steps_tried", "expectations", "order_url"].some(function (k) { return f[k]; }) },
+      h("summary", { text: t("more") }),
+      field("occurred_at", t("occurredAt"), h("input", { type: "datetime-local", value: f.occurred_at || "" })),
+      field("steps_tried", t("stepsTried"), h("textarea", { rows: "2", value: f.steps_tried || "" })),
+      field("expectations", t("expectations"), h("textarea", { rows: "2", value: f.expectations || "" })),
+      field("order_url", t("orderUrl"), h("input", { type: "url", placeholder: "https://", value: f.order_url || "" }))),
+    h("div", { class: "auto" }, h("div", { text: t("autoInfo") }),
+      h("dl", null, h("dt", { text: t("browser") }), h("dd", { class: "auto-browser", text: (info.name + " " + info.version).trim() }),
+        h("dt", { text: t("page") }), h("dd", { class: "auto-page", text: location.href }),
+        h("dt", { text: t("time") }), this.autoTime)),
+    this.sugEl, this.formErrorEl,
+    h("div", { class: "actions" },
+      h("button", { type: "button", class: "secondary", onclick: function () { self.showList(); } }, t("cancel")),
+      this.submitBtn));
+  var pick = this.dropZone(form, "new", t("attach"));
+  this.sugEl.before(h("div", { class: "actions" }, h("span", { class: "hint", text: t("attachHint") }), pick[0], pick[1]), this.filesEl);
+  this.body.append(form);
+  this.renderSug();
+  this.suggest();
+  this.updateForm();
+  titleInput.focus();
+};
+
+W.updateForm = function () {
+  if (!this.defEl) return;
+  var t = this.t;
+  var sev = this.form.severity || "question";
+  this.defEl.textContent = t("def_" + sev);
+  this.defEl.className = "def" + (sev === "critical" ? " crit" : "");
+  var words = (this.form.title || "").trim().split(/\s+/).filter(Boolean).length;
+  this.titleHintEl.textContent = words > 4 ? t("titleLong") : t("titleHint");
+  this.titleHintEl.className = "hint" + (words > 4 ? " warn" : "");
+  this.autoTime.textContent = this.fmtTime(new Date().toISOString(), true);
+  this.submitBtn.disabled = !!this.openReq;
+  this.submitBtn.textContent = this.openReq ? t("submitting") : t("submit");
+  this.formErrorEl.textContent = this.formError;
+  this.renderFiles();
+};
+
+// ---- chat view
+W.renderChat = function () {
+  var self = this;
+  var t = this.t;
+  var id = this.current;
+  var tk = this.tickets.get(id) || { id: id, title: "#" + id };
+  this.titleEl.textContent = tk.title;
+  this.statusText = h("span");
+  this.resolveBtn = h("button", { type: "button", class: "link", onclick: function () {
+    self.conn.send({ type: "update_ticket", ticket: id, status: "resolved", ref: "upd:" + id });
+  } }, t("markResolved"));
+  this.statusEl = h("div", { class: "status" }, this.statusText, this.resolveBtn);
+  this.olderBtn = h("button", { type: "button", class: "secondary older", onclick: function () {
+    var map = self.msgs.get(id);
+    self.loadingOlder = true;
+    self.loadHistory(id, map && map.size ? Math.min.apply(null, Array.from(map.keys())) : undefined);
+    self.olderBtn.textContent = t("loading");
+  } }, t("older"));
+  this.logEl = h("div", { class: "log", role: "log", "aria-live": "polite", "aria-label": t("conversation", { title: tk.title }), tabindex: "0" }, this.olderBtn);
+  this.typingEl = h("div", { class: "typing", "aria-live": "polite" });
+  this.noteEl = h("div", { class: "note", role: "status" });
+  this.chatErrorEl = h("div", { class: "error pad", role: "alert" });
+  this.newBtn = h("button", { type: "button", class: "primary", onclick: function () { self.showNew(); } }, t("newTicket"));
+  var input = h("textarea", { id: "pomoc-msg", rows: "2", placeholder: t("placeholder"), "aria-label": t("messageLabel"), value: this.drafts[id] || "" });
+  input.addEventListener("input", function () {
+    self.drafts[id] = input.value;
+    self.save();
+    self.typingPing(id, input);
+  });
+  input.addEventListener("keydown", function (e) {
+    if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); submit(); }
+  });
+  function submit() {
+    var body = input.value;
+    var att = self.ready(id);
+    if (!att) { self.chatError = t("waitUp"); return self.schedule(); }
+    if (!body.trim() && !att.length) return;
+    input.value = "";
+    self.files[id] = [];
+    // A message needs text: files alone go out under their names.
+    self.sendMessage(id, body.trim() ? body : att.map(function (a) { return a.name; }).join(", "), att);
+    input.focus();
+  }
+  var chat = h("div", { class: "chat" });
+  var pick = this.dropZone(chat, id, "+");
+  this.composer = h("form", { class: "composer", onsubmit: function (e) { e.preventDefault(); submit(); } },
+    pick[0], pick[1], input, h("button", { type: "submit", class: "primary" }, t("send")));
+  chat.append(this.statusEl, this.logEl, this.typingEl, this.noteEl,
+    h("div", { class: "closed-actions pad" }, this.newBtn), this.chatErrorEl, this.filesEl, this.composer);
+  this.body.append(chat);
+  this.updateChat(true);
+  if (tk.status !== "closed") input.focus();
+};
+
+W.updateChat = function (first) {
+  var self = this;
+  var t = this.t;
+  var id = this.current;
+  var tk = this.tickets.get(id) || { status: "open" };
+  this.titleEl.textContent = tk.title || "#" + id;
+  // What to expect: live now, an answer by the SLA deadline, or the off-hours queue.
+  var status = "";
+  var cls = "status";
+  if (tk.queued_until && new Date(tk.queued_until) > new Date()) { status = t("queued", { time: this.fmtTime(tk.queued_until, true) }); cls += " queued"; }
+  else if (this.agentsOnline > 0 && this.service.open) { status = t("live"); cls += " live"; }
+  else if (tk.sla_due_at) status = t("answerBy", { time: this.fmtTime(tk.sla_due_at, true) });
+  else status = t("answerSoon");
+  var active = tk.status === "open" || tk.status === "waiting_on_customer";
+  this.statusEl.className = cls;
+  this.statusEl.hidden = !active;
+  this.statusText.textContent = status;
+  this.resolveBtn.hidden = !active;
+  var closed = tk.status === "closed";
+  this.noteEl.hidden = !(closed || tk.status === "resolved");
+  this.noteEl.className = "note" + (closed ? " closed" : "");
+  this.noteEl.textContent = closed ? t("closedNote") : t("resolvedNote");
+  this.newBtn.parentNode.hidden = !closed;
+  this.composer.hidden = this.filesEl.hidden = closed;
+  this.renderFiles();
+  this.chatErrorEl.textContent = this.chatError;
+  this.chatErrorEl.hidden = !this.chatError;
+  var typing = this.typing.get(id);
+  this.typingEl.textContent = typing ? t("typing", { name: typing.name }) : "";
+  this.olderBtn.hidden = this.more.get(id) !== true;
+  if (!this.loadingOlder) this.olderBtn.textContent = t("older");
+
+  // Keyed reconciliation of the log: stored messages by seq, then unacknowledged sends.
+  var log = this.logEl;
+  var nearBottom = first || log.scrollHeight - log.scrollTop - log.clientHeight < 60;
+  var oldHeight = log.scrollHeight;
+  var firstBefore = log.children[1];
+  var map = this.msgs.get(id) || new Map();
+  var entries = Array.from(map.values()).sort(function (a, b) { return a.seq - b.seq; });
+  this.pending.forEach(function (p) { if (p.ticket === id) entries.push(p); });
+  var keep = new Set();
+  var cursor = this.olderBtn;
+  entries.forEach(function (m) {
+    var mine = m.seq == null || self.isMine(m);
+    var key = mine ? "c" + m.client_id : "s" + m.seq;
+    keep.add(key);
+    var el = self.logEls.get(key);
+    if (!el || el.m !== m || (m.seq == null && el.className.indexOf(m.state) < 0)) {
+      var fresh = self.renderMessage(m);
+      fresh.m = m;
+      if (el) el.replaceWith(fresh);
+      el = fresh;
+      self.logEls.set(key, el);
+    }
+    if (cursor.nextSibling !== el) cursor.after(el);
+    cursor = el;
+  });
+  this.logEls.forEach(function (el, key) { if (!keep.has(key)) { el.remove(); self.logEls.delete(key); } });
+  if (nearBottom && log.children[1] === firstBefore) log.scrollTop = log.scrollHeight;
+  else if (log.children[1] !== firstBefore) log.scrollTop += log.scrollHeight - oldHeight; // older page prepended
+};
+
+W.renderMessage = function (m) {
+  var self = this;
+  var t = this.t;
+  var kind = m.seq == null || this.isMine(m) ? "mine" : m.author.kind === "system" ? "system" : "theirs";
+  var state = m.seq == null ? m.state : "";
+  var attrs = { class: "msg " + kind + (state ? " " + state : ""), "data-client-id": m.client_id };
+  if (m.seq != null) attrs["data-seq"] = m.seq;
+  var meta = h("div", { class: "meta" }, kind === "mine" ? t("you") : this.authorName(m),
+    m.created_at ? " · " + this.fmtTime(m.created_at) : "", state ? " · " + t(state) : "");
+  if (state === "failed") {
+    meta.append(h("button", { type: "button", class: "retry", onclick: function () { self.transmit(m); self.schedule(); } }, t("retry")));
+  }
+  if (kind === "system") return h("div", attrs, h("div", { class: "text", text: m.body }));
+  var box = h("div", { class: "att" });
+  // Signed links; our just-sent images show from memory until those arrive.
+  (m.attachments || m.att || []).forEach(function (a) {
+    var url = a.url ? self.api(a.url) : a.thumb;
+    box.append(h("a", { href: url, target: "_blank", rel: "noopener" }, /^image/.test(a.content_type) && url
+      ? h("img", { src: url, alt: a.name }) : a.name + " · " + fmtSize(a.size)));
+  });
+  return h("div", attrs, meta, h("div", { class: "text", text: m.body }), box.firstChild ? box : null);
+};
+
+// ---- entry points
+var instance = null;
+
+function configFrom(script, options) {
+  var data = (script && script.dataset) || {};
+  var o = options || {};
+  var lang = o.lang || data.lang || (document.documentElement.lang || "pl").slice(0, 2);
+  return {
+    mount: o.mount || data.mount || null,
+    token: o.token || null,
+    tokenUrl: o.tokenUrl || data.tokenUrl || null,
+    lang: CATALOGUE[lang] ? lang : "pl",
+    server: o.server || data.server || (script ? serverFromScript(script) : location.origin)
+  };
+}
+
+function whenReady(fn) {
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", fn, { once: true });
+  else fn();
+}
+
+window.Pomoc = {
+  version: VERSION,
+  Connection: Connection,
+  /** Start the widget (once; later calls return the running instance). */
+  init: function (options) {
+    if (instance) return instance;
+    instance = new Widget(configFrom(SCRIPT, options));
+    var w = instance;
+    whenReady(function () { if (instance === w) w.start(); });
+    return instance;
+  },
+  open: function () { if (instance) instance.open(); },
+  close: function () { if (instance) instance.close(); },
+  destroy: function () { if (instance) { instance.destroy(); instance = null; } }
+};
+
+if (SCRIPT && SCRIPT.dataset.tokenUrl) window.Pomoc.init();
 })();

@@ -109,8 +109,10 @@ class PomocServer:
     def token(self, role: str = "customer", sub: str = "owner-1", *, shop: str = "shop-1",
               shop_name: str = "Sklep Testowy", plan: str = "trial", name: str | None = None,
               expired: bool = False) -> str:
-        # Valid for a day of server time, or expired a day before the server's clock starts.
-        now = CLOCK_START - timedelta(days=2) if expired else CLOCK_START
+        # Tokens live on real time (the server's POMOC_CLOCK moves only the support rules):
+        # valid for a day, or expired two days ago.
+        real_now = datetime.now(UTC)
+        now = real_now - timedelta(days=2) if expired else real_now
         ttl = timedelta(days=1)
         if role == "agent":
             return mint(SECRET, role="agent", sub=sub, now=now, ttl=ttl, name=name or "Anna")

@@ -36,6 +36,12 @@ async def test_console_and_demo_routes_in_embedded_mode(pomoc: PomocServer) -> N
         assert claims["name"] == "Agnieszka (demo)"
         assert (await client.get("/demo/token", params={"role": "admin"})).status_code == 400
 
+        # Help articles, where the widget's suggestions link to: Markdown rendered, nothing raw.
+        article = await client.get("/help/platnosci-przelewy24")
+        assert article.status_code == 200 and article.headers["content-type"].startswith("text/html")
+        assert "<h1>Przelewy24" in article.text and "<strong>Ustawienia &gt; Integracje" in article.text
+        assert (await client.get("/help/no-such-article")).status_code == 404
+
 
 async def test_demo_routes_are_absent_outside_demo_mode(tmp_path: Path) -> None:
     server = PomocServer(tmp_path, free_port(), embedded_env(POMOC_DEMO="false"))

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import unique
-from tests.wsclient import Client
+from tests.wsclient import join
 
 
 def png() -> bytes:
@@ -19,10 +19,6 @@ def png() -> bytes:
     return out.getvalue()
 
 
-async def join(server, clients, token, **hello) -> tuple[Client, dict]:
-    client = await Client.connect(server.url)
-    clients.append(client)
-    return client, await client.hello(token, **hello)
 
 
 async def test_a_pasted_screenshot_reaches_the_agent_with_the_ticket(server, clients, tokens, shop):
@@ -51,7 +47,8 @@ async def test_a_pasted_screenshot_reaches_the_agent_with_the_ticket(server, cli
         assert download.headers["x-content-type-options"] == "nosniff"
         # Another shop cannot fetch it, not even with a token of its own.
         stranger = tokens.customer(unique("other"))
-        refused = await http.get(f"/api/attachments/{attachment['id']}", headers={"Authorization": f"Bearer {stranger}"})
+        refused = await http.get(f"/api/attachments/{attachment['id']}",
+                                 headers={"Authorization": f"Bearer {stranger}"})
         assert refused.status_code in (403, 404)
         # An upload cannot ride on another shop's message.
         other, _ = await join(server, clients, stranger)

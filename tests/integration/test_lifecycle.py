@@ -13,26 +13,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import redis.asyncio as aioredis
 
-from tests import services
-from tests.conftest import Tokens, unique
+from tests.conftest import unique
 from tests.servers import ROOT, ServerProcess
-from tests.wsclient import Client
-
-
-@pytest.fixture
-def at_clock(server_env, tmp_path):
-    started: list[ServerProcess] = []
-    prefix = f"{services.REDIS_PREFIX}{uuid.uuid4().hex[:6]}:"
-
-    def start(clock: str) -> tuple[ServerProcess, Tokens]:
-        env = {**server_env, "POMOC_CLOCK": clock, "POMOC_JOBS_IN_WEB": "false", "POMOC_REDIS_PREFIX": prefix}
-        node = ServerProcess(env, log_path=tmp_path / f"life-{len(started)}.log").start()
-        started.append(node)
-        return node, Tokens(datetime.fromisoformat(clock).astimezone(UTC))
-
-    yield start
-    for node in started:
-        node.stop()
+from tests.wsclient import Client, join
 
 
 def cli(node: ServerProcess, *args: str) -> dict:
@@ -46,10 +29,6 @@ async def jobs(node: ServerProcess, at: datetime) -> dict[str, int]:
     return (await asyncio.to_thread(cli, node, "jobs", "--once", "--at", at.isoformat()))["done"]
 
 
-async def join(node: ServerProcess, clients: list, token: str, **hello: object) -> tuple[Client, dict]:
-    client = await Client.connect(node.url)
-    clients.append(client)
-    return client, await client.hello(token, **hello)
 
 
 async def new_ticket(customer: Client, title: str = "Zwrot") -> dict:

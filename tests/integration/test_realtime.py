@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 from tests import services
 from tests.conftest import unique
 from tests.servers import ServerProcess, free_port
-from tests.wsclient import Client
+from tests.wsclient import join
 
 
 def isolated_env(server_env: dict[str, str], **extra: str) -> dict[str, str]:
@@ -32,10 +32,6 @@ def pair(server_env, tmp_path):
         node.stop(signal.SIGKILL)
 
 
-async def join(node: ServerProcess, clients: list, token: str, **hello: object) -> tuple[Client, dict]:
-    client = await Client.connect(node.url)
-    clients.append(client)
-    return client, await client.hello(token, **hello)
 
 
 async def test_badge_flips_on_reply_and_clears_on_read_on_every_tab_and_node(pair, clients, tokens, shop):

@@ -11,15 +11,14 @@ import json
 import os
 import sys
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
-from tests import services
 from tests.conftest import Tokens, unique
 from tests.receiver import Receiver
 from tests.servers import ROOT, ServerProcess
-from tests.wsclient import Client
+from tests.wsclient import Client, join
 
 WEDNESDAY_BEFORE_CHRISTMAS = "2026-12-23T16:30:00+01:00"
 SATURDAY_NOON = "2026-11-21T12:00:00+01:00"
@@ -34,21 +33,13 @@ def receiver():
 
 
 @pytest.fixture
-def at_clock(server_env, tmp_path, receiver):
-    """Start a server whose clock starts at the given instant, on its own Redis prefix."""
-    started: list[ServerProcess] = []
+def clock_with_hook(at_clock, receiver):
+    """Servers at a chosen clock whose escalations go to the test's receiver."""
 
     def start(clock: str, like: ServerProcess | None = None) -> tuple[ServerProcess, Tokens]:
-        prefix = like.env["POMOC_REDIS_PREFIX"] if like else f"{services.REDIS_PREFIX}{uuid.uuid4().hex[:6]}:"
-        env = {**server_env, "POMOC_CLOCK": clock, "POMOC_WEBHOOK_URL": receiver.url,
-               "POMOC_WEBHOOK_SECRET": "hook-secret", "POMOC_JOBS_IN_WEB": "false", "POMOC_REDIS_PREFIX": prefix}
-        node = ServerProcess(env, log_path=tmp_path / f"clock-{len(started)}.log").start()
-        started.append(node)
-        return node, Tokens(datetime.fromisoformat(clock).astimezone(UTC))
+        return at_clock(clock, like, POMOC_WEBHOOK_URL=receiver.url, POMOC_WEBHOOK_SECRET="hook-secret")
 
-    yield start
-    for node in started:
-        node.stop()
+    return start
 
 
 async def run_jobs(node: ServerProcess, at: str) -> dict:
@@ -67,10 +58,6 @@ def near(value: str, expected: str, seconds: float = 60) -> bool:
     return 0 <= delta.total_seconds() < seconds
 
 
-async def join(node: ServerProcess, clients: list, token: str, **hello: object) -> tuple[Client, dict]:
-    client = await Client.connect(node.url)
-    clients.append(client)
-    return client, await client.hello(token, **hello)
 
 
 async def open_ticket(client: Client, severity: str, title: str = "Problem") -> tuple[dict, list[dict]]:
@@ -82,8 +69,8 @@ async def open_ticket(client: Client, severity: str, title: str = "Problem") -> 
     return ticket, first
 
 
-async def test_minor_ticket_before_christmas_names_the_due_time_across_the_holidays(at_clock, clients):
-    node, tokens = at_clock(WEDNESDAY_BEFORE_CHRISTMAS)
+async def test_minor_ticket_before_christmas_names_the_due_time_across_the_holidays(clock_with_hook, clients):
+    node, tokens = clock_with_hook(WEDNESDAY_BEFORE_CHRISTMAS)
     customer, welcome = await join(node, clients, tokens.customer(unique("shop")))
     assert welcome["service"] == {"open": True, "next_open": None}
     ticket, (description, ack) = await open_ticket(customer, "minor", "Faktury")
@@ -95,8 +82,8 @@ async def test_minor_ticket_before_christmas_names_the_due_time_across_the_holid
     assert ticket["queued_until"] is None
 
 
-async def test_a_question_on_saturday_waits_until_monday_and_reaches_agents_once(at_clock, clients):
-    node, tokens = at_clock(SATURDAY_NOON)
+async def test_a_question_on_saturday_waits_until_monday_and_reaches_agents_once(clock_with_hook, clients):
+    node, tokens = clock_with_hook(SATURDAY_NOON)
     agent, welcome = await join(node, clients, tokens.agent(unique("a")))
     assert welcome["service"] == {"open": False, "next_open": "2026-11-23T08:00:00+00:00"}
     customer, _ = await join(node, clients, tokens.customer(unique("shop")))
@@ -128,8 +115,8 @@ async def test_a_question_on_saturday_waits_until_monday_and_reaches_agents_once
     assert not [f for f in agent.pending("ticket") if f["ticket"]["id"] == ticket["id"]], "once"
 
 
-async def test_a_held_follow_up_reaches_a_following_agent_only_at_release(at_clock, clients):
-    node, tokens = at_clock("2026-11-20T16:58:00+01:00")  # Friday, two minutes before closing
+async def test_a_held_follow_up_reaches_a_following_agent_only_at_release(clock_with_hook, clients):
+    node, tokens = clock_with_hook("2026-11-20T16:58:00+01:00")  # Friday, two minutes before closing
     customer, _ = await join(node, clients, tokens.customer(unique("shop")))
     ticket, _ = await open_ticket(customer, "minor")
     agent, _ = await join(node, clients, tokens.agent(unique("a")))
@@ -138,7 +125,7 @@ async def test_a_held_follow_up_reaches_a_following_agent_only_at_release(at_clo
     assert live["queued_until"] is None
     await agent.expect("message", seq=live["seq"])
     # After 17:00 the same customer's message waits (server clock runs on; jump with a new server).
-    late_node, late_tokens = at_clock("2026-11-20T17:30:00+01:00", like=node)
+    late_node, late_tokens = clock_with_hook("2026-11-20T17:30:00+01:00", like=node)
     late_customer, _ = await join(late_node, clients, late_tokens.customer(ticket["shop"]))
     held = await late_customer.request({"type": "send", "ticket": ticket["id"], "body": "po godzinach"}, "ack")
     assert held["queued_until"] == "2026-11-23T08:00:00+00:00"
@@ -150,8 +137,8 @@ async def test_a_held_follow_up_reaches_a_following_agent_only_at_release(at_clo
 
 
 async def test_a_critical_ticket_on_sunday_reaches_agents_at_once_and_fires_the_webhook_once(
-        at_clock, clients, receiver):
-    node, tokens = at_clock(SUNDAY_NIGHT)
+        clock_with_hook, clients, receiver):
+    node, tokens = clock_with_hook(SUNDAY_NIGHT)
     agent, _ = await join(node, clients, tokens.agent(unique("a")))
     customer, _ = await join(node, clients, tokens.customer(unique("shop"), shop_name="Sklep Zielony"))
     ticket, (_, ack) = await open_ticket(customer, "critical", "Sklep nie przyjmuje zamówień")
@@ -175,8 +162,8 @@ async def test_a_critical_ticket_on_sunday_reaches_agents_at_once_and_fires_the_
                              for c in again]
 
 
-async def test_sla_warning_and_breach_fire_once_each_and_not_after_an_agent_reacts(at_clock, clients, receiver):
-    node, tokens = at_clock("2026-11-18T10:00:00+01:00")  # Wednesday
+async def test_sla_warning_and_breach_fire_once_each_and_not_after_an_agent_reacts(clock_with_hook, clients, receiver):
+    node, tokens = clock_with_hook("2026-11-18T10:00:00+01:00")  # Wednesday
     customer, _ = await join(node, clients, tokens.customer(unique("shop")))
     silent, _ = await open_ticket(customer, "major", "Cisza")
     answered, _ = await open_ticket(customer, "major", "Odpowiedziane")
@@ -204,8 +191,8 @@ async def test_sla_warning_and_breach_fire_once_each_and_not_after_an_agent_reac
     assert len(events()) == 2
 
 
-async def test_the_webhook_is_retried_with_backoff_until_it_answers(at_clock, clients, receiver):
-    node, tokens = at_clock(SUNDAY_NIGHT)
+async def test_the_webhook_is_retried_with_backoff_until_it_answers(clock_with_hook, clients, receiver):
+    node, tokens = clock_with_hook(SUNDAY_NIGHT)
     customer, _ = await join(node, clients, tokens.customer(unique("shop")))
     await run_jobs(node, "2026-11-22T23:00:00+01:00")  # whatever earlier tests left pending goes first
     receiver.requests.clear()
@@ -229,8 +216,8 @@ async def test_the_webhook_is_retried_with_backoff_until_it_answers(at_clock, cl
     assert calls[-1].json["ticket_id"] == ticket["id"]
 
 
-async def test_changing_the_severity_moves_the_deadline(at_clock, clients):
-    node, tokens = at_clock("2026-11-18T10:00:00+01:00")
+async def test_changing_the_severity_moves_the_deadline(clock_with_hook, clients):
+    node, tokens = clock_with_hook("2026-11-18T10:00:00+01:00")
     customer, _ = await join(node, clients, tokens.customer(unique("shop")))
     ticket, _ = await open_ticket(customer, "question")
     assert near(ticket["sla_due_at"], "2026-11-27T09:00:00+00:00")  # 7 working days

@@ -13,7 +13,10 @@
   var STATUS = { open: "otwarte", waiting_on_customer: "czeka na klienta", resolved: "rozwiązane", closed: "zamknięte" };
   var SEVERITY = { critical: "krytyczny", major: "poważny", minor: "drobny", question: "pytanie", suggestion: "sugestia" };
   var PLAN = { trial: "TRIAL", standard: "standard", priority: "priorytet" };
-  var DEPARTMENTS = ["techniczny", "platnosci", "integracje", "rozliczenia", "konto"];
+  // The server's default departments (server/intake.py DEFAULT_DEPARTMENTS; POMOC_DEPARTMENTS may
+  // change them — keys seen on tickets but missing here are added as they come).
+  var DEPARTMENTS = { payments: "Płatności", invoicing: "Faktury", shipping: "Wysyłka", orders: "Zamówienia",
+    products: "Produkty", domains: "Domeny i poczta", sales: "Handel", technical: "Techniczny" };
   var TOKEN_KEY = "pomoc-agent-token";
   var DEMO_KEY = "pomoc-agent-demo";
   var TYPING_EVERY_MS = 2000;
@@ -54,7 +57,8 @@
     }
     for (var i = 2; i < arguments.length; i++) {
       var c = arguments[i];
-      if (c != null && c !== false) el.append(c);
+      if (Array.isArray(c)) el.append.apply(el, c);
+      else if (c != null && c !== false) el.append(c);
     }
     return el;
   }
@@ -104,9 +108,12 @@
     conn = new Pomoc.Connection({
       url: location.origin.replace(/^http/, "ws") + "/ws",
       token: provider,
-      // No hello.resume here: the console re-follows its open threads after welcome and
-      // fetches what it missed with history(after_seq), see catchUp().
-      hello: function () { return { feed: true }; },
+      // hello.resume re-follows the threads we had open and replays what they missed.
+      hello: function () {
+        var resume = {};
+        state.msgs.forEach(function (map, id) { resume[id] = state.seen.get(id) || 0; });
+        return { feed: true, resume: resume };
+      },
       onFrame: onFrame,
       onState: function (s) { state.online = s === "online"; renderConn(); },
       onClose: function (code) {
@@ -138,37 +145,34 @@
       });
       state.unread = new Map();
       Object.keys(f.unread || {}).forEach(function (k) { state.unread.set(Number(k), f.unread[k]); });
-      (f.resume_incomplete || []).forEach(function (id) { state.msgs.delete(id); state.more.delete(id); });
+      (f.resume_incomplete || []).forEach(function (id) { state.msgs.delete(id); state.more.delete(id); state.seen.delete(id); });
       send({ type: "presence", status: state.presence });
-      if (state.tab !== "open") send({ type: "list_tickets", status: listStatus(), ref: "list" });
-      state.msgs.forEach(function (map, id) { catchUp(id); });
+      if (state.tab !== "open" || $("filter-department").value) list();
       if (state.current != null && !state.msgs.has(state.current)) openTicket(state.current);
       state.pending.forEach(function (p) { if (p.state === "pending") transmit(p); });
       maybeRead();
     },
     ticket: function (f) {
-      // Pushed inbox frames carry no per-agent unread; replies to our requests do.
-      upsert(f.ticket, f.ref != null);
+      // Inbox frames carry this agent's unread; the open thread's count is ours to keep (we read it).
+      upsert(f.ticket, f.ref != null || f.ticket.id !== state.current);
       if (f.ref != null) maybeRead();
     },
     tickets: function (f) { (f.tickets || []).forEach(function (t) { upsert(t, true); }); },
     message: function (f) { insert(f, true); },
     history: function (f) {
       var ref = typeof f.ref === "string" ? f.ref : "";
-      (f.messages || []).forEach(function (m) { insert(Object.assign({ ticket: f.ticket }, m), ref.indexOf("catchup:") === 0); });
+      (f.messages || []).forEach(function (m) { insert(Object.assign({ ticket: f.ticket }, m), false); });
       if (ref.indexOf("hist:") === 0) state.more.set(f.ticket, !!f.more);
       var last = (f.messages || []).slice(-1)[0];
       // The newest page is the thread's end: seen moves there even if older pages are not loaded.
       if (/:tail$/.test(ref) && last && last.seq > (state.seen.get(f.ticket) || 0)) state.seen.set(f.ticket, last.seq);
-      if (ref.indexOf("catchup:") === 0 && f.more) catchUp(f.ticket);
       maybeRead();
     },
     ack: function (f) {
       var p = state.pending.get(f.client_id);
       if (!p) return;
       state.pending.delete(f.client_id);
-      insert({ ticket: f.ticket, seq: f.seq, client_id: f.client_id, body: p.body,
-        created_at: new Date().toISOString(),
+      insert({ ticket: f.ticket, seq: f.seq, client_id: f.client_id, body: p.body, created_at: f.created_at || new Date().toISOString(),
         author: { kind: "agent", id: state.me.id, name: state.me.name } }, false);
     },
     unread: function (f) {
@@ -246,12 +250,14 @@
     send({ type: "read", ticket: id, seq: top });
   }
 
-  /** After a reconnect: follow the thread again, then fetch everything after the last seq seen.
-   * Following first means nothing posted in between can fall through the gap. */
-  function catchUp(id) {
-    send({ type: "follow", ticket: id, ref: "follow:" + id });
-    send({ type: "history", ticket: id, after_seq: state.seen.get(id) || 0, limit: 200, ref: "catchup:" + id });
+  /** The inbox list for the current tab or status filter and department ("" = the agent's own). */
+  function list() {
+    var frame = { type: "list_tickets", status: listStatus(), ref: "list" };
+    if ($("filter-department").value) frame.department = $("filter-department").value;
+    send(frame);
   }
+
+  function deptName(key) { return DEPARTMENTS[key] || key; }
 
   function loadHistory(id, before) {
     var frame = { type: "history", ticket: id, limit: 50, ref: "hist:" + id + (before ? ":old" : ":tail") };
@@ -347,17 +353,17 @@
     var dept = $("filter-department").value;
     var onlyUnread = $("filter-unread").checked;
     var all = Array.from(state.tickets.values());
-    // Departments seen so far plus the usual ones, for the filter and the datalist.
-    var known = new Set(DEPARTMENTS);
-    all.forEach(function (t) { if (t.department) known.add(t.department); });
-    var select = $("filter-department");
-    if (select.options.length - 1 !== known.size) {
+    // Departments the server routes to, for the filter and the re-route select; keys we do not know get their own.
+    all.forEach(function (t) { if (t.department && !DEPARTMENTS[t.department]) DEPARTMENTS[t.department] = t.department; });
+    var keys = Object.keys(DEPARTMENTS);
+    [["filter-department", 2], ["act-department", 0]].forEach(function (pair) {
+      var select = $(pair[0]);
+      if (select.options.length - pair[1] === keys.length) return;
       var keep = select.value;
-      select.length = 1;
-      $("departments").textContent = "";
-      known.forEach(function (d) { select.append(h("option", { value: d, text: d })); $("departments").append(h("option", { value: d })); });
+      select.length = pair[1];
+      keys.forEach(function (k) { select.append(h("option", { value: k, text: DEPARTMENTS[k] })); });
       select.value = keep;
-    }
+    });
     var counts = {};
     ["open", "waiting_on_customer", "queued", "resolved"].forEach(function (tab) {
       counts[tab] = all.filter(function (t) { return inTabPlain(t, tab); }).length;
@@ -368,7 +374,7 @@
     });
     var now = Date.now();
     var list = all.filter(function (t) {
-      return inTab(t) && (!dept || t.department === dept) && (!onlyUnread || state.unread.get(t.id) > 0);
+      return inTab(t) && (!dept || dept === "*" || t.department === dept) && (!onlyUnread || state.unread.get(t.id) > 0);
     }).sort(function (a, b) {
       var da = a.sla_due_at ? Date.parse(a.sla_due_at) : Infinity;
       var db = b.sla_due_at ? Date.parse(b.sla_due_at) : Infinity;
@@ -395,7 +401,7 @@
         h("span", { class: "sev sev-" + t.severity, text: SEVERITY[t.severity] || t.severity }),
         t.plan === "trial" ? h("span", { class: "trial", text: "TRIAL" }) : null,
         h("span", { text: "#" + t.id + " · " + (t.shop_name || t.shop || "") })),
-      h("span", { class: "line3" + (overdue ? " late" : ""), text: due + (t.department ? " · " + t.department : "") +
+      h("span", { class: "line3" + (overdue ? " late" : ""), text: due + (t.department ? " · " + deptName(t.department) : "") +
         (t.assignee ? " · " + t.assignee : "") }));
       ul.append(h("li", null, btn));
       if (focusedId === String(t.id)) btn.focus();
@@ -461,14 +467,46 @@
     var kind = mine ? "mine" : m.author.kind;
     var attrs = { class: "msg " + kind + (m.seq == null ? " " + m.state : ""), "data-client-id": m.client_id };
     if (m.seq != null) attrs["data-seq"] = m.seq;
-    if (kind === "system") return h("div", attrs, h("div", { class: "text", text: m.body }));
+    if (kind === "system") return h("div", attrs, h("div", { class: "text", text: m.body }), attachments(m.attachments));
     var who = mine ? "Ty" : m.author.name + (m.author.kind === "customer" ? " (klient)" : "");
     var meta = h("div", { class: "meta", text: who + (m.created_at ? " · " + fmt(m.created_at) : "") +
       (m.seq == null ? (m.state === "failed" ? " · nie wysłano" : " · wysyłanie…") : "") });
     if (m.state === "failed" && m.seq == null) {
       meta.append(h("button", { type: "button", class: "retry", onclick: function () { transmit(m); schedule(); } }, "Ponów"));
     }
-    return h("div", attrs, meta, h("div", { class: "text", text: m.body }));
+    return h("div", attrs, meta, h("div", { class: "text", text: m.body }), attachments(m.attachments));
+  }
+
+  function size(n) { return n < 1048576 ? Math.ceil(n / 1024) + " KB" : (n / 1048576).toFixed(1).replace(".", ",") + " MB"; }
+
+  /** Images as thumbnails, other files as download links; the urls are signed links valid for minutes. */
+  function attachments(list) {
+    if (!list || !list.length) return null;
+    return h("div", { class: "att" }, list.map(function (a) {
+      var image = /^image\//.test(a.content_type);
+      return h("a", { href: a.url, target: "_blank", rel: "noopener noreferrer", class: image ? "thumb" : "file",
+        title: a.name + " · " + size(a.size) },
+      image ? h("img", { src: a.url, alt: a.name, loading: "lazy" }) : "↓ " + a.name + " · " + size(a.size));
+    }));
+  }
+
+  /** How much of what support needs the ticket gave (server/intake.py): score, "too vague", what is missing. */
+  function renderCompleteness(comp) {
+    var box = $("completeness");
+    box.textContent = "";
+    box.previousElementSibling.hidden = box.hidden = !comp;
+    if (!comp) return;
+    var bar = h("span");
+    bar.style.width = comp.score + "%";
+    var level = comp.too_vague || comp.score < 40 ? "low" : comp.score < 75 ? "mid" : "high";
+    box.append(
+      h("div", { class: "score " + level },
+        h("span", { class: "bar", role: "meter", "aria-label": "Kompletność zgłoszenia", "aria-valuemin": "0",
+          "aria-valuemax": "100", "aria-valuenow": String(comp.score) }, bar),
+        h("b", { text: comp.score + "%" }),
+        comp.too_vague ? h("span", { class: "vague", text: "zbyt ogólne" }) : null),
+      comp.missing && comp.missing.length ? h("div", { class: "muted", text: "Brakuje:" }) : null,
+      h("ul", { class: "missing" }, (comp.missing || []).map(function (m) { return h("li", { text: m.label }); })));
   }
 
   function renderSide() {
@@ -492,6 +530,7 @@
       ["Utworzone", fmt(t.created_at, true)],
       ["Termin odpowiedzi", fmt(t.sla_due_at, true)]
     ];
+    renderCompleteness(c.completeness);
     var dl = $("customer");
     dl.textContent = "";
     rows.forEach(function (r) { dl.append(h("dt", { text: r[0] }), h("dd", null, r[1])); });
@@ -526,14 +565,14 @@
       b.addEventListener("click", function () {
         state.tab = b.dataset.tab;
         $("filter-status").value = "";
-        send({ type: "list_tickets", status: state.tab, ref: "list" });
+        list();
         schedule();
       });
     });
-    $("filter-department").addEventListener("change", schedule);
+    $("filter-department").addEventListener("change", function () { list(); schedule(); });
     $("filter-unread").addEventListener("change", schedule);
     $("filter-status").addEventListener("change", function () {
-      if ($("filter-status").value) send({ type: "list_tickets", status: $("filter-status").value, ref: "list" });
+      if ($("filter-status").value) list();
       schedule();
     });
     $("composer").addEventListener("submit", function (e) { e.preventDefault(); reply(); });
@@ -551,7 +590,7 @@
     });
     $("act-status").addEventListener("change", function (e) { update("status", e.target.value); });
     $("act-severity").addEventListener("change", function (e) { update("severity", e.target.value); });
-    $("act-department").addEventListener("change", function (e) { update("department", e.target.value.trim()); });
+    $("act-department").addEventListener("change", function (e) { update("department", e.target.value); });
     $("act-assignee").addEventListener("change", function (e) { update("assignee", e.target.value.trim()); });
     $("assign-me").addEventListener("click", function () { if (state.me) { $("act-assignee").value = state.me.id; update("assignee", state.me.id); } });
     document.addEventListener("visibilitychange", maybeRead);
