@@ -115,11 +115,11 @@ class Bus:
 
     # ------------------------------------------------------------- publishing
     async def publish(self, channel: str, event: dict[str, Any]) -> None:
+        # Always try, even while this node's own subscriber is reconnecting: another
+        # node may already be back and caught up, and would never hear of this event.
+        # (If Redis is really down the attempt fails fast; the other nodes recover
+        # messages from the database when they resubscribe.)
         self.dispatch(channel, event)
-        if not self.connected:
-            # The other nodes recover messages from the database when Redis returns.
-            self.publish_failures += 1
-            return
         payload = msgpack.packb({"n": self.node_id, "e": event}, use_bin_type=True)
         try:
             await self._redis.publish(channel, payload)

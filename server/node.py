@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+import msgpack
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -94,7 +95,7 @@ class Node:
         self.live = LiveState(self)
         self.policy = settings.policy()
         self.limiter = RateLimiter(redis, keys, settings.limits)
-        self.writer = MessageWriter(store, self.policy.hold)
+        self.writer = MessageWriter(store, self.policy.hold, after_commit=self.publish_batch)
         self.bus.on_resubscribed = self._after_redis_returned
 
     async def _after_redis_returned(self) -> None:
@@ -162,6 +163,34 @@ class Node:
         await self.bus.publish(self.keys.shop_channel(shop_id), event)
         if not held:
             self.inbox_touch(message.ticket)
+
+    async def publish_batch(self, items: list[tuple[str, Message, str | None, str]]) -> None:
+        """Tell everyone about a committed batch: (shop, message, origin connection,
+        author's reader key). Local connections at once; other nodes and every
+        reader's unread state through one Redis call for the whole batch."""
+        remote: list[tuple[str, bytes, int, int, str, str]] = []
+        for shop_id, message, origin, author in items:
+            held = self.is_held(message)
+            event = {"k": "message", "f": message.frame(), "o": origin, "x": {"held": held}}
+            channel = self.keys.shop_channel(shop_id)
+            self.bus.dispatch(channel, event)
+            if not held:
+                self.inbox_touch(message.ticket)
+            payload = msgpack.packb({"n": self.node_id, "e": event}, use_bin_type=True)
+            remote.append((channel, payload, message.ticket, message.seq, author, "customers" if held else "all"))
+        try:
+            grown, rebuild = await self.live.book.publish_and_count(self.node_id, remote)
+        except (RedisError, OSError) as exc:
+            log.warning("bus.batch_failed", extra={"messages": len(items), "error": repr(exc)})
+            return
+        for reader, ticket_id, count in grown:
+            frame = {"type": "unread", "tickets": {str(ticket_id): count}, "badge": True}
+            self.bus.dispatch(self.keys.reader_channel(reader), {"k": "unread", "f": frame})
+        for ticket_id in set(rebuild):
+            for _shop, message, _origin, author in items:
+                if message.ticket == ticket_id:
+                    await self.live.after_message(message, author,
+                                                  "customers" if self.is_held(message) else "all")
 
     async def publish_release(self, shop_id: str, message: Message) -> None:
         """A message held for working hours goes to the agents now."""

@@ -173,6 +173,8 @@ class Posted:
     new: bool
     # System messages the post caused (the ticket reopened), stored with it.
     notes: tuple[Message, ...] = ()
+    # Already told to everyone (the group-commit writer publishes whole batches).
+    published: bool = False
 
 
 @dataclass(slots=True)

@@ -55,6 +55,50 @@ end
 return out
 """
 
+# One call per committed batch of messages: publish each to its channel and count it
+# for every other reader, publishing their new unread state too. ARGV: prefix,
+# node id, then per message: channel, payload, ticket, seq, author, who.
+# Returns {grown (reader, ticket, count)…, tickets whose reader set must be rebuilt}.
+_AFTER_BATCH = """
+local prefix, node = ARGV[1], ARGV[2]
+local grown, rebuild = {}, {}
+for i = 3, #ARGV, 6 do
+  local channel, payload, ticket = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local seq, author, who = tonumber(ARGV[i + 3]), ARGV[i + 4], ARGV[i + 5]
+  redis.call('PUBLISH', channel, payload)
+  local readers = prefix .. 'readers:' .. ticket
+  if redis.call('SISMEMBER', readers, '_') == 0 then
+    table.insert(rebuild, ticket)
+  else
+    for _, reader in ipairs(redis.call('SMEMBERS', readers)) do
+      local side = string.sub(reader, 1, 2)
+      local wanted = who == 'all' or (who == 'customers' and side == 'c:') or (who == 'agents' and side == 'a:')
+      if reader ~= '_' and reader ~= author and wanted then
+        local book = prefix .. 'unread:' .. reader
+        if redis.call('HEXISTS', book, '_') == 1 then
+          local cursor = tonumber(redis.call('HGET', book, 'c:' .. ticket) or '0')
+          if seq > cursor then
+            local set = book .. ':' .. ticket
+            redis.call('ZADD', set, seq, seq)
+            local n = redis.call('ZCARD', set)
+            redis.call('HSET', book, 'n:' .. ticket, n)
+            local counts = {}
+            counts[ticket] = n
+            local frame = {type = 'unread', tickets = counts, badge = true}
+            redis.call('PUBLISH', prefix .. 'ch:reader:' .. reader,
+                       cmsgpack.pack({n = node, e = {k = 'unread', f = frame}}))
+            table.insert(grown, reader)
+            table.insert(grown, ticket)
+            table.insert(grown, n)
+          end
+        end
+      end
+    end
+  end
+end
+return {grown, rebuild}
+"""
+
 # KEYS: book. ARGV: ticket, cursor, then the unread seqs known to the database
 # (may be empty). Raises the cursor, trims, adds, and returns the count.
 _SYNC = """
@@ -110,6 +154,7 @@ class UnreadBook:
         self.redis = redis
         self.keys = keys
         self._on_message = redis.register_script(_ON_MESSAGE)
+        self._after_batch = redis.register_script(_AFTER_BATCH)
         self._sync = redis.register_script(_SYNC)
 
     async def on_message(self, ticket_id: int, seq: int, author: str, who: str = "all") -> dict[str, int] | None:
@@ -120,6 +165,19 @@ class UnreadBook:
         if result and _text(result[0]) == "rebuild":
             return None
         return {_text(result[i]): int(result[i + 1]) for i in range(0, len(result), 2)}
+
+    async def publish_and_count(self, node_id: str, items: list[tuple[str, bytes, int, int, str, str]]
+                                ) -> tuple[list[tuple[str, int, int]], list[int]]:
+        """Publish a batch of messages and count them for their readers in one call.
+        Items: (channel, payload, ticket, seq, author, who). Returns who grew to what
+        (reader, ticket, count) and the tickets whose reader set must be rebuilt."""
+        args: list[bytes | str | int] = [self.keys.prefix, node_id]
+        for item in items:
+            args.extend(item)
+        grown_raw, rebuild_raw = await self._after_batch(args=args)
+        grown = [(_text(grown_raw[i]), int(grown_raw[i + 1]), int(grown_raw[i + 2]))
+                 for i in range(0, len(grown_raw), 3)]
+        return grown, [int(t) for t in rebuild_raw]
 
     async def set_readers(self, ticket_id: int, readers: Iterable[str]) -> None:
         key = self.keys.readers(ticket_id)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -32,6 +32,8 @@ from server.threads import AttachFn, Author, Message, Posted, ThreadStore
 log = logging.getLogger(__name__)
 
 Hold = Callable[[str, datetime], "datetime | None"]
+# Publishes a committed batch: (shop, message, origin connection, author's reader key).
+AfterCommit = Callable[[list[tuple[str, Message, str | None, str]]], Awaitable[None]]
 
 _LOCK = """
 SELECT id, shop_id, status, severity, queued_until, last_seq
@@ -65,6 +67,7 @@ class Pending:
     body: str
     client_id: str
     now: datetime
+    origin: str | None = None
     done: asyncio.Future[Posted] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
     # Set inside the transaction, handed to the sender only after the commit.
     result: Posted | None = None
@@ -75,8 +78,10 @@ class Pending:
 
 
 class MessageWriter:
-    def __init__(self, store: ThreadStore, hold: Hold, max_batch: int = 500) -> None:
+    def __init__(self, store: ThreadStore, hold: Hold, max_batch: int = 500,
+                 after_commit: AfterCommit | None = None) -> None:
         self.store = store
+        self.after_commit = after_commit
         self.engine: AsyncEngine = store.engine
         self.hold = hold
         self.max_batch = max_batch
@@ -94,9 +99,10 @@ class MessageWriter:
         return await self.submit(principal, ticket_id, body, client_id, now)
 
     def submit(self, principal: Principal, ticket_id: int, body: str, client_id: str,
-               now: datetime) -> asyncio.Future[Posted]:
-        """Queue a send (batched writers only); the future resolves after its commit."""
-        pending = Pending(principal, ticket_id, body, client_id, now)
+               now: datetime, origin: str | None = None) -> asyncio.Future[Posted]:
+        """Queue a send (batched writers only); the future resolves after its commit,
+        and the message is published with the batch (`Posted.published`)."""
+        pending = Pending(principal, ticket_id, body, client_id, now, origin)
         self._waiting.append(pending)
         self._wakeup.set()
         return pending.done
@@ -204,10 +210,20 @@ class MessageWriter:
                                           message.author, message.body, message.created_at, message.client_id,
                                           message.queued_until)
                         _resolve_later(pending, message, tickets[pending.ticket_id]["shop_id"], new=True)
-        # Committed: now the senders may hear about it.
+        # Committed: now the senders may hear about it, then everyone else.
+        published: list[tuple[str, Message, str | None, str]] = []
         for pending in batch:
-            if pending.result is not None and not pending.done.done():
-                pending.done.set_result(pending.result)
+            result = pending.result
+            if result is not None and not pending.done.done():
+                if result.new and self.after_commit is not None:
+                    result = Posted(result.message, result.shop_id, new=True, published=True)
+                    published.append((result.shop_id, result.message, pending.origin, pending.principal.key))
+                pending.done.set_result(result)
+        if published and self.after_commit is not None:
+            try:
+                await self.after_commit(published)
+            except Exception:  # stored and acked; other nodes catch up from the database
+                log.exception("writer.publish_failed", extra={"size": len(published)})
         self.batches += 1
         self.messages += len(batch)
         if slow:

@@ -295,7 +295,7 @@ class Session(Delivery):
             # seqs follow this connection's order) and the reader goes on to the next
             # frame; the ack goes out once the batch holding it is committed.
             await self._bound_in_flight()
-            pending = node.writer.submit(principal, req.ticket, req.body, req.client_id, now)
+            pending = node.writer.submit(principal, req.ticket, req.body, req.client_id, now, origin=self.conn_id)
             task = asyncio.ensure_future(self._complete_send(pending, ref))
             self._sends.append(task)
             task.add_done_callback(self._send_done)
@@ -346,8 +346,9 @@ class Session(Delivery):
         follow = self.follows.get(message.ticket)
         if follow is not None:
             self._own(message.ticket, follow, message.seq)
-        await node.publish_message(posted.shop_id, message, origin=self.conn_id)
-        await node.live.after_message(message, principal.key, "customers" if node.is_held(message) else "all")
+        if not posted.published:
+            await node.publish_message(posted.shop_id, message, origin=self.conn_id)
+            await node.live.after_message(message, principal.key, "customers" if node.is_held(message) else "all")
         if posted.notes:
             await node.publish_ticket(await node.store.get(message.ticket))
             for note in posted.notes:

@@ -128,3 +128,10 @@ class Client:
     async def close(self) -> None:
         await self.ws.close()
         self._reader.cancel()
+
+
+async def join(node: Any, opened: list[Client], token: str, **hello: Any) -> tuple[Client, Frame]:
+    """Connect to a server process, say hello, and remember the client for teardown."""
+    client = await Client.connect(node.url)
+    opened.append(client)
+    return client, await client.hello(token, **hello)

@@ -12,7 +12,7 @@
  */
 (function () {
 "use strict";
-if (window.Pomoc && window.Pomoc.version) return; // loaded twice: the first copy stays in charge
+if (window.Pomoc && window.Pomoc.version) return; // loaded twice: the first copy rules
 
 var VERSION = "1.0.0";
 var SCRIPT = document.currentScript;
@@ -22,8 +22,8 @@ var TYPING_SHOWN_MS = 5000;
 var PING_EVERY_MS = 25000;
 var STALE_AFTER_MS = 70000;
 var HISTORY_PAGE = 30;
-var MAX_FILE = 10485760; // the server's limit, 10 MB (else 413)
-var TYPES = /^(image\/(png|jpeg|gif|webp)|application\/pdf|text\/plain)$/; // what it accepts (else 415)
+var MAX_FILE = 10485760; // 10 MB, the server's limit (else 413)
+var TYPES = /^(image\/(png|jpeg|gif|webp)|application\/pdf|text\/plain)$/; // accepted (else 415)
 
 // ---- messages
 var CATALOGUE = {
@@ -206,21 +206,22 @@ var CATALOGUE = {
 function translator(lang) {
   var table = CATALOGUE[lang] || CATALOGUE.pl;
   return function t(key, vars) {
-    var text = table[key] != null ? table[key] : CATALOGUE.pl[key] != null ? CATALOGUE.pl[key] : key;
+    var text = table[key] ?? CATALOGUE.pl[key] ?? key;
     return text.replace(/\{(\w+)\}/g, function (_, name) { return vars && vars[name] != null ? vars[name] : ""; });
   };
 }
 
 // ---- small tools
-// randomUUID needs a secure context; any unique client_id will do.
+// randomUUID needs a secure context; any unique id will do.
 function uuid() {
   if (crypto.randomUUID) return crypto.randomUUID();
   return Date.now().toString(36) + Array.from(crypto.getRandomValues(new Uint32Array(3)), function (x) { return "-" + x.toString(36); }).join("");
 }
 
-/** h("button", {class: "x", onclick: fn}, "text", child) — a tiny element builder. */
+/** h("b", {class: "x", onclick: fn}, "text", child): element builder. */
 function h(tag, attrs) {
   var el = document.createElement(tag);
+  if (tag === "button") el.type = "button"; // "submit" only when asked
   for (var key in attrs || {}) {
     var value = attrs[key];
     if (value == null || value === false) continue;
@@ -251,7 +252,7 @@ function browserInfo() {
 }
 
 function serverFromScript(script) {
-  try { return new URL(script.src, location.href).origin; } catch (e) { return location.origin; }
+  try { return new URL(script.src, location.href).origin; } catch { return location.origin; } // no script: inline
 }
 
 async function fetchToken(url) {
@@ -264,10 +265,9 @@ async function fetchToken(url) {
 
 // ---- connection
 /**
- * One WebSocket to /ws that stays up: hello on every (re)connect, capped exponential
- * backoff with jitter between attempts, a fresh token after 4401, a keepalive ping.
- * Options: url, token (() => Promise<string>), hello (() => extra hello fields),
- * onFrame(frame), onState("connecting" | "online" | "offline"), onClose(code, reason).
+ * One lasting WebSocket to /ws: hello on each (re)connect, backoff with jitter,
+ * a fresh token after 4401, keepalive pings. Options: url, token (() => Promise),
+ * hello (() => extra hello fields), onFrame, onState(state), onClose(code, reason).
  */
 function Connection(options) {
   this.options = options;
@@ -300,7 +300,7 @@ C.stop = function () {
   this.ready = false;
 };
 
-/** Retry at once (the browser came back online, or the user asked). */
+/** Retry now (back online, or asked to). */
 C.reconnectNow = function () {
   if (this.stopped || this.ws) return;
   clearTimeout(this.timer);
@@ -317,14 +317,19 @@ C._state = function (state) {
   if (this.options.onState) this.options.onState(state);
 };
 
+/** The token, or a fresh one from the provider. */
+C.getToken = async function () {
+  return this.token || (this.token = await this.options.token());
+};
+
 C._connect = async function () {
   this.timer = null;
   this._state("connecting");
   var token;
   try {
-    token = this.token || (this.token = await this.options.token());
+    token = await this.getToken();
     if (!token) throw new Error("empty token");
-  } catch (err) {
+  } catch {
     this.token = null;
     return this._retry();
   }
@@ -332,12 +337,12 @@ C._connect = async function () {
   var ws;
   try {
     ws = new WebSocket(this.options.url, "pomoc.v1.json");
-  } catch (err) {
+  } catch {
     return this._retry();
   }
   var self = this;
   this.ws = ws;
-  // No welcome within 15 s: treat the socket as dead and start over.
+  // No welcome within 15 s: the socket is dead.
   var handshake = setTimeout(function () { if (self.ws === ws && !self.ready) ws.close(4000, "no welcome"); }, 15000);
   ws.onopen = function () {
     var hello = Object.assign({ type: "hello", token: token }, self.options.hello ? self.options.hello() : {});
@@ -346,7 +351,7 @@ C._connect = async function () {
   ws.onmessage = function (event) {
     if (self.ws !== ws) return;
     var frame;
-    try { frame = JSON.parse(event.data); } catch (err) { return; }
+    try { frame = JSON.parse(event.data); } catch { return; }
     self.lastFrameAt = Date.now();
     if (frame.type === "welcome") {
       clearTimeout(handshake);
@@ -363,18 +368,16 @@ C._connect = async function () {
     self.ws = null;
     self.ready = false;
     clearInterval(self.pinger);
-    if (event.code === 4401) self.token = null; // expired or revoked: ask the provider again
+    if (event.code === 4401) self.token = null; // expired or revoked
     if (self.options.onClose) self.options.onClose(event.code, event.reason);
-    if (self.stopped) return;
-    self._state("offline");
-    self._retry();
+    self._retry(); // reports "offline"
   };
 };
 
 C._retry = function () {
   if (this.stopped) return;
-  // Full backoff doubles from 0.5 s up to 30 s; jitter spreads a fleet of reconnecting tabs.
-  var ceiling = Math.min(30000, 500 * Math.pow(2, this.attempt));
+  // Doubles from 0.5 s up to 30 s; jitter spreads reconnecting tabs.
+  var ceiling = Math.min(30000, 500 * 2 ** this.attempt);
   this.attempt += 1;
   var delay = ceiling / 2 + Math.random() * ceiling / 2;
   this._state("offline");
@@ -393,91 +396,93 @@ C._keepalive = function () {
 
 // ---- styles
 var CSS = `
-:host{all:initial !important;display:inline-block !important;position:relative !important;vertical-align:middle !important;}
-:host([data-floating]){position:fixed !important;right:20px !important;bottom:20px !important;z-index:2147483000 !important;}
-.root{font:14px/1.45 system-ui,-apple-system,'Segoe UI',Roboto,Arial,sans-serif;color:#1d2733;text-align:left;letter-spacing:normal;}
-.root *,.root *::before,.root *::after{box-sizing:border-box;}
-[hidden]{display:none !important;}
-button,input,select,textarea{font:inherit;color:inherit;margin:0;}
-button{cursor:pointer;}
-:focus-visible{outline:2px solid #1565c0;outline-offset:2px;}
-.sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap;}
-.launcher{display:inline-flex;align-items:center;gap:6px;height:34px;padding:0 14px;border:1px solid #c9d3df;border-radius:17px;background:#fff;color:#17324d;font-weight:700;letter-spacing:.06em;font-size:13px;}
-.launcher:hover{background:#f1f5fa;}
-.launcher[aria-expanded=true]{background:#17324d;color:#fff;border-color:#17324d;}
-:host([data-floating]) .launcher{height:46px;border-radius:23px;box-shadow:0 4px 16px rgba(0,0,0,.2);}
-.dot{width:8px;height:8px;border-radius:50%;background:#9aa7b5;}
-.dot.on{background:#2e7d32;}
-.badge{display:inline-flex;align-items:center;justify-content:center;width:18px;height:18px;border-radius:50%;background:#f57c00;color:#fff;font-size:12px;font-weight:800;letter-spacing:0;}
-.panel{position:fixed;z-index:2147483001;width:390px;max-width:calc(100vw - 16px);display:flex;flex-direction:column;background:#fff;border:1px solid #d5dde6;border-radius:10px;box-shadow:0 12px 36px rgba(23,50,77,.22);overflow:hidden;}
-.head{display:flex;align-items:center;gap:8px;padding:10px 12px;background:#17324d;color:#fff;}
-.head h2{flex:1;margin:0;font-size:15px;font-weight:600;overflow:hidden;text-overflow:ellipsis;white-space:nowrap;}
-.icon{border:0;background:transparent;color:#fff;width:28px;height:28px;border-radius:6px;font-size:18px;line-height:1;}
-.icon:hover{background:rgba(255,255,255,.15);}
-.banner{padding:8px 12px;background:#fdecea;color:#8a1c12;font-size:13px;border-bottom:1px solid #f5c6c0;}
-.banner.info{background:#eef3f8;color:#34495e;border-color:#d5dde6;}
-.body{flex:1;overflow:auto;min-height:0;}
-.pad{padding:12px;}
-.row{display:flex;align-items:center;justify-content:space-between;gap:8px;margin-bottom:10px;}
-.row h3{margin:0;font-size:12.5px;font-weight:400;color:#5b6b7c;}
-.primary{border:0;border-radius:6px;background:#1565c0;color:#fff;padding:8px 14px;font-weight:600;white-space:nowrap;}
-.primary:hover{background:#0d47a1;}
-.primary[disabled]{background:#90a4ae;cursor:default;}
-.secondary{border:1px solid #c9d3df;border-radius:6px;background:#fff;padding:7px 12px;white-space:nowrap;}
-.tickets{list-style:none;margin:0;padding:0;}
-.ticket{display:block;width:100%;text-align:left;border:1px solid #e1e7ee;border-left:4px solid #c9d3df;border-radius:6px;background:#fff;padding:9px 10px;margin-bottom:8px;}
-.ticket:hover{background:#f6f8fb;}
-.ticket .t{display:flex;justify-content:space-between;gap:8px;font-weight:600;}
-.ticket .m{color:#5b6b7c;font-size:12px;margin-top:2px;}
-.ticket.unread{border-color:#ffcc80;border-left-color:#f57c00;background:#fff3e0;}
-.ticket.unread .t{color:#e65100;}
-.pill{flex:none;border-radius:9px;background:#f57c00;color:#fff;font-size:11px;font-weight:700;padding:1px 7px;}
-.empty{color:#5b6b7c;margin:16px 0;}
-form label,.label{display:block;font-weight:600;margin:10px 0 4px;}
-input[type=text],input[type=url],input[type=datetime-local],select,textarea{display:block;width:100%;border:1px solid #c3cdd8;border-radius:6px;padding:7px 9px;background:#fff;}
-textarea{resize:vertical;min-height:70px;}
-.hint{color:#5b6b7c;font-size:12px;margin-top:3px;}
-.hint.warn{color:#b45309;}
-.def{margin-top:6px;padding:7px 9px;border-radius:6px;background:#f1f5fa;font-size:12.5px;}
-.def.crit{background:#fdecea;}
-details{margin-top:12px;border:1px solid #e1e7ee;border-radius:6px;padding:6px 10px;}
-summary{cursor:pointer;font-weight:600;}
-.auto{margin-top:12px;padding:8px 10px;border-radius:6px;background:#f6f8fb;font-size:12.5px;color:#34495e;}
-.auto dl{display:grid;grid-template-columns:auto 1fr;gap:2px 10px;margin:4px 0 0;}
-.auto dt{color:#5b6b7c;}.auto dd{margin:0;word-break:break-all;}
-.error{color:#b71c1c;margin-top:8px;}
-.actions{display:flex;gap:8px;justify-content:flex-end;margin-top:12px;}
-.chat{display:flex;flex-direction:column;height:100%;}
-.status{padding:7px 12px;font-size:12.5px;background:#eef3f8;border-bottom:1px solid #e1e7ee;display:flex;gap:8px;align-items:center;}
-.status.live{background:#e8f5e9;color:#1b5e20;}
-.status.queued{background:#fff8e1;color:#7a4d00;}
-.status span{flex:1;}
-.link{border:0;background:none;color:#1565c0;text-decoration:underline;padding:0;font-size:12.5px;}
-.log{flex:1;overflow:auto;padding:10px 12px;display:flex;flex-direction:column;gap:8px;min-height:160px;}
-.older{align-self:center;}
-.msg{max-width:85%;padding:7px 10px;border-radius:10px;background:#f1f5fa;align-self:flex-start;}
-.msg.mine{align-self:flex-end;background:#1565c0;color:#fff;}
-.msg.system{align-self:center;background:transparent;color:#5b6b7c;font-size:12.5px;text-align:center;padding:2px 6px;}
-.msg .meta{font-size:11px;opacity:.8;margin-bottom:2px;}
-.msg .text{white-space:pre-wrap;word-wrap:break-word;}
-.msg.pending{opacity:.65;}
-.msg.failed{background:#fdecea;color:#8a1c12;}
-.msg .retry{margin-left:6px;border:1px solid currentColor;border-radius:4px;background:transparent;font-size:11px;padding:0 6px;}
-.typing{min-height:20px;padding:0 12px;color:#5b6b7c;font-size:12px;font-style:italic;}
-.note{margin:0 12px 8px;padding:8px 10px;border-radius:6px;background:#e8f5e9;color:#1b5e20;font-size:12.5px;}
-.note.closed{background:#eceff1;color:#37474f;}
-.composer{display:flex;gap:8px;padding:10px 12px;border-top:1px solid #e1e7ee;align-items:flex-end;}
-.composer textarea{min-height:40px;max-height:140px;}
-.files{display:flex;flex-wrap:wrap;gap:6px;margin:6px 0;}.chat .files{margin:0 12px;}
-.chip{display:flex;align-items:center;gap:6px;max-width:100%;border:1px solid #c9d3df;border-radius:6px;padding:3px 6px;font-size:12px;background:#f6f8fb;}
-.chip.bad{border-color:#f5c6c0;background:#fdecea;color:#8a1c12;}
-.chip img{width:32px;height:32px;object-fit:cover;border-radius:3px;}
-.x{border:0;background:none;width:22px;height:22px;font-size:16px;}
-.drag{outline:2px dashed #1565c0;}
-.sug{margin-top:6px;padding:7px 9px;border:1px solid #e1e7ee;border-radius:6px;}
-.sug a{font-weight:600;color:#1565c0;}
-.att{display:flex;flex-wrap:wrap;gap:6px;margin-top:4px;}.att a{color:inherit;font-weight:600;}
-.att img{display:block;max-width:160px;max-height:120px;border-radius:6px;}`;
+:host{all:initial!important;display:inline-block!important;position:relative!important;vertical-align:middle!important}
+:host([data-floating]){position:fixed!important;right:20px!important;bottom:20px!important;z-index:2147483000!important}
+.root{font:14px/1.45 system-ui,-apple-system,'Segoe UI',Roboto,Arial,sans-serif;color:#1d2733;text-align:left;letter-spacing:normal}
+*,::before,::after{box-sizing:border-box}
+[hidden]{display:none!important}
+button,input,select,textarea{font:inherit;color:inherit;margin:0}
+button{cursor:pointer}
+:focus-visible{outline:2px solid #1565c0;outline-offset:2px}
+.icon,.primary,.secondary,.ticket,input[type=text],input[type=url],input[type=datetime-local],select,textarea,.def,details,.auto,.note,.chip,.sug,.att img{border-radius:6px}
+.row h3,.def,.auto,.status,.link,.msg.system,.note{font-size:12.5px}
+.row h3,.ticket .m,.empty,.hint,.auto dt,.msg.system,.typing{color:#5b6b7c}
+.head h2,.primary,.ticket .t,form label,.label,summary,.sug a,.att a{font-weight:600}
+.sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}
+.launcher{display:inline-flex;align-items:center;gap:6px;height:34px;padding:0 14px;border:1px solid #c9d3df;border-radius:17px;background:#fff;color:#17324d;font-weight:700;letter-spacing:.06em;font-size:13px}
+.launcher:hover{background:#f1f5fa}
+.launcher[aria-expanded=true]{background:#17324d;color:#fff;border-color:#17324d}
+:host([data-floating]) .launcher{height:46px;border-radius:23px;box-shadow:0 4px 16px rgba(0,0,0,.2)}
+.badge{display:inline-flex;align-items:center;justify-content:center;width:18px;height:18px;border-radius:50%;background:#f57c00;color:#fff;font-size:12px;font-weight:800;letter-spacing:0}
+.panel{position:fixed;z-index:2147483001;width:390px;max-width:calc(100vw - 16px);display:flex;flex-direction:column;background:#fff;border:1px solid #d5dde6;border-radius:10px;box-shadow:0 12px 36px rgba(23,50,77,.22);overflow:hidden}
+.head{display:flex;align-items:center;gap:8px;padding:10px 12px;background:#17324d;color:#fff}
+.head h2{flex:1;margin:0;font-size:15px;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
+.icon{border:0;background:transparent;color:#fff;width:28px;height:28px;font-size:18px;line-height:1}
+.icon:hover{background:rgba(255,255,255,.15)}
+.banner{padding:8px 12px;background:#fdecea;color:#8a1c12;font-size:13px;border-bottom:1px solid #f5c6c0}
+.banner.info{background:#eef3f8;color:#34495e;border-color:#d5dde6}
+.body{flex:1;overflow:auto;min-height:0}
+.pad{padding:12px}
+.row{display:flex;align-items:center;justify-content:space-between;gap:8px;margin-bottom:10px}
+.row h3{margin:0;font-weight:400}
+.primary{border:0;background:#1565c0;color:#fff;padding:8px 14px;white-space:nowrap}
+.primary:hover{background:#0d47a1}
+.primary[disabled]{background:#90a4ae;cursor:default}
+.secondary{border:1px solid #c9d3df;background:#fff;padding:7px 12px;white-space:nowrap}
+.tickets{list-style:none;margin:0;padding:0}
+.ticket{display:block;width:100%;text-align:left;border:1px solid #e1e7ee;border-left:4px solid #c9d3df;background:#fff;padding:9px 10px;margin-bottom:8px}
+.ticket:hover{background:#f6f8fb}
+.ticket .t{display:flex;justify-content:space-between;gap:8px}
+.ticket .m{font-size:12px;margin-top:2px}
+.ticket.unread{border-color:#ffcc80;border-left-color:#f57c00;background:#fff3e0}
+.ticket.unread .t{color:#e65100}
+.pill{flex:none;border-radius:9px;background:#f57c00;color:#fff;font-size:11px;font-weight:700;padding:1px 7px}
+.empty{margin:16px 0}
+form label,.label{display:block;margin:10px 0 4px}
+input[type=text],input[type=url],input[type=datetime-local],select,textarea{display:block;width:100%;border:1px solid #c3cdd8;padding:7px 9px;background:#fff}
+textarea{resize:vertical;min-height:70px}
+.hint{font-size:12px;margin-top:3px}
+.hint.warn{color:#b45309}
+.def{margin-top:6px;padding:7px 9px;background:#f1f5fa}
+.def.crit{background:#fdecea}
+details{margin-top:12px;border:1px solid #e1e7ee;padding:6px 10px}
+summary{cursor:pointer}
+.auto{margin-top:12px;padding:8px 10px;background:#f6f8fb;color:#34495e}
+.auto dl{display:grid;grid-template-columns:auto 1fr;gap:2px 10px;margin:4px 0 0}
+.auto dd{margin:0;word-break:break-all}
+.error{color:#b71c1c;margin-top:8px}
+.actions{display:flex;gap:8px;justify-content:flex-end;margin-top:12px}
+.chat{display:flex;flex-direction:column;height:100%}
+.status{padding:7px 12px;background:#eef3f8;border-bottom:1px solid #e1e7ee;display:flex;gap:8px;align-items:center}
+.status.live{background:#e8f5e9;color:#1b5e20}
+.status.queued{background:#fff8e1;color:#7a4d00}
+.status span{flex:1}
+.link{border:0;background:none;color:#1565c0;text-decoration:underline;padding:0}
+.log{flex:1;overflow:auto;padding:10px 12px;display:flex;flex-direction:column;gap:8px;min-height:160px}
+.older{align-self:center}
+.msg{max-width:85%;padding:7px 10px;border-radius:10px;background:#f1f5fa;align-self:flex-start}
+.msg.mine{align-self:flex-end;background:#1565c0;color:#fff}
+.msg.system{align-self:center;background:transparent;text-align:center;padding:2px 6px}
+.msg .meta{font-size:11px;opacity:.8;margin-bottom:2px}
+.msg .text{white-space:pre-wrap;word-wrap:break-word}
+.msg.pending{opacity:.65}
+.msg.failed{background:#fdecea;color:#8a1c12}
+.msg .retry{margin-left:6px;border:1px solid currentColor;border-radius:4px;background:transparent;font-size:11px;padding:0 6px}
+.typing{min-height:20px;padding:0 12px;font-size:12px;font-style:italic}
+.note{margin:0 12px 8px;padding:8px 10px;background:#e8f5e9;color:#1b5e20}
+.note.closed{background:#eceff1;color:#37474f}
+.composer{display:flex;gap:8px;padding:10px 12px;border-top:1px solid #e1e7ee;align-items:flex-end}
+.composer textarea{min-height:40px;max-height:140px}
+.files{display:flex;flex-wrap:wrap;gap:6px;margin:6px 0}.chat .files{margin:0 12px}
+.chip{display:flex;align-items:center;gap:6px;max-width:100%;border:1px solid #c9d3df;padding:3px 6px;font-size:12px;background:#f6f8fb}
+.chip.bad{border-color:#f5c6c0;background:#fdecea;color:#8a1c12}
+.chip img{width:32px;height:32px;object-fit:cover;border-radius:3px}
+.x{border:0;background:none;width:22px;height:22px;font-size:16px}
+.drag{outline:2px dashed #1565c0}
+.sug{margin-top:6px;padding:7px 9px;border:1px solid #e1e7ee}
+.sug a{color:#1565c0}
+.att{display:flex;flex-wrap:wrap;gap:6px;margin-top:4px}.att a{color:inherit}
+.att img{display:block;max-width:160px;max-height:120px}`;
 
 // ---- the widget
 function Widget(config) {
@@ -485,17 +490,17 @@ function Widget(config) {
   this.t = translator(config.lang);
   this.tickets = new Map(); // id -> ticket
   this.msgs = new Map(); // id -> Map(seq -> message)
-  this.seen = new Map(); // id -> highest seq with nothing missing before it (hello.resume)
-  this.more = new Map(); // id -> older history exists (absent: not loaded yet)
+  this.seen = new Map(); // id -> highest gapless seq (hello.resume)
+  this.more = new Map(); // id -> older history exists (absent: unknown)
   this.unread = new Map(); // id -> n
-  this.counted = new Map(); // id -> seq up to which the server's unread already accounts
+  this.counted = new Map(); // id -> seq the server's unread counts up to
   this.readSent = new Map(); // id -> highest seq sent in `read`
-  this.pending = new Map(); // client_id -> {ticket, body, client_id, state}
+  this.pending = new Map(); // client_id -> unacked send
   this.drafts = {}; // ticket id -> text
-  this.files = {}; // "new" (the form) or ticket id -> [{name, size, content_type, thumb, pct, id, err}]
-  this.sug = []; // help articles suggested for the form
+  this.files = {}; // "new" (the form) or ticket id -> [file]
+  this.sug = []; // help articles for the form
   this.form = { severity: "question" };
-  this.openReq = null; // the open_ticket frame until its ticket arrives
+  this.openReq = null; // open_ticket frame awaiting its ticket
   this.typing = new Map(); // id -> {name, until}
   this.typingSentAt = 0;
   this.serverBadge = false;
@@ -522,7 +527,7 @@ W.start = function () {
   host.setAttribute("data-pomoc", VERSION);
   var mount = null;
   try { mount = config.mount ? (typeof config.mount === "string" ? document.querySelector(config.mount) : config.mount) : null; }
-  catch (e) { mount = null; }
+  catch { mount = null; }
   if (mount) mount.appendChild(host);
   else { host.setAttribute("data-floating", ""); document.body.appendChild(host); }
   this.host = host;
@@ -535,9 +540,9 @@ W.start = function () {
   var tokenFn = config.token || (config.tokenUrl ? function () { return fetchToken(config.tokenUrl); } : null);
   if (!tokenFn) throw new Error("Pomoc: give a token provider (token) or a token URL (data-token-url)");
   this.conn = new Connection({
-    url: config.server.replace(/^http/, "ws").replace(/\/$/, "") + "/ws",
+    url: config.server.replace(/^http/, "ws") + "/ws",
     token: tokenFn,
-    hello: function () { return { resume: self.resume() }; },
+    hello: function () { return { resume: Object.fromEntries(self.seen) }; },
     onFrame: function (frame) { self.onFrame(frame); },
     onState: function (state) { self.state = state; self.schedule(); }
   });
@@ -554,10 +559,6 @@ W.destroy = function () {
   clearInterval(this.tick);
   document.removeEventListener("visibilitychange", this._onVisible);
   this.host.remove();
-};
-
-W.resume = function () {
-  return Object.fromEntries(this.seen);
 };
 
 // ---- frames in
@@ -582,7 +583,7 @@ W.on_welcome = function (f) {
   Object.keys(f.unread || {}).forEach(function (k) { self.unread.set(Number(k), f.unread[k]); });
   this.serverBadge = !!f.badge;
   (f.resume_incomplete || []).forEach(function (id) {
-    // More was missed than the server replays: reload this thread from its newest page.
+    // More was missed than the server replays: reload the thread.
     self.msgs.delete(id);
     self.more.delete(id);
     var t = self.tickets.get(id);
@@ -599,13 +600,10 @@ W.on_ticket = function (f) {
   var t = f.ticket;
   this.upsert(t);
   if (this.openReq && f.ref === this.openReq.ref) {
-    // Our new ticket: the opener has read what the reply shows, server-side too.
+    // Our new ticket: its opener has read it (server-side too).
     this.counted.set(t.id, t.last_seq || 0);
     this.openReq = null;
-    this.form = { severity: "question" };
-    this.files.new = [];
-    this.sug = [];
-    this.save();
+    this.resetForm();
     this.showChat(t.id);
   }
 };
@@ -614,10 +612,11 @@ W.on_message = function (f) { this.insert(f, true); };
 
 W.on_history = function (f) {
   var self = this;
-  (f.messages || []).forEach(function (m) { self.insert(Object.assign({ ticket: f.ticket }, m), false); });
-  if (typeof f.ref === "string" && f.ref.indexOf("hist:") === 0) this.more.set(f.ticket, !!f.more);
-  var last = (f.messages || []).slice(-1)[0];
-  // The newest page ends the thread: seen moves there even if older pages are not loaded.
+  var list = f.messages || [];
+  list.forEach(function (m) { self.insert(Object.assign({ ticket: f.ticket }, m), false); });
+  if (typeof f.ref === "string" && f.ref.startsWith("hist:")) this.more.set(f.ticket, !!f.more);
+  var last = list.at(-1);
+  // The newest page ends the thread: seen moves there.
   if (/:tail$/.test(f.ref) && last && last.seq > (this.seen.get(f.ticket) || 0)) this.seen.set(f.ticket, last.seq);
   this.loadingOlder = false;
   this.maybeRead();
@@ -643,7 +642,7 @@ W.on_unread = function (f) {
 };
 
 W.on_typing = function (f) {
-  if (f.who && this.me && f.who.kind === this.me.role && f.who.id === this.me.id) return;
+  if (this.isMine({ author: f.who })) return;
   this.typing.set(f.ticket, { name: (f.who && f.who.name) || this.t("support"), until: Date.now() + TYPING_SHOWN_MS });
 };
 
@@ -653,11 +652,11 @@ W.on_presence = function (f) {
 
 W.on_error = function (f) {
   var ref = typeof f.ref === "string" ? f.ref : "";
-  var message = this.t("err_" + f.code) !== "err_" + f.code ? this.t("err_" + f.code) : this.t("err_other", { message: f.message });
+  var message = CATALOGUE.pl["err_" + f.code] ? this.t("err_" + f.code) : this.t("err_other", { message: f.message });
   if (this.openReq && ref === this.openReq.ref) {
     this.openReq = null;
     this.formError = message;
-  } else if (ref.indexOf("send:") === 0) {
+  } else if (ref.startsWith("send:")) {
     var p = this.pending.get(ref.slice(5));
     if (!p) return;
     if (f.code === "unavailable" || f.code === "rate_limited") {
@@ -668,7 +667,7 @@ W.on_error = function (f) {
       this.chatError = message;
     }
     if (f.code === "closed_ticket") this.upsert({ id: p.ticket, status: "closed" });
-  } else if (ref.indexOf("upd:") === 0) {
+  } else if (ref.startsWith("upd:")) {
     this.chatError = message;
   }
 };
@@ -679,7 +678,7 @@ W.upsert = function (t) {
   var merged = Object.assign({}, old, t);
   this.tickets.set(t.id, merged);
   if (typeof t.unread === "number") this.unread.set(t.id, Math.max(this.unread.get(t.id) || 0, t.unread));
-  if (merged.status === "closed" && this.pending.size) {
+  if (merged.status === "closed") {
     this.pending.forEach(function (p) { if (p.ticket === t.id && p.state === "pending") p.state = "failed"; });
   }
 };
@@ -697,7 +696,7 @@ W.insert = function (m, live) {
   var id = m.ticket;
   var map = this.msgs.get(id);
   if (!map) { map = new Map(); this.msgs.set(id, map); }
-  // A duplicate, unless it brings the links of attachments our ack-made copy lacks.
+  // A duplicate, unless it adds attachment links our copy lacks.
   if (map.has(m.seq) && !(m.attachments && !map.get(m.seq).attachments)) return false;
   map.set(m.seq, m);
   if (m.client_id && this.pending.has(m.client_id) && this.isMine(m)) this.pending.delete(m.client_id);
@@ -706,7 +705,7 @@ W.insert = function (m, live) {
     while (map.has(s + 1)) s += 1;
     this.seen.set(id, s);
     if (live && m.seq > s + 1 && !this.filling) {
-      // A hole below a live message: fetch it (the server normally prevents this).
+      // A hole below a live message (rare): fetch it.
       this.filling = true;
       this.conn.send({ type: "history", ticket: id, after_seq: s, limit: 200, ref: "gap:" + id });
       var self = this;
@@ -714,15 +713,15 @@ W.insert = function (m, live) {
     }
   }
   if (!live) return true;
+  if (!this.tickets.has(id)) this.upsert({ id: id, title: "#" + id, status: "open" });
   var t = this.tickets.get(id);
-  if (!t) this.upsert({ id: id, title: "#" + id, status: "open" });
-  if (m.seq > (this.tickets.get(id).last_seq || 0)) this.tickets.get(id).last_seq = m.seq;
+  if (m.seq > (t.last_seq || 0)) t.last_seq = m.seq;
   if (!this.isMine(m)) {
     this.typing.delete(id);
     if (this.viewing(id)) this.maybeRead();
-    // At least one unread; the server's `unread` frames carry the exact numbers.
+    // At least one; `unread` frames carry exact numbers.
     else if (m.seq > (this.counted.get(id) || 0)) this.unread.set(id, Math.max(this.unread.get(id) || 0, 1));
-    if (m.author.kind !== "system" && !this.viewing(id)) { // the open log announces itself
+    if (m.author.kind !== "system" && !this.viewing(id)) { // an open log announces itself
       this.announce(this.t("announce", { name: this.authorName(m), body: String(m.body).slice(0, 140) }));
     }
   }
@@ -738,7 +737,7 @@ W.maybeRead = function () {
   if (id == null || !this.viewing(id) || !this.conn || !this.conn.ready) return;
   var map = this.msgs.get(id);
   if (!map || !map.size) return;
-  var top = Math.max.apply(null, Array.from(map.keys()));
+  var top = Math.max(...map.keys());
   if (top <= (this.readSent.get(id) || 0) && !(this.unread.get(id) > 0)) return;
   this.readSent.set(id, top);
   this.unread.set(id, 0);
@@ -746,9 +745,8 @@ W.maybeRead = function () {
 };
 
 W.loadHistory = function (id, before) {
-  var frame = { type: "history", ticket: id, limit: HISTORY_PAGE, ref: "hist:" + id + ":" + (before || "tail") };
-  if (before) frame.before_seq = before;
-  this.conn.send(frame);
+  // No `before`: the newest page.
+  this.conn.send({ type: "history", ticket: id, before_seq: before, limit: HISTORY_PAGE, ref: "hist:" + id + ":" + (before || "tail") });
 };
 
 W.transmit = function (p) {
@@ -765,6 +763,13 @@ W.sendMessage = function (id, body, att) {
   this.transmit(p);
   this.save();
   this.schedule();
+};
+
+W.resetForm = function () {
+  this.form = { severity: "question" };
+  this.files.new = [];
+  this.sug = [];
+  this.save();
 };
 
 W.openTicket = function () {
@@ -788,31 +793,26 @@ W.openTicket = function () {
     attachments: att.map(function (a) { return a.id; })
   };
   this.formError = "";
-  this.conn.send(this.openReq); // if offline, sent again after the next welcome
+  this.conn.send(this.openReq); // if offline, resent after welcome
   this.save();
   this.schedule();
 };
 
 // ---- attachments and help
-W.api = function (path) { return this.config.server.replace(/\/$/, "") + path; };
+W.api = function (path) { return this.config.server + path; };
 
-W.bearer = async function () {
-  var c = this.conn;
-  return c.token || (c.token = await c.options.token());
-};
-
-/** The uploaded files of "new" or a ticket, as messages list them; null while one still uploads. */
+/** The uploaded files of `key`; null while one still uploads. */
 W.ready = function (key) {
   var list = this.files[key] || [];
   if (list.some(function (x) { return !x.id && !x.err; })) return null;
   return list.filter(function (x) { return x.id; });
 };
 
-/** Check each file here, then upload it at once; its chip shows progress or why it failed. */
+/** Check and upload each file; its chip shows progress or the error. */
 W.addFiles = function (key, files) {
   var self = this;
   var list = this.files[key] || (this.files[key] = []);
-  Array.prototype.forEach.call(files, function (file) {
+  Array.from(files).forEach(function (file) {
     var type = file.type;
     var x = { name: file.name || "plik", size: file.size, content_type: type, pct: 0 };
     if (/^image/.test(type) && TYPES.test(type)) x.thumb = URL.createObjectURL(file);
@@ -823,7 +823,7 @@ W.addFiles = function (key, files) {
   this.schedule();
 };
 
-// XMLHttpRequest rather than fetch: it reports upload progress.
+// XMLHttpRequest, not fetch: it reports upload progress.
 W.upload = async function (key, x, file, retry) {
   var self = this;
   var xhr = x.xhr = new XMLHttpRequest();
@@ -840,11 +840,11 @@ W.upload = async function (key, x, file, retry) {
   };
   var data = new FormData();
   data.append("file", file, x.name);
-  try { xhr.setRequestHeader("Authorization", "Bearer " + await this.bearer()); xhr.send(data); }
-  catch (e) { x.err = "eUp"; x.xhr = null; this.schedule(); }
+  try { xhr.setRequestHeader("Authorization", "Bearer " + await this.conn.getToken()); xhr.send(data); }
+  catch { x.err = "eUp"; x.xhr = null; this.schedule(); }
 };
 
-/** Paste, drop and a file picker for `zone`; returns the picker's button and input. */
+/** Paste, drop and a picker for `zone`; returns [button, input]. */
 W.dropZone = function (zone, key, label) {
   var self = this;
   var t = this.t;
@@ -862,7 +862,7 @@ W.dropZone = function (zone, key, label) {
   });
   this.filesEl = h("div", { class: "files", "aria-live": "polite" });
   this.filesKey = key;
-  return [h("button", { type: "button", class: "secondary", "aria-label": t("attach"), title: t("attachHint"),
+  return [h("button", { class: "secondary", "aria-label": t("attach"), title: t("attachHint"),
     onclick: function () { input.click(); } }, label), input];
 };
 
@@ -874,7 +874,7 @@ W.renderFiles = function () {
   list.forEach(function (x) {
     self.filesEl.append(h("div", { class: "chip" + (x.err ? " bad" : "") }, x.thumb ? h("img", { src: x.thumb, alt: "" }) : null,
       h("span", null, x.name + " · " + fmtSize(x.size) + (x.err ? " — " + t(x.err) : x.id ? "" : " · " + t("uploading", { n: x.pct }))),
-      h("button", { type: "button", class: "x", "aria-label": t("remove", { name: x.name }), onclick: function () {
+      h("button", { class: "x", "aria-label": t("remove", { name: x.name }), onclick: function () {
         list.splice(list.indexOf(x), 1);
         if (x.xhr) x.xhr.abort();
         x.xhr = null;
@@ -883,7 +883,7 @@ W.renderFiles = function () {
   });
 };
 
-/** Help articles for what the form says so far, 300 ms after the last keystroke. */
+/** Help articles matching the form, 300 ms after typing stops. */
 W.suggest = function () {
   var self = this;
   var q = ((this.form.title || "") + " " + (this.form.body || "")).trim().slice(0, 500);
@@ -892,8 +892,8 @@ W.suggest = function () {
     var found = [];
     self.sugQ = q;
     try { if (q.length >= 3) found = (await (await fetch(self.api("/api/help/search?limit=3&q=" + encodeURIComponent(q)))).json()).articles; }
-    catch (e) { /* no suggestions then */ }
-    if (self.sugQ !== q) return; // a newer search is under way
+    catch { /* no suggestions then */ }
+    if (self.sugQ !== q) return; // superseded
     self.sug = found || [];
     self.renderSug();
   }, 300);
@@ -910,25 +910,22 @@ W.renderSug = function () {
     el.append(h("div", { class: "sug", "data-article": a.id },
       h("a", { href: self.api(a.url), target: "_blank", rel: "noopener", text: a.title }),
       h("div", { class: "hint", text: a.snippet }),
-      h("button", { type: "button", class: "link", onclick: function () { self.deflect(a.id); } }, t("solved"))));
+      h("button", { class: "link", onclick: function () { self.deflect(a.id); } }, t("solved"))));
   });
 };
 
-/** An article answered the question: count it, drop the form, open no ticket. */
+/** An article helped: count it, drop the form, open no ticket. */
 W.deflect = async function (article) {
   try {
     await fetch(this.api("/api/help/deflections"), { method: "POST", body: JSON.stringify({ article: article, query: this.sugQ }),
-      headers: { Authorization: "Bearer " + await this.bearer(), "Content-Type": "application/json" } });
-  } catch (e) { /* only a statistic: the customer is helped either way */ }
-  this.form = { severity: "question" };
-  this.files.new = [];
-  this.sug = [];
-  this.save();
+      headers: { Authorization: "Bearer " + await this.conn.getToken(), "Content-Type": "application/json" } });
+  } catch { /* only a statistic: the customer is helped either way */ }
+  this.resetForm();
   this.notice = this.t("thanks");
   this.showList();
 };
 
-/** `typing` at most every 2 s while typing; a burst inside the window still gets one trailing frame. */
+/** `typing` at most every 2 s, with one trailing frame for a burst. */
 W.typingPing = function (id, input) {
   var self = this;
   var wait = TYPING_EVERY_MS - (Date.now() - this.typingSentAt);
@@ -952,7 +949,7 @@ W.expireTyping = function () {
   if (changed) this.schedule();
 };
 
-// Drafts, the unsent form and unsent messages survive a reload of the admin page.
+// Drafts, the form and unsent messages survive a page reload.
 W.storageKey = function () {
   return this.me ? "pomoc:v1:" + (this.me.shop || "") + ":" + this.me.id : null;
 };
@@ -965,14 +962,14 @@ W.save = function () {
       drafts: this.drafts, form: this.form, openReq: this.openReq,
       pending: Array.from(this.pending.values())
     }));
-  } catch (e) { /* storage full or disabled: drafts stay in memory */ }
+  } catch { /* storage full or disabled: drafts stay in memory */ }
 };
 
 W.restore = function () {
   this.restored = true;
   var key = this.storageKey();
   var saved = null;
-  try { saved = JSON.parse(sessionStorage.getItem(key) || "null"); } catch (e) { saved = null; }
+  try { saved = JSON.parse(sessionStorage.getItem(key) || "null"); } catch { saved = null; }
   if (!saved) return;
   var self = this;
   this.drafts = Object.assign(saved.drafts || {}, this.drafts);
@@ -986,7 +983,7 @@ W.fmtTime = function (iso, withDate) {
   var d = new Date(iso);
   if (isNaN(d)) return "";
   var opts = withDate ? { dateStyle: "medium", timeStyle: "short" } : { hour: "2-digit", minute: "2-digit" };
-  return new Intl.DateTimeFormat(this.config.lang === "en" ? "en-GB" : "pl-PL", opts).format(d);
+  return d.toLocaleString(this.config.lang === "en" ? "en-GB" : "pl-PL", opts);
 };
 
 W.authorName = function (m) {
@@ -996,8 +993,8 @@ W.authorName = function (m) {
 };
 
 W.announce = function (text) {
-  this.live.textContent = "";
   var live = this.live;
+  live.textContent = "";
   setTimeout(function () { live.textContent = text; }, 50);
 };
 
@@ -1007,18 +1004,18 @@ W.buildShell = function () {
   var t = this.t;
   this.badgeEl = h("span", { class: "badge", "aria-hidden": "true", hidden: true }, "!");
   this.launcher = h("button", {
-    type: "button", class: "launcher", "aria-expanded": "false", "aria-controls": "pomoc-panel", "aria-haspopup": "dialog",
-    "aria-label": t("launcher"), onclick: function () { self.isOpen ? self.close() : self.open(); }
+    class: "launcher", "aria-expanded": "false", "aria-controls": "pomoc-panel", "aria-haspopup": "dialog",
+    onclick: function () { self.isOpen ? self.close() : self.open(); }
   }, t("launcher"), this.badgeEl);
   this.live = h("div", { class: "sr", "aria-live": "polite", role: "status" });
   this.titleEl = h("h2", { id: "pomoc-title", tabindex: "-1" });
-  this.backBtn = h("button", { type: "button", class: "icon", "aria-label": t("back"), title: t("back"),
+  this.backBtn = h("button", { class: "icon", "aria-label": t("back"), title: t("back"),
     onclick: function () { self.showList(); } }, "‹");
   this.banner = h("div", { class: "banner", role: "status", hidden: true });
   this.body = h("div", { class: "body" });
   this.panel = h("section", { class: "panel", id: "pomoc-panel", role: "dialog", "aria-labelledby": "pomoc-title", hidden: true },
     h("div", { class: "head" }, this.backBtn, this.titleEl,
-      h("button", { type: "button", class: "icon", "aria-label": t("close"), title: t("close"),
+      h("button", { class: "icon", "aria-label": t("close"), title: t("close"),
         onclick: function () { self.close(); } }, "×")),
     this.banner, this.body);
   this.root.append(this.launcher, this.live, this.panel);
@@ -1080,11 +1077,11 @@ W.update = function () {
   var t = this.t;
   var badge = this.badge();
   this.badgeEl.hidden = !badge;
-  this.launcher.setAttribute("aria-label", badge ? t("launcherUnread") : t("launcher"));
+  this.launcher.setAttribute("aria-label", t(badge ? "launcherUnread" : "launcher"));
   var offline = this.state !== "online";
   this.banner.hidden = !offline;
   this.banner.className = this.everOnline ? "banner" : "banner info";
-  this.banner.textContent = this.everOnline ? t("offline") : t("connecting");
+  this.banner.textContent = t(this.everOnline ? "offline" : "connecting");
   if (!this.isOpen) return;
   if (this.view === "list") this.renderList();
   else if (this.view === "chat") this.updateChat();
@@ -1095,7 +1092,7 @@ W.renderView = function () {
   this.body.textContent = "";
   this.logEls = new Map();
   this.backBtn.hidden = this.view === "list";
-  this.panel.style.height = this.view === "chat" ? this.panelMax + "px" : ""; // the chat keeps a steady height
+  this.panel.style.height = this.view === "chat" ? this.panelMax + "px" : ""; // steady chat height
   if (this.view === "list") { this.titleEl.textContent = this.t("yourTickets"); this.listEl = null; this.renderList(); }
   else if (this.view === "new") this.renderForm();
   else this.renderChat();
@@ -1113,16 +1110,16 @@ W.renderList = function () {
     this.body.append(h("div", { class: "pad" },
       this.notice ? h("div", { class: "note", role: "status", text: this.notice }) : null,
       h("div", { class: "row" }, h("h3", { text: t("onePerTicket") }),
-        h("button", { type: "button", class: "primary new-ticket", onclick: function () { self.showNew(); } }, t("newTicket"))),
+        h("button", { class: "primary new-ticket", onclick: function () { self.showNew(); } }, t("newTicket"))),
       this.listEl));
   }
   var items = Array.from(this.tickets.values()).sort(function (a, b) { return b.id - a.id; });
   this.listEl.textContent = "";
-  if (!items.length) this.listEl.append(h("li", { class: "empty" }, this.everOnline ? t("noTickets") : t("loading")));
+  if (!items.length) this.listEl.append(h("li", { class: "empty" }, t(this.everOnline ? "noTickets" : "loading")));
   items.forEach(function (tk) {
     var n = self.unread.get(tk.id) || 0;
     var btn = h("button", {
-      type: "button", class: "ticket" + (n > 0 ? " unread" : ""), "data-key": "t" + tk.id, "data-ticket": tk.id,
+      class: "ticket" + (n > 0 ? " unread" : ""), "data-key": "t" + tk.id, "data-ticket": tk.id,
       onclick: function () { self.showChat(tk.id); }
     },
     h("span", { class: "t" }, h("span", { text: tk.title }), n > 0 ? h("span", { class: "pill", "aria-label": t("unreadLabel", { n: n }) }, t("unreadN", { n: n })) : null),
@@ -1139,18 +1136,16 @@ W.renderForm = function () {
   var t = this.t;
   var f = this.form;
   this.titleEl.textContent = t("newTicket");
-  function bind(name) {
-    return function (e) {
-      f[name] = e.target.value;
-      self.save();
-      if (name !== "severity") self.suggest();
-      self.updateForm();
-    };
-  }
   function field(name, label, input, hint) {
     input.id = "pomoc-f-" + name;
     input.name = name;
-    input.addEventListener("input", bind(name));
+    if (f[name] != null) input.value = f[name];
+    input.addEventListener("input", function () {
+      f[name] = input.value;
+      self.save();
+      if (name !== "severity") self.suggest();
+      self.updateForm();
+    });
     if (hint) input.setAttribute("aria-describedby", "pomoc-h-" + name);
     return h("div", null, h("label", { for: input.id, text: label }), input,
       hint ? h("div", { class: "hint", id: "pomoc-h-" + name, text: hint }) : null);
@@ -1160,7 +1155,7 @@ W.renderForm = function () {
   select.value = f.severity || "question";
   this.defEl = h("div", { class: "def", id: "pomoc-def" });
   this.titleHintEl = h("div", { class: "hint", id: "pomoc-h-title", "aria-live": "polite" });
-  var titleInput = h("input", { type: "text", maxlength: "200", autocomplete: "off", required: true, "aria-describedby": "pomoc-h-title", value: f.title || "" });
+  var titleInput = h("input", { type: "text", maxlength: "200", autocomplete: "off", required: true, "aria-describedby": "pomoc-h-title" });
   var info = browserInfo();
   this.autoTime = h("dd");
   this.submitBtn = h("button", { type: "submit", class: "primary" });
@@ -1169,21 +1164,21 @@ W.renderForm = function () {
   var form = h("form", { class: "pad", novalidate: true, onsubmit: function (e) { e.preventDefault(); self.openTicket(); } },
     h("div", { class: "hint", text: t("onePerTicket") }),
     field("title", t("title"), titleInput), this.titleHintEl,
-    field("body", t("body"), h("textarea", { rows: "4", required: true, value: f.body || "" }), t("bodyHint")),
+    field("body", t("body"), h("textarea", { rows: "4", required: true }), t("bodyHint")),
     field("severity", t("severity"), select), this.defEl,
     h("details", { open: ["occurred_at", "steps_tried", "expectations", "order_url"].some(function (k) { return f[k]; }) },
       h("summary", { text: t("more") }),
-      field("occurred_at", t("occurredAt"), h("input", { type: "datetime-local", value: f.occurred_at || "" })),
-      field("steps_tried", t("stepsTried"), h("textarea", { rows: "2", value: f.steps_tried || "" })),
-      field("expectations", t("expectations"), h("textarea", { rows: "2", value: f.expectations || "" })),
-      field("order_url", t("orderUrl"), h("input", { type: "url", placeholder: "https://", value: f.order_url || "" }))),
+      field("occurred_at", t("occurredAt"), h("input", { type: "datetime-local" })),
+      field("steps_tried", t("stepsTried"), h("textarea", { rows: "2" })),
+      field("expectations", t("expectations"), h("textarea", { rows: "2" })),
+      field("order_url", t("orderUrl"), h("input", { type: "url", placeholder: "https://" }))),
     h("div", { class: "auto" }, h("div", { text: t("autoInfo") }),
       h("dl", null, h("dt", { text: t("browser") }), h("dd", { class: "auto-browser", text: (info.name + " " + info.version).trim() }),
         h("dt", { text: t("page") }), h("dd", { class: "auto-page", text: location.href }),
         h("dt", { text: t("time") }), this.autoTime)),
     this.sugEl, this.formErrorEl,
     h("div", { class: "actions" },
-      h("button", { type: "button", class: "secondary", onclick: function () { self.showList(); } }, t("cancel")),
+      h("button", { class: "secondary", onclick: function () { self.showList(); } }, t("cancel")),
       this.submitBtn));
   var pick = this.dropZone(form, "new", t("attach"));
   this.sugEl.before(h("div", { class: "actions" }, h("span", { class: "hint", text: t("attachHint") }), pick[0], pick[1]), this.filesEl);
@@ -1201,11 +1196,11 @@ W.updateForm = function () {
   this.defEl.textContent = t("def_" + sev);
   this.defEl.className = "def" + (sev === "critical" ? " crit" : "");
   var words = (this.form.title || "").trim().split(/\s+/).filter(Boolean).length;
-  this.titleHintEl.textContent = words > 4 ? t("titleLong") : t("titleHint");
+  this.titleHintEl.textContent = t(words > 4 ? "titleLong" : "titleHint");
   this.titleHintEl.className = "hint" + (words > 4 ? " warn" : "");
   this.autoTime.textContent = this.fmtTime(new Date().toISOString(), true);
   this.submitBtn.disabled = !!this.openReq;
-  this.submitBtn.textContent = this.openReq ? t("submitting") : t("submit");
+  this.submitBtn.textContent = t(this.openReq ? "submitting" : "submit");
   this.formErrorEl.textContent = this.formError;
   this.renderFiles();
 };
@@ -1215,24 +1210,24 @@ W.renderChat = function () {
   var self = this;
   var t = this.t;
   var id = this.current;
-  var tk = this.tickets.get(id) || { id: id, title: "#" + id };
+  var tk = this.tickets.get(id) || { title: "#" + id };
   this.titleEl.textContent = tk.title;
   this.statusText = h("span");
-  this.resolveBtn = h("button", { type: "button", class: "link", onclick: function () {
+  this.resolveBtn = h("button", { class: "link", onclick: function () {
     self.conn.send({ type: "update_ticket", ticket: id, status: "resolved", ref: "upd:" + id });
   } }, t("markResolved"));
   this.statusEl = h("div", { class: "status" }, this.statusText, this.resolveBtn);
-  this.olderBtn = h("button", { type: "button", class: "secondary older", onclick: function () {
+  this.olderBtn = h("button", { class: "secondary older", onclick: function () {
     var map = self.msgs.get(id);
     self.loadingOlder = true;
-    self.loadHistory(id, map && map.size ? Math.min.apply(null, Array.from(map.keys())) : undefined);
+    self.loadHistory(id, map && map.size ? Math.min(...map.keys()) : undefined);
     self.olderBtn.textContent = t("loading");
   } }, t("older"));
   this.logEl = h("div", { class: "log", role: "log", "aria-live": "polite", "aria-label": t("conversation", { title: tk.title }), tabindex: "0" }, this.olderBtn);
   this.typingEl = h("div", { class: "typing", "aria-live": "polite" });
   this.noteEl = h("div", { class: "note", role: "status" });
   this.chatErrorEl = h("div", { class: "error pad", role: "alert" });
-  this.newBtn = h("button", { type: "button", class: "primary", onclick: function () { self.showNew(); } }, t("newTicket"));
+  this.newBtn = h("button", { class: "primary", onclick: function () { self.showNew(); } }, t("newTicket"));
   var input = h("textarea", { id: "pomoc-msg", rows: "2", placeholder: t("placeholder"), "aria-label": t("messageLabel"), value: this.drafts[id] || "" });
   input.addEventListener("input", function () {
     self.drafts[id] = input.value;
@@ -1249,7 +1244,7 @@ W.renderChat = function () {
     if (!body.trim() && !att.length) return;
     input.value = "";
     self.files[id] = [];
-    // A message needs text: files alone go out under their names.
+    // Files alone go out under their names as text.
     self.sendMessage(id, body.trim() ? body : att.map(function (a) { return a.name; }).join(", "), att);
     input.focus();
   }
@@ -1270,7 +1265,7 @@ W.updateChat = function (first) {
   var id = this.current;
   var tk = this.tickets.get(id) || { status: "open" };
   this.titleEl.textContent = tk.title || "#" + id;
-  // What to expect: live now, an answer by the SLA deadline, or the off-hours queue.
+  // Live now, an answer by the SLA deadline, or queued off-hours.
   var status = "";
   var cls = "status";
   if (tk.queued_until && new Date(tk.queued_until) > new Date()) { status = t("queued", { time: this.fmtTime(tk.queued_until, true) }); cls += " queued"; }
@@ -1285,7 +1280,7 @@ W.updateChat = function (first) {
   var closed = tk.status === "closed";
   this.noteEl.hidden = !(closed || tk.status === "resolved");
   this.noteEl.className = "note" + (closed ? " closed" : "");
-  this.noteEl.textContent = closed ? t("closedNote") : t("resolvedNote");
+  this.noteEl.textContent = t(closed ? "closedNote" : "resolvedNote");
   this.newBtn.parentNode.hidden = !closed;
   this.composer.hidden = this.filesEl.hidden = closed;
   this.renderFiles();
@@ -1296,7 +1291,7 @@ W.updateChat = function (first) {
   this.olderBtn.hidden = this.more.get(id) !== true;
   if (!this.loadingOlder) this.olderBtn.textContent = t("older");
 
-  // Keyed reconciliation of the log: stored messages by seq, then unacknowledged sends.
+  // Keyed log reconciliation: messages by seq, then unacked sends.
   var log = this.logEl;
   var nearBottom = first || log.scrollHeight - log.scrollTop - log.clientHeight < 60;
   var oldHeight = log.scrollHeight;
@@ -1331,16 +1326,15 @@ W.renderMessage = function (m) {
   var t = this.t;
   var kind = m.seq == null || this.isMine(m) ? "mine" : m.author.kind === "system" ? "system" : "theirs";
   var state = m.seq == null ? m.state : "";
-  var attrs = { class: "msg " + kind + (state ? " " + state : ""), "data-client-id": m.client_id };
-  if (m.seq != null) attrs["data-seq"] = m.seq;
+  var attrs = { class: "msg " + kind + (state ? " " + state : ""), "data-client-id": m.client_id, "data-seq": m.seq };
   var meta = h("div", { class: "meta" }, kind === "mine" ? t("you") : this.authorName(m),
     m.created_at ? " · " + this.fmtTime(m.created_at) : "", state ? " · " + t(state) : "");
   if (state === "failed") {
-    meta.append(h("button", { type: "button", class: "retry", onclick: function () { self.transmit(m); self.schedule(); } }, t("retry")));
+    meta.append(h("button", { class: "retry", onclick: function () { self.transmit(m); self.schedule(); } }, t("retry")));
   }
   if (kind === "system") return h("div", attrs, h("div", { class: "text", text: m.body }));
   var box = h("div", { class: "att" });
-  // Signed links; our just-sent images show from memory until those arrive.
+  // Signed links; just-sent images show from memory until then.
   (m.attachments || m.att || []).forEach(function (a) {
     var url = a.url ? self.api(a.url) : a.thumb;
     box.append(h("a", { href: url, target: "_blank", rel: "noopener" }, /^image/.test(a.content_type) && url
@@ -1361,7 +1355,7 @@ function configFrom(script, options) {
     token: o.token || null,
     tokenUrl: o.tokenUrl || data.tokenUrl || null,
     lang: CATALOGUE[lang] ? lang : "pl",
-    server: o.server || data.server || (script ? serverFromScript(script) : location.origin)
+    server: (o.server || data.server || serverFromScript(script)).replace(/\/$/, "")
   };
 }
 
@@ -1373,7 +1367,7 @@ function whenReady(fn) {
 window.Pomoc = {
   version: VERSION,
   Connection: Connection,
-  /** Start the widget (once; later calls return the running instance). */
+  /** Start the widget once; later calls return it. */
   init: function (options) {
     if (instance) return instance;
     instance = new Widget(configFrom(SCRIPT, options));

@@ -1,7 +1,8 @@
 """The widget stays one small, dependency-free script (STYLE.md, "Widget").
 
-≤ 60 KB unminified, no module imports or loaders, no external URLs: everything it
-needs ships in the file, and it talks only to the server it was configured with.
+≤ 60 KB unminified, read strictly as 60,000 bytes (not 60 KiB), no module imports or
+loaders, no external URLs: everything it needs ships in the file, and it talks only to
+the server it was configured with.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import re
 from pathlib import Path
 
 EMBED = Path(__file__).resolve().parents[2] / "widget" / "embed.js"
-BUDGET_BYTES = 60 * 1024
+BUDGET_BYTES = 60_000  # 60 KB read strictly: 60,000 bytes, not 61,440 (60 KiB)
 
 
 def source() -> str:
