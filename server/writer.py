@@ -79,8 +79,9 @@ class Pending:
 
 class MessageWriter:
     def __init__(self, store: ThreadStore, hold: Hold, max_batch: int = 500,
-                 after_commit: AfterCommit | None = None) -> None:
+                 after_commit: AfterCommit | None = None, concurrency: int = 2) -> None:
         self.store = store
+        self.concurrency = concurrency
         self.after_commit = after_commit
         self.engine: AsyncEngine = store.engine
         self.hold = hold
@@ -108,25 +109,61 @@ class MessageWriter:
         return pending.done
 
     async def run(self) -> None:
-        """The writer loop (one per node); runs until cancelled."""
-        while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            while self._waiting:
-                batch, self._waiting = self._waiting[:self.max_batch], self._waiting[self.max_batch:]
-                try:
-                    await self._write(batch)
-                except asyncio.CancelledError:
-                    for pending in batch:
-                        if not pending.done.done():
-                            pending.done.cancel()
-                    raise
-                except Exception:
-                    log.exception("writer.batch_failed", extra={"size": len(batch)})
-                    retry = [p for p in batch if not p.done.done()]
-                    for pending in retry:
-                        pending.result = None
-                    await self._one_by_one(retry)
+        """The writer loop (one per node); runs until cancelled.
+
+        Up to `concurrency` batches are in flight at once, but a ticket is never in
+        two of them: sends into one ticket commit in the order they arrived."""
+        slots = asyncio.Semaphore(self.concurrency)
+        busy: set[int] = set()
+        flights: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                await self._wakeup.wait()
+                self._wakeup.clear()
+                while self._waiting:
+                    await slots.acquire()
+                    batch, rest, held = [], [], set(busy)
+                    for pending in self._waiting:
+                        if pending.ticket_id in held or len(batch) >= self.max_batch:
+                            held.add(pending.ticket_id)  # later sends of that ticket wait their turn
+                            rest.append(pending)
+                        else:
+                            batch.append(pending)
+                    self._waiting = rest
+                    if not batch:
+                        slots.release()
+                        break  # everything waits on a ticket in flight; its batch wakes us
+                    tickets = {p.ticket_id for p in batch}
+                    busy.update(tickets)
+                    flight = asyncio.ensure_future(self._fly(batch))
+                    flights.add(flight)
+                    flight.add_done_callback(lambda f, t=tickets: self._landed(f, t, busy, slots, flights))
+        finally:
+            for flight in flights:
+                flight.cancel()
+
+    def _landed(self, flight: asyncio.Task[None], tickets: set[int], busy: set[int], slots: asyncio.Semaphore,
+                flights: set[asyncio.Task[None]]) -> None:
+        busy.difference_update(tickets)
+        slots.release()
+        flights.discard(flight)
+        if self._waiting:
+            self._wakeup.set()
+
+    async def _fly(self, batch: list[Pending]) -> None:
+        try:
+            await self._write(batch)
+        except asyncio.CancelledError:
+            for pending in batch:
+                if not pending.done.done():
+                    pending.done.cancel()
+            raise
+        except Exception:
+            log.exception("writer.batch_failed", extra={"size": len(batch)})
+            retry = [p for p in batch if not p.done.done()]
+            for pending in retry:
+                pending.result = None
+            await self._one_by_one(retry)
 
     async def _one_by_one(self, batch: list[Pending]) -> None:
         for pending in batch:
