@@ -59,6 +59,10 @@ class Keys:
     def customer_connections(self, shop_id: str) -> str:
         return f"{self.prefix}presence:shop:{shop_id}"
 
+    def seen(self, reader: str) -> str:
+        """Set while a customer's record is fresh in the database (an hour)."""
+        return f"{self.prefix}seen:{reader}"
+
     def connections(self, reader: str) -> str:
         return f"{self.prefix}conns:{reader}"
 

@@ -53,6 +53,13 @@ class LiveState:
             except _REDIS_DOWN as exc:
                 log.warning("unread.redis_unavailable", extra={"error": repr(exc)})
             return counts
+        try:
+            built, counts = await self.book.read_book(principal.key)
+            if built:
+                # Kept exact by every message and read since it was built: no database.
+                return counts
+        except _REDIS_DOWN as exc:
+            log.warning("unread.redis_unavailable", extra={"error": repr(exc)})
         state = await store.unread_state(principal, ids)
         try:
             snapshot = await self.book.sync(principal.key, state)
@@ -161,8 +168,8 @@ class LiveState:
             if principal.is_agent:
                 if session.counts_as_presence:
                     await self._announce(await self.presence.set_agent(principal.id, session.conn_id, "online", now))
-            else:
-                await self.presence.customer_connect(principal.shop or "", session.conn_id, now)
+            elif await self.presence.customer_connect(principal.shop or "", session.conn_id, now):
+                # The shop's first live connection: agents learn the customer is here.
                 await self.node.publish_customer_presence(principal.shop or "", True)
         except _REDIS_DOWN as exc:
             log.warning("presence.unavailable", extra={"error": repr(exc)})

@@ -248,13 +248,19 @@ class Node:
 
     # ---------------------------------------------------------------- shops
     async def touch_customer(self, principal: Principal) -> None:
-        """Record the shop user, at most once an hour per node (hello storms stay cheap)."""
+        """Record the shop user, at most once an hour across all nodes (a reconnect
+        storm onto other nodes costs one Redis round trip each, not a write)."""
         key = principal.key
         now = self.clock.now()
         stamp = self._seen_customers.get(key)
         if stamp is not None and now.timestamp() - stamp < 3600:
             return
-        await self.store.touch_customer(principal, now)
+        try:
+            first = await self.redis.set(self.keys.seen(key), "1", nx=True, ex=3600)
+        except (RedisError, OSError):
+            first = True
+        if first:
+            await self.store.touch_customer(principal, now)
         self._seen_customers[key] = now.timestamp()
         self._seen_customers.move_to_end(key)
         while len(self._seen_customers) > 100_000:

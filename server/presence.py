@@ -167,12 +167,16 @@ class Presence:
     async def agents_online(self) -> int:
         return int(await self.redis.scard(self.keys.agents_online))
 
-    async def customer_connect(self, shop_id: str, conn_id: str, now: datetime) -> None:
+    async def customer_connect(self, shop_id: str, conn_id: str, now: datetime) -> bool:
+        """Count a customer connection; True when it is the shop's first live one."""
         key = self.keys.customer_connections(shop_id)
         async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hvals(key)
             pipe.hset(key, conn_id, str(self._expires(now)))
             pipe.pexpire(key, int(self.ttl.total_seconds() * 1000) + 60_000)
-            await pipe.execute()
+            before, _, _ = await pipe.execute()
+        stamp = now.timestamp()
+        return not any(float(v) > stamp for v in before)
 
     async def customer_disconnect(self, shop_id: str, conn_id: str) -> None:
         await self.redis.hdel(self.keys.customer_connections(shop_id), conn_id)

@@ -216,6 +216,10 @@ class UnreadBook:
     async def read(self, reader: str, ticket_id: int, cursor: int) -> int:
         return int(await self._sync(keys=[self.keys.unread(reader)], args=[ticket_id, cursor]))
 
+    async def read_book(self, reader: str) -> tuple[bool, dict[int, int]]:
+        """(built, counts) in one round trip."""
+        return parse_book(await self.redis.hgetall(self.keys.unread(reader)))
+
     async def built(self, reader: str) -> bool:
         return bool(await self.redis.hexists(self.keys.unread(reader), BUILT))
 

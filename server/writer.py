@@ -122,7 +122,9 @@ class MessageWriter:
                 self._wakeup.clear()
                 while self._waiting:
                     await slots.acquire()
-                    batch, rest, held = [], [], set(busy)
+                    batch: list[Pending] = []
+                    rest: list[Pending] = []
+                    held = set(busy)
                     for pending in self._waiting:
                         if pending.ticket_id in held or len(batch) >= self.max_batch:
                             held.add(pending.ticket_id)  # later sends of that ticket wait their turn
@@ -137,18 +139,21 @@ class MessageWriter:
                     busy.update(tickets)
                     flight = asyncio.ensure_future(self._fly(batch))
                     flights.add(flight)
-                    flight.add_done_callback(lambda f, t=tickets: self._landed(f, t, busy, slots, flights))
+                    flight.add_done_callback(self._on_landing(tickets, busy, slots, flights))
         finally:
             for flight in flights:
                 flight.cancel()
 
-    def _landed(self, flight: asyncio.Task[None], tickets: set[int], busy: set[int], slots: asyncio.Semaphore,
-                flights: set[asyncio.Task[None]]) -> None:
-        busy.difference_update(tickets)
-        slots.release()
-        flights.discard(flight)
-        if self._waiting:
-            self._wakeup.set()
+    def _on_landing(self, tickets: set[int], busy: set[int], slots: asyncio.Semaphore,
+                    flights: set[asyncio.Task[None]]) -> Callable[[asyncio.Future[None]], None]:
+        def landed(flight: asyncio.Future[None]) -> None:
+            busy.difference_update(tickets)
+            slots.release()
+            flights.discard(flight)  # type: ignore[arg-type]
+            if self._waiting:
+                self._wakeup.set()
+
+        return landed
 
     async def _fly(self, batch: list[Pending]) -> None:
         try:

@@ -149,16 +149,16 @@ class Session(Delivery):
         self.admitted = True
         self.principal = principal
         self.feed = req.feed if principal.is_agent else True
-        await self._listen(node.keys.reader_channel(principal.key))
-        await self._listen(node.keys.presence_channel)
+        channels = [node.keys.reader_channel(principal.key), node.keys.presence_channel]
         if principal.is_agent:
             if self.feed:
-                await self._listen(node.keys.inbox_channel)
+                channels.append(node.keys.inbox_channel)
+            await self._listen(*channels)
             tickets = (await node.store.list_for(principal, limit=self.settings.welcome_tickets_max)
                        if self.feed else [])
         else:
-            await node.touch_customer(principal)
-            await self._listen(node.keys.shop_channel(principal.shop or ""))
+            channels.append(node.keys.shop_channel(principal.shop or ""))
+            await asyncio.gather(node.touch_customer(principal), self._listen(*channels))
             tickets = await node.store.list_for(principal, limit=self.settings.welcome_tickets_max)
             for ticket in tickets:
                 self.follows[ticket.id] = Follow(ticket.shop_id, ticket.last_seq)
@@ -180,7 +180,10 @@ class Session(Delivery):
                 if principal.is_agent:
                     # Resuming a ticket follows it again (listed in the inbox or not).
                     await self._listen(node.keys.shop_channel(found.shop_id))
-                last = (await node.store.last_seqs([ticket_id])).get(ticket_id, 0)
+                if not principal.is_agent and ticket_id in known:
+                    last = found.last_seq  # listed after subscribing: fresh enough
+                else:
+                    last = (await node.store.last_seqs([ticket_id])).get(ticket_id, 0)
                 resume[ticket_id] = min(seq, last)
                 self.follows[ticket_id] = Follow(found.shop_id, resume[ticket_id])
             replay, incomplete = await node.store.missed(resume, self.settings.resume_max)
@@ -199,7 +202,7 @@ class Session(Delivery):
             "tickets": await self._views(tickets),
             "unread": {str(k): v for k, v in self.unread.items() if v},
             "badge": any(self.unread.values()),
-            "agents_online": await node.agents_online(),
+            "agents_online": node.live.agents_online,
             "service": node.service_status(),
             "resume_incomplete": sorted(incomplete),
             "conn_id": self.conn_id,
@@ -237,9 +240,10 @@ class Session(Delivery):
             views = [for_customer(v, v["unread"]) for v in views]
         return views
 
-    async def _listen(self, channel: str) -> None:
-        self.channels.add(channel)
-        await self.node.listen(self, channel)
+    async def _listen(self, *channels: str) -> None:
+        """Subscribe (all at once: one round trip to Redis, not one per channel)."""
+        self.channels.update(channels)
+        await asyncio.gather(*(self.node.listen(self, channel) for channel in channels))
 
     # -------------------------------------------------------------- tickets
     def _me(self) -> Principal:
