@@ -66,8 +66,5 @@ class Keys:
     def connections(self, reader: str) -> str:
         return f"{self.prefix}conns:{reader}"
 
-    def typing_throttle(self, reader: str, ticket_id: int) -> str:
-        return f"{self.prefix}typing:{ticket_id}:{reader}"
-
     def rate(self, scope: str, subject: str) -> str:
         return f"{self.prefix}rate:{scope}:{subject}"

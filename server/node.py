@@ -410,10 +410,6 @@ class Node:
         except (RedisError, OSError):
             return {}
 
-    def sessions_following(self, ticket_ids: Iterable[int]) -> int:
-        wanted = set(ticket_ids)
-        return sum(1 for s in self.sessions if wanted & set(s.follows))
-
 
 class _ChannelRouter:
     __slots__ = ("node", "channel")

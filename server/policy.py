@@ -14,7 +14,6 @@ Configuration strings (parsed here so that a bad value fails at startup):
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from typing import Any
@@ -141,7 +140,3 @@ class Intake:
     acknowledgment: str
     warning_at: datetime
 
-
-def describe_targets(policy: SlaPolicy) -> Mapping[str, str]:
-    units = {v: k for k, v in _UNITS.items()}
-    return {s.value: f"{t.amount}{units[t.unit]}" for s, t in policy.reaction.items()}

@@ -61,9 +61,3 @@ async def release_due(engine: AsyncEngine, now: datetime, batch: int = 500) -> R
             released_messages = [(r[1], r[2]) for r in rows if r[0] in changed]
     return Released(released_tickets, released_messages)
 
-
-async def queued_counts(engine: AsyncEngine, now: datetime) -> dict[str, int]:
-    async with engine.connect() as conn:
-        held_tickets = (await conn.execute(select(tickets.c.id).where(tickets.c.queued_until > now))).all()
-        held_messages = (await conn.execute(select(messages.c.id).where(messages.c.queued_until > now))).all()
-    return {"tickets": len(held_tickets), "messages": len(held_messages)}

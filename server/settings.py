@@ -8,7 +8,6 @@ in-process Redis stand-in, worker jobs inside the web process and the `/demo` pa
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -277,6 +276,3 @@ class Settings:
         return SupportPolicy.from_config(self.hours, self.closed_dates, self.open_dates, self.sla_targets,
                                          self.sla_warnings)
 
-
-def random_secret() -> str:
-    return secrets.token_urlsafe(32)

@@ -389,10 +389,6 @@ class ThreadStore:
             )))).one()
         return Posted(_message(found), shop_id, new=False)
 
-    async def append_system(self, ticket_id: int, body: str, client_id: str, now: datetime) -> Message:
-        async with self.engine.begin() as conn:
-            return await self._append(conn, ticket_id, SYSTEM, body, client_id, now, None)
-
     async def update(self, ticket_id: int, changes: Mapping[str, Any], notes: Iterable[str],
                      now: datetime) -> tuple[Ticket, list[Message]]:
         """Apply field changes and add one system message per note, in one transaction."""
