@@ -12,12 +12,18 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from server.auth import mint
 from tests import services
 from tests.servers import ROOT, ServerProcess
 
 _counter = itertools.count(1)
+
+# Property tests check rules, not speed: on a loaded 2-core machine a generous deadline
+# would still flake, so there is none.
+hypothesis_settings.register_profile("pomoc", deadline=None)
+hypothesis_settings.load_profile("pomoc")
 
 
 def unique(prefix: str) -> str:
