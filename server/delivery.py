@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,8 +58,8 @@ class Delivery:
         self._early: list[tuple[str, Outgoing]] = []
         self._outbox: deque[bytes] = deque()
         self._wake = asyncio.Event()
-        self._drained = asyncio.Event()
-        self.closing = asyncio.Event()
+        self._drained: asyncio.Event | None = None  # only while a long replay is paced
+        self.on_close: Callable[[], object] | None = None
         self.close_code: int | None = None
         self.close_reason = ""
         self._tasks: set[asyncio.Task[None]] = set()
@@ -90,6 +90,7 @@ class Delivery:
         """Enqueue a frame of a long replay, waiting for the writer instead of
         overflowing the outbox (a replay is bounded work the client asked for)."""
         while len(self._outbox) >= self.settings.send_queue_max // 2 and self.close_code is None:
+            self._drained = self._drained or asyncio.Event()
             self._drained.clear()
             await self._drained.wait()
         self.enqueue(data)
@@ -99,8 +100,10 @@ class Delivery:
             self.close_code = code
             self.close_reason = reason
             self._wake.set()
-            self._drained.set()
-            self.closing.set()
+            if self._drained is not None:
+                self._drained.set()
+            if self.on_close is not None:
+                self.on_close()
 
     async def next_outgoing(self) -> list[bytes] | None:
         """Frames to write (None once the session is to be closed)."""
@@ -112,7 +115,8 @@ class Delivery:
             if self._outbox:
                 batch = list(self._outbox)
                 self._outbox.clear()
-                self._drained.set()
+                if self._drained is not None:
+                    self._drained.set()
                 return batch
             self._wake.clear()
             await self._wake.wait()

@@ -22,6 +22,7 @@ import msgpack
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from server import frames
 from server.attachments import AttachmentStore
 from server.auth import Principal
 from server.bus import Bus
@@ -95,6 +96,8 @@ class Node:
         self.live = LiveState(self)
         self.policy = settings.policy()
         self.limiter = RateLimiter(redis, keys, settings.limits)
+        self.limits = frames.Limits(max_body_chars=settings.max_body_chars, max_title_chars=settings.max_title_chars,
+                                    history_page_max=settings.history_page_max)
         self.writer = MessageWriter(store, self.policy.hold, after_commit=self.publish_batch)
         self.bus.on_resubscribed = self._after_redis_returned
 

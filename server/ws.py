@@ -13,7 +13,6 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -54,30 +53,32 @@ class Session(Delivery):
     """One connection's protocol state: the incoming side (handshake, dispatch,
     handlers) on top of its outgoing side (`Delivery`)."""
 
+    # Frame type → handler name: one table for the class, not a dict per connection.
+    HANDLERS: dict[type, str] = {
+        frames.OpenTicket: "on_open_ticket",
+        frames.Send: "on_send",
+        frames.Read: "on_read",
+        frames.Typing: "on_typing",
+        frames.History: "on_history",
+        frames.ListTickets: "on_list_tickets",
+        frames.Follow: "on_follow",
+        frames.UpdateTicket: "on_update_ticket",
+        frames.Presence: "on_presence",
+        frames.Ping: "on_ping",
+    }
+
     def __init__(self, node: Node, codec: Codec, conn_id: str) -> None:
         super().__init__(node, codec, conn_id)
-        self.limits = frames.Limits(max_body_chars=node.settings.max_body_chars,
-                                    max_title_chars=node.settings.max_title_chars,
-                                    history_page_max=node.settings.history_page_max)
+        self.limits = node.limits
         self.channels: set[str] = set()
-        self._bad: deque[float] = deque()
-        self._typing_sent: dict[int, float] = {}
         self.presence_status = "online"
         self.admitted = False
-        self._limited: deque[float] = deque()
+        self.handling = False
+        # Rarely needed: created on first use (an idle connection stays small).
+        self._bad: deque[float] | None = None
+        self._limited: deque[float] | None = None
+        self._typing_sent: dict[int, float] | None = None
         self._sends: list[asyncio.Task[None]] = []
-        self.handlers: dict[type, Callable[[Any, object], Awaitable[None]]] = {
-            frames.OpenTicket: self.on_open_ticket,
-            frames.Send: self.on_send,
-            frames.Read: self.on_read,
-            frames.Typing: self.on_typing,
-            frames.History: self.on_history,
-            frames.ListTickets: self.on_list_tickets,
-            frames.Follow: self.on_follow,
-            frames.UpdateTicket: self.on_update_ticket,
-            frames.Presence: self.on_presence,
-            frames.Ping: self.on_ping,
-        }
 
     @property
     def counts_as_presence(self) -> bool:
@@ -98,7 +99,7 @@ class Session(Delivery):
                 return
             if isinstance(request, frames.Hello):
                 raise BadRequest("hello was already said on this connection")
-            await self.handlers[type(request)](request, ref)
+            await getattr(self, self.HANDLERS[type(request)])(request, ref)
         except PomocError as err:
             self.send(error_frame(err, ref))
             if isinstance(err, BadRequest | Unauthorized) and self.principal is not None:
@@ -111,19 +112,21 @@ class Session(Delivery):
 
     def _count_bad(self) -> None:
         now = time.monotonic()
-        self._bad.append(now)
-        while self._bad and now - self._bad[0] > self.settings.bad_frame_window.total_seconds():
-            self._bad.popleft()
-        if len(self._bad) > self.settings.max_bad_frames * 5:
+        bad = self._bad = self._bad if self._bad is not None else deque()
+        bad.append(now)
+        while bad and now - bad[0] > self.settings.bad_frame_window.total_seconds():
+            bad.popleft()
+        if len(bad) > self.settings.max_bad_frames * 5:
             self.close(CLOSE_RATE_LIMITED, "too many bad frames")
 
     def _count_limited(self) -> None:
         """A client that keeps hammering after `rate_limited` is closed (4429)."""
         now = time.monotonic()
-        self._limited.append(now)
-        while self._limited and now - self._limited[0] > 60:
-            self._limited.popleft()
-        if len(self._limited) > self.settings.max_rate_limited:
+        limited = self._limited = self._limited if self._limited is not None else deque()
+        limited.append(now)
+        while limited and now - limited[0] > 60:
+            limited.popleft()
+        if len(limited) > self.settings.max_rate_limited:
             self.close(CLOSE_RATE_LIMITED, "rate limited too often; slow down")
 
     async def _charge(self, *buckets: tuple[str, str, Limit | None]) -> None:
@@ -381,9 +384,10 @@ class Session(Delivery):
         shop = follow.shop if follow is not None else (await self.node.store.get_for(principal, req.ticket)).shop_id
         check_access(principal, shop)
         now = time.monotonic()
-        if now - self._typing_sent.get(req.ticket, -1e9) < 2.0:
+        sent = self._typing_sent = self._typing_sent if self._typing_sent is not None else {}
+        if now - sent.get(req.ticket, -1e9) < 2.0:
             return  # at most one relay per sender and ticket every 2 s
-        self._typing_sent[req.ticket] = now
+        sent[req.ticket] = now
         await self.node.publish_typing(shop, req.ticket, principal, self.conn_id)
 
     async def on_history(self, req: frames.History, ref: object) -> None:
@@ -474,12 +478,14 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     node.sessions.add(session)
     writer = asyncio.ensure_future(_write(websocket, session))
     reader = asyncio.ensure_future(_read(websocket, session))
-    closing = asyncio.ensure_future(session.closing.wait())
+    # Once the session decides to close, stop waiting for the client (a handler that is
+    # running finishes first: the loop then sees the close); the writer sends what is
+    # due and the close frame (see below).
+    session.on_close = lambda: None if session.handling else reader.cancel()
     try:
-        await asyncio.wait({writer, reader, closing}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({writer, reader}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         reader.cancel()
-        closing.cancel()
         if not writer.done():
             session.close(session.close_code or 1000)
             # The writer sends what is due and the close frame as soon as the socket
@@ -513,12 +519,15 @@ async def _read(websocket: WebSocket, session: Session) -> None:
                 data = message.get("text")
             if data is None:
                 continue
+            session.handling = True  # a close decided meanwhile must not cut the handler short
             try:
                 await session.handle(data)
             except Exception:
                 # A bug must cost one request, not the connection (never 1011).
                 log.exception("ws.handler_failed", extra={"conn_id": session.conn_id})
                 session.send(error_frame(Unavailable("internal error; retry")))
+            finally:
+                session.handling = False
     except WebSocketDisconnect as exc:
         session.close(exc.code)
 
