@@ -2,10 +2,11 @@
 
 Every connection's `send` goes to the node's writer and waits. The writer takes all
 sends that are waiting and stores them in one PostgreSQL transaction: it locks the
-tickets involved (in id order, so writers on several nodes never deadlock), drops
-retried sends (same author and client id) and answers them with the stored seq,
-gives the rest consecutive seqs after each ticket's `last_seq`, inserts them in one
-statement and moves the counters in another. While one batch is being committed the
+tickets involved (in id order, so writers on several nodes never deadlock), gives the
+sends consecutive seqs after each ticket's `last_seq`, inserts them in one statement
+and moves the counters in another. A retried send (same author and client id) is
+answered with the stored seq: the insert skips it, the transaction is rolled back and
+the batch is redone knowing the repeats, so no seq is ever skipped. While one batch is being committed the
 next one gathers, so under load a commit carries many messages and at rest a
 message waits for nothing. "Acked means committed" holds for every message.
 
@@ -50,8 +51,13 @@ _INSERT = """
 INSERT INTO messages (ticket_id, seq, author_kind, author_id, author_name, body, client_id, created_at, queued_until)
 SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
                      $8::timestamptz[], $9::timestamptz[])
+ON CONFLICT (ticket_id, author_kind, author_id, client_id) DO NOTHING
 RETURNING id, ticket_id, seq
 """
+
+
+class _Retried(Exception):
+    """A send in the batch repeats a stored one: redo the batch knowing which."""
 _BUMP = """
 UPDATE tickets t SET last_seq = v.last_seq, last_message_at = v.at, updated_at = v.at,
        first_response_at = CASE WHEN v.agent AND t.first_response_at IS NULL THEN v.at ELSE t.first_response_at END
@@ -157,7 +163,15 @@ class MessageWriter:
 
     async def _fly(self, batch: list[Pending]) -> None:
         try:
-            await self._write(batch)
+            try:
+                await self._write(batch)
+            except _Retried:
+                # Rare (a client retried a send that was already stored): the whole
+                # transaction rolled back; this time look the repeats up first.
+                again = [p for p in batch if not p.done.done()]
+                for pending in again:
+                    pending.result = None
+                await self._write(again, look_up_repeats=True)
         except asyncio.CancelledError:
             for pending in batch:
                 if not pending.done.done():
@@ -185,7 +199,7 @@ class MessageWriter:
     def _hold_at(self, now: datetime) -> Callable[[str], datetime | None]:
         return lambda severity: self.hold(severity, now)
 
-    async def _write(self, batch: list[Pending]) -> None:
+    async def _write(self, batch: list[Pending], look_up_repeats: bool = False) -> None:
         slow: list[Pending] = []
         async with self.engine.connect() as conn:
             raw = await conn.get_raw_connection()
@@ -207,7 +221,9 @@ class MessageWriter:
                     else:
                         accepted.append(pending)
                 existing = {}
-                if accepted:
+                # Repeats are rare: the insert below skips them (ON CONFLICT) and the
+                # batch is redone with this lookup only when one shows up.
+                if accepted and look_up_repeats:
                     columns = list(zip(*(p.key for p in accepted), strict=True))
                     existing = {(r["ticket_id"], r["author_kind"], r["author_id"], r["client_id"]): r
                                 for r in await db.fetch(_EXISTING, *columns)}
@@ -241,6 +257,8 @@ class MessageWriter:
                                           [m.author.name for _, m in fresh], [m.body for _, m in fresh],
                                           [m.client_id for _, m in fresh], [m.created_at for _, m in fresh],
                                           [m.queued_until for _, m in fresh])
+                    if len(rows) != len(fresh):
+                        raise _Retried()  # rolls the whole transaction back: no seq is used up
                     ids = {(r["ticket_id"], r["seq"]): r["id"] for r in rows}
                     bumped = sorted({m.ticket for _, m in fresh})
                     at = {t: max(m.created_at for _, m in fresh if m.ticket == t) for t in bumped}
