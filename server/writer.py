@@ -85,7 +85,7 @@ class Pending:
 
 class MessageWriter:
     def __init__(self, store: ThreadStore, hold: Hold, max_batch: int = 500,
-                 after_commit: AfterCommit | None = None, concurrency: int = 2) -> None:
+                 after_commit: AfterCommit | None = None, concurrency: int = 1) -> None:
         self.store = store
         self.concurrency = concurrency
         self.after_commit = after_commit
