@@ -20,7 +20,8 @@ from tests.wsclient import Client
 @pytest.fixture(scope="module")
 def two_nodes(server_env):
     tmp = Path(server_env["POMOC_TMP"])
-    a = ServerProcess(dict(server_env), log_path=tmp / "node-a.log").start()
+    # Node A keeps two group-commit batches in flight, node B one: both paths run here.
+    a = ServerProcess({**server_env, "POMOC_WRITER_CONCURRENCY": "2"}, log_path=tmp / "node-a.log").start()
     b = ServerProcess(dict(server_env), log_path=tmp / "node-b.log").start()
     yield a, b
     a.stop()
