@@ -44,6 +44,23 @@ class PurgePlan:
     tickets: list[int] = field(default_factory=list)
     messages: int = 0
     shops: dict[str, int] = field(default_factory=dict)
+    # Messages per ticket (its last seq: seqs are gapless), to size the batches.
+    sizes: dict[int, int] = field(default_factory=dict)
+
+    def chunks(self, batch: int) -> Iterable[list[int]]:
+        """Tickets in groups holding at most about `batch` messages (a bigger ticket
+        goes alone and is deleted in seq ranges)."""
+        chunk: list[int] = []
+        held = 0
+        for ticket_id in self.tickets:
+            size = self.sizes.get(ticket_id, 0)
+            if chunk and (held + size > batch or len(chunk) >= 1000):
+                yield chunk
+                chunk, held = [], 0
+            chunk.append(ticket_id)
+            held += size
+        if chunk:
+            yield chunk
 
     def summary(self) -> dict[str, Any]:
         return {"closed_before": self.cutoff.isoformat(), "tickets": len(self.tickets), "messages": self.messages,
@@ -127,6 +144,7 @@ class Lifecycle:
             rows = (await conn.execute(select(tickets.c.id, tickets.c.shop_id, tickets.c.last_seq)
                                        .where(condition).order_by(tickets.c.id))).all()
             plan.tickets = [r[0] for r in rows]
+            plan.sizes = {r[0]: int(r[2] or 0) for r in rows}
             for _, shop_id, _ in rows:
                 plan.shops[shop_id] = plan.shops.get(shop_id, 0) + 1
             if plan.tickets:
@@ -137,41 +155,44 @@ class Lifecycle:
                 plan.messages = counted
         return plan
 
-    async def readers_of(self, ticket_ids: list[int]) -> set[str]:
-        """Every reader key that may hold Redis state about these tickets."""
-        readers: set[str] = set()
+    async def readers_by_ticket(self, ticket_ids: list[int]) -> dict[int, set[str]]:
+        """Per ticket, every reader key that may hold Redis state about it: the users
+        of its shop and the agents with a cursor on it."""
+        out: dict[int, set[str]] = {t: set() for t in ticket_ids}
         async with self.engine.connect() as conn:
-            for chunk in _chunks(ticket_ids, 1000):
-                readers.update(r[0] for r in await conn.execute(
-                    select(read_cursors.c.reader).where(read_cursors.c.ticket_id.in_(chunk)).distinct()))
-                shop_ids = [r[0] for r in await conn.execute(
-                    select(tickets.c.shop_id).where(tickets.c.id.in_(chunk)).distinct())]
-                readers.update(f"c:{r[0]}:{r[1]}" for r in await conn.execute(
-                    select(customers.c.shop_id, customers.c.user_id).where(customers.c.shop_id.in_(shop_ids))))
-        return readers
+            shop_of = {r[0]: r[1] for r in await conn.execute(
+                select(tickets.c.id, tickets.c.shop_id).where(tickets.c.id.in_(ticket_ids)))}
+            users: dict[str, list[str]] = {}
+            for shop_id, user_id in await conn.execute(
+                    select(customers.c.shop_id, customers.c.user_id)
+                    .where(customers.c.shop_id.in_(set(shop_of.values())))):
+                users.setdefault(shop_id, []).append(f"c:{shop_id}:{user_id}")
+            for ticket_id, reader in await conn.execute(
+                    select(read_cursors.c.ticket_id, read_cursors.c.reader)
+                    .where(read_cursors.c.ticket_id.in_(ticket_ids))):
+                out[ticket_id].add(reader)
+        for ticket_id, shop_id in shop_of.items():
+            out[ticket_id].update(users.get(shop_id, ()))
+        return out
 
-    async def purge_tickets(self, ticket_ids: list[int]) -> int:
-        """Delete the tickets with their messages, cursors and outbox rows, in
-        bounded batches; returns the number of messages deleted."""
+    async def purge_tickets(self, ticket_ids: list[int], sizes: dict[int, int]) -> int:
+        """Delete the tickets with their messages, cursors and outbox rows; returns
+        the number of messages deleted. Small tickets go together, a big one in seq
+        ranges, so no statement deletes more than about `batch` messages."""
         deleted = 0
-        for ticket_id in ticket_ids:
-            async with self.engine.connect() as conn:
-                top = (await conn.execute(select(func.max(messages.c.seq))
-                                          .where(messages.c.ticket_id == ticket_id))).scalar()
-            low = 0
-            while top is not None and low < top:
-                high = low + self.batch
+        for ticket_id in [t for t in ticket_ids if sizes.get(t, 0) > self.batch]:
+            for low in range(0, sizes[ticket_id], self.batch):
                 async with self.engine.begin() as conn:
                     result = await conn.execute(delete(messages).where(and_(
-                        messages.c.ticket_id == ticket_id, messages.c.seq > low, messages.c.seq <= high)))
+                        messages.c.ticket_id == ticket_id, messages.c.seq > low,
+                        messages.c.seq <= low + self.batch)))
                     deleted += result.rowcount or 0
-                low = high
-            async with self.engine.begin() as conn:
-                await conn.execute(delete(read_cursors).where(read_cursors.c.ticket_id == ticket_id))
-                await conn.execute(delete(outbox).where(outbox.c.ticket_id == ticket_id))
-                # Messages that arrived meanwhile (none can: the ticket is closed) go too.
-                deleted += (await conn.execute(delete(messages).where(messages.c.ticket_id == ticket_id))).rowcount or 0
-                await conn.execute(delete(tickets).where(tickets.c.id == ticket_id))
+        async with self.engine.begin() as conn:
+            # Whatever is left (small tickets, and anything past a big one's last seq).
+            deleted += (await conn.execute(delete(messages).where(messages.c.ticket_id.in_(ticket_ids)))).rowcount or 0
+            await conn.execute(delete(read_cursors).where(read_cursors.c.ticket_id.in_(ticket_ids)))
+            await conn.execute(delete(outbox).where(outbox.c.ticket_id.in_(ticket_ids)))
+            await conn.execute(delete(tickets).where(tickets.c.id.in_(ticket_ids)))
         return deleted
 
     async def erase_shop_rows(self, shop: str) -> None:
@@ -209,12 +230,14 @@ async def publish_steps(node: Node, steps: list[Step]) -> None:
 
 
 async def purge(node: Node, lifecycle: Lifecycle, plan: PurgePlan) -> int:
-    """Carry out a plan everywhere: database, files, Redis."""
-    if not plan.tickets:
-        return 0
-    readers = await lifecycle.readers_of(plan.tickets)
-    files = await node.attachments.purge_tickets(plan.tickets)
-    deleted = await lifecycle.purge_tickets(plan.tickets)
-    await node.forget_tickets(plan.tickets, readers)
-    log.info("retention.purged", extra={"tickets": len(plan.tickets), "messages": deleted, "files": files})
+    """Carry out a plan everywhere, a bounded chunk at a time: Redis state first, then
+    files, then rows — if anything fails, the rows are still there and a rerun
+    finishes the job."""
+    deleted = files = 0
+    for chunk in plan.chunks(lifecycle.batch):
+        await node.forget_tickets(await lifecycle.readers_by_ticket(chunk))
+        files += await node.attachments.purge_tickets(chunk)
+        deleted += await lifecycle.purge_tickets(chunk, plan.sizes)
+    if plan.tickets:
+        log.info("retention.purged", extra={"tickets": len(plan.tickets), "messages": deleted, "files": files})
     return deleted

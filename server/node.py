@@ -369,21 +369,13 @@ class Node:
             return found
         return [replace(m, attachments=tuple(entries[m.id])) if m.id in entries else m for m in found]
 
-    async def forget_tickets(self, ticket_ids: list[int], readers: Iterable[str]) -> None:
-        """Every Redis key about purged tickets goes (no badge may point at them)."""
-        known = set(readers)
-        for ticket_id in ticket_ids:
-            members = await self.redis.smembers(self.keys.readers(ticket_id))
-            known.update(m.decode() if isinstance(m, bytes) else m for m in members)
-        known.discard("_")
-        gone = set(ticket_ids)
-        before = {reader: await self.live.book.snapshot(reader) for reader in known}
-        await self.live.book.forget_tickets(ticket_ids, known)
-        for reader, snapshot in before.items():
-            pointed = {t: 0 for t, n in snapshot.counts.items() if t in gone and n}
-            if pointed:
-                rest = [n for t, n in snapshot.counts.items() if t not in gone]
-                await self.publish_unread(reader, pointed, any(rest))
+    async def forget_tickets(self, readers_by_ticket: dict[int, set[str]]) -> None:
+        """Every Redis key about purged tickets goes; a reader whose badge pointed at
+        one of them hears its new state."""
+        pointed = await self.live.book.forget_tickets(readers_by_ticket)
+        for reader, gone in pointed.items():
+            snapshot = await self.live.book.snapshot(reader)
+            await self.publish_unread(reader, dict.fromkeys(gone, 0), snapshot.badge)
 
     async def session_opened(self, session: Session) -> None:
         await self.live.connected(session)

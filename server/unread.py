@@ -227,18 +227,34 @@ class UnreadBook:
         _, counts = parse_book(await self.redis.hgetall(self.keys.unread(reader)))
         return Snapshot(counts)
 
-    async def forget_tickets(self, ticket_ids: Iterable[int], readers: Iterable[str]) -> None:
-        """Remove every trace of purged tickets (no badge may point at them)."""
-        ids = list(ticket_ids)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for reader in readers:
-                book = self.keys.unread(reader)
-                for ticket_id in ids:
-                    pipe.hdel(book, f"c:{ticket_id}", f"n:{ticket_id}")
-                    pipe.delete(f"{book}:{ticket_id}")
-            for ticket_id in ids:
-                pipe.delete(self.keys.readers(ticket_id))
-            await pipe.execute()
+    async def forget_tickets(self, readers_by_ticket: dict[int, set[str]]) -> dict[str, list[int]]:
+        """Remove every trace of purged tickets (no badge may point at them), in
+        bounded pipelines. `readers_by_ticket`: who may hold state about each ticket
+        (the database's view); the ticket's reader set in Redis adds the rest.
+        Returns, per reader, the purged tickets it still counted as unread."""
+        pointed: dict[str, list[int]] = {}
+        for ticket_id, readers in readers_by_ticket.items():
+            members = await self.redis.smembers(self.keys.readers(ticket_id))
+            everyone = (set(readers) | {_text(m) for m in members}) - {BUILT}
+            ordered = sorted(everyone)
+            for start in range(0, len(ordered), _PIPELINE):
+                chunk = ordered[start:start + _PIPELINE]
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for reader in chunk:
+                        book = self.keys.unread(reader)
+                        pipe.hget(book, f"n:{ticket_id}")
+                        pipe.hdel(book, f"c:{ticket_id}", f"n:{ticket_id}")
+                        pipe.delete(f"{book}:{ticket_id}")
+                    results = await pipe.execute()
+                for i, reader in enumerate(chunk):
+                    count = results[3 * i]
+                    if count is not None and int(count) > 0:
+                        pointed.setdefault(reader, []).append(ticket_id)
+            await self.redis.delete(self.keys.readers(ticket_id))
+        return pointed
+
+
+_PIPELINE = 500  # readers per pipeline: memory stays bounded whatever the backlog
 
 
 def _text(value: bytes | str) -> str:
