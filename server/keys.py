@@ -63,6 +63,10 @@ class Keys:
         """Set while a customer's record is fresh in the database (an hour)."""
         return f"{self.prefix}seen:{reader}"
 
+    def penalty(self, reader: str) -> str:
+        """Set while a user closed for abuse cools down."""
+        return f"{self.prefix}penalty:{reader}"
+
     def connections(self, reader: str) -> str:
         return f"{self.prefix}conns:{reader}"
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from redis.exceptions import RedisError
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 _REDIS_DOWN = (RedisError, OSError, TimeoutError)
+ABUSE_COOLDOWN = timedelta(seconds=10)
 
 
 class LiveState:
@@ -150,14 +152,21 @@ class LiveState:
             pass
         return self._agents_online
 
-    async def admit(self, principal: Principal, conn_id: str) -> bool:
-        """Count the connection against its user's limit (fails open without Redis)."""
+    async def admit(self, principal: Principal, conn_id: str) -> float:
+        """Count the connection against its user's limit: 0.0, or the seconds to wait
+        (fails open without Redis)."""
         try:
             return await self.connections.open(principal.key, conn_id, self.node.now(),
                                                self.node.settings.limits.user_connections)
         except _REDIS_DOWN as exc:
             log.warning("connections.unavailable", extra={"error": repr(exc)})
-            return True
+            return 0.0
+
+    async def penalize(self, principal: Principal) -> None:
+        try:
+            await self.connections.penalize(principal.key, ABUSE_COOLDOWN)
+        except _REDIS_DOWN as exc:
+            log.warning("connections.unavailable", extra={"error": repr(exc)})
 
     async def connected(self, session: Session) -> None:
         principal = session.principal

@@ -13,7 +13,7 @@ import contextlib
 import logging
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -93,6 +93,7 @@ class Node:
         self._inbox_wakeup = asyncio.Event()
         self.draining = False
         self._all_closed = asyncio.Event()
+        self._detached: set[asyncio.Task[None]] = set()
         self.live = LiveState(self)
         self.policy = settings.policy()
         self.limiter = RateLimiter(redis, keys, settings.limits)
@@ -105,6 +106,12 @@ class Node:
     async def _after_redis_returned(self) -> None:
         await self.catch_up_all()
         await self.live.rebuild_local_readers()
+
+    def detach(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run a short task that outlives the connection that started it."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._detached.add(task)
+        task.add_done_callback(self._detached.discard)
 
     def new_conn_id(self) -> str:
         return f"{self.node_id}:{uuid.uuid4().hex[:12]}"

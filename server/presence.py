@@ -197,6 +197,8 @@ class Presence:
 # so a killed node's connections stop counting after the TTL.
 _CONNECT = """
 local key, conn, now, expires, limit = KEYS[1], ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
+local penalty = redis.call('PTTL', KEYS[2])
+if penalty > 0 then return -penalty end
 local live = 0
 local fields = redis.call('HGETALL', key)
 for i = 1, #fields, 2 do
@@ -216,12 +218,21 @@ class Connections:
         self.ttl = ttl
         self._connect = redis.register_script(_CONNECT)
 
-    async def open(self, reader: str, conn_id: str, now: datetime, limit: int) -> bool:
-        """Count a new connection of `reader`; False when the user already has `limit`."""
+    async def open(self, reader: str, conn_id: str, now: datetime, limit: int) -> float:
+        """Count a new connection of `reader`: 0.0 when admitted, else the seconds to
+        wait (the user already has `limit` connections, or is cooling down after
+        being closed for abuse)."""
         expires = (now + self.ttl).timestamp()
-        result = await self._connect(keys=[self.keys.connections(reader)],
-                                     args=[conn_id, now.timestamp(), expires, limit])
-        return int(result) > 0
+        result = int(await self._connect(keys=[self.keys.connections(reader), self.keys.penalty(reader)],
+                                         args=[conn_id, now.timestamp(), expires, limit]))
+        if result > 0:
+            return 0.0
+        return -result / 1000 if result < -1 else 30.0
+
+    async def penalize(self, reader: str, cooldown: timedelta) -> None:
+        """After closing a connection for abuse: refuse the user's hellos for a while,
+        before they cost a database query (a flood that reconnects stays cheap)."""
+        await self.redis.set(self.keys.penalty(reader), "1", px=int(cooldown.total_seconds() * 1000))
 
     async def close(self, reader: str, conn_id: str) -> None:
         await self.redis.hdel(self.keys.connections(reader), conn_id)

@@ -126,8 +126,11 @@ class Session(Delivery):
         limited.append(now)
         while limited and now - limited[0] > 60:
             limited.popleft()
-        if len(limited) > self.settings.max_rate_limited:
+        if len(limited) > self.settings.max_rate_limited and self.close_code is None:
             self.close(CLOSE_RATE_LIMITED, "rate limited too often; slow down")
+            if self.principal is not None:
+                # Outlives this connection: the cooldown is the point.
+                self.node.detach(self.node.live.penalize(self.principal))
 
     async def _charge(self, *buckets: tuple[str, str, Limit | None]) -> None:
         wait = await self.node.limiter.check(int(self.node.now().timestamp() * 1000), *buckets)
@@ -144,10 +147,11 @@ class Session(Delivery):
             self.send(error_frame(err, ref))
             self.close(CLOSE_UNAUTHORIZED, err.message[:100])
             return
-        if not await node.live.admit(principal, self.conn_id):
-            self.send(error_frame(RateLimited("too many open connections for this user; close some tabs",
-                                              retry_after=30.0), ref))
-            self.close(CLOSE_RATE_LIMITED, "too many connections")
+        wait = await node.live.admit(principal, self.conn_id)
+        if wait > 0:
+            self.send(error_frame(RateLimited("too many connections for this user, or too many requests; "
+                                              f"retry in {wait:g} s", retry_after=round(wait, 3)), ref))
+            self.close(CLOSE_RATE_LIMITED, "too many connections or requests")
             return
         self.admitted = True
         self.principal = principal

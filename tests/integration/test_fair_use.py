@@ -84,6 +84,15 @@ async def test_persistent_abuse_closes_with_4429(limited, clients, tokens, shop)
     assert await customer.wait_closed(timeout=20) == 4429
     errors = customer.pending("error")
     assert errors and all(e["code"] == "rate_limited" and e["retry_after"] > 0 for e in errors)
+    # Reconnecting at once does not help: the user cools down first (cheaply, before
+    # any database work), on every node.
+    for node in limited:
+        again = await Client.connect(node.url)
+        clients.append(again)
+        await again.send({"type": "hello", "token": tokens.customer(shop)})
+        refused = await again.expect("error")
+        assert refused["code"] == "rate_limited" and 0 < refused["retry_after"] <= 10
+        assert await again.wait_closed() == 4429
 
 
 async def test_connections_per_user_are_limited_across_nodes(limited, clients, tokens, shop):
