@@ -79,18 +79,18 @@ class LiveState:
             log.warning("unread.redis_unavailable", extra={"error": repr(exc)})
 
     async def after_message(self, message: Message, author: str, who: str = "all") -> None:
-        """Count the message for every other reader (`who`: all, customers, agents)
-        and tell their connections."""
+        """Count a message already published for every other reader (`who`: all,
+        customers, agents) and tell their connections."""
+        item = ("", b"", message.ticket, message.seq, author, who)
         try:
-            grown = await self.book.on_message(message.ticket, message.seq, author, who)
-            if grown is None:
+            grown, rebuild = await self.book.publish_and_count(self.node.node_id, [item])
+            if rebuild:
                 await self.book.set_readers(message.ticket, await self.node.store.ticket_readers(message.ticket))
-                grown = await self.book.on_message(message.ticket, message.seq, author, who) or {}
+                grown, _ = await self.book.publish_and_count(self.node.node_id, [item])
         except _REDIS_DOWN as exc:
             log.warning("unread.count_failed", extra={"ticket_id": message.ticket, "error": repr(exc)})
             return
-        for reader, count in grown.items():
-            await self.node.publish_unread(reader, {message.ticket: count}, True)
+        self.node.dispatch_unread(grown)
 
     async def after_read(self, principal: Principal, ticket_id: int, cursor: int, *, origin: str | None = None,
                          ref: object = None) -> None:

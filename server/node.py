@@ -194,14 +194,18 @@ class Node:
         except (RedisError, OSError) as exc:
             log.warning("bus.batch_failed", extra={"messages": len(items), "error": repr(exc)})
             return
-        for reader, ticket_id, count in grown:
-            frame = {"type": "unread", "tickets": {str(ticket_id): count}, "badge": True}
-            self.bus.dispatch(self.keys.reader_channel(reader), {"k": "unread", "f": frame})
+        self.dispatch_unread(grown)
         for ticket_id in set(rebuild):
             for _shop, message, _origin, author in items:
                 if message.ticket == ticket_id:
                     await self.live.after_message(message, author,
                                                   "customers" if self.is_held(message) else "all")
+
+    def dispatch_unread(self, grown: list[tuple[str, int, int]]) -> None:
+        """Unread counts that grew: Redis already told the other nodes; tell this one."""
+        for reader, ticket_id, count in grown:
+            frame = {"type": "unread", "tickets": {str(ticket_id): count}, "badge": True}
+            self.bus.dispatch(self.keys.reader_channel(reader), {"k": "unread", "f": frame})
 
     async def publish_release(self, shop_id: str, message: Message) -> None:
         """A message held for working hours goes to the agents now."""

@@ -25,39 +25,11 @@ from server.keys import Keys
 
 BUILT = "_"
 
-# KEYS: readers set. ARGV: prefix, ticket, seq, author reader key, who (all |
-# customers | agents: a message held for working hours counts for agents later).
-# Returns {"rebuild"} when the readers set must be rebuilt, else a flat list of
-# reader, count pairs for the readers whose unread grew.
-_ON_MESSAGE = """
-local readers = KEYS[1]
-if redis.call('SISMEMBER', readers, '_') == 0 then return {'rebuild'} end
-local prefix, ticket, seq, author, who = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
-local out = {}
-for _, reader in ipairs(redis.call('SMEMBERS', readers)) do
-  local side = string.sub(reader, 1, 2)
-  local wanted = who == 'all' or (who == 'customers' and side == 'c:') or (who == 'agents' and side == 'a:')
-  if reader ~= '_' and reader ~= author and wanted then
-    local book = prefix .. 'unread:' .. reader
-    if redis.call('HEXISTS', book, '_') == 1 then
-      local cursor = tonumber(redis.call('HGET', book, 'c:' .. ticket) or '0')
-      if seq > cursor then
-        local set = book .. ':' .. ticket
-        redis.call('ZADD', set, seq, seq)
-        local n = redis.call('ZCARD', set)
-        redis.call('HSET', book, 'n:' .. ticket, n)
-        table.insert(out, reader)
-        table.insert(out, n)
-      end
-    end
-  end
-end
-return out
-"""
-
-# One call per committed batch of messages: publish each to its channel and count it
-# for every other reader, publishing their new unread state too. ARGV: prefix,
-# node id, then per message: channel, payload, ticket, seq, author, who.
+# One call per committed batch of messages: publish each to its channel (unless the
+# channel is empty: the caller published it already) and count it for every other
+# reader (`who`: all | customers | agents — a message held for working hours counts
+# for agents only when released), publishing their new unread state too. ARGV:
+# prefix, node id, then per message: channel, payload, ticket, seq, author, who.
 # Returns {grown (reader, ticket, count)…, tickets whose reader set must be rebuilt}.
 _AFTER_BATCH = """
 local prefix, node = ARGV[1], ARGV[2]
@@ -65,7 +37,7 @@ local grown, rebuild = {}, {}
 for i = 3, #ARGV, 6 do
   local channel, payload, ticket = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local seq, author, who = tonumber(ARGV[i + 3]), ARGV[i + 4], ARGV[i + 5]
-  redis.call('PUBLISH', channel, payload)
+  if channel ~= '' then redis.call('PUBLISH', channel, payload) end
   local readers = prefix .. 'readers:' .. ticket
   if redis.call('SISMEMBER', readers, '_') == 0 then
     table.insert(rebuild, ticket)
@@ -153,18 +125,8 @@ class UnreadBook:
     def __init__(self, redis: Redis, keys: Keys) -> None:
         self.redis = redis
         self.keys = keys
-        self._on_message = redis.register_script(_ON_MESSAGE)
         self._after_batch = redis.register_script(_AFTER_BATCH)
         self._sync = redis.register_script(_SYNC)
-
-    async def on_message(self, ticket_id: int, seq: int, author: str, who: str = "all") -> dict[str, int] | None:
-        """Count a new message for every other reader. None: the ticket's reader set
-        is gone and must be rebuilt (then call again)."""
-        result = await self._on_message(keys=[self.keys.readers(ticket_id)],
-                                        args=[self.keys.prefix, ticket_id, seq, author, who])
-        if result and _text(result[0]) == "rebuild":
-            return None
-        return {_text(result[i]): int(result[i + 1]) for i in range(0, len(result), 2)}
 
     async def publish_and_count(self, node_id: str, items: list[tuple[str, bytes, int, int, str, str]]
                                 ) -> tuple[list[tuple[str, int, int]], list[int]]:
