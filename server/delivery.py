@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,7 +42,13 @@ class Follow:
 
 
 class Delivery:
-    """Outbox and delivery state of one connection (the protocol session extends it)."""
+    """Outbox and delivery state of one connection (the protocol session extends it).
+
+    Slots and lazily made containers: thousands of idle connections should cost
+    little (an empty asyncio.Event or deque alone is over half a kilobyte)."""
+
+    __slots__ = ("node", "codec", "conn_id", "settings", "principal", "feed", "follows", "unread", "ready",
+                 "_early", "_outbox", "_wake", "_drained", "on_close", "close_code", "close_reason", "_tasks")
 
     def __init__(self, node: Node, codec: Codec, conn_id: str) -> None:
         self.node = node
@@ -55,14 +60,15 @@ class Delivery:
         self.follows: dict[int, Follow] = {}
         self.unread: dict[int, int] = {}
         self.ready = False
-        self._early: list[tuple[str, Outgoing]] = []
-        self._outbox: deque[bytes] = deque()
-        self._wake = asyncio.Event()
+        self._early: list[tuple[str, Outgoing]] | None = None
+        self._outbox: list[bytes] = []
+        # The writer waits on this future while the outbox is empty.
+        self._wake: asyncio.Future[None] | None = None
         self._drained: asyncio.Event | None = None  # only while a long replay is paced
         self.on_close: Callable[[], object] | None = None
         self.close_code: int | None = None
         self.close_reason = ""
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[None]] | None = None
 
     @property
     def _is_agent(self) -> bool:
@@ -84,7 +90,12 @@ class Delivery:
             self.close(CLOSE_TRY_AGAIN, "too slow to keep up; reconnect and resume")
             return
         self._outbox.append(data)
-        self._wake.set()
+        self._signal()
+
+    def _signal(self) -> None:
+        wake = self._wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)
 
     async def enqueue_paced(self, data: bytes) -> None:
         """Enqueue a frame of a long replay, waiting for the writer instead of
@@ -99,7 +110,7 @@ class Delivery:
         if self.close_code is None:
             self.close_code = code
             self.close_reason = reason
-            self._wake.set()
+            self._signal()
             if self._drained is not None:
                 self._drained.set()
             if self.on_close is not None:
@@ -113,22 +124,25 @@ class Delivery:
             if self.close_code is not None and (self.close_code == CLOSE_TRY_AGAIN or not self._outbox):
                 return None
             if self._outbox:
-                batch = list(self._outbox)
-                self._outbox.clear()
+                batch, self._outbox = self._outbox, []
                 if self._drained is not None:
                     self._drained.set()
                 return batch
-            self._wake.clear()
-            await self._wake.wait()
+            self._wake = asyncio.get_running_loop().create_future()
+            try:
+                await self._wake
+            finally:
+                self._wake = None
 
     # -------------------------------------------------------------- delivery
     def deliver(self, source: str, out: Outgoing) -> None:
         """An event from the bus (local or another node) that may concern this session."""
         if not self.ready:
-            if len(self._early) >= self.settings.send_queue_max:
+            early = self._early = self._early if self._early is not None else []
+            if len(early) >= self.settings.send_queue_max:
                 self.close(CLOSE_TRY_AGAIN, "too slow to keep up; reconnect and resume")
             else:
-                self._early.append((source, out))
+                early.append((source, out))
             return
         principal = self.principal
         if principal is None:
@@ -263,11 +277,14 @@ class Delivery:
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coro)
+        if self._tasks is None:
+            self._tasks = set()
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
+        if self._tasks is not None:
+            self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("ws.task_failed", extra={"conn_id": self.conn_id}, exc_info=task.exception())
             self.close(CLOSE_TRY_AGAIN, "internal error; reconnect and resume")

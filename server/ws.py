@@ -67,6 +67,9 @@ class Session(Delivery):
         frames.Ping: "on_ping",
     }
 
+    __slots__ = ("limits", "channels", "presence_status", "admitted", "handling", "_bad", "_limited",
+                 "_typing_sent", "_sends")
+
     def __init__(self, node: Node, codec: Codec, conn_id: str) -> None:
         super().__init__(node, codec, conn_id)
         self.limits = node.limits
@@ -78,7 +81,7 @@ class Session(Delivery):
         self._bad: deque[float] | None = None
         self._limited: deque[float] | None = None
         self._typing_sent: dict[int, float] | None = None
-        self._sends: list[asyncio.Task[None]] = []
+        self._sends: list[asyncio.Task[None]] | None = None
 
     @property
     def counts_as_presence(self) -> bool:
@@ -225,7 +228,7 @@ class Session(Delivery):
         for ticket_id in denied:
             self.send(error_frame(Forbidden(f"resume: ticket {ticket_id} is not yours or does not exist")), ref)
         self.ready = True
-        early, self._early = self._early, []
+        early, self._early = self._early or [], None
         for source, out in early:
             self.deliver(source, out)
         await node.session_opened(self)
@@ -308,6 +311,8 @@ class Session(Delivery):
             await self._bound_in_flight()
             pending = node.writer.submit(principal, req.ticket, req.body, req.client_id, now, origin=self.conn_id)
             task = asyncio.ensure_future(self._complete_send(pending, ref))
+            if self._sends is None:
+                self._sends = []
             self._sends.append(task)
             task.add_done_callback(self._send_done)
             return
@@ -317,11 +322,11 @@ class Session(Delivery):
 
     async def _bound_in_flight(self) -> None:
         # At most this many sends of one connection wait for their commit at once.
-        while len(self._sends) >= MAX_SENDS_IN_FLIGHT:
+        while self._sends and len(self._sends) >= MAX_SENDS_IN_FLIGHT:
             await asyncio.wait({self._sends[0]})
 
     def _send_done(self, task: asyncio.Task[None]) -> None:
-        if task in self._sends:
+        if self._sends and task in self._sends:
             self._sends.remove(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("ws.send_failed", extra={"conn_id": self.conn_id}, exc_info=task.exception())
@@ -453,7 +458,7 @@ class Session(Delivery):
         self.send({"type": "pong", "now": self.node.now().isoformat()}, ref)
 
     async def finish(self) -> None:
-        for task in list(self._tasks):
+        for task in list(self._tasks or ()):
             task.cancel()
         self.node.forget(self)
         await self.node.session_closed(self)
