@@ -69,17 +69,18 @@ class Jobs:
     async def release_queue(self, now: datetime) -> int:
         node = self.node
         released = await queue.release_due(node.store.engine, now)
-        for ticket_id in released.tickets:
-            ticket = await node.store.get(ticket_id)
+        for ticket in await node.store.get_many(released.tickets):  # in release order
             await node.publish_ticket(ticket)
         by_ticket: dict[int, list[int]] = {}
         for ticket_id, seq in released.messages:
             by_ticket.setdefault(ticket_id, []).append(seq)
+        shop_of = {t.id: t.shop_id for t in await node.store.get_many(by_ticket)}
         for ticket_id, seqs in by_ticket.items():
-            ticket = await node.store.get(ticket_id)
+            if ticket_id not in shop_of:
+                continue  # purged meanwhile
             for message in await node.store.between(ticket_id, min(seqs) - 1, max(seqs)):
                 if message.seq in seqs:
-                    await node.publish_release(ticket.shop_id, message)
+                    await node.publish_release(shop_of[ticket_id], message)
             if ticket_id not in released.tickets:
                 node.inbox_touch(ticket_id)
         if released.tickets or released.messages:

@@ -92,18 +92,18 @@ class LiveState:
             return
         self.node.dispatch_unread(grown)
 
-    async def after_read(self, principal: Principal, ticket_id: int, cursor: int, *, origin: str | None = None,
+    async def after_read(self, principal: Principal, ticket_id: int, *, origin: str | None = None,
                          ref: object = None) -> None:
+        """The reader's cursor moved in the database: bring Redis along (the sync raises
+        the cursor and trims) and tell all of the reader's connections."""
         reader = principal.key
         try:
             if not await self.book.built(reader):
                 await self._rebuild(principal)
             if principal.is_agent:
                 await self.book.add_reader([ticket_id], reader)
-            state = await self.node.store.unread_state(principal, [ticket_id])
-            await self.book.sync(reader, state)
-            count = await self.book.read(reader, ticket_id, cursor)
-            snapshot = await self.book.snapshot(reader)
+            snapshot = await self.book.sync(reader, await self.node.store.unread_state(principal, [ticket_id]))
+            count = snapshot.counts.get(ticket_id, 0)
         except _REDIS_DOWN as exc:
             log.warning("unread.redis_unavailable", extra={"error": repr(exc)})
             counts = await self.node.store.unread(principal, await self._reader_tickets(principal))

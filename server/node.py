@@ -213,9 +213,16 @@ class Node:
         await self.live.after_message(message, message.author.key(shop_id), who="agents")
 
     async def agent_view(self, ticket: Ticket) -> dict[str, Any]:
-        view = ticket.public(for_agent=True)
-        view["customer_online"] = (await self.customers_online([ticket.shop_id])).get(ticket.shop_id)
-        return view
+        return (await self.agent_views([ticket]))[0]
+
+    async def agent_views(self, found: list[Ticket]) -> list[dict[str, Any]]:
+        online = await self.customers_online(t.shop_id for t in found)
+        views = []
+        for ticket in found:
+            view = ticket.public(for_agent=True)
+            view["customer_online"] = online.get(ticket.shop_id)
+            views.append(view)
+        return views
 
     async def publish_ticket(self, ticket: Ticket, *, inbox: bool = True, origin: str | None = None) -> None:
         frame = {"type": "ticket", "ticket": await self.agent_view(ticket)}
@@ -250,15 +257,14 @@ class Node:
             await self._inbox_wakeup.wait()
             self._inbox_wakeup.clear()
             pending, self._inbox_pending = list(self._inbox_pending), {}
-            for ticket_id in pending:
-                try:
-                    ticket = await self.store.get(ticket_id)
-                except Exception:
-                    log.exception("inbox.flush_failed", extra={"ticket_id": ticket_id})
-                    continue
-                if ticket.queued_until is None:
-                    frame = {"type": "ticket", "ticket": await self.agent_view(ticket)}
-                    await self.bus.publish(self.keys.inbox_channel, {"k": "ticket", "f": frame})
+            try:
+                # One query and one Redis round trip for every busy ticket of the second.
+                found = [t for t in await self.store.get_many(pending) if t.queued_until is None]
+                for view in await self.agent_views(found):
+                    await self.bus.publish(self.keys.inbox_channel, {"k": "ticket", "f": {"type": "ticket",
+                                                                                          "ticket": view}})
+            except Exception:
+                log.exception("inbox.flush_failed", extra={"tickets": len(pending)})
             await asyncio.sleep(interval)
 
     # ---------------------------------------------------------------- shops
@@ -349,14 +355,6 @@ class Node:
             changes["sla_due_at"] = self.policy.due(changes["severity"], ticket.created_at)
             changes["sla_warning_at"] = self.policy.warning(changes["severity"], ticket.created_at)
         return changes, notes
-
-    # ---------------------------------------------------------------- unread
-    async def after_read(self, principal: Principal, ticket_id: int, cursor: int, *, origin: str | None = None,
-                         ref: object = None) -> None:
-        await self.live.after_read(principal, ticket_id, cursor, origin=origin, ref=ref)
-
-    async def after_message(self, message: Message, author: str) -> None:
-        await self.live.after_message(message, author)
 
     # --------------------------------------------------------------- presence
     async def set_presence(self, principal: Principal, conn_id: str, status: str) -> None:

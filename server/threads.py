@@ -261,6 +261,15 @@ class ThreadStore:
             raise NotFound(f"ticket {ticket_id} does not exist")
         return _ticket(row)
 
+    async def get_many(self, ticket_ids: Iterable[int]) -> list[Ticket]:
+        """The tickets that still exist, in the order asked for."""
+        ids = list(ticket_ids)
+        if not ids:
+            return []
+        async with self.engine.connect() as conn:
+            found = {r[0]: _ticket(r) for r in await conn.execute(_ticket_select().where(tickets.c.id.in_(ids)))}
+        return [found[i] for i in ids if i in found]
+
     async def get_for(self, principal: Principal, ticket_id: int) -> Ticket:
         ticket = await self.get(ticket_id)
         check_access(principal, ticket.shop_id)

@@ -384,8 +384,8 @@ class Session(Delivery):
     async def on_read(self, req: frames.Read, ref: object) -> None:
         principal = self._me()
         node = self.node
-        cursor = await node.store.read(principal, req.ticket, req.seq, node.now())
-        await node.after_read(principal, req.ticket, cursor, origin=self.conn_id, ref=ref)
+        await node.store.read(principal, req.ticket, req.seq, node.now())
+        await node.live.after_read(principal, req.ticket, origin=self.conn_id, ref=ref)
 
     async def on_typing(self, req: frames.Typing, ref: object) -> None:
         principal = self._me()
@@ -442,7 +442,7 @@ class Session(Delivery):
             await node.publish_ticket(ticket)
             for message in added:
                 await node.publish_message(ticket.shop_id, message, origin=None)
-                await node.after_message(message, "system")
+                await node.live.after_message(message, "system")
         self.send({"type": "ticket", "ticket": (await self._views([ticket]))[0]}, ref)
 
     async def on_presence(self, req: frames.Presence, ref: object) -> None:
