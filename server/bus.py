@@ -1,9 +1,11 @@
 """Fan-out between server nodes over Redis pub/sub.
 
 One subscriber connection per node. A node subscribes to a channel when its first
-local listener needs it and drops it when the last one leaves. `publish` delivers to
-the local listeners at once and sends the event to Redis for the other nodes; a node
-ignores its own events coming back. Events travel as msgpack.
+local connection needs it and drops it when the last one leaves. Every event, local
+or from Redis, goes to one `route(channel, event)` callback (the node knows which of
+its connections listen where). `publish` routes locally at once and sends the event
+to Redis for the other nodes; a node ignores its own events coming back. Events
+travel as msgpack.
 
 When the subscriber connection breaks (Redis restarted, network cut) the bus
 reconnects with capped backoff, re-subscribes every channel its listeners need and
@@ -28,7 +30,7 @@ from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
 
-Listener = Callable[[dict[str, Any]], None]
+Route = Callable[[str, dict[str, Any]], None]
 _SUBSCRIBE_WAIT = 5.0
 _PING_EVERY = 10.0
 _DEAD_AFTER = 25.0
@@ -40,7 +42,10 @@ class Bus:
         self._redis = redis
         self._subscriber = subscriber
         self.node_id = node_id
-        self._listeners: dict[str, set[Listener]] = {}
+        self.route: Route = _nowhere
+        # The channels wanted: a plain set, so thousands of idle connections' channels
+        # cost one entry each.
+        self._channels: set[str] = set()
         self._confirmed: set[str] = set()
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._pubsub: Any = None
@@ -55,11 +60,13 @@ class Bus:
         return self._connected.is_set()
 
     # ------------------------------------------------------------ subscribing
-    async def subscribe(self, channel: str, listener: Listener) -> None:
-        """Add a local listener; returns once Redis confirmed the subscription
-        (or at once while Redis is unreachable: the reconnect will subscribe)."""
-        listeners = self._listeners.setdefault(channel, set())
-        listeners.add(listener)
+    def __contains__(self, channel: str) -> bool:
+        return channel in self._channels
+
+    async def subscribe(self, channel: str) -> None:
+        """Want `channel`; returns once Redis confirmed the subscription (or at once
+        while Redis is unreachable: the reconnect will subscribe)."""
+        self._channels.add(channel)
         if channel in self._confirmed:
             return
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -88,30 +95,22 @@ class Bus:
             if not waiters:
                 del self._waiters[channel]
 
-    def unsubscribe(self, channel: str, listener: Listener) -> None:
-        listeners = self._listeners.get(channel)
-        if not listeners:
+    def unsubscribe(self, channel: str) -> None:
+        if channel not in self._channels:
             return
-        listeners.discard(listener)
-        if listeners:
-            return
-        del self._listeners[channel]
+        self._channels.discard(channel)
         self._confirmed.discard(channel)
         if self._pubsub is not None and self.connected:
             task = asyncio.get_running_loop().create_task(self._unsubscribe(channel))
             task.add_done_callback(_log_task_failure)
 
     async def _unsubscribe(self, channel: str) -> None:
-        if channel in self._listeners:  # someone subscribed again meanwhile
+        if channel in self._channels:  # wanted again meanwhile
             return
         try:
             await self._pubsub.unsubscribe(channel)
         except (RedisError, OSError, AttributeError):
             pass  # the reconnect path only re-subscribes channels still listened to
-
-    @property
-    def channels(self) -> set[str]:
-        return set(self._listeners)
 
     # ------------------------------------------------------------- publishing
     async def publish(self, channel: str, event: dict[str, Any]) -> None:
@@ -129,11 +128,10 @@ class Bus:
             log.warning("bus.publish_failed", extra={"channel": channel, "error": repr(exc)})
 
     def dispatch(self, channel: str, event: dict[str, Any]) -> None:
-        for listener in tuple(self._listeners.get(channel, ())):
-            try:
-                listener(event)
-            except Exception:
-                log.exception("bus.listener_failed", extra={"channel": channel})
+        try:
+            self.route(channel, event)
+        except Exception:
+            log.exception("bus.listener_failed", extra={"channel": channel})
 
     # ----------------------------------------------------------------- reader
     async def run(self) -> None:
@@ -170,9 +168,9 @@ class Bus:
         # Wait until Redis confirmed every channel, so that nothing published from
         # here on is missed, then let the connections catch up from the database.
         deadline = time.monotonic() + _SUBSCRIBE_WAIT
-        while time.monotonic() < deadline and self.connected and not set(self._listeners) <= self._confirmed:
+        while time.monotonic() < deadline and self.connected and not self._channels <= self._confirmed:
             waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            pending = next(iter(set(self._listeners) - self._confirmed))
+            pending = next(iter(self._channels - self._confirmed))
             self._waiters.setdefault(pending, []).append(waiter)
             try:
                 await asyncio.wait_for(waiter, max(0.01, deadline - time.monotonic()))
@@ -180,7 +178,7 @@ class Bus:
                 break
             finally:
                 self._forget_waiter(pending, waiter)
-        log.info("bus.resubscribed", extra={"channels": len(self._listeners)})
+        log.info("bus.resubscribed", extra={"channels": len(self._channels)})
         if self.on_resubscribed is not None:
             await self.on_resubscribed()
 
@@ -188,7 +186,7 @@ class Bus:
         pubsub = self._subscriber.pubsub()
         await pubsub.ping()  # opens the connection; raises if Redis is unreachable
         self._pubsub = pubsub
-        channels = list(self._listeners)
+        channels = list(self._channels)
         if channels:
             await pubsub.subscribe(*channels)
         self._connected.set()
@@ -240,6 +238,10 @@ class Bus:
     async def stop(self) -> None:
         self._stopping = True
         await self._close_pubsub()
+
+
+def _nowhere(channel: str, event: dict[str, Any]) -> None:
+    pass
 
 
 def _text(value: bytes | str) -> str:

@@ -87,7 +87,9 @@ class Node:
         self.departments = settings.department_list()
         self.node_id = bus.node_id
         self.sessions: set[Session] = set()
-        self._by_channel: dict[str, set[Session]] = {}
+        # Channel → its local sessions: the session itself while it is the only one
+        # (most channels: a shop's or reader's), a set from the second on.
+        self._by_channel: dict[str, Session | set[Session]] = {}
         self._seen_customers: OrderedDict[str, float] = OrderedDict()
         self._inbox_pending: dict[int, None] = {}
         self._inbox_wakeup = asyncio.Event()
@@ -102,6 +104,7 @@ class Node:
         self.writer = MessageWriter(store, self.policy.hold, after_commit=self.publish_batch,
                                     concurrency=settings.writer_concurrency)
         self.bus.on_resubscribed = self._after_redis_returned
+        self.bus.route = self.route
 
     async def _after_redis_returned(self) -> None:
         await self.catch_up_all()
@@ -123,41 +126,47 @@ class Node:
     async def listen(self, session: Session, channel: str) -> None:
         members = self._by_channel.get(channel)
         if members is None:
-            members = self._by_channel[channel] = set()
+            self._by_channel[channel] = session
+        elif isinstance(members, set):
             members.add(session)
-            await self.bus.subscribe(channel, self._router(channel))
-        else:
-            members.add(session)
-            if channel not in self.bus.channels:
-                await self.bus.subscribe(channel, self._router(channel))
+        elif members is not session:
+            self._by_channel[channel] = {members, session}
+        # Returns at once when Redis already confirmed the channel; otherwise waits
+        # for the confirmation (whoever asked first), so nothing published after
+        # this returns is missed.
+        await self.bus.subscribe(channel)
 
     def forget(self, session: Session) -> None:
-        for channel in list(session.channels):
+        for channel in session.channels:
             members = self._by_channel.get(channel)
-            if members is None:
+            if isinstance(members, set):
+                members.discard(session)
+                if len(members) > 1:
+                    continue
+                if members:
+                    self._by_channel[channel] = next(iter(members))
+                    continue
+            elif members is not session:
                 continue
-            members.discard(session)
-            if not members:
-                del self._by_channel[channel]
-                self.bus.unsubscribe(channel, self._router(channel))
-        session.channels.clear()
+            del self._by_channel[channel]
+            self.bus.unsubscribe(channel)
+        session.channels = ()
         self.sessions.discard(session)
         if not self.sessions:
             self._all_closed.set()
 
-    def _router(self, channel: str) -> Any:
-        # One bound listener per channel; equality by channel keeps unsubscribe simple.
-        return _ChannelRouter(self, channel)
-
     def route(self, channel: str, event: dict[str, Any]) -> None:
         members = self._by_channel.get(channel)
-        if not members:
+        if members is None:
             return
         source = _source_of(channel, self.keys)
         out = Outgoing(kind=event.get("k", ""), frame=event["f"], origin=event.get("o"),
                        extra=event.get("x") or {})
-        for session in tuple(members):
-            session.deliver(source, out)
+        if isinstance(members, set):
+            for session in tuple(members):
+                session.deliver(source, out)
+        else:
+            members.deliver(source, out)
 
     async def catch_up_all(self) -> None:
         """After Redis came back: every session fetches what it missed from the database."""
@@ -414,23 +423,6 @@ class Node:
             return await self.live.presence.customers_online(shop_ids, self.now())
         except (RedisError, OSError):
             return {}
-
-
-class _ChannelRouter:
-    __slots__ = ("node", "channel")
-
-    def __init__(self, node: Node, channel: str) -> None:
-        self.node = node
-        self.channel = channel
-
-    def __call__(self, event: dict[str, Any]) -> None:
-        self.node.route(self.channel, event)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, _ChannelRouter) and other.node is self.node and other.channel == self.channel
-
-    def __hash__(self) -> int:
-        return hash(self.channel)
 
 
 def _source_of(channel: str, keys: Keys) -> str:

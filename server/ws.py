@@ -67,16 +67,15 @@ class Session(Delivery):
         frames.Ping: "on_ping",
     }
 
-    __slots__ = ("limits", "channels", "presence_status", "admitted", "handling", "_bad", "_limited",
+    __slots__ = ("limits", "channels", "presence_status", "admitted", "_bad", "_limited",
                  "_typing_sent", "_sends")
 
     def __init__(self, node: Node, codec: Codec, conn_id: str) -> None:
         super().__init__(node, codec, conn_id)
         self.limits = node.limits
-        self.channels: set[str] = set()
+        self.channels: tuple[str, ...] = ()  # a handful at most: a tuple is the smallest
         self.presence_status = "online"
         self.admitted = False
-        self.handling = False
         # Rarely needed: created on first use (an idle connection stays small).
         self._bad: deque[float] | None = None
         self._limited: deque[float] | None = None
@@ -252,8 +251,9 @@ class Session(Delivery):
 
     async def _listen(self, *channels: str) -> None:
         """Subscribe (all at once: one round trip to Redis, not one per channel)."""
-        self.channels.update(channels)
-        await asyncio.gather(*(self.node.listen(self, channel) for channel in channels))
+        new = tuple(c for c in dict.fromkeys(channels) if c not in self.channels)
+        self.channels += new
+        await asyncio.gather(*(self.node.listen(self, channel) for channel in new))
 
     # -------------------------------------------------------------- tickets
     def _me(self) -> Principal:
@@ -485,16 +485,12 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     await websocket.accept(subprotocol=subprotocol)
     session = Session(node, codec, node.new_conn_id())
     node.sessions.add(session)
+    # This coroutine reads; one task writes. (Two tasks and an asyncio.wait per
+    # connection cost over a kilobyte each of thousands of idle connections.)
     writer = asyncio.ensure_future(_write(websocket, session))
-    reader = asyncio.ensure_future(_read(websocket, session))
-    # Once the session decides to close, stop waiting for the client (a handler that is
-    # running finishes first: the loop then sees the close); the writer sends what is
-    # due and the close frame (see below).
-    session.on_close = lambda: None if session.handling else reader.cancel()
     try:
-        await asyncio.wait({writer, reader}, return_when=asyncio.FIRST_COMPLETED)
+        await _read(websocket, session)
     finally:
-        reader.cancel()
         if not writer.done():
             session.close(session.close_code or 1000)
             # The writer sends what is due and the close frame as soon as the socket
@@ -508,18 +504,41 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
 
 
 async def _read(websocket: WebSocket, session: Session) -> None:
+    """Feed the session from the socket until either side closes.
+
+    Once the session decides to close (or the writer fails), the wait for the
+    client's next frame is cancelled: the loop stops without waiting for a client
+    that may never send again. A handler that is running finishes first."""
+    task = asyncio.current_task()
+    assert task is not None
+    waiting = False
+
+    def stop_waiting() -> None:
+        if waiting:
+            task.cancel()
+
+    session.on_close = stop_waiting
     deadline = asyncio.get_running_loop().time() + session.settings.hello_timeout.total_seconds()
     try:
         while session.close_code is None:
-            if session.principal is None:
-                left = deadline - asyncio.get_running_loop().time()
-                try:
-                    message = await asyncio.wait_for(websocket.receive(), max(0.0, left))
-                except TimeoutError:
-                    session.close(CLOSE_HELLO_TIMEOUT, "no hello in time")
-                    return
-            else:
-                message = await websocket.receive()
+            waiting = True
+            try:
+                if session.principal is None:
+                    left = deadline - asyncio.get_running_loop().time()
+                    try:
+                        message = await asyncio.wait_for(websocket.receive(), max(0.0, left))
+                    except TimeoutError:
+                        session.close(CLOSE_HELLO_TIMEOUT, "no hello in time")
+                        return
+                else:
+                    message = await websocket.receive()
+            except asyncio.CancelledError:
+                if session.close_code is None:
+                    raise  # cancelled from outside (the server is stopping)
+                task.uncancel()
+                return
+            finally:
+                waiting = False
             if message["type"] == "websocket.disconnect":
                 session.close(message.get("code") or 1000)
                 return
@@ -528,15 +547,14 @@ async def _read(websocket: WebSocket, session: Session) -> None:
                 data = message.get("text")
             if data is None:
                 continue
-            session.handling = True  # a close decided meanwhile must not cut the handler short
+            del message  # not kept alive while the connection idles
             try:
                 await session.handle(data)
             except Exception:
                 # A bug must cost one request, not the connection (never 1011).
                 log.exception("ws.handler_failed", extra={"conn_id": session.conn_id})
                 session.send(error_frame(Unavailable("internal error; retry")))
-            finally:
-                session.handling = False
+            del data
     except WebSocketDisconnect as exc:
         session.close(exc.code)
 
@@ -548,11 +566,10 @@ async def _write(websocket: WebSocket, session: Session) -> None:
             batch = await session.next_outgoing()
             if batch is None:
                 break
-            for data in batch:
-                if binary:
-                    await websocket.send({"type": "websocket.send", "bytes": data})
-                else:
-                    await websocket.send({"type": "websocket.send", "text": data.decode()})
+            await _send_all(websocket, batch, binary)
+            # Not kept alive while waiting: an idle connection would hold its last
+            # frames (the welcome, kilobytes) for as long as it stays open.
+            del batch
         if websocket.application_state == WebSocketState.CONNECTED and session.close_code is not None:
             code = session.close_code
             if code in (1000, 1001, 1005, 1006, 1012):
@@ -560,6 +577,14 @@ async def _write(websocket: WebSocket, session: Session) -> None:
             await websocket.close(code=code, reason=session.close_reason[:120])
     except (WebSocketDisconnect, RuntimeError, OSError):
         session.close(session.close_code or 1006)
+
+
+async def _send_all(websocket: WebSocket, batch: list[bytes], binary: bool) -> None:
+    for data in batch:
+        if binary:
+            await websocket.send({"type": "websocket.send", "bytes": data})
+        else:
+            await websocket.send({"type": "websocket.send", "text": data.decode()})
 
 
 async def _deny(websocket: WebSocket, status: int, code: str, message: str) -> None:
