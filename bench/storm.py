@@ -103,6 +103,7 @@ async def main(args: argparse.Namespace) -> int:
 
         # ---- customers on A
         t = time.perf_counter()
+        a_cpu0 = proc_cpu_seconds(a.pid)
 
         async def on_a(c: Customer) -> None:
             c.client = Client(a.url)
@@ -115,8 +116,9 @@ async def main(args: argparse.Namespace) -> int:
         errors = [e for e in await gather_limited(64, (on_a(c) for c in customers)) if e is not None]
         if errors:
             raise RuntimeError(f"{len(errors)} customers could not connect to A; first: {errors[0]!r}")
+        hello_cpu_us = (proc_cpu_seconds(a.pid) - a_cpu0) / n * 1e6
         log(f"[storm] {n} customers on A in {time.perf_counter() - t:.1f} s "
-            f"({n / (time.perf_counter() - t):.0f} hello/s)")
+            f"({n / (time.perf_counter() - t):.0f} hello/s, server A CPU {hello_cpu_us:.0f} µs per hello)")
 
         # ---- agents on B
         agents = [Client(b.url) for _ in range(args.agents)]
@@ -215,6 +217,7 @@ async def main(args: argparse.Namespace) -> int:
             "total_s": total, "failed": len(failed), "n": n,
             "retries": sum(max(0, c.attempts - 1) for c in customers),
             "client_cpu_s": cpu1 - cpu0, "b_cpu_s": b_cpu1 - b_cpu0, "wall_s": t_end - t0,
+            "hello_cpu_us": hello_cpu_us,
             "first_failures": [f"customer {c.k} ticket {c.ticket}: {c.error}" for c in failed[:5]],
         }
         for ag in agents:
@@ -234,6 +237,7 @@ async def main(args: argparse.Namespace) -> int:
     print(f"  agents' acks, from the kill:                    {fmt_ms(result['acks'])}")
     print(f"  total (last customer done): {result['total_s']:.2f} s; failed: {result['failed']}/{n}; "
           f"retries: {result['retries']}")
+    print(f"  first connect (fresh hello, no resume) on A: server CPU {result['hello_cpu_us']:.0f} µs per hello")
     print(f"  CPU during the storm: server B {result['b_cpu_s']:.2f} s, this client {result['client_cpu_s']:.2f} s "
           f"(wall {result['wall_s']:.2f} s; 2 cores shared with Redis and PostgreSQL)")
     for line in result["first_failures"]:

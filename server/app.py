@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import socket
@@ -45,6 +46,7 @@ from server.uploads import UploadLimits
 from server.ws import websocket_endpoint
 
 log = logging.getLogger(__name__)
+GC_YOUNG_THRESHOLD = 7_000  # allocations between young collections (CPython's default: 700)
 WIDGET_DIR = Path(__file__).resolve().parent.parent / "widget"
 
 
@@ -73,6 +75,17 @@ def open_redis(settings: Settings) -> tuple[Redis, Redis]:
     subscriber = Redis.from_url(settings.redis_url, socket_timeout=None, socket_connect_timeout=2,
                                 socket_keepalive=True, retry=Retry(NoBackoff(), 0))
     return Redis(connection_pool=pool), subscriber
+
+
+def tune_gc() -> None:
+    """Everything made while starting (modules, tables, compiled statements) lives
+    as long as the process: freeze it out of the collector's full passes, and
+    collect the youngest objects less eagerly. A node with thousands of connections
+    otherwise spends a tenth of its CPU re-walking objects that never die."""
+    gc.collect()
+    gc.freeze()
+    _, second, third = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, second, third)
 
 
 class Background:
@@ -146,6 +159,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
             jobs = Jobs(node) if settings.run_jobs_in_web else None
             if jobs is not None:
                 background.start("jobs", jobs.run_forever())
+            tune_gc()
             try:
                 yield
             finally:

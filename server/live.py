@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from redis.exceptions import RedisError
 
 from server.auth import Principal
-from server.presence import Beat, Changes, Connections, Presence
+from server.presence import Arrival, Arrivals, Beat, Changes, Connections, Presence
 from server.threads import Message
 from server.unread import Snapshot, UnreadBook
 
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 _REDIS_DOWN = (RedisError, OSError, TimeoutError)
 ABUSE_COOLDOWN = timedelta(seconds=10)
+SEEN_FOR = timedelta(hours=1)  # a customer's row is refreshed at most this often
 
 
 class LiveState:
@@ -38,6 +39,7 @@ class LiveState:
         self.book = UnreadBook(node.redis, node.keys)
         self.presence = Presence(node.redis, node.keys, node.settings.presence_ttl)
         self.connections = Connections(node.redis, node.keys, node.settings.presence_ttl)
+        self.arrivals = Arrivals(node.redis, node.keys, node.settings.presence_ttl, SEEN_FOR)
         self._agents_online = 0
 
     # ---------------------------------------------------------------- unread
@@ -85,7 +87,7 @@ class LiveState:
         try:
             grown, rebuild = await self.book.publish_and_count(self.node.node_id, [item])
             if rebuild:
-                await self.book.set_readers(message.ticket, await self.node.store.ticket_readers(message.ticket))
+                await self.book.set_readers(await self.node.store.ticket_readers(rebuild))
                 grown, _ = await self.book.publish_and_count(self.node.node_id, [item])
         except _REDIS_DOWN as exc:
             log.warning("unread.count_failed", extra={"ticket_id": message.ticket, "error": repr(exc)})
@@ -162,6 +164,23 @@ class LiveState:
             log.warning("connections.unavailable", extra={"error": repr(exc)})
             return 0.0
 
+    async def arrive(self, principal: Principal, conn_id: str) -> Arrival:
+        """A customer's hello: admitted (or how long to wait), whether its record needs
+        a refresh, and the shop's presence, in one round trip (fails open without Redis)."""
+        shop = principal.shop or ""
+        node = self.node
+        try:
+            arrival = await self.arrivals.arrive(principal.key, shop, conn_id, node.now(),
+                                                 node.settings.limits.user_connections,
+                                                 node.customer_presence(shop, True))
+        except _REDIS_DOWN as exc:
+            log.warning("connections.unavailable", extra={"error": repr(exc)})
+            return Arrival(0.0, first_seen=True, shop_online=False)
+        if arrival.shop_online:
+            # The shop's first live connection: agents learn the customer is here.
+            node.dispatch_customer_presence(shop, True)
+        return arrival
+
     async def penalize(self, principal: Principal) -> None:
         try:
             await self.connections.penalize(principal.key, ABUSE_COOLDOWN)
@@ -174,12 +193,8 @@ class LiveState:
             return
         now = self.node.now()
         try:
-            if principal.is_agent:
-                if session.counts_as_presence:
-                    await self._announce(await self.presence.set_agent(principal.id, session.conn_id, "online", now))
-            elif await self.presence.customer_connect(principal.shop or "", session.conn_id, now):
-                # The shop's first live connection: agents learn the customer is here.
-                await self.node.publish_customer_presence(principal.shop or "", True)
+            if principal.is_agent and session.counts_as_presence:
+                await self._announce(await self.presence.set_agent(principal.id, session.conn_id, "online", now))
         except _REDIS_DOWN as exc:
             log.warning("presence.unavailable", extra={"error": repr(exc)})
 
@@ -187,18 +202,18 @@ class LiveState:
         principal = session.principal
         if principal is None:
             return
+        node = self.node
         try:
+            if not principal.is_agent:
+                shop = principal.shop or ""
+                if await self.arrivals.leave(principal.key, shop, session.conn_id, node.now(),
+                                             node.customer_presence(shop, False)):
+                    node.dispatch_customer_presence(shop, False)
+                return
             if session.admitted:
                 await self.connections.close(principal.key, session.conn_id)
-            if principal.is_agent:
-                if session.counts_as_presence:
-                    await self._announce(await self.presence.drop_agent(principal.id, session.conn_id,
-                                                                        self.node.now()))
-            else:
-                shop = principal.shop or ""
-                await self.presence.customer_disconnect(shop, session.conn_id)
-                if not (await self.presence.customers_online([shop], self.node.now())).get(shop):
-                    await self.node.publish_customer_presence(shop, False)
+            if session.counts_as_presence:
+                await self._announce(await self.presence.drop_agent(principal.id, session.conn_id, node.now()))
         except _REDIS_DOWN as exc:
             log.warning("presence.unavailable", extra={"error": repr(exc)})
 

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections import OrderedDict
 from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -90,7 +89,6 @@ class Node:
         # Channel → its local sessions: the session itself while it is the only one
         # (most channels: a shop's or reader's), a set from the second on.
         self._by_channel: dict[str, Session | set[Session]] = {}
-        self._seen_customers: OrderedDict[str, float] = OrderedDict()
         self._inbox_pending: dict[int, None] = {}
         self._inbox_wakeup = asyncio.Event()
         self.draining = False
@@ -204,11 +202,20 @@ class Node:
             log.warning("bus.batch_failed", extra={"messages": len(items), "error": repr(exc)})
             return
         self.dispatch_unread(grown)
-        for ticket_id in set(rebuild):
-            for _shop, message, _origin, author in items:
-                if message.ticket == ticket_id:
-                    await self.live.after_message(message, author,
-                                                  "customers" if self.is_held(message) else "all")
+        if not rebuild:
+            return
+        # Tickets whose reader set Redis lost (or never had): rebuilt from the database
+        # for the whole batch at once, then counted (already published: no channel).
+        wanted = set(rebuild)
+        try:
+            await self.live.book.set_readers(await self.store.ticket_readers(wanted))
+            grown, _ = await self.live.book.publish_and_count(
+                self.node_id, [("", b"", ticket, seq, author, who)
+                               for _channel, _payload, ticket, seq, author, who in remote if ticket in wanted])
+        except (RedisError, OSError) as exc:
+            log.warning("unread.count_failed", extra={"tickets": len(wanted), "error": repr(exc)})
+            return
+        self.dispatch_unread(grown)
 
     def dispatch_unread(self, grown: list[tuple[str, int, int]]) -> None:
         """Unread counts that grew: Redis already told the other nodes; tell this one."""
@@ -277,24 +284,11 @@ class Node:
             await asyncio.sleep(interval)
 
     # ---------------------------------------------------------------- shops
-    async def touch_customer(self, principal: Principal) -> None:
-        """Record the shop user, at most once an hour across all nodes (a reconnect
-        storm onto other nodes costs one Redis round trip each, not a write)."""
-        key = principal.key
-        now = self.clock.now()
-        stamp = self._seen_customers.get(key)
-        if stamp is not None and now.timestamp() - stamp < 3600:
-            return
-        try:
-            first = await self.redis.set(self.keys.seen(key), "1", nx=True, ex=3600)
-        except (RedisError, OSError):
-            first = True
-        if first:
-            await self.store.touch_customer(principal, now)
-        self._seen_customers[key] = now.timestamp()
-        self._seen_customers.move_to_end(key)
-        while len(self._seen_customers) > 100_000:
-            self._seen_customers.popitem(last=False)
+    async def touch_customer(self, principal: Principal, first_seen: bool) -> None:
+        """Record the shop user, at most once an hour across all nodes (the arrival
+        script keeps the marker: a reconnect storm onto other nodes writes nothing)."""
+        if first_seen:
+            await self.store.touch_customer(principal, self.clock.now())
 
     # --------------------------------------------------------------- tickets
     async def new_ticket(self, principal: Principal, title: str, body: str, severity: str,
@@ -372,10 +366,22 @@ class Node:
     async def publish_presence(self, frame: dict[str, Any]) -> None:
         await self.bus.publish(self.keys.presence_channel, {"k": "presence", "f": frame})
 
-    async def publish_customer_presence(self, shop_id: str, online: bool) -> None:
-        frame = {"type": "customer_presence", "shop": shop_id, "online": online}
-        await self.bus.publish(self.keys.inbox_channel, {"k": "customer_presence", "f": frame})
-        await self.bus.publish(self.keys.shop_channel(shop_id), {"k": "customer_presence", "f": frame})
+    def customer_presence(self, shop_id: str, online: bool) -> tuple[list[str], bytes]:
+        """Where a shop's presence change goes and the payload other nodes get (for
+        the arrival and leaving scripts, which publish it themselves)."""
+        event = self._customer_presence_event(shop_id, online)
+        return ([self.keys.inbox_channel, self.keys.shop_channel(shop_id)],
+                msgpack.packb({"n": self.node_id, "e": event}, use_bin_type=True))
+
+    def dispatch_customer_presence(self, shop_id: str, online: bool) -> None:
+        """The local half of a presence change Redis already carried to the other nodes."""
+        event = self._customer_presence_event(shop_id, online)
+        for channel in (self.keys.inbox_channel, self.keys.shop_channel(shop_id)):
+            self.bus.dispatch(channel, event)
+
+    @staticmethod
+    def _customer_presence_event(shop_id: str, online: bool) -> dict[str, Any]:
+        return {"k": "customer_presence", "f": {"type": "customer_presence", "shop": shop_id, "online": online}}
 
     async def with_attachments(self, found: list[Message]) -> list[Message]:
         """Messages read back from the database, with their attachments (fresh links)."""

@@ -9,7 +9,9 @@ connections expire and any other node's sweep takes those agents offline. The
 aggregated status and the set of online agents live in Redis too, and every change
 is detected inside one Lua script, so exactly one node announces it.
 
-Customers only count per shop: whether anybody of that shop is connected now.
+Customers only count per shop: whether anybody of that shop is connected now. A
+customer connection's arrival (admission, the hourly "seen" marker, the shop's
+presence) and its leaving are one script each (`Arrivals`).
 If Redis restarts empty, presence re-forms from the next heartbeat.
 """
 
@@ -167,20 +169,6 @@ class Presence:
     async def agents_online(self) -> int:
         return int(await self.redis.scard(self.keys.agents_online))
 
-    async def customer_connect(self, shop_id: str, conn_id: str, now: datetime) -> bool:
-        """Count a customer connection; True when it is the shop's first live one."""
-        key = self.keys.customer_connections(shop_id)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hvals(key)
-            pipe.hset(key, conn_id, str(self._expires(now)))
-            pipe.pexpire(key, int(self.ttl.total_seconds() * 1000) + 60_000)
-            before, _, _ = await pipe.execute()
-        stamp = now.timestamp()
-        return not any(float(v) > stamp for v in before)
-
-    async def customer_disconnect(self, shop_id: str, conn_id: str) -> None:
-        await self.redis.hdel(self.keys.customer_connections(shop_id), conn_id)
-
     async def customers_online(self, shop_ids: Iterable[str], now: datetime) -> dict[str, bool]:
         ids = list(dict.fromkeys(shop_ids))
         if not ids:
@@ -243,3 +231,89 @@ class Connections:
             for reader, conn_id in entries:
                 pipe.hset(self.keys.connections(reader), conn_id, expires)
             await pipe.execute()
+
+
+# A customer's arrival in one call: the cool-down and the connection limit (as
+# _CONNECT), the hourly "seen" marker (is the customer's row fresh in the database?)
+# and the shop's presence, announcing it when this is the shop's first live
+# connection. KEYS: connections, penalty, seen, shop presence. ARGV: conn, now,
+# expires, limit, seen ttl (s), then the channels and payload of the announcement.
+# Returns {admitted count or -wait, first seen (0/1), shop came online (0/1)}.
+_ARRIVE = """
+local conns, conn, now, expires, limit = KEYS[1], ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
+local penalty = redis.call('PTTL', KEYS[2])
+if penalty > 0 then return {-penalty, 0, 0} end
+local live = 0
+local fields = redis.call('HGETALL', conns)
+for i = 1, #fields, 2 do
+  if tonumber(fields[i + 1]) <= now then redis.call('HDEL', conns, fields[i]) else live = live + 1 end
+end
+if live >= limit then return {-1, 0, 0} end
+local keep = math.floor((tonumber(expires) - now) * 1000) + 60000
+redis.call('HSET', conns, conn, expires)
+redis.call('PEXPIRE', conns, keep)
+local first = redis.call('SET', KEYS[3], '1', 'NX', 'EX', tonumber(ARGV[5])) and 1 or 0
+local online = 0
+for _, value in ipairs(redis.call('HVALS', KEYS[4])) do
+  if tonumber(value) > now then online = 1 break end
+end
+redis.call('HSET', KEYS[4], conn, expires)
+redis.call('PEXPIRE', KEYS[4], keep)
+if online == 0 then
+  for i = 6, #ARGV - 1 do redis.call('PUBLISH', ARGV[i], ARGV[#ARGV]) end
+end
+return {live + 1, first, 1 - online}
+"""
+
+# A customer's connection leaves. KEYS: connections, shop presence. ARGV: conn, now,
+# then the channels and payload announcing the shop offline when it was the last.
+_LEAVE = """
+local conn, now = ARGV[1], tonumber(ARGV[2])
+redis.call('HDEL', KEYS[1], conn)
+redis.call('HDEL', KEYS[2], conn)
+for _, value in ipairs(redis.call('HVALS', KEYS[2])) do
+  if tonumber(value) > now then return 0 end
+end
+for i = 3, #ARGV - 1 do redis.call('PUBLISH', ARGV[i], ARGV[#ARGV]) end
+return 1
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Arrival:
+    wait: float  # 0.0 when admitted, else seconds until the user may try again
+    first_seen: bool  # not seen for an hour: record the customer in the database
+    shop_online: bool  # the shop's first live connection (announced already)
+
+
+class Arrivals:
+    """A customer's connection arriving and leaving: admission, the hourly "seen"
+    marker and the shop's presence in one Redis call each (a reconnect storm costs
+    one round trip per hello for all of them)."""
+
+    def __init__(self, redis: Redis, keys: Keys, ttl: timedelta, seen_for: timedelta) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.ttl = ttl
+        self.seen_for = seen_for
+        self._arrive = redis.register_script(_ARRIVE)
+        self._leave = redis.register_script(_LEAVE)
+
+    async def arrive(self, reader: str, shop_id: str, conn_id: str, now: datetime, limit: int,
+                     announce: tuple[list[str], bytes]) -> Arrival:
+        channels, payload = announce
+        expires = (now + self.ttl).timestamp()
+        count, first, online = await self._arrive(
+            keys=[self.keys.connections(reader), self.keys.penalty(reader), self.keys.seen(reader),
+                  self.keys.customer_connections(shop_id)],
+            args=[conn_id, now.timestamp(), expires, limit, int(self.seen_for.total_seconds()), *channels, payload])
+        count = int(count)
+        wait = 0.0 if count > 0 else (-count / 1000 if count < -1 else 30.0)
+        return Arrival(wait, bool(int(first)), bool(int(online)))
+
+    async def leave(self, reader: str, shop_id: str, conn_id: str, now: datetime,
+                    announce: tuple[list[str], bytes]) -> bool:
+        """True when the shop has no live connection left (announced already)."""
+        channels, payload = announce
+        return bool(int(await self._leave(keys=[self.keys.connections(reader), self.keys.customer_connections(shop_id)],
+                                          args=[conn_id, now.timestamp(), *channels, payload])))

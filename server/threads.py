@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from server.auth import Principal
 from server.conduct import CLAIMS, Record
+from server.db import reads_of
 from server.errors import ClosedTicket, Forbidden, NotFound
 from server.models import customers, messages, outbox, read_cursors, shops, tickets
 from server.retention import REOPENED_TEXT
@@ -224,6 +225,7 @@ class ThreadStore:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        self.reads = reads_of(engine)  # single-statement reads: no transaction around them
         self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
 
     # ------------------------------------------------------------------ shops
@@ -255,7 +257,7 @@ class ThreadStore:
 
     # ---------------------------------------------------------------- tickets
     async def get(self, ticket_id: int) -> Ticket:
-        async with self.engine.connect() as conn:
+        async with self.reads.connect() as conn:
             row = (await conn.execute(_ticket_select().where(tickets.c.id == ticket_id))).first()
         if row is None:
             raise NotFound(f"ticket {ticket_id} does not exist")
@@ -266,7 +268,7 @@ class ThreadStore:
         ids = list(ticket_ids)
         if not ids:
             return []
-        async with self.engine.connect() as conn:
+        async with self.reads.connect() as conn:
             found = {r[0]: _ticket(r) for r in await conn.execute(_ticket_select().where(tickets.c.id.in_(ids)))}
         return [found[i] for i in ids if i in found]
 
@@ -315,7 +317,7 @@ class ThreadStore:
                     row = (await conn.execute(_ticket_select().where(tickets.c.id == ticket_id))).one()
                     return Opened(_ticket(row), out, created=True)
         # A retried open_ticket: answer with what the first attempt stored.
-        async with self.engine.connect() as conn:
+        async with self.reads.connect() as conn:
             row = (await conn.execute(_ticket_select().where(and_(
                 tickets.c.shop_id == principal.shop, tickets.c.created_by == principal.id,
                 tickets.c.client_id == new.client_id,
@@ -391,7 +393,7 @@ class ThreadStore:
                 return Posted(message, shop_id, new=True, notes=tuple(notes))
             await conn.rollback()
         # The same client_id again: the first attempt's message, unchanged.
-        async with self.engine.connect() as conn:
+        async with self.reads.connect() as conn:
             found = (await conn.execute(select(*_MESSAGE_COLUMNS).where(and_(
                 messages.c.ticket_id == ticket_id, messages.c.author_kind == author.kind,
                 messages.c.author_id == author.id, messages.c.client_id == client_id,
@@ -435,7 +437,7 @@ class ThreadStore:
             query = query.order_by(tickets.c.sla_due_at.is_(None), tickets.c.sla_due_at, tickets.c.id)
         else:
             query = query.where(tickets.c.shop_id == principal.shop).order_by(tickets.c.id.desc())
-        async with self.engine.connect() as conn:
+        async with self.reads.connect() as conn:
             rows = (await conn.execute(query.limit(limit))).all()
         return [_ticket(r) for r in rows]
 
@@ -449,7 +451,7 @@ class ThreadStore:
             if before_seq is not None:
                 query = query.where(messages.c.seq < before_seq)
             query = query.order_by(messages.c.seq.desc())
-        async with self.engine.connect() as conn:
+        async with self.reads.connect() as conn:
             rows = (await conn.execute(query.limit(limit + 1))).all()
         more = len(rows) > limit
         out = [_message(r) for r in rows[:limit]]
@@ -459,7 +461,7 @@ class ThreadStore:
 
     async def between(self, ticket_id: int, after_seq: int, upto_seq: int) -> list[Message]:
         """Messages with after_seq < seq <= upto_seq, oldest first (gap fills)."""
-        async with self.engine.connect() as conn:
+        async with self.reads.connect() as conn:
             rows = (await conn.execute(select(*_MESSAGE_COLUMNS).where(and_(
                 messages.c.ticket_id == ticket_id, messages.c.seq > after_seq, messages.c.seq <= upto_seq,
             )).order_by(messages.c.seq))).all()
@@ -471,7 +473,7 @@ class ThreadStore:
         oldest first, and the tickets where more were missed than that."""
         out: dict[int, list[Message]] = {}
         incomplete: set[int] = set()
-        async with self.engine.connect() as conn:
+        async with self.reads.connect() as conn:
             for ticket_id, last in resume.items():
                 rows = (await conn.execute(select(*_MESSAGE_COLUMNS).where(and_(
                     messages.c.ticket_id == ticket_id, messages.c.seq > last,
@@ -487,7 +489,7 @@ class ThreadStore:
         ids = list(ticket_ids)
         if not ids:
             return {}
-        async with self.engine.connect() as conn:
+        async with self.reads.connect() as conn:
             rows = (await conn.execute(select(tickets.c.id, tickets.c.last_seq).where(tickets.c.id.in_(ids))))
             return {r[0]: r[1] for r in rows}
 
@@ -522,7 +524,7 @@ class ThreadStore:
         if not ids:
             return {}
         author = Author.of(principal)
-        async with self.engine.connect() as conn:
+        async with self.reads.connect() as conn:
             cursors = {r[0]: r[1] for r in await conn.execute(
                 select(read_cursors.c.ticket_id, read_cursors.c.seq)
                 .where(read_cursors.c.reader == principal.key, read_cursors.c.ticket_id.in_(ids)))}
@@ -540,16 +542,25 @@ class ThreadStore:
                 state[ticket_id][1].append(seq)
         return state
 
-    async def ticket_readers(self, ticket_id: int) -> list[str]:
-        """Who keeps unread state for a ticket: the shop's users and agents who read it."""
-        async with self.engine.connect() as conn:
-            shop_id = (await conn.execute(select(tickets.c.shop_id).where(tickets.c.id == ticket_id))).scalar()
-            if shop_id is None:
-                return []
-            users = await conn.execute(select(customers.c.user_id).where(customers.c.shop_id == shop_id))
-            agents = await conn.execute(select(read_cursors.c.reader).where(and_(
-                read_cursors.c.ticket_id == ticket_id, read_cursors.c.reader.like("a:%"))))
-            return [f"c:{shop_id}:{u[0]}" for u in users] + [a[0] for a in agents]
+    async def ticket_readers(self, ticket_ids: Iterable[int]) -> dict[int, list[str]]:
+        """Who keeps unread state for each ticket: the shop's users and the agents
+        who read it (three queries, however many tickets)."""
+        ids = sorted(set(ticket_ids))
+        if not ids:
+            return {}
+        async with self.reads.connect() as conn:
+            shops = dict((await conn.execute(select(tickets.c.id, tickets.c.shop_id)
+                                             .where(tickets.c.id.in_(ids)))).all())
+            users: dict[str, list[str]] = {}
+            for shop_id, user_id in await conn.execute(select(customers.c.shop_id, customers.c.user_id)
+                                                       .where(customers.c.shop_id.in_(set(shops.values())))):
+                users.setdefault(shop_id, []).append(f"c:{shop_id}:{user_id}")
+            agents: dict[int, list[str]] = {}
+            for ticket_id, reader in await conn.execute(select(read_cursors.c.ticket_id, read_cursors.c.reader)
+                                                        .where(read_cursors.c.ticket_id.in_(ids))
+                                                        .where(read_cursors.c.reader.like("a:%"))):
+                agents.setdefault(ticket_id, []).append(reader)
+        return {t: users.get(shop, []) + agents.get(t, []) for t, shop in shops.items()}
 
     async def shop_records(self, shop_ids: Iterable[str], since: datetime) -> dict[str, Record]:
         """Each shop's recent critical/major claims and how many agents lowered.
@@ -564,13 +575,13 @@ class ThreadStore:
                  .where(tickets.c.shop_id.in_(ids), claimed.in_(CLAIMS), tickets.c.created_at >= since,
                         or_(tickets.c.severity_reviewed, tickets.c.deprioritized.is_(False)))
                  .group_by(tickets.c.shop_id))
-        async with self.engine.connect() as conn:
+        async with self.reads.connect() as conn:
             rows = (await conn.execute(query)).all()
         found = {r[0]: Record(int(r[1]), int(r[2] or 0)) for r in rows}
         return {shop: found.get(shop, Record(0, 0)) for shop in ids}
 
     async def cursor_tickets(self, reader: str, limit: int = 1000) -> list[int]:
-        async with self.engine.connect() as conn:
+        async with self.reads.connect() as conn:
             rows = await conn.execute(select(read_cursors.c.ticket_id).where(read_cursors.c.reader == reader)
                                       .order_by(read_cursors.c.updated_at.desc()).limit(limit))
             return [r[0] for r in rows]
@@ -591,7 +602,7 @@ class ThreadStore:
             .where(or_(messages.c.author_kind != author.kind, messages.c.author_id != author.id))
             .group_by(messages.c.ticket_id)
         )
-        async with self.engine.connect() as conn:
+        async with self.reads.connect() as conn:
             rows = (await conn.execute(query)).all()
         return {r[0]: int(r[1]) for r in rows}
 

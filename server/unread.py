@@ -141,10 +141,13 @@ class UnreadBook:
                  for i in range(0, len(grown_raw), 3)]
         return grown, [int(t) for t in rebuild_raw]
 
-    async def set_readers(self, ticket_id: int, readers: Iterable[str]) -> None:
-        key = self.keys.readers(ticket_id)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.sadd(key, BUILT, *readers)
+    async def set_readers(self, readers_by_ticket: dict[int, list[str]]) -> None:
+        """Rebuilt reader sets (from the database), in one round trip."""
+        if not readers_by_ticket:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for ticket_id, readers in readers_by_ticket.items():
+                pipe.sadd(self.keys.readers(ticket_id), BUILT, *readers)
             await pipe.execute()
 
     async def add_reader(self, ticket_ids: Iterable[int], reader: str) -> None:

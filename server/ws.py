@@ -149,7 +149,12 @@ class Session(Delivery):
             self.send(error_frame(err, ref))
             self.close(CLOSE_UNAUTHORIZED, err.message[:100])
             return
-        wait = await node.live.admit(principal, self.conn_id)
+        first_seen = False
+        if principal.is_agent:
+            wait = await node.live.admit(principal, self.conn_id)
+        else:
+            arrival = await node.live.arrive(principal, self.conn_id)
+            wait, first_seen = arrival.wait, arrival.first_seen
         if wait > 0:
             self.send(error_frame(RateLimited("too many connections for this user, or too many requests; "
                                               f"retry in {wait:g} s", retry_after=round(wait, 3)), ref))
@@ -167,7 +172,7 @@ class Session(Delivery):
                        if self.feed else [])
         else:
             channels.append(node.keys.shop_channel(principal.shop or ""))
-            await asyncio.gather(node.touch_customer(principal), self._listen(*channels))
+            await asyncio.gather(node.touch_customer(principal, first_seen), self._listen(*channels))
             tickets = await node.store.list_for(principal, limit=self.settings.welcome_tickets_max)
             for ticket in tickets:
                 self.follows[ticket.id] = Follow(ticket.shop_id, ticket.last_seq)
