@@ -35,11 +35,11 @@ from pathlib import Path
 from typing import IO, Any
 
 import anyio.to_thread
-from sqlalchemy import Table, case, column, delete, func, select, table, update
+from sqlalchemy import Table, bindparam, case, column, delete, func, select, table, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from server.auth import Principal
-from server.db import reads_of
+from server.db import single_statements
 from server.errors import BadRequest, ClosedTicket, Forbidden, NotFound, PomocError, Unauthorized
 from server.filetypes import DEFAULT_MAX_PIXELS, display_name, sniff
 from server.uploads import ReceivedFile
@@ -186,7 +186,10 @@ class AttachmentStore:
                  link_ttl: timedelta = DEFAULT_LINK_TTL, max_per_message: int = MAX_PER_MESSAGE,
                  max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
         self.engine = engine
-        self.reads = reads_of(engine)  # single-statement reads: no transaction around them
+        self.single = single_statements(engine)  # one statement each, its own transaction (see db.single_statements)
+        # Built once: history and resume ask this on every page.
+        self._of_messages = (select(table).where(table.c.message_id.in_(bindparam("ids", expanding=True)))
+                             .order_by(table.c.message_id, table.c.position, table.c.id))
         self.table = table
         self.files = ContentFiles(root)
         self.links = LinkSigner(secret, link_ttl)
@@ -203,7 +206,7 @@ class AttachmentStore:
             if principal.is_agent or principal.shop is None:
                 raise BadRequest("agents upload to a ticket: POST /api/tickets/{id}/attachments")
             return principal.shop
-        async with self.reads.connect() as conn:
+        async with self.single.connect() as conn:
             row = (await conn.execute(
                 select(_tickets.c.shop_id, _tickets.c.status).where(_tickets.c.id == ticket_id))).first()
         if row is None:
@@ -250,7 +253,7 @@ class AttachmentStore:
     async def get(self, attachment_id: str) -> Attachment:
         if not _ID.match(attachment_id):
             raise NotFound("no such attachment")
-        async with self.reads.connect() as conn:
+        async with self.single.connect() as conn:
             row = (await conn.execute(select(self.table).where(self.table.c.id == attachment_id))).first()
         if row is None:
             raise NotFound("no such attachment")
@@ -277,11 +280,9 @@ class AttachmentStore:
         history and resume, whose earlier links may have expired)."""
         ids = sorted(set(message_ids))
         out: dict[int, list[dict[str, Any]]] = {}
-        async with self.reads.connect() as conn:
+        async with self.single.connect() as conn:
             for batch in _batches(ids):
-                rows = (await conn.execute(
-                    select(self.table).where(self.table.c.message_id.in_(batch))
-                    .order_by(self.table.c.message_id, self.table.c.position, self.table.c.id))).all()
+                rows = (await conn.execute(self._of_messages, {"ids": batch})).all()
                 for row in rows:
                     a = _attachment(row)
                     out.setdefault(int(a.message_id or 0), []).append(self.message_entry(a, now))
@@ -405,7 +406,7 @@ class AttachmentStore:
         return removed
 
     async def _references(self, sha: str) -> int:
-        async with self.reads.connect() as conn:
+        async with self.single.connect() as conn:
             n = (await conn.execute(
                 select(func.count()).select_from(self.table).where(self.table.c.sha256 == sha))).scalar()
         return int(n or 0)

@@ -48,12 +48,14 @@ def create_engine(settings: Settings) -> AsyncEngine:
     )
 
 
-def reads_of(engine: AsyncEngine) -> AsyncEngine:
-    """The same pool for single-statement reads, without a transaction around them.
+def single_statements(engine: AsyncEngine) -> AsyncEngine:
+    """The same pool for work that is one statement: each runs as its own transaction.
 
     Under PostgreSQL's READ COMMITTED every statement takes its own snapshot anyway,
-    so the BEGIN and the ROLLBACK that a pooled connection would otherwise spend on
-    a read add two round trips and nothing else. SQLite keeps its defaults."""
+    so the BEGIN and the ROLLBACK (or COMMIT) a pooled connection would otherwise
+    spend around a single read or upsert add two round trips and nothing else.
+    Several statements that must commit together still use `engine.begin()`.
+    SQLite keeps its defaults."""
     if engine.dialect.name != "postgresql":
         return engine
     return engine.execution_options(isolation_level="AUTOCOMMIT")

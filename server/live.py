@@ -66,8 +66,7 @@ class LiveState:
             log.warning("unread.redis_unavailable", extra={"error": repr(exc)})
         state = await store.unread_state(principal, ids)
         try:
-            snapshot = await self.book.sync(principal.key, state)
-            await self.book.add_reader(ids, principal.key)
+            snapshot = await self.book.sync(principal.key, state, join=True)
             return {t: n for t, n in snapshot.counts.items() if t in state or n}
         except _REDIS_DOWN as exc:
             log.warning("unread.redis_unavailable", extra={"error": repr(exc)})
@@ -102,9 +101,8 @@ class LiveState:
         try:
             if not await self.book.built(reader):
                 await self._rebuild(principal)
-            if principal.is_agent:
-                await self.book.add_reader([ticket_id], reader)
-            snapshot = await self.book.sync(reader, await self.node.store.unread_state(principal, [ticket_id]))
+            snapshot = await self.book.sync(reader, await self.node.store.unread_state(principal, [ticket_id]),
+                                            join=principal.is_agent)
             count = snapshot.counts.get(ticket_id, 0)
         except _REDIS_DOWN as exc:
             log.warning("unread.redis_unavailable", extra={"error": repr(exc)})
@@ -120,10 +118,8 @@ class LiveState:
 
     async def _rebuild(self, principal: Principal) -> Snapshot:
         ids = await self._reader_tickets(principal)
-        snapshot = await self.book.sync(principal.key, await self.node.store.unread_state(principal, ids))
-        if not principal.is_agent:
-            await self.book.add_reader(ids, principal.key)
-        return snapshot
+        return await self.book.sync(principal.key, await self.node.store.unread_state(principal, ids),
+                                    join=not principal.is_agent)
 
     async def rebuild_local_readers(self) -> None:
         """Redis lost its data: rebuild the state of every reader connected here and

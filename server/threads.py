@@ -19,13 +19,13 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, case, func, or_, select, update
+from sqlalchemy import and_, bindparam, case, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from server.auth import Principal
 from server.conduct import CLAIMS, Record
-from server.db import reads_of
+from server.db import single_statements
 from server.errors import ClosedTicket, Forbidden, NotFound
 from server.models import customers, messages, outbox, read_cursors, shops, tickets
 from server.retention import REOPENED_TEXT
@@ -220,18 +220,54 @@ def _ticket_select() -> Any:
     return select(*_TICKET_COLUMNS).select_from(tickets.join(shops, shops.c.id == tickets.c.shop_id))
 
 
+# The reads every hello makes, built once: SQLAlchemy then neither rebuilds the
+# statement nor recomputes its cache key per call (the bulk of a small query's cost).
+_SHOP_TICKETS = (_ticket_select().where(tickets.c.shop_id == bindparam("shop"))
+                 .order_by(tickets.c.id.desc()).limit(bindparam("limit")))
+_MISSED = (select(*_MESSAGE_COLUMNS)
+           .where(messages.c.ticket_id == bindparam("ticket"), messages.c.seq > bindparam("after"))
+           .order_by(messages.c.seq.desc()).limit(bindparam("limit")))
+_LAST_SEQS = select(tickets.c.id, tickets.c.last_seq).where(tickets.c.id.in_(bindparam("ids", expanding=True)))
+_CURSORS = (select(read_cursors.c.ticket_id, read_cursors.c.seq)
+            .where(read_cursors.c.reader == bindparam("reader"),
+                   read_cursors.c.ticket_id.in_(bindparam("ids", expanding=True))))
+_cursor = read_cursors.alias("c")
+_UNREAD_SEQS = (select(messages.c.ticket_id, messages.c.seq)
+                .select_from(messages.outerjoin(_cursor, and_(_cursor.c.ticket_id == messages.c.ticket_id,
+                                                              _cursor.c.reader == bindparam("reader"))))
+                .where(messages.c.ticket_id.in_(bindparam("ids", expanding=True)))
+                .where(messages.c.seq > func.coalesce(_cursor.c.seq, 0))
+                .where(or_(messages.c.author_kind != bindparam("kind"), messages.c.author_id != bindparam("author"))))
+
+
 class ThreadStore:
     """Transactions on tickets and messages; one instance per process."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
-        self.reads = reads_of(engine)  # single-statement reads: no transaction around them
+        self.single = single_statements(engine)  # one statement each, its own transaction (see db.single_statements)
         self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
 
     # ------------------------------------------------------------------ shops
     async def touch_customer(self, principal: Principal, now: datetime) -> None:
         """Record the shop and its user (readers of the shop's tickets)."""
         if principal.shop is None:
+            return
+        if self._insert is postgresql.insert:
+            # One statement, its own transaction: one round trip instead of four.
+            shop = self._shop_upsert(principal, now).returning(shops.c.id).cte("shop")
+            upsert = postgresql.insert(customers).from_select(
+                ["shop_id", "user_id", "name", "email", "first_seen_at", "last_seen_at"],
+                select(shop.c.id, literal(principal.id, customers.c.user_id.type),
+                       literal(principal.name, customers.c.name.type),
+                       literal(principal.email, customers.c.email.type),
+                       literal(now, customers.c.first_seen_at.type), literal(now, customers.c.last_seen_at.type)))
+            async with self.single.connect() as conn:
+                await conn.execute(upsert.on_conflict_do_update(
+                    index_elements=[customers.c.shop_id, customers.c.user_id],
+                    set_={"name": upsert.excluded.name, "email": upsert.excluded.email,
+                          "last_seen_at": upsert.excluded.last_seen_at},
+                ))
             return
         async with self.engine.begin() as conn:
             await self._upsert_shop(conn, principal, now)
@@ -245,19 +281,22 @@ class ThreadStore:
             ))
 
     async def _upsert_shop(self, conn: AsyncConnection, principal: Principal, now: datetime) -> None:
+        await conn.execute(self._shop_upsert(principal, now))
+
+    def _shop_upsert(self, principal: Principal, now: datetime) -> Any:
         stmt = self._insert(shops).values(
             id=principal.shop, name=principal.shop_name or principal.shop, plan=principal.plan or "standard",
             created_at=now, updated_at=now,
         )
-        await conn.execute(stmt.on_conflict_do_update(
+        return stmt.on_conflict_do_update(
             index_elements=[shops.c.id],
             set_={"name": principal.shop_name or principal.shop, "plan": principal.plan or "standard",
                   "updated_at": now},
-        ))
+        )
 
     # ---------------------------------------------------------------- tickets
     async def get(self, ticket_id: int) -> Ticket:
-        async with self.reads.connect() as conn:
+        async with self.single.connect() as conn:
             row = (await conn.execute(_ticket_select().where(tickets.c.id == ticket_id))).first()
         if row is None:
             raise NotFound(f"ticket {ticket_id} does not exist")
@@ -268,7 +307,7 @@ class ThreadStore:
         ids = list(ticket_ids)
         if not ids:
             return []
-        async with self.reads.connect() as conn:
+        async with self.single.connect() as conn:
             found = {r[0]: _ticket(r) for r in await conn.execute(_ticket_select().where(tickets.c.id.in_(ids)))}
         return [found[i] for i in ids if i in found]
 
@@ -317,7 +356,7 @@ class ThreadStore:
                     row = (await conn.execute(_ticket_select().where(tickets.c.id == ticket_id))).one()
                     return Opened(_ticket(row), out, created=True)
         # A retried open_ticket: answer with what the first attempt stored.
-        async with self.reads.connect() as conn:
+        async with self.single.connect() as conn:
             row = (await conn.execute(_ticket_select().where(and_(
                 tickets.c.shop_id == principal.shop, tickets.c.created_by == principal.id,
                 tickets.c.client_id == new.client_id,
@@ -393,7 +432,7 @@ class ThreadStore:
                 return Posted(message, shop_id, new=True, notes=tuple(notes))
             await conn.rollback()
         # The same client_id again: the first attempt's message, unchanged.
-        async with self.reads.connect() as conn:
+        async with self.single.connect() as conn:
             found = (await conn.execute(select(*_MESSAGE_COLUMNS).where(and_(
                 messages.c.ticket_id == ticket_id, messages.c.author_kind == author.kind,
                 messages.c.author_id == author.id, messages.c.client_id == client_id,
@@ -434,11 +473,15 @@ class ThreadStore:
         elif status not in (None, "queued"):
             query = query.where(tickets.c.status == status)
         if principal.is_agent:
-            query = query.order_by(tickets.c.sla_due_at.is_(None), tickets.c.sla_due_at, tickets.c.id)
+            query = query.order_by(tickets.c.sla_due_at.is_(None), tickets.c.sla_due_at, tickets.c.id).limit(limit)
+            params: dict[str, Any] = {}
+        elif status is None:
+            query, params = _SHOP_TICKETS, {"shop": principal.shop, "limit": limit}
         else:
-            query = query.where(tickets.c.shop_id == principal.shop).order_by(tickets.c.id.desc())
-        async with self.reads.connect() as conn:
-            rows = (await conn.execute(query.limit(limit))).all()
+            query = query.where(tickets.c.shop_id == principal.shop).order_by(tickets.c.id.desc()).limit(limit)
+            params = {}
+        async with self.single.connect() as conn:
+            rows = (await conn.execute(query, params)).all()
         return [_ticket(r) for r in rows]
 
     # --------------------------------------------------------------- messages
@@ -451,7 +494,7 @@ class ThreadStore:
             if before_seq is not None:
                 query = query.where(messages.c.seq < before_seq)
             query = query.order_by(messages.c.seq.desc())
-        async with self.reads.connect() as conn:
+        async with self.single.connect() as conn:
             rows = (await conn.execute(query.limit(limit + 1))).all()
         more = len(rows) > limit
         out = [_message(r) for r in rows[:limit]]
@@ -461,7 +504,7 @@ class ThreadStore:
 
     async def between(self, ticket_id: int, after_seq: int, upto_seq: int) -> list[Message]:
         """Messages with after_seq < seq <= upto_seq, oldest first (gap fills)."""
-        async with self.reads.connect() as conn:
+        async with self.single.connect() as conn:
             rows = (await conn.execute(select(*_MESSAGE_COLUMNS).where(and_(
                 messages.c.ticket_id == ticket_id, messages.c.seq > after_seq, messages.c.seq <= upto_seq,
             )).order_by(messages.c.seq))).all()
@@ -473,11 +516,10 @@ class ThreadStore:
         oldest first, and the tickets where more were missed than that."""
         out: dict[int, list[Message]] = {}
         incomplete: set[int] = set()
-        async with self.reads.connect() as conn:
+        async with self.single.connect() as conn:
             for ticket_id, last in resume.items():
-                rows = (await conn.execute(select(*_MESSAGE_COLUMNS).where(and_(
-                    messages.c.ticket_id == ticket_id, messages.c.seq > last,
-                )).order_by(messages.c.seq.desc()).limit(max_per_ticket + 1))).all()
+                rows = (await conn.execute(_MISSED, {"ticket": ticket_id, "after": last,
+                                                     "limit": max_per_ticket + 1})).all()
                 if len(rows) > max_per_ticket:
                     incomplete.add(ticket_id)
                     rows = rows[:max_per_ticket]
@@ -489,8 +531,8 @@ class ThreadStore:
         ids = list(ticket_ids)
         if not ids:
             return {}
-        async with self.reads.connect() as conn:
-            rows = (await conn.execute(select(tickets.c.id, tickets.c.last_seq).where(tickets.c.id.in_(ids))))
+        async with self.single.connect() as conn:
+            rows = await conn.execute(_LAST_SEQS, {"ids": ids})
             return {r[0]: r[1] for r in rows}
 
     # ------------------------------------------------------------ read state
@@ -524,19 +566,10 @@ class ThreadStore:
         if not ids:
             return {}
         author = Author.of(principal)
-        async with self.reads.connect() as conn:
-            cursors = {r[0]: r[1] for r in await conn.execute(
-                select(read_cursors.c.ticket_id, read_cursors.c.seq)
-                .where(read_cursors.c.reader == principal.key, read_cursors.c.ticket_id.in_(ids)))}
-            cursor = read_cursors.alias("c")
-            rows = await conn.execute(
-                select(messages.c.ticket_id, messages.c.seq)
-                .select_from(messages.outerjoin(cursor, and_(
-                    cursor.c.ticket_id == messages.c.ticket_id, cursor.c.reader == principal.key)))
-                .where(messages.c.ticket_id.in_(ids))
-                .where(messages.c.seq > func.coalesce(cursor.c.seq, 0))
-                .where(or_(messages.c.author_kind != author.kind, messages.c.author_id != author.id))
-            )
+        async with self.single.connect() as conn:
+            cursors = {r[0]: r[1] for r in await conn.execute(_CURSORS, {"reader": principal.key, "ids": ids})}
+            rows = await conn.execute(_UNREAD_SEQS, {"reader": principal.key, "ids": ids, "kind": author.kind,
+                                                     "author": author.id})
             state: dict[int, tuple[int, list[int]]] = {t: (cursors.get(t, 0), []) for t in ids}
             for ticket_id, seq in rows:
                 state[ticket_id][1].append(seq)
@@ -548,7 +581,7 @@ class ThreadStore:
         ids = sorted(set(ticket_ids))
         if not ids:
             return {}
-        async with self.reads.connect() as conn:
+        async with self.single.connect() as conn:
             shops = dict((await conn.execute(select(tickets.c.id, tickets.c.shop_id)
                                              .where(tickets.c.id.in_(ids)))).all())
             users: dict[str, list[str]] = {}
@@ -575,13 +608,13 @@ class ThreadStore:
                  .where(tickets.c.shop_id.in_(ids), claimed.in_(CLAIMS), tickets.c.created_at >= since,
                         or_(tickets.c.severity_reviewed, tickets.c.deprioritized.is_(False)))
                  .group_by(tickets.c.shop_id))
-        async with self.reads.connect() as conn:
+        async with self.single.connect() as conn:
             rows = (await conn.execute(query)).all()
         found = {r[0]: Record(int(r[1]), int(r[2] or 0)) for r in rows}
         return {shop: found.get(shop, Record(0, 0)) for shop in ids}
 
     async def cursor_tickets(self, reader: str, limit: int = 1000) -> list[int]:
-        async with self.reads.connect() as conn:
+        async with self.single.connect() as conn:
             rows = await conn.execute(select(read_cursors.c.ticket_id).where(read_cursors.c.reader == reader)
                                       .order_by(read_cursors.c.updated_at.desc()).limit(limit))
             return [r[0] for r in rows]
@@ -602,7 +635,7 @@ class ThreadStore:
             .where(or_(messages.c.author_kind != author.kind, messages.c.author_id != author.id))
             .group_by(messages.c.ticket_id)
         )
-        async with self.reads.connect() as conn:
+        async with self.single.connect() as conn:
             rows = (await conn.execute(query)).all()
         return {r[0]: int(r[1]) for r in rows}
 

@@ -71,24 +71,54 @@ end
 return {grown, rebuild}
 """
 
-# KEYS: book. ARGV: ticket, cursor, then the unread seqs known to the database
-# (may be empty). Raises the cursor, trims, adds, and returns the count.
-_SYNC = """
-local book, ticket, cursor = KEYS[1], ARGV[1], tonumber(ARGV[2])
-local set = book .. ':' .. ticket
-local current = tonumber(redis.call('HGET', book, 'c:' .. ticket) or '0')
-if cursor > current then
-  redis.call('HSET', book, 'c:' .. ticket, cursor)
-  current = cursor
+# Merge the database's view of one ticket into a reader's book: raise the cursor,
+# trim, add the unread seqs it knows; returns the count.
+_SYNC_TICKET = """
+local function sync_ticket(book, ticket, cursor, seqs)
+  local set = book .. ':' .. ticket
+  local current = tonumber(redis.call('HGET', book, 'c:' .. ticket) or '0')
+  if cursor > current then
+    redis.call('HSET', book, 'c:' .. ticket, cursor)
+    current = cursor
+  end
+  for _, seq in ipairs(seqs) do
+    if seq > current then redis.call('ZADD', set, seq, seq) end
+  end
+  redis.call('ZREMRANGEBYSCORE', set, '-inf', current)
+  local n = redis.call('ZCARD', set)
+  if n > 0 then redis.call('HSET', book, 'n:' .. ticket, n) else redis.call('HDEL', book, 'n:' .. ticket) end
+  return n
 end
-for i = 3, #ARGV do
-  local seq = tonumber(ARGV[i])
-  if seq > current then redis.call('ZADD', set, seq, seq) end
+"""
+
+# KEYS: book. ARGV: ticket, cursor, then the unread seqs known to the database (may be empty).
+_SYNC = _SYNC_TICKET + """
+local seqs = {}
+for i = 3, #ARGV do seqs[#seqs + 1] = tonumber(ARGV[i]) end
+return sync_ticket(KEYS[1], ARGV[1], tonumber(ARGV[2]), seqs)
+"""
+
+# A whole reader's book in one call: the built marker, every ticket the database
+# knows, optionally the reader joining those tickets' reader sets (only sets that
+# exist: a missing one is rebuilt from the database, which knows this reader).
+# KEYS: book. ARGV: prefix, reader, join (1/0), then per ticket: id, cursor, n, n seqs.
+# Returns the book (HGETALL).
+_SYNC_BOOK = _SYNC_TICKET + """
+local book, prefix, reader, join = KEYS[1], ARGV[1], ARGV[2], ARGV[3] == '1'
+redis.call('HSET', book, '_', '1')
+local i = 4
+while i <= #ARGV do
+  local ticket, cursor, n = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
+  local seqs = {}
+  for j = 1, n do seqs[j] = tonumber(ARGV[i + 2 + j]) end
+  sync_ticket(book, ticket, cursor, seqs)
+  if join then
+    local readers = prefix .. 'readers:' .. ticket
+    if redis.call('SISMEMBER', readers, '_') == 1 then redis.call('SADD', readers, reader) end
+  end
+  i = i + 3 + n
 end
-redis.call('ZREMRANGEBYSCORE', set, '-inf', current)
-local n = redis.call('ZCARD', set)
-if n > 0 then redis.call('HSET', book, 'n:' .. ticket, n) else redis.call('HDEL', book, 'n:' .. ticket) end
-return n
+return redis.call('HGETALL', book)
 """
 
 
@@ -127,6 +157,7 @@ class UnreadBook:
         self.keys = keys
         self._after_batch = redis.register_script(_AFTER_BATCH)
         self._sync = redis.register_script(_SYNC)
+        self._sync_book = redis.register_script(_SYNC_BOOK)
 
     async def publish_and_count(self, node_id: str, items: list[tuple[str, bytes, int, int, str, str]]
                                 ) -> tuple[list[tuple[str, int, int]], list[int]]:
@@ -150,33 +181,18 @@ class UnreadBook:
                 pipe.sadd(self.keys.readers(ticket_id), BUILT, *readers)
             await pipe.execute()
 
-    async def add_reader(self, ticket_ids: Iterable[int], reader: str) -> None:
-        """A reader joins tickets (a new user of the shop, an agent who read one).
-
-        Only sets that exist are touched: a missing one is rebuilt from the
-        database, which already knows this reader."""
-        ids = list(ticket_ids)
-        if not ids:
-            return
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for ticket_id in ids:
-                pipe.sismember(self.keys.readers(ticket_id), BUILT)
-            built = await pipe.execute()
-            for ticket_id, exists in zip(ids, built, strict=True):
-                if exists:
-                    pipe.sadd(self.keys.readers(ticket_id), reader)
-            await pipe.execute()
-
-    async def sync(self, reader: str, state: dict[int, tuple[int, list[int]]]) -> Snapshot:
-        """Merge the database's view {ticket: (cursor, unread seqs)} into Redis and
-        mark the reader built; returns the reader's counts afterwards."""
-        book = self.keys.unread(reader)
-        # The marker goes first: a message counted from now on reaches the sorted
-        # sets directly, one committed earlier is in `state`; set union keeps both.
-        await self.redis.hset(book, BUILT, "1")
+    async def sync(self, reader: str, state: dict[int, tuple[int, list[int]]], *, join: bool = False) -> Snapshot:
+        """Merge the database's view {ticket: (cursor, unread seqs)} into Redis, mark
+        the reader built (and with `join`, add it to those tickets' reader sets), in
+        one call; returns the reader's counts afterwards."""
+        args: list[str | int] = [self.keys.prefix, reader, 1 if join else 0]
         for ticket_id, (cursor, seqs) in state.items():
-            await self._sync(keys=[book], args=[ticket_id, cursor, *seqs])
-        return await self.snapshot(reader)
+            args.extend((ticket_id, cursor, len(seqs), *seqs))
+        # A message counted meanwhile reaches the sorted sets directly, one committed
+        # earlier is in `state`; set union keeps both.
+        raw = await self._sync_book(keys=[self.keys.unread(reader)], args=args)
+        _, counts = parse_book(dict(zip(raw[0::2], raw[1::2], strict=True)))
+        return Snapshot(counts)
 
     async def read(self, reader: str, ticket_id: int, cursor: int) -> int:
         return int(await self._sync(keys=[self.keys.unread(reader)], args=[ticket_id, cursor]))
