@@ -28,6 +28,7 @@ class Limits:
     max_body_chars: int = 10_000
     max_title_chars: int = 200
     history_page_max: int = 200
+    list_page_max: int = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +79,7 @@ class History:
 class ListTickets:
     status: str | None
     department: str | None = None
+    limit: int | None = None  # an extension: how many (the inbox pages; `more` says if there are others)
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,7 +250,10 @@ def _list_tickets(frame: Mapping[str, Any], limits: Limits) -> ListTickets:
     department = frame.get("department")
     if department is not None and (not isinstance(department, str) or not 0 < len(department) <= MAX_ID_CHARS):
         raise BadRequest("'department' must be a department key, or \"*\" for all")
-    return ListTickets(status=status, department=department)
+    limit = _int(frame, "limit", required=False, minimum=1)
+    if limit is not None and limit > limits.list_page_max:
+        raise BadRequest(f"'limit' must be at most {limits.list_page_max}")
+    return ListTickets(status=status, department=department, limit=limit)
 
 
 def _update_ticket(frame: Mapping[str, Any], limits: Limits) -> UpdateTicket:

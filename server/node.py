@@ -98,7 +98,8 @@ class Node:
         self.policy = settings.policy()
         self.limiter = RateLimiter(redis, keys, settings.limits)
         self.limits = frames.Limits(max_body_chars=settings.max_body_chars, max_title_chars=settings.max_title_chars,
-                                    history_page_max=settings.history_page_max)
+                                    history_page_max=settings.history_page_max,
+                                    list_page_max=settings.welcome_tickets_max)
         self.writer = MessageWriter(store, self.policy.hold, after_commit=self.publish_batch,
                                     concurrency=settings.writer_concurrency)
         self.bus.on_resubscribed = self._after_redis_returned

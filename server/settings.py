@@ -68,6 +68,7 @@ class Settings:
     max_bad_frames: int = 1000
     bad_frame_window: timedelta = timedelta(seconds=10)
     welcome_tickets_max: int = 500
+    inbox_page: int = 50  # an agent's welcome and list_tickets: the most urgent first, `more` for the rest
     # A killed node's agents go offline after presence_ttl plus one heartbeat at most.
     presence_ttl: timedelta = timedelta(seconds=30)
     heartbeat_interval: timedelta = timedelta(seconds=10)
@@ -221,6 +222,7 @@ class Settings:
             max_body_chars=integer("POMOC_MAX_BODY_CHARS", 10_000, minimum=1),
             send_queue_max=integer("POMOC_SEND_QUEUE_MAX", 1000, minimum=10),
             welcome_tickets_max=integer("POMOC_WELCOME_TICKETS_MAX", 500, minimum=1),
+            inbox_page=integer("POMOC_INBOX_PAGE", 50, minimum=1),
             presence_ttl=seconds("POMOC_PRESENCE_TTL", timedelta(seconds=30)),
             heartbeat_interval=seconds("POMOC_HEARTBEAT", timedelta(seconds=10)),
             hours=env.get("POMOC_HOURS", ""),

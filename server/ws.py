@@ -168,12 +168,17 @@ class Session(Delivery):
             if self.feed:
                 channels.append(node.keys.inbox_channel)
             await self._listen(*channels)
-            tickets = (await node.store.list_for(principal, limit=self.settings.welcome_tickets_max)
-                       if self.feed else [])
+            # The inbox's first page, most urgent first: a welcome costs the same with
+            # 40 open tickets or 20,000 (the console asks for more with list_tickets).
+            page = min(self.settings.inbox_page, self.settings.welcome_tickets_max)
+            tickets = await node.store.list_for(principal, limit=page + 1) if self.feed else []
+            more = len(tickets) > page
+            del tickets[page:]
         else:
             channels.append(node.keys.shop_channel(principal.shop or ""))
             await asyncio.gather(node.touch_customer(principal, first_seen), self._listen(*channels))
             tickets = await node.store.list_for(principal, limit=self.settings.welcome_tickets_max)
+            more = False
             for ticket in tickets:
                 self.follows[ticket.id] = Follow(ticket.shop_id, ticket.last_seq)
 
@@ -221,7 +226,8 @@ class Session(Delivery):
             "resume_incomplete": sorted(incomplete),
             "conn_id": self.conn_id,
             "now": node.now().isoformat(),
-            **({"departments": [{"key": d.key, "name": d.name} for d in node.departments]}
+            **({"departments": [{"key": d.key, "name": d.name} for d in node.departments],
+                "tickets_more": more}
                if principal.is_agent else {}),
         }, ref)
         for ticket_id in sorted(replay):
@@ -419,10 +425,14 @@ class Session(Delivery):
 
     async def on_list_tickets(self, req: frames.ListTickets, ref: object) -> None:
         principal = self._me()
-        tickets = await self.node.store.list_for(principal, req.status, limit=self.settings.welcome_tickets_max,
+        default = self.settings.inbox_page if principal.is_agent else self.settings.welcome_tickets_max
+        limit = min(req.limit or default, self.settings.welcome_tickets_max)
+        tickets = await self.node.store.list_for(principal, req.status, limit=limit + 1,
                                                  now=self.node.now(), department=req.department)
+        more = len(tickets) > limit
+        del tickets[limit:]
         self.unread.update(await self.node.store.unread(principal, [t.id for t in tickets]))
-        self.send({"type": "tickets", "tickets": await self._views(tickets)}, ref)
+        self.send({"type": "tickets", "tickets": await self._views(tickets), "more": more}, ref)
 
     async def on_follow(self, req: frames.Follow, ref: object) -> None:
         principal = self._me()

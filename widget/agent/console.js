@@ -20,6 +20,7 @@
   var TOKEN_KEY = "pomoc-agent-token";
   var DEMO_KEY = "pomoc-agent-demo";
   var TYPING_EVERY_MS = 2000;
+  var INBOX_PAGE = 50;
   var TYPING_SHOWN_MS = 5000;
 
   var $ = function (id) { return document.getElementById(id); };
@@ -39,6 +40,9 @@
     readSent: new Map(),
     current: null,
     tab: "open",
+    listLimit: INBOX_PAGE, // how many of the current view the server sends (the most urgent first)
+    listMore: false,       // the server has more tickets for the current view
+    listLoading: false,    // a "more" page was asked for and has not arrived yet
     presence: "online",
     online: false,
     everOnline: false,
@@ -143,6 +147,7 @@
         upsert(t, true);
         state.counted.set(t.id, t.last_seq || 0);
       });
+      state.listMore = !!f.tickets_more;
       state.unread = new Map();
       Object.keys(f.unread || {}).forEach(function (k) { state.unread.set(Number(k), f.unread[k]); });
       (f.resume_incomplete || []).forEach(function (id) { state.msgs.delete(id); state.more.delete(id); state.seen.delete(id); });
@@ -157,7 +162,10 @@
       upsert(f.ticket, f.ref != null || f.ticket.id !== state.current);
       if (f.ref != null) maybeRead();
     },
-    tickets: function (f) { (f.tickets || []).forEach(function (t) { upsert(t, true); }); },
+    tickets: function (f) {
+      (f.tickets || []).forEach(function (t) { upsert(t, true); });
+      if (f.ref === "list") { state.listMore = !!f.more; state.listLoading = false; schedule(); }
+    },
     message: function (f) { insert(f, true); },
     history: function (f) {
       var ref = typeof f.ref === "string" ? f.ref : "";
@@ -252,7 +260,7 @@
 
   /** The inbox list for the current tab or status filter and department ("" = the agent's own). */
   function list() {
-    var frame = { type: "list_tickets", status: listStatus(), ref: "list" };
+    var frame = { type: "list_tickets", status: listStatus(), limit: state.listLimit, ref: "list" };
     if ($("filter-department").value) frame.department = $("filter-department").value;
     send(frame);
   }
@@ -406,6 +414,9 @@
       ul.append(h("li", null, btn));
       if (focusedId === String(t.id)) btn.focus();
     });
+    var more = $("more-tickets");
+    more.hidden = !state.listMore;
+    more.disabled = state.listLoading;
   }
 
   function inTabPlain(t, tab) {
@@ -564,14 +575,22 @@
     document.querySelectorAll("[data-tab]").forEach(function (b) {
       b.addEventListener("click", function () {
         state.tab = b.dataset.tab;
+        state.listLimit = INBOX_PAGE;
         $("filter-status").value = "";
         list();
         schedule();
       });
     });
-    $("filter-department").addEventListener("change", function () { list(); schedule(); });
+    $("filter-department").addEventListener("change", function () { state.listLimit = INBOX_PAGE; list(); schedule(); });
+    $("more-tickets").addEventListener("click", function () {
+      state.listLimit += INBOX_PAGE;
+      state.listLoading = true;
+      list();
+      schedule();
+    });
     $("filter-unread").addEventListener("change", schedule);
     $("filter-status").addEventListener("change", function () {
+      state.listLimit = INBOX_PAGE;
       if ($("filter-status").value) list();
       schedule();
     });

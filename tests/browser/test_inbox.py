@@ -1,0 +1,55 @@
+"""The console's inbox comes in pages: the most urgent tickets first, more on request."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import websockets
+from playwright.async_api import Browser, expect
+from websockets.typing import Subprotocol
+
+from tests.browser.harness import PomocServer, embedded_env, free_port
+
+pytestmark = pytest.mark.browser
+
+
+async def open_ticket(server: PomocServer, n: int, severity: str) -> None:
+    token = server.token("customer", f"owner-{n}", shop=f"shop-{n}", shop_name=f"Sklep {n}")
+    async with websockets.connect(server.base.replace("http", "ws") + "/ws",
+                                  subprotocols=[Subprotocol("pomoc.v1.json")]) as ws:
+        await ws.send(json.dumps({"type": "hello", "token": token}))
+        assert json.loads(await ws.recv())["type"] == "welcome"
+        await ws.send(json.dumps({"type": "open_ticket", "title": f"Problem {severity}", "severity": severity,
+                                  "body": "Klienci nie mogą zapłacić kartą.", "client_id": f"o-{n}", "ref": "o"}))
+        while json.loads(await ws.recv()).get("ref") != "o":
+            pass
+
+
+async def test_the_console_lists_the_most_urgent_page_and_more_on_request(browser: Browser, tmp_path: Path) -> None:
+    server = PomocServer(tmp_path, free_port(), embedded_env(POMOC_INBOX_PAGE="2"))
+    await server.start()
+    try:
+        for n, severity in enumerate(["minor", "critical", "major"]):
+            await open_ticket(server, n, severity)
+        context = await browser.new_context(viewport={"width": 1440, "height": 860}, locale="pl-PL",
+                                            timezone_id="Europe/Warsaw")
+        await context.clock.install(time=server.now())
+        page = await context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        await page.goto(server.base + "/agent?token=" + server.token("agent", "a-1", name="Ewa"))
+        tickets = page.locator("#tickets button.ticket")
+        await expect(tickets).to_have_count(2)
+        await expect(tickets.first).to_contain_text("Problem critical")
+        more = page.get_by_role("button", name="Pokaż kolejne zgłoszenia")
+        await expect(more).to_be_visible()
+        await more.click()
+        await expect(tickets).to_have_count(3)
+        await expect(more).to_be_hidden()
+        await expect(tickets.last).to_contain_text("Problem minor")
+        assert errors == []
+        await context.close()
+    finally:
+        await server.stop()
