@@ -27,7 +27,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.engine import Dialect
-from sqlalchemy.sql.expression import false
+from sqlalchemy.sql.expression import false, text
 from sqlalchemy.types import TypeDecorator
 
 from server.attachments_schema import attachment_table, help_deflection_table
@@ -119,6 +119,13 @@ tickets = Table(
 )
 Index("ix_tickets_shop_created", tickets.c.shop_id, tickets.c.created_at)
 Index("ix_tickets_status_due", tickets.c.status, tickets.c.sla_due_at)
+# The agents' inbox (active tickets by deadline) read in index order: a page of the most
+# urgent costs the same with 40 open tickets or 20,000.
+_ACTIVE = text("status IN ('open', 'waiting_on_customer')")
+Index("ix_tickets_inbox", tickets.c.sla_due_at, tickets.c.id, postgresql_where=_ACTIVE, sqlite_where=_ACTIVE)
+# The same condition for queries, spelled with literals: a prepared statement's generic
+# plan can use the partial index only if the planner sees the index's own predicate.
+ACTIVE_TICKETS = text("tickets.status IN ('open', 'waiting_on_customer')")
 Index("ix_tickets_queued", tickets.c.queued_until)
 Index("ix_tickets_lifecycle", tickets.c.status, tickets.c.waiting_since)
 Index("ix_tickets_closed", tickets.c.closed_at)

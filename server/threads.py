@@ -27,7 +27,7 @@ from server.auth import Principal
 from server.conduct import CLAIMS, Record
 from server.db import single_statements
 from server.errors import ClosedTicket, Forbidden, NotFound
-from server.models import customers, messages, outbox, read_cursors, shops, tickets
+from server.models import ACTIVE_TICKETS, customers, messages, outbox, read_cursors, shops, tickets
 from server.retention import REOPENED_TEXT
 
 STATUSES = ("open", "waiting_on_customer", "resolved", "closed")
@@ -464,7 +464,7 @@ class ThreadStore:
             if now is not None:
                 query = query.where(tickets.c.queued_until > now)
         if status in (None, "queued") and principal.is_agent:
-            query = query.where(tickets.c.status.in_(("open", "waiting_on_customer")))
+            query = query.where(ACTIVE_TICKETS)
         if principal.is_agent and department != "*":
             # An agent's departments claim sets the default inbox; "*" shows every department.
             wanted = [department] if department else list(principal.departments)
@@ -473,7 +473,8 @@ class ThreadStore:
         elif status not in (None, "queued"):
             query = query.where(tickets.c.status == status)
         if principal.is_agent:
-            query = query.order_by(tickets.c.sla_due_at.is_(None), tickets.c.sla_due_at, tickets.c.id).limit(limit)
+            # Deadline order, none last: the order of ix_tickets_inbox, so a page reads a page.
+            query = query.order_by(tickets.c.sla_due_at.asc().nulls_last(), tickets.c.id).limit(limit)
             params: dict[str, Any] = {}
         elif status is None:
             query, params = _SHOP_TICKETS, {"shop": principal.shop, "limit": limit}

@@ -47,25 +47,28 @@ FROM messages m
 JOIN unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS k(t, ak, ai, ci)
   ON m.ticket_id = k.t AND m.author_kind = k.ak AND m.author_id = k.ai AND m.client_id = k.ci
 """
-_INSERT = """
-INSERT INTO messages (ticket_id, seq, author_kind, author_id, author_name, body, client_id, created_at, queued_until)
-SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-                     $8::timestamptz[], $9::timestamptz[])
-ON CONFLICT (ticket_id, author_kind, author_id, client_id) DO NOTHING
-RETURNING id, ticket_id, seq
+# The batch's messages and the tickets' new last_seq in one statement (one round trip
+# inside the transaction; a repeat skipped by ON CONFLICT rolls both back).
+_STORE = """
+WITH stored AS (
+  INSERT INTO messages (ticket_id, seq, author_kind, author_id, author_name, body, client_id, created_at,
+                        queued_until)
+  SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                       $8::timestamptz[], $9::timestamptz[])
+  ON CONFLICT (ticket_id, author_kind, author_id, client_id) DO NOTHING
+  RETURNING id, ticket_id, seq
+), bumped AS (
+  UPDATE tickets t SET last_seq = v.last_seq, last_message_at = v.at, updated_at = v.at,
+         first_response_at = CASE WHEN v.agent AND t.first_response_at IS NULL THEN v.at ELSE t.first_response_at END
+  FROM unnest($10::bigint[], $11::int[], $12::timestamptz[], $13::bool[]) AS v(id, last_seq, at, agent)
+  WHERE t.id = v.id
+)
+SELECT id, ticket_id, seq FROM stored
 """
 
 
 class _Retried(Exception):
     """A send in the batch repeats a stored one: redo the batch knowing which."""
-_BUMP = """
-UPDATE tickets t SET last_seq = v.last_seq, last_message_at = v.at, updated_at = v.at,
-       first_response_at = CASE WHEN v.agent AND t.first_response_at IS NULL THEN v.at ELSE t.first_response_at END
-FROM unnest($1::bigint[], $2::int[], $3::timestamptz[], $4::bool[]) AS v(id, last_seq, at, agent)
-WHERE t.id = v.id
-"""
-
-
 @dataclass(slots=True)
 class Pending:
     principal: Principal
@@ -252,19 +255,19 @@ class MessageWriter:
                     fresh.append((pending, Message(pending.ticket_id, last[pending.ticket_id], 0, author,
                                                    pending.body, pending.now, pending.client_id, queued)))
                 if fresh:
-                    rows = await db.fetch(_INSERT, [m.ticket for _, m in fresh], [m.seq for _, m in fresh],
-                                          [m.author.kind for _, m in fresh], [m.author.id for _, m in fresh],
-                                          [m.author.name for _, m in fresh], [m.body for _, m in fresh],
-                                          [m.client_id for _, m in fresh], [m.created_at for _, m in fresh],
-                                          [m.queued_until for _, m in fresh])
-                    if len(rows) != len(fresh):
-                        raise _Retried()  # rolls the whole transaction back: no seq is used up
-                    ids = {(r["ticket_id"], r["seq"]): r["id"] for r in rows}
                     bumped = sorted({m.ticket for _, m in fresh})
                     at = {t: max(m.created_at for _, m in fresh if m.ticket == t) for t in bumped}
                     agent = {t: any(p.principal.is_agent for p, m in fresh if m.ticket == t) for t in bumped}
-                    await db.execute(_BUMP, bumped, [last[t] for t in bumped], [at[t] for t in bumped],
-                                     [agent[t] for t in bumped])
+                    rows = await db.fetch(_STORE, [m.ticket for _, m in fresh], [m.seq for _, m in fresh],
+                                          [m.author.kind for _, m in fresh], [m.author.id for _, m in fresh],
+                                          [m.author.name for _, m in fresh], [m.body for _, m in fresh],
+                                          [m.client_id for _, m in fresh], [m.created_at for _, m in fresh],
+                                          [m.queued_until for _, m in fresh],
+                                          bumped, [last[t] for t in bumped], [at[t] for t in bumped],
+                                          [agent[t] for t in bumped])
+                    if len(rows) != len(fresh):
+                        raise _Retried()  # rolls the whole transaction back: no seq is used up
+                    ids = {(r["ticket_id"], r["seq"]): r["id"] for r in rows}
                     for pending, message in fresh:
                         message = Message(message.ticket, message.seq, ids[(message.ticket, message.seq)],
                                           message.author, message.body, message.created_at, message.client_id,

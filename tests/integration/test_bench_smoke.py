@@ -21,7 +21,7 @@ from tests.servers import ROOT
 # Every tool's --smoke takes a few seconds (mostly migrate and server start).
 TOOLS = {
     "storm.py": ["storm: ", "done (welcome + missed message)", "total (last customer done)", "target: all"],
-    "bigdb.py": ["bigdb: ", "target: history and customer welcome"],
+    "bigdb.py": ["bigdb: ", "target: history and every welcome"],
     "latency.py": ["latency: ", "delivery customer(A) -> agent(B)", "delivery agent(B) -> customer(A)",
                    "sent "],
     "flood.py": ["flood: ", "quiet delivery", "flood delivery", "ratio flood/quiet delivery",
