@@ -458,31 +458,31 @@ class ThreadStore:
         """A customer's shop tickets (newest first) or an agent's inbox (by deadline;
         active tickets unless a status is asked for). `status="queued"`: tickets held
         for working hours at `now`."""
+        if not principal.is_agent and status is None:
+            async with self.single.connect() as conn:
+                rows = (await conn.execute(_SHOP_TICKETS, {"shop": principal.shop, "limit": limit})).all()
+            return [_ticket(r) for r in rows]
         query = _ticket_select()
         if status == "queued":
             query = query.where(tickets.c.queued_until.is_not(None))
             if now is not None:
                 query = query.where(tickets.c.queued_until > now)
-        if status in (None, "queued") and principal.is_agent:
-            query = query.where(ACTIVE_TICKETS)
-        if principal.is_agent and department != "*":
-            # An agent's departments claim sets the default inbox; "*" shows every department.
-            wanted = [department] if department else list(principal.departments)
-            if wanted:
-                query = query.where(tickets.c.department.in_(wanted))
-        elif status not in (None, "queued"):
+        elif status is not None:
             query = query.where(tickets.c.status == status)
         if principal.is_agent:
+            if status in (None, "queued"):
+                query = query.where(ACTIVE_TICKETS)
+            if department != "*":
+                # An agent's departments claim sets the default inbox; "*" shows every department.
+                wanted = [department] if department else list(principal.departments)
+                if wanted:
+                    query = query.where(tickets.c.department.in_(wanted))
             # Deadline order, none last: the order of ix_tickets_inbox, so a page reads a page.
-            query = query.order_by(tickets.c.sla_due_at.asc().nulls_last(), tickets.c.id).limit(limit)
-            params: dict[str, Any] = {}
-        elif status is None:
-            query, params = _SHOP_TICKETS, {"shop": principal.shop, "limit": limit}
+            query = query.order_by(tickets.c.sla_due_at.asc().nulls_last(), tickets.c.id)
         else:
-            query = query.where(tickets.c.shop_id == principal.shop).order_by(tickets.c.id.desc()).limit(limit)
-            params = {}
+            query = query.where(tickets.c.shop_id == principal.shop).order_by(tickets.c.id.desc())
         async with self.single.connect() as conn:
-            rows = (await conn.execute(query, params)).all()
+            rows = (await conn.execute(query.limit(limit))).all()
         return [_ticket(r) for r in rows]
 
     # --------------------------------------------------------------- messages

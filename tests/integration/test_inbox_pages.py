@@ -70,3 +70,21 @@ async def test_customers_still_get_all_their_shops_tickets(at_clock, clients):
                                 "body": "Jak ustawić koszty wysyłki?", "client_id": str(uuid.uuid4())}, "ticket")
     _, welcome = await join(node, clients, tokens.customer(shop, sub="colleague"))
     assert len(welcome["tickets"]) == 3 and "tickets_more" not in welcome
+
+
+async def test_a_status_page_lists_only_that_status_whatever_the_agents_departments(at_clock, clients):
+    node, tokens = at_clock(services.WORKING_CLOCK)
+    opened = await open_tickets(node, clients, tokens)
+    agent, _ = await join(node, clients, tokens.agent(unique("a")))  # no departments claim: its default inbox
+    done = opened[0]["id"]
+    await agent.request({"type": "update_ticket", "ticket": done, "status": "resolved"}, "ticket")
+    for department in (None, "*"):
+        frame = {"type": "list_tickets", "status": "resolved", "limit": 500}
+        if department:
+            frame["department"] = department
+        resolved = await agent.request(frame, "tickets")
+        assert resolved["tickets"] and {t["status"] for t in resolved["tickets"]} == {"resolved"}
+        assert done in [t["id"] for t in resolved["tickets"]]
+    active = await agent.request({"type": "list_tickets", "limit": 500}, "tickets")
+    assert done not in [t["id"] for t in active["tickets"]]
+    assert {t["status"] for t in active["tickets"]} <= {"open", "waiting_on_customer"}
