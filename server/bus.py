@@ -60,9 +60,6 @@ class Bus:
         return self._connected.is_set()
 
     # ------------------------------------------------------------ subscribing
-    def __contains__(self, channel: str) -> bool:
-        return channel in self._channels
-
     async def subscribe(self, channel: str) -> None:
         """Want `channel`; returns once Redis confirmed the subscription (or at once
         while Redis is unreachable: the reconnect will subscribe)."""

@@ -543,6 +543,7 @@ async def _read(websocket: WebSocket, session: Session) -> None:
                     try:
                         message = await asyncio.wait_for(websocket.receive(), max(0.0, left))
                     except TimeoutError:
+                        waiting = False  # closing must not cancel this task: the writer sends the close
                         session.close(CLOSE_HELLO_TIMEOUT, "no hello in time")
                         return
                 else:
