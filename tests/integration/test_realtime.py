@@ -244,6 +244,12 @@ async def test_a_redis_outage_mid_conversation_loses_nothing_and_repeats_nothing
         assert all(f["type"] == "ack" for f in during), during
         reply = await agent.request({"type": "send", "ticket": ticket["id"], "body": "odpowiedź"}, "ack", timeout=15)
         assert reply["type"] == "ack"
+        # A customer who connects meanwhile is let in (admission fails open) with its
+        # tickets and unread counts from the database, and may leave again.
+        newcomer, hello = await join(a, clients, tokens.customer(shop, sub="colleague"))
+        assert hello["type"] == "welcome" and ticket["id"] in [t["id"] for t in hello["tickets"]]
+        assert hello["unread"].get(str(ticket["id"])) == reply["seq"]  # a new colleague has read nothing
+        await newcomer.close()
 
         private_redis.start()
         got = [await agent.expect("message", ticket=ticket["id"], timeout=30) for _ in during]
