@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -448,6 +448,21 @@ class Client:
             self._reader.cancel()
             with contextlib.suppress(BaseException):
                 await self._reader
+
+
+async def paced(rate: float, seconds: float) -> AsyncIterator[int]:
+    """An open loop: yields 0, 1, 2, … at `rate` per second for `seconds` (a late tick
+    is yielded at once, so the loop catches up instead of drifting)."""
+    interval = 1.0 / rate
+    start = time.perf_counter()
+    i = 0
+    while i * interval < seconds:
+        due = start + i * interval
+        now = time.perf_counter()
+        if due > now:
+            await asyncio.sleep(due - now)
+        yield i
+        i += 1
 
 
 async def gather_limited(n: int, coros: Iterable[Any]) -> list[Any]:

@@ -53,6 +53,7 @@ from _common import (  # noqa: E402
     fmt_ms,
     log,
     mint,
+    paced,
     proc_cpu_seconds,
     summary_ms,
     use_uvloop,
@@ -222,16 +223,7 @@ async def main(args: argparse.Namespace) -> int:
         await opener.close()
 
         async def converse(seconds: float, record: dict[str, Any] | None) -> None:
-            interval = 1.0 / args.rate
-            start = time.perf_counter()
-            i = 0
-            while True:
-                due = start + i * interval
-                now = time.perf_counter()
-                if due - start >= seconds:
-                    return
-                if due > now:
-                    await asyncio.sleep(due - now)
+            async for i in paced(args.rate, seconds):
                 c2a = i % 2 == 0
                 sender = customer if c2a else agent
                 cid = f"n:{i}:{uuid.uuid4().hex[:8]}"
@@ -251,7 +243,6 @@ async def main(args: argparse.Namespace) -> int:
                 if record is not None:
                     record["sent"] += 1
                     record["cids"].append(cid)
-                i += 1
 
         async def measure(name: str) -> None:
             rec: dict[str, Any] = {"delivery": [], "c2a": [], "a2c": [], "lost": 0, "sent": 0, "cids": []}

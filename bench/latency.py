@@ -37,6 +37,7 @@ from _common import (  # noqa: E402
     fmt_ms,
     log,
     mint,
+    paced,
     proc_cpu_seconds,
     summary_ms,
     use_uvloop,
@@ -90,16 +91,9 @@ async def main(args: argparse.Namespace) -> int:
             agents.append(ag)
 
         async def run(seconds: float) -> int:
-            interval = 1.0 / args.rate
-            start = time.perf_counter()
-            i = 0
-            while True:
-                due = start + i * interval
-                now = time.perf_counter()
-                if due - start >= seconds:
-                    return i
-                if due > now:
-                    await asyncio.sleep(due - now)
+            count = 0
+            async for i in paced(args.rate, seconds):
+                count = i + 1
                 k = i % len(tickets)
                 direction = "c2a" if (i // len(tickets)) % 2 == 0 else "a2c"
                 sender = customers[k] if direction == "c2a" else agents[k]
@@ -107,7 +101,7 @@ async def main(args: argparse.Namespace) -> int:
                 sent[cid] = (time.perf_counter(), direction)
                 await sender.send({"type": "send", "ticket": tickets[k], "client_id": cid,
                                    "body": f"{cid} Hi, my order #48213 has not arrived yet, can you check?"})
-                i += 1
+            return count
 
         await run(args.warmup)
         await asyncio.sleep(0.5)

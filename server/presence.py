@@ -182,20 +182,27 @@ class Presence:
 
 
 # Open connections per user: a hash of connection → expiry, refreshed by the heartbeat,
-# so a killed node's connections stop counting after the TTL.
-_CONNECT = """
-local key, conn, now, expires, limit = KEYS[1], ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
-local penalty = redis.call('PTTL', KEYS[2])
-if penalty > 0 then return -penalty end
-local live = 0
-local fields = redis.call('HGETALL', key)
-for i = 1, #fields, 2 do
-  if tonumber(fields[i + 1]) <= now then redis.call('HDEL', key, fields[i]) else live = live + 1 end
+# so a killed node's connections stop counting after the TTL. Admission: refused while
+# the user cools down (-milliseconds left) or is at its limit (-1), else counted.
+_ADMIT = """
+local function admit(conns, penalty_key, conn, now, expires, limit)
+  local penalty = redis.call('PTTL', penalty_key)
+  if penalty > 0 then return -penalty end
+  local live = 0
+  local fields = redis.call('HGETALL', conns)
+  for i = 1, #fields, 2 do
+    if tonumber(fields[i + 1]) <= now then redis.call('HDEL', conns, fields[i]) else live = live + 1 end
+  end
+  if live >= limit then return -1 end
+  redis.call('HSET', conns, conn, expires)
+  redis.call('PEXPIRE', conns, math.floor((tonumber(expires) - now) * 1000) + 60000)
+  return live + 1
 end
-if live >= limit then return -1 end
-redis.call('HSET', key, conn, expires)
-redis.call('PEXPIRE', key, math.floor((tonumber(expires) - now) * 1000) + 60000)
-return live + 1
+"""
+
+# KEYS: connections, penalty. ARGV: conn, now, expires, limit. Returns the count, or -wait.
+_CONNECT = _ADMIT + """
+return admit(KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4]))
 """
 
 
@@ -239,30 +246,21 @@ class Connections:
 # connection. KEYS: connections, penalty, seen, shop presence. ARGV: conn, now,
 # expires, limit, seen ttl (s), then the channels and payload of the announcement.
 # Returns {admitted count or -wait, first seen (0/1), shop came online (0/1)}.
-_ARRIVE = """
-local conns, conn, now, expires, limit = KEYS[1], ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
-local penalty = redis.call('PTTL', KEYS[2])
-if penalty > 0 then return {-penalty, 0, 0} end
-local live = 0
-local fields = redis.call('HGETALL', conns)
-for i = 1, #fields, 2 do
-  if tonumber(fields[i + 1]) <= now then redis.call('HDEL', conns, fields[i]) else live = live + 1 end
-end
-if live >= limit then return {-1, 0, 0} end
-local keep = math.floor((tonumber(expires) - now) * 1000) + 60000
-redis.call('HSET', conns, conn, expires)
-redis.call('PEXPIRE', conns, keep)
+_ARRIVE = _ADMIT + """
+local conn, now, expires = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local count = admit(KEYS[1], KEYS[2], conn, now, expires, tonumber(ARGV[4]))
+if count < 0 then return {count, 0, 0} end
 local first = redis.call('SET', KEYS[3], '1', 'NX', 'EX', tonumber(ARGV[5])) and 1 or 0
 local online = 0
 for _, value in ipairs(redis.call('HVALS', KEYS[4])) do
   if tonumber(value) > now then online = 1 break end
 end
 redis.call('HSET', KEYS[4], conn, expires)
-redis.call('PEXPIRE', KEYS[4], keep)
+redis.call('PEXPIRE', KEYS[4], math.floor((tonumber(expires) - now) * 1000) + 60000)
 if online == 0 then
   for i = 6, #ARGV - 1 do redis.call('PUBLISH', ARGV[i], ARGV[#ARGV]) end
 end
-return {live + 1, first, 1 - online}
+return {count, first, 1 - online}
 """
 
 # A customer's connection leaves. KEYS: connections, shop presence. ARGV: conn, now,

@@ -42,7 +42,7 @@ from server.errors import (
 )
 from server.node import Node
 from server.ratelimit import Limit
-from server.threads import AttachFn, Message, Posted, Ticket, check_access
+from server.threads import AttachFn, Message, Posted, Ticket, check_access, iso
 
 log = logging.getLogger(__name__)
 CLOSE_GRACE = 10.0  # seconds a closing connection gets to take its last frames
@@ -187,26 +187,35 @@ class Session(Delivery):
         denied: list[int] = []
         if req.resume:
             known = {t.id: t for t in tickets}
-            resume: dict[int, int] = {}
-            for ticket_id, seq in req.resume.items():
-                found = known.get(ticket_id)
+            others = {t.id: t for t in await node.store.get_many(t for t in req.resume if t not in known)}
+            resumed: dict[int, Ticket] = {}
+            for ticket_id in req.resume:
+                found = known.get(ticket_id) or others.get(ticket_id)
                 if found is None:
-                    try:
-                        found = await node.store.get_for(principal, ticket_id)
-                    except PomocError:
-                        denied.append(ticket_id)
-                        continue
-                if principal.is_agent:
-                    # Resuming a ticket follows it again (listed in the inbox or not).
-                    await self._listen(node.keys.shop_channel(found.shop_id))
-                if not principal.is_agent and ticket_id in known:
-                    last = found.last_seq  # listed after subscribing: fresh enough
-                else:
-                    last = (await node.store.last_seqs([ticket_id])).get(ticket_id, 0)
-                resume[ticket_id] = min(seq, last)
+                    denied.append(ticket_id)
+                    continue
+                try:
+                    check_access(principal, found.shop_id)
+                except Forbidden:
+                    denied.append(ticket_id)
+                    continue
+                resumed[ticket_id] = found
+            if principal.is_agent:
+                # Resuming a ticket follows it again (listed in the inbox or not).
+                await self._listen(*(node.keys.shop_channel(t.shop_id) for t in resumed.values()))
+            # Where each thread stands, read after subscribing; a customer's listed
+            # tickets were listed after subscribing: fresh enough.
+            stale = {t for t in resumed if principal.is_agent or t not in known}
+            lasts = await node.store.last_seqs(stale) if stale else {}
+            resume: dict[int, int] = {}
+            for ticket_id, found in resumed.items():
+                last = lasts.get(ticket_id, 0) if ticket_id in stale else found.last_seq
+                resume[ticket_id] = min(req.resume[ticket_id], last)
                 self.follows[ticket_id] = Follow(found.shop_id, resume[ticket_id])
             replay, incomplete = await node.store.missed(resume, self.settings.resume_max)
-            replay = {t: await node.with_attachments(msgs) for t, msgs in replay.items()}
+            # One attachments query for the whole replay, not one per ticket.
+            linked = iter(await node.with_attachments([m for msgs in replay.values() for m in msgs]))
+            replay = {t: [next(linked) for _ in msgs] for t, msgs in replay.items()}
             for ticket_id, missed in replay.items():
                 self.follows[ticket_id].cursor = missed[-1].seq
             for ticket_id in incomplete:
@@ -362,7 +371,7 @@ class Session(Delivery):
         message = posted.message
         ack: dict[str, Any] = {"type": "ack", "ticket": message.ticket, "seq": message.seq,
                                "client_id": message.client_id, "created_at": message.created_at.isoformat(),
-                               "queued_until": message.frame()["queued_until"]}
+                               "queued_until": iso(message.queued_until)}
         if message.attachments:
             ack["attachments"] = list(message.attachments)  # the sender's own copy of the links
         self.send(ack, ref)
