@@ -48,7 +48,8 @@ _INLINE = [(re.compile(r"\*\*(.+?)\*\*"), r"<strong>\1</strong>"), (re.compile(r
 _BULLET = re.compile(r"^\s*(?:[-+*]|\d+\.)\s+")
 _HELP_PAGE = """<!doctype html>
 <html lang="pl"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="referrer" content="no-referrer"><title>{title} — Pomoc</title>
+<meta name="referrer" content="no-referrer"><link rel="icon" href="/favicon.svg" type="image/svg+xml">
+<title>{title} — Pomoc</title>
 <style>body{{margin:0;background:#f4f6f9;color:#1d2733;
 font:15px/1.6 system-ui,-apple-system,"Segoe UI",Roboto,Arial,sans-serif}}
 header{{background:#17324d;color:#fff;padding:12px 24px;font-weight:800;letter-spacing:.04em}}
@@ -133,6 +134,10 @@ def routes(settings: Settings) -> list[BaseRoute]:
     async def console_css(request: Request) -> Response:
         return FileResponse(AGENT_DIR / "console.css", media_type="text/css; charset=utf-8", headers=_PAGE_CACHE)
 
+    async def favicon(request: Request) -> Response:
+        return FileResponse(WIDGET_DIR / "favicon.svg", media_type="image/svg+xml",
+                            headers={"Cache-Control": "public, max-age=86400"})
+
     async def demo_page(request: Request) -> Response:
         if not settings.demo:
             return _not_found()
@@ -159,6 +164,8 @@ def routes(settings: Settings) -> list[BaseRoute]:
         Route("/agent/", agent_page),
         Route("/agent/console.js", console_js),
         Route("/agent/console.css", console_css),
+        Route("/favicon.svg", favicon),
+        Route("/favicon.ico", favicon),
         Route("/demo", demo_page),
         Route("/demo/token", demo_token),
         Route("/help/{article_id}", help_article),

@@ -130,7 +130,25 @@ class SupportPolicy:
 
     def service(self, now: datetime) -> dict[str, Any]:
         open_now = is_open(self.calendar, now)
-        return {"open": open_now, "next_open": None if open_now else next_open(self.calendar, now).isoformat()}
+        return {"open": open_now, "next_open": None if open_now else next_open(self.calendar, now).isoformat(),
+                "hours": weekly_hours(self.calendar)}
+
+
+def weekly_hours(calendar: WorkingCalendar) -> list[dict[str, Any]]:
+    """The usual week, runs of days with the same hours: [{days: [0…4], opens: "09:00",
+    closes: "17:00"}] (0 = Monday; holidays and extra dates are not listed)."""
+    runs: list[dict[str, Any]] = []
+    for day in range(7):
+        span = calendar.hours.get(day)
+        if span is None:
+            continue
+        opens, closes = f"{span[0]:%H:%M}", f"{span[1]:%H:%M}"
+        last = runs[-1] if runs else None
+        if last and last["days"][-1] == day - 1 and (last["opens"], last["closes"]) == (opens, closes):
+            last["days"].append(day)
+        else:
+            runs.append({"days": [day], "opens": opens, "closes": closes})
+    return runs
 
 
 @dataclass(frozen=True, slots=True)

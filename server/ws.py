@@ -232,6 +232,8 @@ class Session(Delivery):
             "badge": any(self.unread.values()),
             "agents_online": node.live.agents_online,
             "service": node.service_status(),
+            "limits": {"max_body_chars": self.settings.max_body_chars,
+                       "max_title_chars": self.settings.max_title_chars},
             "resume_incomplete": sorted(incomplete),
             "conn_id": self.conn_id,
             "now": node.now().isoformat(),
