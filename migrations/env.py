@@ -9,8 +9,8 @@ from alembic import context
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from server.db import create_engine
-from server.models import metadata
+from server.store.db import create_engine
+from server.store.models import metadata
 from server.settings import Settings
 
 config = context.config

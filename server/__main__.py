@@ -23,21 +23,25 @@ from typing import Any
 import uvicorn
 
 from server.logs import configure_logging
+from server.rules.config import Rules
 from server.settings import DEV_SECRET, Settings, SettingsError
 
 
 def _settings() -> Settings:
+    """The settings, with the support rules they configure checked too."""
     try:
-        return Settings.from_env(os.environ)
+        settings = Settings.from_env(os.environ)
+        Rules.from_settings(settings)
     except SettingsError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    return settings
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from server.app import WIDGET_DIR, clock_for, create_app
-    from server.auth import mint
-    from server.db import migrate
+    from server.store.db import migrate
+    from server.web.app import WIDGET_DIR, ExtraTask, clock_for, create_app
+    from server.web.tokens import mint
 
     settings = _settings()
     host = args.host or settings.host
@@ -56,8 +60,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if settings.secret == DEV_SECRET:
         demo_token = mint(settings.secret, role="agent", sub="agent-1", name="Demo agent", now=datetime.now(UTC))
         print(f"  e.g. an agent token: {demo_token}", flush=True)
+    extra: list[ExtraTask] = [_run_jobs] if settings.run_jobs_in_web else []
     config = uvicorn.Config(
-        create_app(settings, clock), host=host, port=port,
+        create_app(settings, clock, extra_tasks=extra), host=host, port=port,
         log_level="debug" if settings.log_level == "DEBUG" else "warning",
         ws_max_size=settings.max_frame_bytes, ws_ping_interval=20, ws_ping_timeout=20,
         timeout_graceful_shutdown=10, lifespan="on", access_log=False, log_config=None,
@@ -68,6 +73,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _run_jobs(a: Any) -> None:
+    """The background jobs inside the web process (embedded mode)."""
+    from server.worker.jobs import Jobs
+
+    jobs = Jobs(a)
+    try:
+        await jobs.run_forever()
+    finally:
+        await jobs.aclose()
+
+
 class GracefulServer(uvicorn.Server):
     """Closes Pomoc's sockets with 1001 (going away) before uvicorn's own shutdown
     would close them with 1012."""
@@ -76,11 +92,11 @@ class GracefulServer(uvicorn.Server):
         app = self.config.loaded_app
         while app is not None and not hasattr(app, "state"):
             app = getattr(app, "app", None)
-        node = getattr(getattr(app, "state", None), "node", None)
-        if node is not None:
+        adapters = getattr(getattr(app, "state", None), "adapters", None)
+        if adapters is not None:
             for server in self.servers:
                 server.close()  # no new connections while draining
-            await node.drain()
+            await adapters.roster.drain()
         await super().shutdown(sockets)
 
     @contextlib.contextmanager
@@ -99,19 +115,14 @@ class GracefulServer(uvicorn.Server):
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from server.app import Background, clock_for, running_node
-    from server.jobs import Jobs
+    from server.chat.runtime import running
+    from server.web.app import clock_for
 
     settings = _settings()
 
     async def work() -> None:
-        background = Background()
-        async with running_node(settings, clock_for(settings), background=background) as node:
-            jobs = Jobs(node)
-            try:
-                await jobs.run_forever()
-            finally:
-                await jobs.aclose()
+        async with running(settings, clock_for(settings)) as a:
+            await _run_jobs(a)
 
     print(f"Pomoc worker: jobs every {settings.jobs_interval.total_seconds():g} s", flush=True)
     with contextlib.suppress(KeyboardInterrupt):
@@ -131,7 +142,7 @@ async def _until_signalled(work: Coroutine[Any, Any, None]) -> None:
 
 def _instant(text: str | None, settings: Settings) -> datetime:
     if text is None:
-        from server.app import clock_for
+        from server.web.app import clock_for
 
         return clock_for(settings).now()
     try:
@@ -144,17 +155,16 @@ def _instant(text: str | None, settings: Settings) -> datetime:
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
-    from server.app import Background, running_node
+    from server.chat.runtime import running
     from server.clock import FixedClock
-    from server.jobs import Jobs
+    from server.worker.jobs import Jobs
 
     settings = _settings()
     at = _instant(args.at, settings)
 
     async def once() -> dict[str, int]:
-        background = Background()
-        async with running_node(settings, FixedClock(at), background=background) as node:
-            jobs = Jobs(node)
+        async with running(settings, FixedClock(at)) as a:
+            jobs = Jobs(a)
             try:
                 return await jobs.run_once(at)
             finally:
@@ -166,20 +176,19 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 
 
 def cmd_purge(args: argparse.Namespace) -> int:
-    from server.app import Background, running_node
+    from server.chat.runtime import running
     from server.clock import FixedClock
-    from server.lifecycle import Lifecycle, purge
+    from server.worker.retention import purge
 
     settings = _settings()
     at = _instant(args.at, settings)
 
     async def run() -> dict[str, Any]:
-        async with running_node(settings, FixedClock(at), background=Background()) as node:
-            lifecycle = Lifecycle(node.store.engine, settings.lifecycle(), settings.purge_batch)
-            plan = await lifecycle.plan_purge(at)
+        async with running(settings, FixedClock(at)) as a:
+            plan = await a.lifecycle.plan_purge(at)
             summary = plan.summary()
             if not args.dry_run:
-                summary["deleted_messages"] = await purge(node, lifecycle, plan)
+                summary["deleted_messages"] = await purge(a, plan)
             return summary
 
     summary = asyncio.run(run())
@@ -188,15 +197,15 @@ def cmd_purge(args: argparse.Namespace) -> int:
 
 
 def cmd_export_shop(args: argparse.Namespace) -> int:
-    from server.db import create_engine
-    from server.lifecycle import Lifecycle
+    from server.store.db import create_engine
+    from server.store.lifecycle import Lifecycle
 
     settings = _settings()
 
     async def run() -> dict[str, Any]:
         engine = create_engine(settings)
         try:
-            return await Lifecycle(engine, settings.lifecycle()).export_shop(args.shop)
+            return await Lifecycle(engine, Rules.from_settings(settings).lifecycle).export_shop(args.shop)
         finally:
             await engine.dispose()
 
@@ -214,8 +223,8 @@ def cmd_export_shop(args: argparse.Namespace) -> int:
 
 
 def cmd_erase_shop(args: argparse.Namespace) -> int:
-    from server.app import Background, running_node
-    from server.lifecycle import Lifecycle, purge
+    from server.chat.runtime import running
+    from server.worker.retention import purge
 
     settings = _settings()
     if not args.yes:
@@ -224,11 +233,10 @@ def cmd_erase_shop(args: argparse.Namespace) -> int:
         return 2
 
     async def run() -> dict[str, Any]:
-        async with running_node(settings, _clock(settings), background=Background()) as node:
-            lifecycle = Lifecycle(node.store.engine, settings.lifecycle(), settings.purge_batch)
-            plan = await lifecycle.plan_purge(node.now(), shop=args.shop)
-            deleted = await purge(node, lifecycle, plan)
-            await lifecycle.erase_shop_rows(args.shop)
+        async with running(settings, _clock(settings)) as a:
+            plan = await a.lifecycle.plan_purge(a.clock.now(), shop=args.shop)
+            deleted = await purge(a, plan)
+            await a.lifecycle.erase_shop_rows(args.shop)
             return {"shop": args.shop, "tickets": len(plan.tickets), "messages": deleted}
 
     print(json.dumps(asyncio.run(run()), ensure_ascii=False))
@@ -236,16 +244,16 @@ def cmd_erase_shop(args: argparse.Namespace) -> int:
 
 
 def _clock(settings: Settings) -> Any:
-    from server.app import clock_for
+    from server.web.app import clock_for
 
     return clock_for(settings)
 
 
 def cmd_sla(args: argparse.Namespace) -> int:
-    from server.sla import format_due
+    from server.rules.sla import format_due
 
     settings = _settings()
-    policy = settings.policy()
+    policy = Rules.from_settings(settings).policy
     at = _instant(args.at, settings)
     due = policy.due(args.severity, at)
     held = policy.hold(args.severity, at)
@@ -258,10 +266,10 @@ def cmd_sla(args: argparse.Namespace) -> int:
 
 
 def cmd_calendar(args: argparse.Namespace) -> int:
-    from server.calendar import day_schedule
+    from server.rules.calendar import day_schedule
 
     settings = _settings()
-    policy = settings.policy()
+    policy = Rules.from_settings(settings).policy
     try:
         first = date.fromisoformat(args.from_date) if args.from_date else _instant(None, settings).date()
     except ValueError:
@@ -280,7 +288,7 @@ def cmd_calendar(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from server.db import migrate
+    from server.store.db import migrate
 
     settings = _settings()
     migrate(settings)
@@ -289,7 +297,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_token(args: argparse.Namespace) -> int:
-    from server.auth import mint
+    from server.web.tokens import mint
 
     settings = _settings()
     if args.role == "customer" and not args.shop:

@@ -23,7 +23,8 @@ from datetime import datetime, timedelta
 
 from redis.asyncio import Redis
 
-from server.keys import Keys
+from server.realtime.admission import ADMIT
+from server.realtime.keys import Keys
 
 _AGGREGATE = """
 local function aggregate(hash, now)
@@ -181,72 +182,13 @@ class Presence:
         return {shop_id: any(float(v) > stamp for v in vals) for shop_id, vals in zip(ids, values, strict=True)}
 
 
-# Open connections per user: a hash of connection → expiry, refreshed by the heartbeat,
-# so a killed node's connections stop counting after the TTL. Admission: refused while
-# the user cools down (-milliseconds left) or is at its limit (-1), else counted.
-_ADMIT = """
-local function admit(conns, penalty_key, conn, now, expires, limit)
-  local penalty = redis.call('PTTL', penalty_key)
-  if penalty > 0 then return -penalty end
-  local live = 0
-  local fields = redis.call('HGETALL', conns)
-  for i = 1, #fields, 2 do
-    if tonumber(fields[i + 1]) <= now then redis.call('HDEL', conns, fields[i]) else live = live + 1 end
-  end
-  if live >= limit then return -1 end
-  redis.call('HSET', conns, conn, expires)
-  redis.call('PEXPIRE', conns, math.floor((tonumber(expires) - now) * 1000) + 60000)
-  return live + 1
-end
-"""
-
-# KEYS: connections, penalty. ARGV: conn, now, expires, limit. Returns the count, or -wait.
-_CONNECT = _ADMIT + """
-return admit(KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4]))
-"""
-
-
-class Connections:
-    def __init__(self, redis: Redis, keys: Keys, ttl: timedelta) -> None:
-        self.redis = redis
-        self.keys = keys
-        self.ttl = ttl
-        self._connect = redis.register_script(_CONNECT)
-
-    async def open(self, reader: str, conn_id: str, now: datetime, limit: int) -> float:
-        """Count a new connection of `reader`: 0.0 when admitted, else the seconds to
-        wait (the user already has `limit` connections, or is cooling down after
-        being closed for abuse)."""
-        expires = (now + self.ttl).timestamp()
-        result = int(await self._connect(keys=[self.keys.connections(reader), self.keys.penalty(reader)],
-                                         args=[conn_id, now.timestamp(), expires, limit]))
-        if result > 0:
-            return 0.0
-        return -result / 1000 if result < -1 else 30.0
-
-    async def penalize(self, reader: str, cooldown: timedelta) -> None:
-        """After closing a connection for abuse: refuse the user's hellos for a while,
-        before they cost a database query (a flood that reconnects stays cheap)."""
-        await self.redis.set(self.keys.penalty(reader), "1", px=int(cooldown.total_seconds() * 1000))
-
-    async def close(self, reader: str, conn_id: str) -> None:
-        await self.redis.hdel(self.keys.connections(reader), conn_id)
-
-    async def refresh(self, entries: Iterable[tuple[str, str]], now: datetime) -> None:
-        expires = str((now + self.ttl).timestamp())
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for reader, conn_id in entries:
-                pipe.hset(self.keys.connections(reader), conn_id, expires)
-            await pipe.execute()
-
-
 # A customer's arrival in one call: the cool-down and the connection limit (as
 # _CONNECT), the hourly "seen" marker (is the customer's row fresh in the database?)
 # and the shop's presence, announcing it when this is the shop's first live
 # connection. KEYS: connections, penalty, seen, shop presence. ARGV: conn, now,
 # expires, limit, seen ttl (s), then the channels and payload of the announcement.
 # Returns {admitted count or -wait, first seen (0/1), shop came online (0/1)}.
-_ARRIVE = _ADMIT + """
+_ARRIVE = ADMIT + """
 local conn, now, expires = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local count = admit(KEYS[1], KEYS[2], conn, now, expires, tonumber(ARGV[4]))
 if count < 0 then return {count, 0, 0} end

@@ -4,6 +4,11 @@
 value fails at startup naming the variable. Everything else receives `Settings`
 through constructors. With nothing set, Pomoc runs embedded: a SQLite file, the
 in-process Redis stand-in, worker jobs inside the web process and the `/demo` page.
+
+The support rules' own configuration (opening hours, reaction targets, fair-use
+limits, departments, lifecycle durations) is kept here as the text the variable
+holds and parsed by `server.rules.config.Rules.from_settings` at startup, which
+names the variable on error too. Kernel module: standard library only.
 """
 
 from __future__ import annotations
@@ -14,17 +19,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from server.intake import DEFAULT_DEPARTMENTS, Department, parse_departments
-from server.policy import SupportPolicy
-from server.ratelimit import Limits, parse_limit
-from server.retention import LifecyclePolicy
-
 EMBEDDED_REDIS = "memory://"
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///pomoc.db"
 # A fixed development secret keeps tokens printed by `python -m server token` valid
 # across restarts in embedded mode; any real deployment sets POMOC_SECRET.
 DEV_SECRET = "pomoc-embedded-development-secret-change-me"
 HELP_DIR = Path(__file__).resolve().parent.parent / "help"
+RATE_VARIABLES = ("POMOC_RATE_USER_MESSAGES", "POMOC_RATE_SHOP_MESSAGES", "POMOC_RATE_SHOP_TICKETS",
+                  "POMOC_RATE_SHOP_UPLOADS", "POMOC_RATE_AGENT_MESSAGES")
 
 
 class SettingsError(ValueError):
@@ -85,7 +87,9 @@ class Settings:
     resolved_close: str = ""
     retention: str = ""
     purge_batch: int = 10_000
-    limits: Limits = field(default_factory=Limits)
+    # Fair-use limits as configured ("30/10s", "off"; empty: the default), per POMOC_RATE_* variable.
+    rate_limits: tuple[tuple[str, str], ...] = ()
+    max_user_connections: int = 20
     attachments_dir: Path = Path("attachments")
     attachment_max_bytes: int = 10 * 1024 * 1024
     attachments_per_message: int = 10
@@ -191,18 +195,7 @@ class Settings:
             secret = DEV_SECRET
         if len(secret) < 16 and not embedded:
             raise SettingsError("POMOC_SECRET must be at least 16 characters")
-        base_limits = Limits()
-        try:
-            limits = Limits(**{
-                name: parse_limit(env[var], var) if env.get(var, "").strip() else getattr(base_limits, name)
-                for name, var in (("user_messages", "POMOC_RATE_USER_MESSAGES"),
-                                  ("shop_messages", "POMOC_RATE_SHOP_MESSAGES"),
-                                  ("shop_tickets", "POMOC_RATE_SHOP_TICKETS"),
-                                  ("shop_uploads", "POMOC_RATE_SHOP_UPLOADS"),
-                                  ("agent_messages", "POMOC_RATE_AGENT_MESSAGES"))
-            }, user_connections=integer("POMOC_MAX_USER_CONNECTIONS", base_limits.user_connections, minimum=1))
-        except ValueError as exc:
-            raise SettingsError(str(exc)) from None
+        rate_limits = tuple((var, env[var].strip()) for var in RATE_VARIABLES if env.get(var, "").strip())
         webhook_url = env.get("POMOC_WEBHOOK_URL", "").strip() or None
         if webhook_url and not webhook_url.startswith(("http://", "https://")):
             raise SettingsError("POMOC_WEBHOOK_URL must be an http:// or https:// URL")
@@ -238,7 +231,8 @@ class Settings:
             resolved_close=env.get("POMOC_RESOLVED_CLOSE", ""),
             retention=env.get("POMOC_RETENTION", ""),
             purge_batch=integer("POMOC_PURGE_BATCH", 10_000, minimum=100),
-            limits=limits,
+            rate_limits=rate_limits,
+            max_user_connections=integer("POMOC_MAX_USER_CONNECTIONS", 20, minimum=1),
             attachments_dir=Path(text("POMOC_ATTACHMENTS_DIR", "attachments")),
             attachment_max_bytes=integer("POMOC_ATTACHMENT_MAX_BYTES", 10 * 1024 * 1024, minimum=1024),
             attachments_per_message=integer("POMOC_ATTACHMENTS_PER_MESSAGE", 10, minimum=1),
@@ -255,30 +249,5 @@ class Settings:
             demo=flag("POMOC_DEMO", embedded),
             log_level=text("POMOC_LOG_LEVEL", "INFO").upper(),
         )
-        try:
-            settings.policy()
-            settings.lifecycle()
-        except ValueError as exc:
-            raise SettingsError(str(exc)) from None
-        try:
-            keys = [d.key for d in settings.department_list()]
-        except ValueError as exc:
-            raise SettingsError(f"POMOC_DEPARTMENTS: {exc}") from None
-        if settings.default_department not in keys:
-            raise SettingsError(f"POMOC_DEFAULT_DEPARTMENT {settings.default_department!r} is not one of "
-                                f"{', '.join(keys)}")
         return settings
-
-    def department_list(self) -> tuple[Department, ...]:
-        return parse_departments(self.departments or DEFAULT_DEPARTMENTS)
-
-    def lifecycle(self) -> LifecyclePolicy:
-        """When silent tickets are reminded and resolved, resolved ones closed, closed ones purged."""
-        return LifecyclePolicy.from_config(self.silent_reminders, self.silent_resolve, self.resolved_close,
-                                           self.retention)
-
-    def policy(self) -> SupportPolicy:
-        """The support policy these settings describe (calendar and reaction targets)."""
-        return SupportPolicy.from_config(self.hours, self.closed_dates, self.open_dates, self.sla_targets,
-                                         self.sla_warnings)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from hypothesis import settings as hypothesis_settings
 
-from server.auth import mint
+from server.web.tokens import mint
 from tests import services
 from tests.servers import ROOT, ServerProcess
 

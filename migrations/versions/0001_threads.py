@@ -8,7 +8,7 @@ Create Date: 2026-11-21
 import sqlalchemy as sa
 from alembic import op
 
-from server.models import BigId, UtcDateTime
+from server.store.models import BigId, UtcDateTime
 
 revision = "0001"
 down_revision = None

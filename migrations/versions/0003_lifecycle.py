@@ -8,7 +8,7 @@ Create Date: 2026-11-21
 import sqlalchemy as sa
 from alembic import op
 
-from server.models import UtcDateTime
+from server.store.models import UtcDateTime
 
 revision = "0003"
 down_revision = "0002"

@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
-from server.auth import mint
+from server.web.tokens import mint
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")

@@ -1,6 +1,6 @@
 """Attachment HTTP endpoints and store against a real, migrated SQLite database.
 
-A tiny Starlette app is built inline from `server.attachments.routes` and driven in
+A tiny Starlette app is built inline from `server.store.attachments.routes` and driven in
 process with httpx's ASGI transport. The database — a temporary SQLite file and a
 PostgreSQL schema — is brought to head by the real Alembic migrations, which
 create the attachments table.
@@ -23,15 +23,17 @@ from sqlalchemy import Table, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 
-from server import attachments_api, models
-from server.attachments import MAX_PER_MESSAGE, AttachmentStore
-from server.auth import Principal, Role, mint
 from server.clock import FixedClock
-from server.db import create_engine, migrate
 from server.errors import BadRequest, Forbidden, NotFound
-from server.models import messages, shops, tickets
+from server.principal import Principal, Role
 from server.settings import Settings
-from server.uploads import MiB, UploadLimits
+from server.store import models
+from server.store.attachments import MAX_PER_MESSAGE, AttachmentStore
+from server.store.db import create_engine, migrate
+from server.store.models import messages, shops, tickets
+from server.web import attachments_api
+from server.web.tokens import mint
+from server.web.uploads import MiB, UploadLimits
 from tests import filesamples as samples
 from tests import services
 from tests.conftest import _drop_schema

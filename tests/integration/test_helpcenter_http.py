@@ -10,13 +10,14 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from server import helpcenter_api, models
-from server.auth import mint
 from server.clock import FixedClock
-from server.db import create_engine, migrate
-from server.helpcenter import HelpIndex
-from server.helpcenter_api import DeflectionStore
+from server.rules.helpsearch import HelpIndex
 from server.settings import Settings
+from server.store import models
+from server.store.db import create_engine, migrate
+from server.store.deflections import DeflectionStore
+from server.web import help_api
+from server.web.tokens import mint
 
 SECRET = "helpcenter-test-secret-0123456789"
 NOW = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
@@ -34,7 +35,7 @@ def database(tmp_path: Path) -> Settings:
 async def client_and_store(database: Settings) -> AsyncIterator[tuple[httpx.AsyncClient, DeflectionStore]]:
     engine = create_engine(database)
     store = DeflectionStore(engine, models.help_deflections)
-    app = Starlette(routes=helpcenter_api.routes(index=HelpIndex.from_directory(HELP_DIR),
+    app = Starlette(routes=help_api.routes(index=HelpIndex.from_directory(HELP_DIR),
                                                  deflections_of=lambda request: store, secret=SECRET,
                                                  clock=FixedClock(NOW)))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://pomoc.test") as client:

@@ -1,4 +1,4 @@
-"""The Alembic migrations create exactly the tables `server.models` declares."""
+"""The Alembic migrations create exactly the tables `server.store.models` declares."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from server.db import create_engine, migrate
-from server.models import metadata
 from server.settings import Settings
+from server.store.db import create_engine, migrate
+from server.store.models import metadata
 from tests import services
 from tests.conftest import _drop_schema
 

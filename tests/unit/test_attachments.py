@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from server.attachments import LinkSigner
 from server.errors import BadRequest, TooLarge, Unauthorized
-from server.filetypes import TEXT, EmptyFile, FileKind, UnsupportedType, clean_name, display_name, sniff
+from server.store.attachments import LinkSigner
+from server.store.filetypes import TEXT, EmptyFile, FileKind, UnsupportedType, clean_name, display_name, sniff
 from tests import filesamples as samples
 
 NOW = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)

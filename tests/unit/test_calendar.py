@@ -1,4 +1,4 @@
-"""Working calendar: holidays, opening hours, DST, working-time arithmetic (server.calendar)."""
+"""Working calendar: holidays, opening hours, DST, working-time arithmetic (server.rules.calendar)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from server.calendar import (
+from server.rules.calendar import (
     DaySchedule,
     WorkingCalendar,
     add_working_days,

@@ -8,11 +8,12 @@ import jwt
 import msgpack
 import pytest
 
-from server import frames
-from server.auth import Role, authenticate, mint
-from server.codec import JSON, MSGPACK, negotiate
 from server.errors import BadRequest, TooLarge, Unauthorized
+from server.principal import Role
+from server.protocol import frames
+from server.protocol.codec import JSON, MSGPACK, negotiate
 from server.settings import DEV_SECRET, Settings, SettingsError, normalize_database_url
+from server.web.tokens import authenticate, mint
 
 LIMITS = frames.Limits()
 NOW = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from server import polish
-from server.helpcenter import MAX_QUERY_CHARS, Article, HelpIndex, load_articles, parse_article
+from server.rules import polish
+from server.rules.helpsearch import MAX_QUERY_CHARS, Article, HelpIndex, load_articles, parse_article
 
 ROOT = Path(__file__).resolve().parents[2]
 HELP_DIR = ROOT / "help"
@@ -146,7 +146,7 @@ def test_polish_folding_and_stop_words() -> None:
     assert polish.terms("nie działa", keep_stop_words=True) == ["nie", "dzial"]
 
 
-@pytest.mark.parametrize("path", ["server/polish.py", "server/helpcenter.py", "server/intake.py"])
+@pytest.mark.parametrize("path", ["server/rules/polish.py", "server/rules/helpsearch.py", "server/rules/intake.py"])
 def test_pure_modules_import_no_io_framework(path: str) -> None:
     tree = ast.parse((ROOT / path).read_text(encoding="utf-8"))
     imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
@@ -154,6 +154,6 @@ def test_pure_modules_import_no_io_framework(path: str) -> None:
     bad = {m for m in imported if m.split(".")[0] in {"starlette", "redis", "sqlalchemy", "asyncio", "anyio"}}
     assert not bad, f"{path} imports {sorted(bad)}"
     inside = {m for m in imported if m.startswith("server")}
-    assert inside <= {"server", "server.polish"}, f"{path} imports {sorted(inside)}"
+    assert inside <= {"server", "server.rules.polish"}, f"{path} imports {sorted(inside)}"
     doc = ast.get_docstring(tree)
     assert doc and "import" in doc

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from server.intake import (
+from server.rules.intake import (
     DEFAULT_DEPARTMENT,
     FACTS,
     Department,

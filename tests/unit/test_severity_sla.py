@@ -1,4 +1,4 @@
-"""Severities and reaction-time rules (server.severity, server.sla)."""
+"""Severities and reaction-time rules (server.rules.severity, server.rules.sla)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from server.calendar import add_working_time, default_calendar, is_open, working_time_between
-from server.severity import (
+from server.rules.calendar import add_working_time, default_calendar, is_open, working_time_between
+from server.rules.severity import (
     BY_PRIORITY,
     Severity,
     definition,
@@ -19,7 +19,7 @@ from server.severity import (
     parse_severity,
     rank,
 )
-from server.sla import (
+from server.rules.sla import (
     SlaPolicy,
     Target,
     acknowledgment,

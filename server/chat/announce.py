@@ -1,0 +1,198 @@
+"""The one way news leaves a node: committed → published → counted unread → inbox.
+
+Whatever stored something (a send, an opened ticket, a status change, a reminder, a
+release from the off-hours queue) hands it here. `committed(items)` routes each
+message to this node's connections at once, publishes it to the other nodes and
+counts it into every other reader's unread state with one Redis call for the whole
+batch (the script publishes the readers' new counts too), rebuilds reader sets
+Redis lost from the database, and marks the tickets for the agents' inboxes, which
+hear of busy tickets about once a second (`run_inbox`, coalesced; `flush_inbox` at
+shutdown, so a worker that releases the queue and exits still updates them).
+
+Events that are not stored (typing, presence, unread answers) go out here too, so
+every channel name, envelope and local dispatch is in one place. Redis failures
+never fail the caller: the message is stored and acknowledged; other nodes catch up
+from the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from server.chat.inbox import agent_views
+from server.clock import Clock
+from server.presence import Presence
+from server.principal import Principal
+from server.protocol import views
+from server.protocol.events import Event, envelope
+from server.protocol.session import Session
+from server.realtime.bus import Bus
+from server.realtime.keys import Keys
+from server.realtime.router import Router
+from server.realtime.unread import UnreadBook
+from server.rules.records import Committed, Ticket
+from server.store.reads import ReadStore
+from server.store.tickets import TicketStore
+
+log = logging.getLogger(__name__)
+_REDIS_DOWN = (RedisError, OSError, TimeoutError)
+
+
+class Announcer:
+    def __init__(self, *, node_id: str, keys: Keys, bus: Bus, router: Router[Session], book: UnreadBook,
+                 reads: ReadStore, tickets: TicketStore, presence: Presence, clock: Clock,
+                 inbox_interval: float = 1.0) -> None:
+        self.node_id = node_id
+        self.keys = keys
+        self.bus = bus
+        self.router = router
+        self.book = book
+        self.reads = reads
+        self.tickets = tickets
+        self.presence = presence
+        self.clock = clock
+        self.inbox_interval = inbox_interval
+        self._inbox_pending: dict[int, None] = {}
+        self._inbox_wakeup = asyncio.Event()
+
+    # -------------------------------------------------------------- messages
+    async def committed(self, items: Sequence[Committed]) -> None:
+        """Stored messages: to everyone who follows their tickets, into every other
+        reader's unread count, and (unless held) the agents' inboxes."""
+        now = self.clock.now()
+        remote: list[tuple[str, bytes, int, int, str, str]] = []
+        reopened: list[int] = []
+        for item in items:
+            message = item.message
+            held = message.held_at(now)
+            if item.released:
+                event = Event("release", views.message(message))
+            else:
+                event = Event("message", views.message(message), item.origin, held=held)
+            channel = self.keys.shop_channel(item.shop_id)
+            self.router.route(channel, event)
+            if not held and not item.released:
+                self.touch(message.ticket)
+            if item.reopened:
+                reopened.append(message.ticket)
+            audience = "customers" if held and not item.released else item.audience
+            remote.append((channel, envelope(self.node_id, event), message.ticket, message.seq, item.author,
+                           audience))
+        await self._publish_and_count(remote)
+        # A customer's reply reopened these: everyone sees the new status.
+        for ticket in await self.tickets.get_many(reopened):
+            await self.ticket(ticket)
+
+    async def _publish_and_count(self, remote: list[tuple[str, bytes, int, int, str, str]]) -> None:
+        if not remote:
+            return
+        try:
+            grown, rebuild = await self.book.publish_and_count(self.node_id, remote)
+        except _REDIS_DOWN as exc:
+            log.warning("bus.batch_failed", extra={"messages": len(remote), "error": str(exc) or repr(exc)})
+            return
+        self._local_unread(grown)
+        if not rebuild:
+            return
+        # Tickets whose reader set Redis lost (or never had): rebuilt from the database
+        # for the whole batch at once, then counted (already published: no channel).
+        wanted = set(rebuild)
+        try:
+            await self.book.set_readers(await self.reads.ticket_readers(wanted))
+            grown, _ = await self.book.publish_and_count(
+                self.node_id, [("", b"", ticket, seq, author, who)
+                               for _channel, _payload, ticket, seq, author, who in remote if ticket in wanted])
+        except _REDIS_DOWN as exc:
+            log.warning("unread.count_failed", extra={"tickets": len(wanted), "error": str(exc) or repr(exc)})
+            return
+        self._local_unread(grown)
+
+    def _local_unread(self, grown: list[tuple[str, int, int]]) -> None:
+        """Unread counts that grew: Redis already told the other nodes; tell this one."""
+        for reader, ticket_id, count in grown:
+            self.router.route(self.keys.reader_channel(reader),
+                              Event("unread", views.unread({ticket_id: count}, True)))
+
+    # --------------------------------------------------------------- tickets
+    async def ticket(self, ticket: Ticket, *, origin: str | None = None, inbox: bool = True) -> None:
+        """A ticket was created or changed: its shop, and (unless held) the inbox."""
+        view = (await agent_views(self.presence, [ticket], self.clock.now()))[0]
+        frame = views.ticket(view)
+        await self._publish(self.keys.shop_channel(ticket.shop_id), Event("ticket", frame, origin))
+        if inbox and ticket.queued_until is None:
+            await self._publish(self.keys.inbox_channel, Event("ticket", frame))
+
+    def touch(self, ticket_id: int) -> None:
+        """A ticket changed through a message: agents' inboxes hear of it, coalesced."""
+        self._inbox_pending[ticket_id] = None
+        self._inbox_wakeup.set()
+
+    async def run_inbox(self) -> None:
+        """Sends the coalesced inbox updates, about once a second per busy ticket."""
+        while True:
+            await self._inbox_wakeup.wait()
+            self._inbox_wakeup.clear()
+            await self.flush_inbox()
+            await asyncio.sleep(self.inbox_interval)
+
+    async def flush_inbox(self) -> None:
+        pending, self._inbox_pending = list(self._inbox_pending), {}
+        if not pending:
+            return
+        try:
+            # One query and one Redis round trip for every busy ticket of the second.
+            found = [t for t in await self.tickets.get_many(pending) if t.queued_until is None]
+            for view in await agent_views(self.presence, found, self.clock.now()):
+                await self._publish(self.keys.inbox_channel, Event("ticket", views.ticket(view)))
+        except Exception:
+            log.exception("inbox.flush_failed", extra={"tickets": len(pending)})
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> Any:
+        """The inbox feed runs as long as anything may announce (and is flushed at the end)."""
+        task = asyncio.get_running_loop().create_task(self.run_inbox(), name="inbox")
+        try:
+            yield self
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await self.flush_inbox()
+
+    # ------------------------------------------------------- not stored, live
+    async def typing(self, shop_id: str, ticket_id: int, who: Principal, origin: str) -> None:
+        await self._publish(self.keys.shop_channel(shop_id),
+                            Event("typing", views.typing(ticket_id, who), origin, side=who.role.value))
+
+    async def unread(self, reader: str, counts: dict[int, int], badge: bool, *, origin: str | None = None,
+                     ref: object = None) -> None:
+        """To all of the reader's connections; the one that asked (`origin`) gets its `ref`."""
+        event = Event("unread", views.unread(counts, badge))
+        if origin is not None and ref is not None:
+            event.origin, event.ref = origin, ref
+        await self._publish(self.keys.reader_channel(reader), event)
+
+    async def presence_changed(self, frame: dict[str, Any]) -> None:
+        await self._publish(self.keys.presence_channel, Event("presence", frame))
+
+    def customer_presence(self, shop_id: str, online: bool) -> tuple[list[str], bytes]:
+        """Where a shop's presence change goes and the payload other nodes get (for
+        the arrival and leaving scripts, which publish it themselves)."""
+        event = Event("customer_presence", views.customer_presence(shop_id, online))
+        return [self.keys.inbox_channel, self.keys.shop_channel(shop_id)], envelope(self.node_id, event)
+
+    def customer_presence_here(self, shop_id: str, online: bool) -> None:
+        """The local half of a presence change Redis already carried to the other nodes."""
+        event = Event("customer_presence", views.customer_presence(shop_id, online))
+        for channel in (self.keys.inbox_channel, self.keys.shop_channel(shop_id)):
+            self.router.route(channel, event)
+
+    async def _publish(self, channel: str, event: Event) -> None:
+        self.router.route(channel, event)
+        await self.bus.publish(channel, envelope(self.node_id, event))

@@ -1,0 +1,198 @@
+"""Who is here: admitting connections, agents' and customers' presence, the heartbeat.
+
+A hello is admitted against its user's connection limit (and cool-down after
+abuse) before it costs database work; a customer's arrival also records whether
+its shop just came online. Agents' presence (online/away/offline, aggregated over
+their connections) and the count of agents online are kept in Redis
+(`server.presence`) and every change is announced. The heartbeat refreshes this
+node's connections, settles expired ones cluster-wide and notices a Redis that lost
+its data (each node keeps a marker key; when it vanishes the readers connected here
+are rebuilt from the database). Without Redis everything here fails open: the chat
+works, presence is silent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from server.chat.announce import Announcer
+from server.chat.readers import Readers
+from server.clock import Clock
+from server.presence import Arrival, Arrivals, Beat, Changes, Presence
+from server.principal import Principal
+from server.protocol import views
+from server.protocol.session import Session
+from server.realtime.admission import Connections
+from server.realtime.keys import Keys
+from server.settings import Settings
+
+if TYPE_CHECKING:
+    from server.chat.connection import Roster
+
+log = logging.getLogger(__name__)
+_REDIS_DOWN = (RedisError, OSError, TimeoutError)
+ABUSE_COOLDOWN = timedelta(seconds=10)
+SEEN_FOR = timedelta(hours=1)  # a customer's row is refreshed at most this often
+
+
+def _why(exc: BaseException) -> str:
+    return str(exc) or repr(exc)
+
+
+class Attendance:
+    def __init__(self, *, redis: Redis, keys: Keys, node_id: str, settings: Settings, clock: Clock,
+                 presence: Presence, arrivals: Arrivals, connections: Connections, announce: Announcer,
+                 readers: Readers, roster: Roster, user_connections: int) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.node_id = node_id
+        self.settings = settings
+        self.clock = clock
+        self.presence = presence
+        self.arrivals = arrivals
+        self.connections = connections
+        self.announce = announce
+        self.readers = readers
+        self.roster = roster
+        self.user_connections = user_connections
+        self._agents_online = 0
+        self._marked = False  # this node's marker key has been set once
+
+    # ------------------------------------------------------------- admission
+    @property
+    def agents_online(self) -> int:
+        return self._agents_online
+
+    async def refresh_agents_online(self) -> int:
+        try:
+            self._agents_online = await self.presence.agents_online()
+        except _REDIS_DOWN:
+            pass
+        return self._agents_online
+
+    async def admit(self, principal: Principal, conn_id: str) -> float:
+        """Count the connection against its user's limit: 0.0, or the seconds to wait
+        (fails open without Redis)."""
+        try:
+            return await self.connections.open(principal.key, conn_id, self.clock.now(), self.user_connections)
+        except _REDIS_DOWN as exc:
+            log.warning("connections.unavailable", extra={"error": _why(exc)})
+            return 0.0
+
+    async def arrive(self, principal: Principal, conn_id: str) -> Arrival:
+        """A customer's hello: admitted (or how long to wait), whether its record needs
+        a refresh, and the shop's presence, in one round trip (fails open without Redis)."""
+        shop = principal.shop or ""
+        try:
+            arrival = await self.arrivals.arrive(principal.key, shop, conn_id, self.clock.now(),
+                                                 self.user_connections, self.announce.customer_presence(shop, True))
+        except _REDIS_DOWN as exc:
+            log.warning("connections.unavailable", extra={"error": _why(exc)})
+            return Arrival(0.0, first_seen=True, shop_online=False)
+        if arrival.shop_online:
+            # The shop's first live connection: agents learn the customer is here.
+            self.announce.customer_presence_here(shop, True)
+        return arrival
+
+    async def release(self, principal: Principal, conn_id: str) -> None:
+        """Undo an admission (the hello did not complete)."""
+        try:
+            await self.connections.close(principal.key, conn_id)
+        except _REDIS_DOWN as exc:
+            log.warning("connections.unavailable", extra={"error": _why(exc)})
+
+    async def penalize(self, principal: Principal) -> None:
+        try:
+            await self.connections.penalize(principal.key, ABUSE_COOLDOWN)
+        except _REDIS_DOWN as exc:
+            log.warning("connections.unavailable", extra={"error": _why(exc)})
+
+    # -------------------------------------------------------------- presence
+    async def connected(self, session: Session) -> None:
+        principal = session.principal
+        if principal is None or not session.counts_as_presence:
+            return
+        try:
+            await self._changed(await self.presence.set_agent(principal.id, session.conn_id, "online",
+                                                              self.clock.now()))
+        except _REDIS_DOWN as exc:
+            log.warning("presence.unavailable", extra={"error": _why(exc)})
+
+    async def disconnected(self, session: Session) -> None:
+        principal = session.principal
+        if principal is None:
+            return
+        now = self.clock.now()
+        try:
+            if not principal.is_agent:
+                shop = principal.shop or ""
+                if await self.arrivals.leave(principal.key, shop, session.conn_id, now,
+                                             self.announce.customer_presence(shop, False)):
+                    self.announce.customer_presence_here(shop, False)
+                return
+            if session.admitted:
+                await self.connections.close(principal.key, session.conn_id)
+            if session.counts_as_presence:
+                await self._changed(await self.presence.drop_agent(principal.id, session.conn_id, now))
+        except _REDIS_DOWN as exc:
+            log.warning("presence.unavailable", extra={"error": _why(exc)})
+
+    async def set_status(self, principal: Principal, conn_id: str, status: str) -> None:
+        changes = await self.presence.set_agent(principal.id, conn_id, status, self.clock.now(),
+                                                every_connection=True)
+        await self._changed(changes)
+
+    async def _changed(self, changes: Changes) -> None:
+        for agent, status in changes.statuses.items():
+            await self.announce.presence_changed(views.agent_presence(agent, status))
+        if changes.agents_online != self._agents_online:
+            self._agents_online = changes.agents_online
+            await self.announce.presence_changed(views.agents_online(changes.agents_online))
+
+    # ------------------------------------------------------------- heartbeat
+    async def run_heartbeat(self) -> None:
+        """Refresh this node's connections, settle expired ones cluster-wide, and
+        notice a Redis that lost its data."""
+        interval = self.settings.heartbeat_interval.total_seconds()
+        while True:
+            try:
+                await self.beat()
+            except _REDIS_DOWN as exc:
+                log.warning("presence.heartbeat_failed", extra={"error": _why(exc)})
+            except Exception:
+                log.exception("presence.heartbeat_crashed")
+            await asyncio.sleep(interval)
+
+    async def beat(self) -> None:
+        now = self.clock.now()
+        # Each node has its own marker: every node must notice the loss for its readers.
+        marker = self.keys.alive(self.node_id)
+        lifetime = int(self.settings.presence_ttl.total_seconds() * 10) + 60  # dead nodes' markers go away
+        fresh = await self.redis.set(marker, "1", nx=True, ex=lifetime)
+        if not fresh:
+            await self.redis.expire(marker, lifetime)
+        sessions = self.roster.sessions()
+        beats = []
+        for session in sessions:
+            principal = session.principal
+            if principal is None:
+                continue
+            if session.counts_as_presence:
+                beats.append(Beat("agent", principal.id, session.conn_id, session.presence_status))
+            elif not principal.is_agent:
+                beats.append(Beat("customer", principal.shop or "", session.conn_id))
+        await self.presence.heartbeat(beats, now)
+        await self.connections.refresh(((s.principal.key, s.conn_id) for s in sessions
+                                        if s.principal is not None and s.admitted), now)
+        await self._changed(await self.presence.sweep(now))
+        first, self._marked = not self._marked, True
+        if fresh and not first:
+            # The marker was there and is gone: Redis restarted empty or was flushed.
+            log.warning("redis.data_lost", extra={"node_id": self.node_id})
+            await self.readers.rebuild_all(s.principal for s in sessions if s.principal is not None)

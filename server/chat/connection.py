@@ -1,0 +1,267 @@
+"""One connection's I/O glue around its sans-I/O session, and this node's roster.
+
+`Connection` carries out what the session (`server.protocol.session`) asks for,
+except touching the socket (that is `server.ws`): it wakes the socket writer when
+there is something to send, fetches the gaps the session wants from the database,
+paces long replays, bounds the sends waiting for their commit, subscribes the
+channels the connection listens on and, at the end, undoes it all. `Roster` is every
+connection on this node (for the heartbeat, a drain, the connection cap).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Coroutine, Iterable
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+from server.errors import CLOSE_HELLO_TIMEOUT, PomocError
+from server.protocol import views
+from server.protocol.codec import Codec
+from server.protocol.delivery import Gap
+from server.protocol.events import Source
+from server.protocol.session import Session
+from server.rules.records import Message
+
+if TYPE_CHECKING:
+    from server.chat.adapters import Adapters
+
+log = logging.getLogger(__name__)
+DATABASE_DOWN = (OperationalError, DBAPIError, PoolTimeout, OSError)
+MAX_SENDS_IN_FLIGHT = 64
+FILL_ATTEMPTS = 5
+
+
+class Connection:
+    __slots__ = ("a", "session", "_wakeup", "_drained", "_reader", "_tasks", "_sends")
+
+    def __init__(self, a: Adapters, conn_id: str, codec: Codec) -> None:
+        self.a = a
+        self.session = Session(conn_id, codec, a.session_config, self._wake)
+        self._wakeup: asyncio.Future[None] | None = None
+        self._drained: asyncio.Future[None] | None = None  # only while a long replay is paced
+        self._reader: asyncio.Task[Any] | None = None  # the task waiting for the client's next frame
+        # Rarely needed: made on first use (an idle connection stays small).
+        self._tasks: set[asyncio.Task[None]] | None = None
+        self._sends: list[asyncio.Task[None]] | None = None
+
+    def _wake(self) -> None:
+        wakeup = self._wakeup
+        if wakeup is not None and not wakeup.done():
+            wakeup.set_result(None)
+        if self.session.close_code is not None:
+            drained = self._drained
+            if drained is not None and not drained.done():
+                drained.set_result(None)
+            reader = self._reader
+            if reader is not None:
+                # Closing: stop waiting for a client that may never send again.
+                self._reader = None
+                reader.cancel()
+
+    # --------------------------------------------------------------- reading
+    async def next_frame(self, receive: Any, within: float | None = None) -> Any:
+        """The socket's next message, or None once the session closed meanwhile (or
+        the hello did not come in time)."""
+        task = asyncio.current_task()
+        self._reader = task
+        try:
+            if within is None:
+                return await receive()
+            return await asyncio.wait_for(receive(), max(0.0, within))
+        except TimeoutError:
+            self._reader = None  # closing must not cancel this task: the writer sends the close
+            self.session.close(CLOSE_HELLO_TIMEOUT, "no hello in time")
+            return None
+        except asyncio.CancelledError:
+            if self.session.close_code is None or task is None:
+                raise  # cancelled from outside (the server is stopping)
+            task.uncancel()
+            return None
+        finally:
+            self._reader = None
+
+    def failed(self, err: PomocError, ref: object) -> None:
+        """A request failed: the client hears why; a client closed for abuse cools down."""
+        if self.session.fail(err, ref, asyncio.get_running_loop().time()):
+            principal = self.session.principal
+            if principal is not None:
+                # Outlives this connection: the cool-down is the point.
+                self.spawn(self.a.attendance.penalize(principal), detached=True)
+
+    # --------------------------------------------------------------- writing
+    async def outgoing(self) -> list[bytes] | None:
+        """Frames for the socket writer (None once the connection is to be closed)."""
+        session = self.session
+        while True:
+            for gap in session.gaps():
+                self.spawn(self._fill(gap))
+            batch = session.data_to_send()
+            if batch:
+                drained = self._drained
+                if drained is not None and not drained.done():
+                    drained.set_result(None)
+                return batch
+            if session.close_code is not None:
+                return None
+            self._wakeup = asyncio.get_running_loop().create_future()
+            try:
+                await self._wakeup
+            finally:
+                self._wakeup = None
+
+    async def room(self) -> None:
+        """Wait until the outbox is half empty (a long replay is bounded work the
+        client asked for: paced, never overflowing)."""
+        limit = self.session.config.send_queue_max // 2
+        while self.session.queued >= limit and self.session.close_code is None:
+            self._drained = asyncio.get_running_loop().create_future()
+            try:
+                await self._drained
+            finally:
+                self._drained = None
+
+    # ------------------------------------------------------------- channels
+    async def listen(self, channels: Iterable[tuple[str, Source]]) -> None:
+        """Listen on these channels (subscribing new ones all at once: one round trip)."""
+        session = self.session
+        new = [(c, s) for c, s in dict(channels).items() if c not in session.channels]
+        if not new:
+            return
+        session.channels += tuple(c for c, _ in new)
+        for channel, source in new:
+            self.a.router.listen(session, channel, source)
+        # Returns when Redis confirmed each channel (whoever asked first), so nothing
+        # published after this returns is missed.
+        await asyncio.gather(*(self.a.bus.subscribe(c) for c, _ in new))
+
+    def unlisten(self) -> None:
+        session = self.session
+        for channel in self.a.router.forget(session, session.channels):
+            self.a.bus.unsubscribe(channel)
+        session.channels = ()
+
+    # ---------------------------------------------------------------- tasks
+    def spawn(self, coro: Coroutine[Any, Any, None], *, detached: bool = False) -> None:
+        """Run a task for this connection (cancelled with it unless `detached`)."""
+        task = asyncio.ensure_future(coro)
+        if detached:
+            self.a.roster.keep(task)
+            return
+        if self._tasks is None:
+            self._tasks = set()
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        if self._tasks is not None:
+            self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("ws.task_failed", extra={"conn_id": self.session.conn_id}, exc_info=task.exception())
+            self.session.fill_failed()
+
+    async def track_send(self, completion: Coroutine[Any, Any, None]) -> None:
+        """A send waiting for its commit; at most MAX_SENDS_IN_FLIGHT per connection."""
+        while self._sends and len(self._sends) >= MAX_SENDS_IN_FLIGHT:
+            await asyncio.wait({self._sends[0]})
+        task = asyncio.ensure_future(completion)
+        if self._sends is None:
+            self._sends = []
+        self._sends.append(task)
+        task.add_done_callback(self._send_done)
+
+    def _send_done(self, task: asyncio.Task[None]) -> None:
+        if self._sends and task in self._sends:
+            self._sends.remove(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("ws.send_failed", extra={"conn_id": self.session.conn_id}, exc_info=task.exception())
+
+    # -------------------------------------------------------------- gap fill
+    async def _fill(self, gap: Gap) -> None:
+        """Fetch the gap from the database and hand it to the session."""
+        a, session = self.a, self.session
+        for attempt in range(1, FILL_ATTEMPTS + 1):
+            try:
+                if gap.upto is None:
+                    found, _ = await a.messages.history(gap.ticket, after_seq=gap.after,
+                                                        limit=a.settings.resume_max)
+                else:
+                    found = await a.messages.between(gap.ticket, gap.after, gap.upto)
+                found = await with_links(a, found)
+                break
+            except DATABASE_DOWN:
+                if attempt == FILL_ATTEMPTS:
+                    log.error("ws.fill_failed", extra={"conn_id": session.conn_id, "ticket_id": gap.ticket})
+                    session.fill_failed()
+                    return
+                await asyncio.sleep(0.2 * 2**attempt)  # retry backoff, not synchronization
+        now = a.clock.now()
+        codec = session.codec
+        session.filled(gap.ticket, [(m.seq, m.held_at(now), codec.encode(views.message(m))) for m in found])
+
+    # ------------------------------------------------------------------ end
+    async def finish(self) -> None:
+        for task in list(self._tasks or ()):
+            task.cancel()
+        self.unlisten()
+        self.a.roster.discard(self)
+        await self.a.attendance.disconnected(self.session)
+
+
+async def with_links(a: Adapters, found: list[Message]) -> list[Message]:
+    """Messages read back from the database, with their attachments (fresh links)."""
+    if not found:
+        return found
+    # Signed links expire on real time, like the tokens they stand in for.
+    entries = await a.attachments.for_messages([m.id for m in found], a.wall.now())
+    if not entries:
+        return found
+    return [replace(m, attachments=tuple(entries[m.id])) if m.id in entries else m for m in found]
+
+
+class Roster:
+    """Every connection on this node, and the short tasks that outlive theirs."""
+
+    def __init__(self, max_connections: int) -> None:
+        self.max_connections = max_connections
+        self.draining = False
+        self._connections: set[Connection] = set()
+        self._all_closed = asyncio.Event()
+        self._detached: set[asyncio.Task[None]] = set()
+
+    def __len__(self) -> int:
+        return len(self._connections)
+
+    @property
+    def full(self) -> bool:
+        return len(self._connections) >= self.max_connections
+
+    def add(self, connection: Connection) -> None:
+        self._connections.add(connection)
+
+    def discard(self, connection: Connection) -> None:
+        self._connections.discard(connection)
+        if not self._connections:
+            self._all_closed.set()
+
+    def sessions(self) -> list[Session]:
+        return [c.session for c in self._connections]
+
+    def keep(self, task: asyncio.Task[None]) -> None:
+        self._detached.add(task)
+        task.add_done_callback(self._detached.discard)
+
+    async def drain(self, grace: float = 5.0) -> None:
+        """Going away: close every connection with 1001 so clients reconnect elsewhere."""
+        self.draining = True
+        for connection in tuple(self._connections):
+            connection.session.close(1001, "server going away; reconnect and resume")
+        if self._connections:
+            self._all_closed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._all_closed.wait(), grace)

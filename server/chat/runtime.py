@@ -1,0 +1,155 @@
+"""Wiring one process: every adapter and service built once, every background task owned.
+
+`running(settings, clock)` is the one place a process is put together — the web
+server and the worker both enter it, so whatever one runs the other runs too: the
+bus subscriber, the group-commit writer, the agents' inbox feed (announcements from
+a worker's queue release reach the inboxes like a web node's), the heartbeat, and
+the catch-up after Redis comes back. Tasks are owned by `Background`: a failure is
+logged (never silent) and shutdown cancels and awaits every one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any
+
+from server.chat.adapters import Adapters
+from server.chat.announce import Announcer
+from server.chat.attendance import SEEN_FOR, Attendance
+from server.chat.connection import Roster
+from server.chat.readers import Readers
+from server.clock import Clock, SystemClock
+from server.presence import Arrivals, Presence
+from server.protocol import frames
+from server.protocol.events import open_envelope
+from server.protocol.session import Config, Session
+from server.realtime.admission import Connections
+from server.realtime.bus import Bus
+from server.realtime.clients import open_redis
+from server.realtime.keys import Keys
+from server.realtime.ratelimit import RateLimiter
+from server.realtime.router import Router
+from server.realtime.unread import UnreadBook
+from server.rules.config import Rules
+from server.settings import Settings
+from server.store import models
+from server.store.attachments import AttachmentStore
+from server.store.db import create_engine
+from server.store.deflections import DeflectionStore
+from server.store.lifecycle import Lifecycle
+from server.store.messages import MessageStore
+from server.store.reads import ReadStore
+from server.store.tickets import TicketStore
+from server.store.writer import MessageWriter
+
+log = logging.getLogger(__name__)
+
+
+class Background:
+    """Owns the background tasks: a failure is logged (never silent) and shutdown
+    cancels and awaits every one of them."""
+
+    def __init__(self) -> None:
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def start(self, name: str, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(self._guard(name, coro), name=name)
+        self.tasks.add(task)
+
+    async def _guard(self, name: str, coro: Coroutine[Any, Any, None]) -> None:
+        try:
+            await coro
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("task.failed", extra={"task": name})
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        self.tasks.clear()
+
+
+def session_config(settings: Settings) -> Config:
+    return Config(limits=frames.Limits(max_body_chars=settings.max_body_chars,
+                                       max_title_chars=settings.max_title_chars,
+                                       history_page_max=settings.history_page_max,
+                                       list_page_max=settings.welcome_tickets_max),
+                  send_queue_max=settings.send_queue_max, max_bad_frames=settings.max_bad_frames,
+                  bad_frame_window=settings.bad_frame_window.total_seconds(),
+                  max_rate_limited=settings.max_rate_limited)
+
+
+async def _catch_up_after_redis(a: Adapters) -> None:
+    """Whenever the subscriber is back after losing Redis: every connection fetches
+    what it missed from the database, and the readers here are rebuilt."""
+    while True:
+        await a.bus.returned()
+        sessions = a.roster.sessions()
+        for session in sessions:
+            session.catch_up()
+        await a.readers.rebuild_all(s.principal for s in sessions if s.principal is not None)
+
+
+@contextlib.asynccontextmanager
+async def running(settings: Settings, clock: Clock, rules: Rules | None = None) -> AsyncIterator[Adapters]:
+    """This process's adapters, with its background tasks running until the block ends."""
+    rules = rules or Rules.from_settings(settings)
+    engine = create_engine(settings)
+    redis, subscriber = open_redis(settings)
+    node_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    keys = Keys(settings.redis_prefix)
+    router: Router[Session] = Router(node_id, open_envelope)
+    bus = Bus(redis, subscriber, router.route_payload)
+    tickets, messages, reads = TicketStore(engine), MessageStore(engine), ReadStore(engine)
+    book = UnreadBook(redis, keys)
+    presence = Presence(redis, keys, settings.presence_ttl)
+    announce = Announcer(node_id=node_id, keys=keys, bus=bus, router=router, book=book, reads=reads,
+                         tickets=tickets, presence=presence, clock=clock)
+    readers = Readers(book, reads, tickets, announce, settings.welcome_tickets_max)
+    roster = Roster(settings.max_connections)
+    connections = Connections(redis, keys, settings.presence_ttl)
+    arrivals = Arrivals(redis, keys, settings.presence_ttl, SEEN_FOR)
+    attendance = Attendance(redis=redis, keys=keys, node_id=node_id, settings=settings, clock=clock,
+                            presence=presence, arrivals=arrivals, connections=connections, announce=announce,
+                            readers=readers, roster=roster, user_connections=rules.limits.user_connections)
+    writer = MessageWriter(messages, rules.policy.hold, announce.committed, concurrency=settings.writer_concurrency)
+    attachments = AttachmentStore(engine, models.attachments, settings.attachments_dir, settings.secret,
+                                  link_ttl=settings.attachment_link_ttl,
+                                  max_per_message=settings.attachments_per_message,
+                                  max_pixels=settings.attachment_max_pixels)
+    a = Adapters(
+        settings=settings, rules=rules, clock=clock, wall=SystemClock(), node_id=node_id,
+        session_config=session_config(settings), engine=engine, tickets=tickets, messages=messages, reads=reads,
+        writer=writer, attachments=attachments, deflections=DeflectionStore(engine, models.help_deflections),
+        lifecycle=Lifecycle(engine, rules.lifecycle, settings.purge_batch), redis=redis, keys=keys, bus=bus,
+        router=router, book=book, presence=presence, arrivals=arrivals, connections=connections,
+        limiter=RateLimiter(redis, keys, rules.limits), announce=announce, readers=readers, attendance=attendance,
+        roster=roster,
+    )
+    background = Background()
+    background.start("bus", bus.run())
+    background.start("writer", writer.run())
+    background.start("heartbeat", attendance.run_heartbeat())
+    background.start("catch-up", _catch_up_after_redis(a))
+    log.info("node.started", extra={"node_id": node_id})
+    try:
+        async with announce.running():
+            try:
+                yield a
+            finally:
+                await roster.drain()
+    finally:
+        await background.stop()
+        await bus.stop()
+        await redis.aclose()
+        await subscriber.aclose()
+        await engine.dispose()
+        log.info("node.stopped", extra={"node_id": node_id})

@@ -1,0 +1,156 @@
+"""Every frame the server sends, built in one place (PROTOCOL.md, "Server → client").
+
+Records (`server.rules.records`) never render themselves; the functions here decide
+what each kind of reader sees. A customer's view of a ticket is an allow-list
+(`CUSTOMER_TICKET_FIELDS`): a field added to the agents' view reaches no customer
+until it is listed here. Sans-I/O: plain dicts out, no sockets, no clocks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from server.errors import PomocError
+from server.principal import Principal
+from server.rules.records import Message, Ticket
+
+# What a shop's user may see of a ticket. Everything else (context, the shop's
+# record, who opened it, fair-use state, presence, plan) is for support only.
+CUSTOMER_TICKET_FIELDS = ("id", "title", "status", "severity", "department", "assignee", "created_at", "updated_at",
+                          "sla_due_at", "queued_until", "closed_at", "last_seq", "unread", "shop",
+                          "first_response_at", "resolved_at")
+
+
+def iso(t: datetime | None) -> str | None:
+    return None if t is None else t.isoformat()
+
+
+# ------------------------------------------------------------------ messages
+def message(m: Message, *, typed: bool = True) -> dict[str, Any]:
+    """A `message` frame; untyped as an item of `history` (only live deliveries are typed)."""
+    out: dict[str, Any] = {"type": "message"} if typed else {}
+    out["ticket"] = m.ticket
+    out["seq"] = m.seq
+    out["id"] = m.id
+    out["author"] = {"kind": m.author.kind, "id": m.author.id, "name": m.author.name}
+    out["body"] = m.body
+    out["created_at"] = m.created_at.isoformat()
+    out["client_id"] = m.client_id
+    out["queued_until"] = iso(m.queued_until)
+    if m.attachments:
+        out["attachments"] = list(m.attachments)
+    return out
+
+
+def ack(m: Message) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": "ack", "ticket": m.ticket, "seq": m.seq, "client_id": m.client_id,
+                           "created_at": m.created_at.isoformat(), "queued_until": iso(m.queued_until)}
+    if m.attachments:
+        out["attachments"] = list(m.attachments)  # the sender's own copy of the links
+    return out
+
+
+def history(ticket_id: int, found: Sequence[Message], more: bool) -> dict[str, Any]:
+    return {"type": "history", "ticket": ticket_id, "messages": [message(m, typed=False) for m in found],
+            "more": more}
+
+
+# ------------------------------------------------------------------- tickets
+def agent_ticket(t: Ticket, unread: int = 0, *, customer_online: bool | None = None,
+                 shop_record: Mapping[str, object] | None = None) -> dict[str, Any]:
+    """A ticket as support sees it."""
+    out: dict[str, Any] = {
+        "id": t.id, "title": t.title, "status": t.status, "severity": t.severity, "department": t.department,
+        "assignee": t.assignee, "created_at": t.created_at.isoformat(), "updated_at": t.updated_at.isoformat(),
+        "sla_due_at": iso(t.sla_due_at), "queued_until": iso(t.queued_until), "closed_at": iso(t.closed_at),
+        "last_seq": t.last_seq, "unread": unread, "shop": t.shop_id, "shop_name": t.shop_name, "plan": t.plan,
+        "created_by": t.created_by, "context": dict(t.context), "first_response_at": iso(t.first_response_at),
+        "resolved_at": iso(t.resolved_at), "waiting_since": iso(t.waiting_since),
+        "reminders_sent": t.reminders_sent, "claimed_severity": t.claimed_severity,
+        "deprioritized": t.deprioritized, "customer_online": customer_online,
+    }
+    if shop_record is not None:
+        out["shop_record"] = dict(shop_record)
+    return out
+
+
+def customer_ticket(view: Mapping[str, Any], unread: int) -> dict[str, Any]:
+    """A customer's view of a ticket, from any fuller view of it (the allow-list)."""
+    out = {k: view[k] for k in CUSTOMER_TICKET_FIELDS if k in view}
+    out["unread"] = unread
+    return out
+
+
+def ticket(view: Mapping[str, Any]) -> dict[str, Any]:
+    return {"type": "ticket", "ticket": view}
+
+
+def tickets(views: list[dict[str, Any]], more: bool) -> dict[str, Any]:
+    return {"type": "tickets", "tickets": views, "more": more}
+
+
+# ------------------------------------------------------------- live state
+def unread(counts: Mapping[int, int] | Mapping[str, int], badge: bool) -> dict[str, Any]:
+    return {"type": "unread", "tickets": {str(k): v for k, v in counts.items()}, "badge": badge}
+
+
+def badge(counts: Iterable[int]) -> bool:
+    """The "!" beside POMOC: anything unread at all."""
+    return any(n > 0 for n in counts)
+
+
+def typing(ticket_id: int, who: Principal) -> dict[str, Any]:
+    return {"type": "typing", "ticket": ticket_id, "who": {"kind": who.role.value, "id": who.id, "name": who.name}}
+
+
+def agent_presence(agent: str, status: str) -> dict[str, Any]:
+    return {"type": "presence", "agent": agent, "status": status}
+
+
+def agents_online(count: int) -> dict[str, Any]:
+    return {"type": "presence", "agents_online": count}
+
+
+def customer_presence(shop_id: str, online: bool) -> dict[str, Any]:
+    return {"type": "customer_presence", "shop": shop_id, "online": online}
+
+
+def pong(now: datetime) -> dict[str, Any]:
+    return {"type": "pong", "now": now.isoformat()}
+
+
+def error(err: PomocError, ref: object = None) -> dict[str, Any]:
+    frame: dict[str, Any] = {"type": "error", "code": err.code, "message": err.message}
+    if ref is not None:
+        frame["ref"] = ref
+    if err.retry_after is not None:
+        frame["retry_after"] = err.retry_after
+    return frame
+
+
+# ------------------------------------------------------------------- welcome
+def welcome(principal: Principal, ticket_views: list[dict[str, Any]], counts: Mapping[int, int], *,
+            agents_online: int, service: Mapping[str, Any], hours: list[dict[str, Any]],
+            limits: Mapping[str, int], incomplete: Iterable[int],
+            conn_id: str, now: datetime, departments: Sequence[tuple[str, str]] = (),
+            more: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "type": "welcome",
+        "principal": principal.public(),
+        "tickets": ticket_views,
+        "unread": {str(k): v for k, v in counts.items() if v},
+        "badge": badge(counts.values()),
+        "agents_online": agents_online,
+        "service": dict(service),
+        "hours": hours,
+        "limits": dict(limits),
+        "resume_incomplete": sorted(incomplete),
+        "conn_id": conn_id,
+        "now": now.isoformat(),
+    }
+    if principal.is_agent:
+        out["departments"] = [{"key": key, "name": name} for key, name in departments]
+        out["tickets_more"] = more
+    return out

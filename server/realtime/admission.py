@@ -1,0 +1,74 @@
+"""Admission of connections: how many each user has open, and the cool-down after abuse.
+
+Open connections per user are a hash of connection → expiry in Redis, refreshed by
+the heartbeat, so a killed node's connections stop counting after the TTL. A user
+at its limit, or cooling down after a connection was closed for abuse, is refused
+before the hello costs any database work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from redis.asyncio import Redis
+
+from server.realtime.keys import Keys
+
+# Open connections per user: a hash of connection → expiry, refreshed by the heartbeat,
+# so a killed node's connections stop counting after the TTL. Admission: refused while
+# the user cools down (-milliseconds left) or is at its limit (-1), else counted.
+ADMIT = """
+local function admit(conns, penalty_key, conn, now, expires, limit)
+  local penalty = redis.call('PTTL', penalty_key)
+  if penalty > 0 then return -penalty end
+  local live = 0
+  local fields = redis.call('HGETALL', conns)
+  for i = 1, #fields, 2 do
+    if tonumber(fields[i + 1]) <= now then redis.call('HDEL', conns, fields[i]) else live = live + 1 end
+  end
+  if live >= limit then return -1 end
+  redis.call('HSET', conns, conn, expires)
+  redis.call('PEXPIRE', conns, math.floor((tonumber(expires) - now) * 1000) + 60000)
+  return live + 1
+end
+"""
+
+# KEYS: connections, penalty. ARGV: conn, now, expires, limit. Returns the count, or -wait.
+_CONNECT = ADMIT + """
+return admit(KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4]))
+"""
+
+
+class Connections:
+    def __init__(self, redis: Redis, keys: Keys, ttl: timedelta) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.ttl = ttl
+        self._connect = redis.register_script(_CONNECT)
+
+    async def open(self, reader: str, conn_id: str, now: datetime, limit: int) -> float:
+        """Count a new connection of `reader`: 0.0 when admitted, else the seconds to
+        wait (the user already has `limit` connections, or is cooling down after
+        being closed for abuse)."""
+        expires = (now + self.ttl).timestamp()
+        result = int(await self._connect(keys=[self.keys.connections(reader), self.keys.penalty(reader)],
+                                         args=[conn_id, now.timestamp(), expires, limit]))
+        if result > 0:
+            return 0.0
+        return -result / 1000 if result < -1 else 30.0
+
+    async def penalize(self, reader: str, cooldown: timedelta) -> None:
+        """After closing a connection for abuse: refuse the user's hellos for a while,
+        before they cost a database query (a flood that reconnects stays cheap)."""
+        await self.redis.set(self.keys.penalty(reader), "1", px=int(cooldown.total_seconds() * 1000))
+
+    async def close(self, reader: str, conn_id: str) -> None:
+        await self.redis.hdel(self.keys.connections(reader), conn_id)
+
+    async def refresh(self, entries: Iterable[tuple[str, str]], now: datetime) -> None:
+        expires = str((now + self.ttl).timestamp())
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for reader, conn_id in entries:
+                pipe.hset(self.keys.connections(reader), conn_id, expires)
+            await pipe.execute()

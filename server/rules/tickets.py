@@ -1,0 +1,190 @@
+"""The ticket rules: who may see and change a ticket, what a new ticket gets, when a
+message may be posted and what posting it does to the ticket.
+
+- Access: an agent sees every ticket, a customer only its own shop's (PROTOCOL.md).
+- Status transitions, as a table per role; `closed` is final and read-only.
+- The post-admission rule (`admit_post`), the one both ways of storing a message
+  (the group commit and the single transaction) apply: the ticket must exist, be
+  the customer's own and not be closed; a customer's message outside working hours
+  waits for the next opening (as long as its ticket does, at least); a customer's
+  reply to a ticket that waits on them or was resolved reopens it.
+- The ticket-change rule (`ticket_changes`): what an `update_ticket` changes and the
+  system notes that record it.
+- A new ticket (`plan_ticket`): fair use, deadline and queue, department, the
+  acknowledgment and, for a vague ticket, the request for missing facts.
+
+Pure module: it must not import starlette, redis, sqlalchemy, asyncio or jwt, and it
+reads no clock (`now` comes in).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from server.errors import ClosedTicket, Forbidden, NotFound
+from server.principal import Principal
+from server.rules.conduct import Record, decide, is_downgrade
+from server.rules.intake import Department, completeness, missing_facts_message, route
+from server.rules.policy import SupportPolicy
+from server.rules.records import SYSTEM, Author, NewTicket, Ticket
+
+STATUSES = ("open", "waiting_on_customer", "resolved", "closed")
+STATUS_LABELS = {"open": "otwarte", "waiting_on_customer": "czeka na klienta", "resolved": "rozwiązane",
+                 "closed": "zamknięte"}
+FIELD_LABELS = {"severity": "priorytet", "department": "dział", "assignee": "przypisane do"}
+# A customer's reply to a ticket in one of these returns it to support.
+REOPENED_BY_REPLY = frozenset({"waiting_on_customer", "resolved"})
+
+# Who may move a ticket from a status to which: support sets any status of a ticket
+# that is not closed (and reopens resolved ones); a customer may only mark its own
+# ticket resolved. Closed is final for everyone.
+AGENT_TRANSITIONS: Mapping[str, frozenset[str]] = {s: frozenset(STATUSES) for s in STATUSES if s != "closed"}
+CUSTOMER_TRANSITIONS: Mapping[str, frozenset[str]] = {
+    "open": frozenset({"resolved"}),
+    "waiting_on_customer": frozenset({"resolved"}),
+    "resolved": frozenset({"resolved"}),
+}
+
+Hold = Callable[[str, datetime], "datetime | None"]
+
+
+def check_access(principal: Principal, shop_id: str) -> None:
+    if not principal.is_agent and principal.shop != shop_id:
+        raise Forbidden("this ticket belongs to another shop")
+
+
+def may_move(principal: Principal, current: str, target: str) -> bool:
+    table = AGENT_TRANSITIONS if principal.is_agent else CUSTOMER_TRANSITIONS
+    return target in table.get(current, frozenset())
+
+
+# ------------------------------------------------------------------- posting
+@dataclass(frozen=True, slots=True)
+class ThreadState:
+    """What posting needs to know about a ticket (its row, locked for the post)."""
+
+    shop_id: str
+    status: str
+    severity: str
+    queued_until: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    queued_until: datetime | None  # the message waits for working hours until then
+    reopens: bool  # the ticket returns to support (status open, silent-customer chain stops)
+
+
+def admit_post(principal: Principal, ticket_id: int, state: ThreadState | None, now: datetime,
+               hold: Hold) -> Admission:
+    """May `principal` post into the ticket now, and what does the post do to it?
+    Raises NotFound, Forbidden or ClosedTicket."""
+    if state is None:
+        raise NotFound(f"ticket {ticket_id} does not exist")
+    check_access(principal, state.shop_id)
+    if state.status == "closed":
+        raise ClosedTicket("this ticket is closed; open a new ticket for a new problem")
+    if principal.is_agent:
+        return Admission(None, reopens=False)
+    queued = hold(state.severity, now)
+    if state.queued_until is not None and state.queued_until > now:
+        # A held ticket's follow-ups wait with it.
+        queued = max(queued or state.queued_until, state.queued_until)
+    return Admission(queued, reopens=state.status in REOPENED_BY_REPLY)
+
+
+# A customer's reply reopened the ticket: the changes to its row.
+REOPEN_CHANGES: Mapping[str, Any] = {"status": "open", "waiting_since": None, "reminders_sent": 0,
+                                     "resolved_at": None}
+
+
+# ------------------------------------------------------------------ changing
+@dataclass(frozen=True, slots=True)
+class Change:
+    fields: dict[str, Any]
+    notes: tuple[str, ...]
+
+
+def ticket_changes(principal: Principal, ticket: Ticket, requested: Mapping[str, str | None], now: datetime,
+                   policy: SupportPolicy) -> Change:
+    """What an update_ticket request changes, and the system notes that record it.
+    Raises ClosedTicket or Forbidden."""
+    if ticket.status == "closed":
+        raise ClosedTicket("this ticket is closed and read-only; open a new ticket for a new problem")
+    if not principal.is_agent and set(requested) != {"status"}:
+        raise Forbidden("a customer may only mark its ticket resolved")
+    changes: dict[str, Any] = {}
+    notes: list[str] = []
+    status = requested.get("status")
+    if status is not None and not may_move(principal, ticket.status, status):
+        raise Forbidden("a customer may only mark its ticket resolved")
+    if status is not None and status != ticket.status:
+        changes["status"] = status
+        if status == "resolved":
+            changes["resolved_at"] = now
+        elif status == "closed":
+            changes["closed_at"] = now
+        else:
+            changes["resolved_at"] = None
+        # The silent-customer chain runs only while waiting on the customer.
+        changes["waiting_since"] = now if status == "waiting_on_customer" else None
+        changes["reminders_sent"] = 0
+        notes.append(f"{principal.name}: status {STATUS_LABELS[ticket.status]} → {STATUS_LABELS[status]}.")
+    for name in ("severity", "department", "assignee"):
+        if name in requested and requested[name] != getattr(ticket, name):
+            changes[name] = requested[name]
+            notes.append(f"{principal.name}: {FIELD_LABELS[name]} → {requested[name] or '—'}.")
+    if "severity" in changes:
+        changes["severity_reviewed"] = True
+        if ticket.deprioritized and not is_downgrade(ticket.claimed_severity, changes["severity"]):
+            changes["deprioritized"] = False  # an agent confirmed the claim
+        # The reaction deadline follows the severity, counted from when the ticket came in.
+        changes["sla_due_at"] = policy.due(changes["severity"], ticket.created_at)
+        changes["sla_warning_at"] = policy.warning(changes["severity"], ticket.created_at)
+    return Change(changes, tuple(notes))
+
+
+# ------------------------------------------------------------------- opening
+@dataclass(frozen=True, slots=True)
+class Request:
+    """A customer's open_ticket, as the rules need it."""
+
+    title: str
+    body: str
+    severity: str
+    context: Mapping[str, str]
+    client_id: str
+    attachments: int = 0
+
+
+def plan_ticket(principal: Principal, request: Request, record: Record, agents_online: int, now: datetime,
+                policy: SupportPolicy, departments: Sequence[Department], default_department: str
+                ) -> tuple[NewTicket, list[tuple[Author, str]]]:
+    """A ticket with its deadline and queue state, and its first messages: the
+    customer's description, then the acknowledgment every ticket gets at once (and,
+    for a ticket too vague to act on, a request for exactly what is missing)."""
+    conduct = decide(request.severity, record)
+    severity = conduct.severity
+    intake = policy.intake(severity, now, agents_online)
+    events: tuple[tuple[str, str, dict[str, Any]], ...] = ()
+    if severity == "critical":
+        events = (("ticket.critical", "ticket.critical", {
+            "event": "ticket.critical", "title": request.title, "severity": severity, "shop": principal.shop,
+            "shop_name": principal.shop_name, "created_at": now.isoformat(),
+            "sla_due_at": intake.sla_due_at.isoformat(), "at": now.isoformat()}),)
+    department = route(request.title, request.body, departments, default_department)
+    facts = completeness(request.title, request.body, request.context, request.attachments, severity=severity)
+    new = NewTicket(title=request.title, body=request.body, severity=severity,
+                    context={**request.context, "completeness": facts.public()}, client_id=request.client_id,
+                    sla_due_at=intake.sla_due_at, queued_until=intake.queued_until,
+                    sla_warning_at=intake.warning_at, events=events, department=department,
+                    claimed_severity=conduct.claimed, deprioritized=conduct.deprioritized)
+    acknowledgment = intake.acknowledgment if conduct.note is None else f"{intake.acknowledgment} {conduct.note}"
+    first = [(Author.of(principal), request.body), (SYSTEM, acknowledgment)]
+    asking = missing_facts_message(facts)
+    if asking is not None:
+        first.append((SYSTEM, asking))
+    return new, first

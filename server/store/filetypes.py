@@ -1,0 +1,237 @@
+"""What an uploaded file really is, decided by its content, and a safe name to show.
+
+`sniff(file)` reads a complete upload (a seekable binary file) and returns its
+`FileKind` — PNG, JPEG, GIF, WebP, PDF or UTF-8 plain text — or raises
+`UnsupportedType` (415). The name and the Content-Type the browser sent are never
+trusted: an HTML page named `screenshot.png` is refused because it is not a PNG, and
+it is not accepted as text either because markup (HTML, SVG, XML) is refused
+outright. Images are decoded by Pillow to the last pixel, which catches truncated or
+corrupt files and, through a pixel limit checked before decoding, decompression bombs
+(`TooLarge`, 413).
+
+`display_name(raw, kind)` turns whatever file name the client sent into a short,
+printable name for people to read; it is never used as a path (storage is
+content-addressed, see `server.store.attachments`).
+
+What this does not guarantee: a valid PDF can still carry hostile content that the
+simple marker scan below misses (PDF names can be hex-escaped); downloads are
+therefore always served as attachments under a sandboxing CSP. Image metadata (EXIF,
+GPS) is kept as uploaded.
+
+Imports Pillow and the standard library only; no starlette, redis, sqlalchemy or
+asyncio. CPU-bound: callers run it in a worker thread.
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+import unicodedata
+from dataclasses import dataclass
+from typing import IO
+
+from PIL import Image, UnidentifiedImageError
+
+from server.errors import BadRequest, PomocError, TooLarge
+
+# About 40 megapixels: larger than any screenshot or phone photo, far below what
+# would let a 10 MB file expand into gigabytes of pixels.
+DEFAULT_MAX_PIXELS = 40_000_000
+MAX_NAME_CHARS = 120
+_CHUNK = 64 * 1024
+_TEXT_HEAD_CHARS = 1024
+
+
+class UnsupportedType(PomocError):
+    """The content is not one of the accepted types (HTTP 415).
+
+    The protocol has no dedicated code for this; it is a `bad_request` answered
+    with status 415.
+    """
+
+    code = "bad_request"
+    http_status = 415
+
+
+class EmptyFile(BadRequest):
+    """A zero-byte upload: nothing to show an agent."""
+
+
+@dataclass(frozen=True, slots=True)
+class FileKind:
+    content_type: str
+    extensions: tuple[str, ...]  # the first is the canonical one
+    width: int | None = None
+    height: int | None = None
+
+    @property
+    def is_image(self) -> bool:
+        return self.content_type.startswith("image/")
+
+    @property
+    def extension(self) -> str:
+        return self.extensions[0]
+
+
+# Magic number → (Pillow format, content type, extensions).
+_IMAGES: tuple[tuple[bytes, str, str, tuple[str, ...]], ...] = (
+    (b"\x89PNG\r\n\x1a\n", "PNG", "image/png", (".png",)),
+    (b"\xff\xd8\xff", "JPEG", "image/jpeg", (".jpg", ".jpeg")),
+    (b"GIF87a", "GIF", "image/gif", (".gif",)),
+    (b"GIF89a", "GIF", "image/gif", (".gif",)),
+)
+PDF = ("application/pdf", (".pdf",))
+TEXT = ("text/plain; charset=utf-8", (".txt", ".log"))
+ALLOWED_CONTENT_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp", PDF[0], TEXT[0]})
+
+# Active-content markers in a PDF's object dictionaries (a heuristic, see above).
+_PDF_ACTIVE = re.compile(rb"/(?:JavaScript|JS|Launch|EmbeddedFile|RichMedia|XFA)(?![A-Za-z0-9])")
+# Markup a browser would render if it ever ignored nosniff; a log mentioning a tag
+# deep inside is fine, a document that is markup is not.
+_MARKUP_HEAD = ("<!doctype", "<html", "<head", "<body", "<script", "<svg", "<iframe", "<object", "<embed",
+                "<?xml", "<xsl", "<meta")
+# Control characters allowed in logs: tab, LF, CR, form feed, and ESC (ANSI colours).
+_TEXT_CONTROLS_OK = frozenset("\t\n\r\f\x1b")
+
+
+def sniff(file: IO[bytes], *, max_pixels: int = DEFAULT_MAX_PIXELS) -> FileKind:
+    """The kind of the complete file `file` (read from the start; position is not kept)."""
+    file.seek(0)
+    head = file.read(64)
+    if not head:
+        raise EmptyFile("the file is empty")
+    for magic, pil_format, content_type, extensions in _IMAGES:
+        if head.startswith(magic):
+            return _image(file, pil_format, content_type, extensions, max_pixels)
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return _image(file, "WEBP", "image/webp", (".webp",), max_pixels)
+    if head.startswith(b"%PDF-"):
+        return _pdf(file)
+    return _text(file)
+
+
+def _image(file: IO[bytes], pil_format: str, content_type: str, extensions: tuple[str, ...],
+           max_pixels: int) -> FileKind:
+    name = content_type.split("/")[1].upper()
+    try:
+        file.seek(0)
+        # `formats=` keeps Pillow from falling back to another decoder: a file that
+        # starts like a PNG must be a PNG.
+        with Image.open(file, formats=[pil_format]) as probe:
+            width, height = probe.size
+            if width * height > max_pixels:
+                raise TooLarge(f"the image is {width}×{height} pixels; at most {max_pixels:,} pixels are accepted")
+            probe.verify()
+        # verify() leaves the image unusable; decoding every pixel is what catches
+        # truncated files (Pillow's LOAD_TRUNCATED_IMAGES stays at its default, off).
+        file.seek(0)
+        with Image.open(file, formats=[pil_format]) as image:
+            image.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        # Pillow's own limit (above ours) fired while reading the header.
+        raise TooLarge(f"the image has too many pixels; at most {max_pixels:,} are accepted") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
+        # Pillow reports corrupt data with any of these; the detail is for the log, the
+        # customer needs to know the file is broken.
+        raise UnsupportedType(f"the file looks like {name} but cannot be decoded ({type(exc).__name__})") from None
+    return FileKind(content_type, extensions, width, height)
+
+
+def _pdf(file: IO[bytes]) -> FileKind:
+    file.seek(0)
+    tail = b""
+    overlap = b""
+    while chunk := file.read(_CHUNK):
+        window = overlap + chunk
+        if _PDF_ACTIVE.search(window):
+            raise UnsupportedType("PDF files with scripts, launch actions or embedded files are not accepted")
+        overlap = window[-32:]
+        tail = (tail + chunk)[-2048:]
+    if b"%%EOF" not in tail:
+        raise UnsupportedType("the file starts like a PDF but is incomplete (no %%EOF trailer)")
+    return FileKind(*PDF)
+
+
+def _text(file: IO[bytes]) -> FileKind:
+    file.seek(0)
+    decoder = codecs.getincrementaldecoder("utf-8")("strict")
+    head = ""
+    chars = controls = 0
+    first = True
+    try:
+        while chunk := file.read(_CHUNK):
+            if b"\x00" in chunk:
+                raise UnsupportedType("binary files of this type are not accepted")
+            text = decoder.decode(chunk)
+            if first:
+                text = text.removeprefix("\ufeff")
+                first = False
+            if len(head) < _TEXT_HEAD_CHARS:
+                head += text[: _TEXT_HEAD_CHARS - len(head)]
+            chars += len(text)
+            controls += sum(1 for ch in text if _is_bad_control(ch))
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        raise UnsupportedType("only images (PNG, JPEG, GIF, WebP), PDF and UTF-8 text files are accepted") from None
+    # A stray control character is tolerated (logs carry odd bytes); a file full of
+    # them is binary in disguise.
+    if controls > max(1, chars // 100):
+        raise UnsupportedType("binary files of this type are not accepted")
+    lowered = head.lstrip().lower()
+    if lowered.startswith("<") or any(marker in lowered for marker in _MARKUP_HEAD):
+        raise UnsupportedType("HTML, SVG and XML files are not accepted; send a screenshot or a .txt file")
+    return FileKind(*TEXT)
+
+
+def _is_bad_control(ch: str) -> bool:
+    code = ord(ch)
+    return (code < 32 and ch not in _TEXT_CONTROLS_OK) or 0x7F <= code <= 0x9F
+
+
+_WINDOWS_RESERVED = frozenset({"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)),
+                               *(f"lpt{i}" for i in range(1, 10))})
+_UNSAFE_CHARS = re.compile(r'[<>:"/\\|?*;]')
+_SPACES = re.compile(r"\s+")
+
+
+def clean_name(raw: str | None, *, max_chars: int = MAX_NAME_CHARS) -> str:
+    """A printable file name without directories, control or bidi characters.
+
+    Only the last path component survives (`../../etc/passwd` → `passwd`,
+    `C:\\Users\\a\\x.png` → `x.png`); leading dots go (no hidden files); characters
+    that mean something to a shell, a filesystem or a header are replaced by `_`.
+    The result may be empty.
+    """
+    if not raw:
+        return ""
+    name = unicodedata.normalize("NFC", raw)
+    name = re.split(r"[/\\]", name)[-1]
+    # Cc: controls and NUL; Cf: format characters such as U+202E (right-to-left
+    # override), which make "gpj.exe" display as "exe.jpg".
+    name = "".join(ch for ch in name if unicodedata.category(ch) not in ("Cc", "Cf", "Cs", "Co", "Cn"))
+    name = _UNSAFE_CHARS.sub("_", name)
+    name = _SPACES.sub(" ", name).strip(" .")
+    stem, dot, ext = name.rpartition(".")
+    if not dot:
+        stem, ext = name, ""
+    if stem.split(".")[0].lower() in _WINDOWS_RESERVED:
+        stem = "_" + stem
+    ext = ext[:16]
+    budget = max_chars - (len(ext) + 1 if ext else 0)
+    stem = stem[:max(budget, 1)].rstrip(" .")
+    if not stem:
+        return ""
+    return f"{stem}.{ext}" if ext else stem
+
+
+def display_name(raw: str | None, kind: FileKind, *, max_chars: int = MAX_NAME_CHARS) -> str:
+    """`clean_name`, ending in an extension that matches the content.
+
+    A PNG named `photo.jpg` becomes `photo.jpg.png` and text named `page.html`
+    becomes `page.html.txt`, so the name a person downloads never contradicts what
+    the file is; a nameless upload is called `plik` (Polish for "file").
+    """
+    name = clean_name(raw, max_chars=max_chars)
+    if name and name.lower().endswith(kind.extensions):
+        return name
+    return (clean_name(raw, max_chars=max_chars - len(kind.extension)) or "plik") + kind.extension

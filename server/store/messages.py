@@ -1,0 +1,142 @@
+"""Messages in the database: storing one in its own transaction, and reading threads
+back (history pages, gap fills, the replay of a resume).
+
+`post` is the single-transaction way to store a send (SQLite, sends with files, a
+customer reply that reopens its ticket); the group commit (`server.store.writer`)
+stores the rest. Both apply the same admission rule (`server.rules.tickets.admit_post`)
+and are idempotent on `(ticket, author, client_id)`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, func, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from server.principal import Principal
+from server.rules.records import SYSTEM, Author, Message, Posted
+from server.rules.retention import REOPENED_TEXT
+from server.rules.tickets import REOPEN_CHANGES, Hold, ThreadState, admit_post
+from server.store.db import single_statements
+from server.store.models import messages, tickets
+from server.store.rows import (
+    LAST_SEQS,
+    MESSAGE_COLUMNS,
+    MISSED,
+    AttachFn,
+    append_message,
+    insert_for,
+    message_row,
+)
+
+
+class MessageStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.single = single_statements(engine)
+        self._insert = insert_for(engine)
+
+    async def post(self, principal: Principal, ticket_id: int, body: str, client_id: str, now: datetime,
+                   hold: Hold, attachments: Sequence[str] = (), attach: AttachFn | None = None) -> Posted:
+        """Store a message; `Posted.new` is False for a retried send (same client_id)."""
+        author = Author.of(principal)
+        values: dict[str, Any] = {"last_seq": tickets.c.last_seq + 1, "last_message_at": now, "updated_at": now}
+        if principal.is_agent:
+            values["first_response_at"] = func.coalesce(tickets.c.first_response_at, now)
+        async with self.engine.begin() as conn:
+            # Locks the ticket row until commit: this is what makes seq gapless.
+            row = (await conn.execute(
+                update(tickets).where(tickets.c.id == ticket_id).values(**values)
+                .returning(tickets.c.last_seq, tickets.c.shop_id, tickets.c.status, tickets.c.severity,
+                           tickets.c.queued_until)
+            )).first()
+            state = None if row is None else ThreadState(row[1], row[2], row[3], row[4])
+            admitted = admit_post(principal, ticket_id, state, now, hold)
+            assert row is not None and state is not None  # admit_post raised otherwise
+            seq = row[0]
+            ins = self._insert(messages).values(
+                ticket_id=ticket_id, seq=seq, author_kind=author.kind, author_id=author.id,
+                author_name=author.name, body=body, client_id=client_id, created_at=now,
+                queued_until=admitted.queued_until,
+            ).on_conflict_do_nothing(
+                index_elements=[messages.c.ticket_id, messages.c.author_kind, messages.c.author_id,
+                                messages.c.client_id],
+            ).returning(messages.c.id)
+            msg_id = (await conn.execute(ins)).scalar()
+            if msg_id is not None:
+                message = Message(ticket_id, seq, msg_id, author, body, now, client_id, admitted.queued_until)
+                if attachments and attach is not None:
+                    message = replace(message, attachments=tuple(await attach(conn, list(attachments), ticket_id,
+                                                                              msg_id)))
+                notes: list[Message] = []
+                if admitted.reopens:
+                    # The customer wrote back: the ticket returns to support, the
+                    # silent-customer chain stops.
+                    await conn.execute(update(tickets).where(tickets.c.id == ticket_id).values(**REOPEN_CHANGES))
+                    notes.append(await append_message(conn, ticket_id, SYSTEM, REOPENED_TEXT,
+                                                      f"system:{uuid.uuid4().hex}", now, admitted.queued_until))
+                return Posted(message, state.shop_id, new=True, notes=tuple(notes), reopened=admitted.reopens)
+            await conn.rollback()
+        # The same client_id again: the first attempt's message, unchanged.
+        async with self.single.connect() as conn:
+            found = (await conn.execute(select(*MESSAGE_COLUMNS).where(and_(
+                messages.c.ticket_id == ticket_id, messages.c.author_kind == author.kind,
+                messages.c.author_id == author.id, messages.c.client_id == client_id,
+            )))).one()
+        return Posted(message_row(found), state.shop_id, new=False)
+
+    # --------------------------------------------------------------- reading
+    async def history(self, ticket_id: int, *, before_seq: int | None = None, after_seq: int | None = None,
+                      limit: int = 50) -> tuple[list[Message], bool]:
+        query = select(*MESSAGE_COLUMNS).where(messages.c.ticket_id == ticket_id)
+        if after_seq is not None:
+            query = query.where(messages.c.seq > after_seq).order_by(messages.c.seq)
+        else:
+            if before_seq is not None:
+                query = query.where(messages.c.seq < before_seq)
+            query = query.order_by(messages.c.seq.desc())
+        async with self.single.connect() as conn:
+            rows = (await conn.execute(query.limit(limit + 1))).all()
+        more = len(rows) > limit
+        out = [message_row(r) for r in rows[:limit]]
+        if after_seq is None:
+            out.reverse()
+        return out, more
+
+    async def between(self, ticket_id: int, after_seq: int, upto_seq: int) -> list[Message]:
+        """Messages with after_seq < seq <= upto_seq, oldest first (gap fills)."""
+        async with self.single.connect() as conn:
+            rows = (await conn.execute(select(*MESSAGE_COLUMNS).where(and_(
+                messages.c.ticket_id == ticket_id, messages.c.seq > after_seq, messages.c.seq <= upto_seq,
+            )).order_by(messages.c.seq))).all()
+        return [message_row(r) for r in rows]
+
+    async def missed(self, resume: Mapping[int, int], max_per_ticket: int
+                     ) -> tuple[dict[int, list[Message]], set[int]]:
+        """For each ticket, the newest `max_per_ticket` messages after the client's seq,
+        oldest first, and the tickets where more were missed than that."""
+        out: dict[int, list[Message]] = {}
+        incomplete: set[int] = set()
+        async with self.single.connect() as conn:
+            for ticket_id, last in resume.items():
+                rows = (await conn.execute(MISSED, {"ticket": ticket_id, "after": last,
+                                                    "limit": max_per_ticket + 1})).all()
+                if len(rows) > max_per_ticket:
+                    incomplete.add(ticket_id)
+                    rows = rows[:max_per_ticket]
+                if rows:
+                    out[ticket_id] = [message_row(r) for r in reversed(rows)]
+        return out, incomplete
+
+    async def last_seqs(self, ticket_ids: Iterable[int]) -> dict[int, int]:
+        ids = list(ticket_ids)
+        if not ids:
+            return {}
+        async with self.single.connect() as conn:
+            rows = await conn.execute(LAST_SEQS, {"ids": ids})
+            return {r[0]: r[1] for r in rows}

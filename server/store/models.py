@@ -1,0 +1,188 @@
+"""Database tables (SQLAlchemy Core): the source of truth.
+
+Shops and their users, tickets, messages with a per-ticket gapless `seq`, and read
+cursors. Timestamps are stored as UTC and come back UTC-aware on SQLite and
+PostgreSQL alike (`UtcDateTime`). Alembic migrations in `migrations/` create exactly
+these tables; a test compares the two.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.sql.expression import false, text
+from sqlalchemy.types import TypeDecorator
+
+from server.store.attachments_schema import attachment_table, help_deflection_table
+
+metadata = MetaData()
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets a real BIGINT.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out, on every backend."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; use UTC-aware instants")
+        value = value.astimezone(UTC)
+        # SQLite has no time zone type: store naive UTC so text ordering is time ordering.
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+shops = Table(
+    "shops",
+    metadata,
+    Column("id", String(200), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("plan", String(20), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+customers = Table(
+    "customers",
+    metadata,
+    Column("shop_id", String(200), ForeignKey("shops.id", ondelete="CASCADE"), primary_key=True),
+    Column("user_id", String(200), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("email", String(320)),
+    Column("first_seen_at", UtcDateTime, nullable=False),
+    Column("last_seen_at", UtcDateTime, nullable=False),
+)
+
+tickets = Table(
+    "tickets",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("shop_id", String(200), ForeignKey("shops.id", ondelete="CASCADE"), nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("client_id", String(200)),
+    Column("title", String(200), nullable=False),
+    Column("status", String(30), nullable=False),
+    Column("severity", String(20), nullable=False),
+    Column("department", String(100)),
+    Column("assignee", String(200)),
+    Column("context", JSON, nullable=False, default=dict),
+    Column("last_seq", Integer, nullable=False, default=0),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("last_message_at", UtcDateTime),
+    Column("sla_due_at", UtcDateTime),
+    Column("queued_until", UtcDateTime),
+    Column("resolved_at", UtcDateTime),
+    Column("closed_at", UtcDateTime),
+    # The first agent message: "somebody reacted" for SLA warnings and breaches.
+    Column("first_response_at", UtcDateTime),
+    Column("sla_warning_at", UtcDateTime),
+    # Waiting on the customer since (reset by a customer message), and how many
+    # reminders that wait has produced.
+    Column("waiting_since", UtcDateTime),
+    Column("reminders_sent", Integer, nullable=False, default=0, server_default="0"),
+    # Fair use: the severity the customer claimed, and whether the shop's record of
+    # overstated claims put this ticket behind others of its severity.
+    Column("claimed_severity", String(20)),
+    Column("deprioritized", Boolean, nullable=False, default=False, server_default=false()),
+    Column("severity_reviewed", Boolean, nullable=False, default=False, server_default=false()),
+    UniqueConstraint("shop_id", "created_by", "client_id", name="uq_tickets_client_id"),
+)
+Index("ix_tickets_shop_created", tickets.c.shop_id, tickets.c.created_at)
+Index("ix_tickets_status_due", tickets.c.status, tickets.c.sla_due_at)
+# The agents' inbox (active tickets by deadline) read in index order: a page of the most
+# urgent costs the same with 40 open tickets or 20,000.
+_ACTIVE = text("status IN ('open', 'waiting_on_customer')")
+Index("ix_tickets_inbox", tickets.c.sla_due_at, tickets.c.id, postgresql_where=_ACTIVE, sqlite_where=_ACTIVE)
+# The same condition for queries, spelled with literals: a prepared statement's generic
+# plan can use the partial index only if the planner sees the index's own predicate.
+ACTIVE_TICKETS = text("tickets.status IN ('open', 'waiting_on_customer')")
+Index("ix_tickets_queued", tickets.c.queued_until)
+Index("ix_tickets_lifecycle", tickets.c.status, tickets.c.waiting_since)
+Index("ix_tickets_closed", tickets.c.closed_at)
+Index("ix_tickets_shop_claims", tickets.c.shop_id, tickets.c.claimed_severity, tickets.c.created_at)
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("ticket_id", BigId, ForeignKey("tickets.id", ondelete="CASCADE"), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("author_kind", String(20), nullable=False),
+    Column("author_id", String(200), nullable=False),
+    Column("author_name", String(200), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("client_id", String(200), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("queued_until", UtcDateTime),
+    # Resume, history and gap fills read by (ticket_id, seq); the constraint is the index.
+    UniqueConstraint("ticket_id", "seq", name="uq_messages_ticket_seq"),
+    # Idempotent sends: one message per author and client-made id within a ticket.
+    UniqueConstraint("ticket_id", "author_kind", "author_id", "client_id", name="uq_messages_client_id"),
+)
+
+Index("ix_messages_queued", messages.c.queued_until)
+
+read_cursors = Table(
+    "read_cursors",
+    metadata,
+    Column("ticket_id", BigId, ForeignKey("tickets.id", ondelete="CASCADE"), primary_key=True),
+    # Principal.key: "c:<shop>:<user>" or "a:<agent>".
+    Column("reader", String(420), primary_key=True),
+    Column("seq", Integer, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+Index("ix_read_cursors_reader", read_cursors.c.reader)
+
+# Durable notifications (escalations) waiting for delivery to the webhook. One row
+# per ticket and event: the unique constraint is what makes "at most once" hold
+# when two workers find the same due escalation.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("ticket_id", BigId, ForeignKey("tickets.id", ondelete="CASCADE")),
+    Column("event", String(50), nullable=False),
+    Column("dedup_key", String(200), nullable=False, unique=True),
+    Column("payload", JSON, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("next_attempt_at", UtcDateTime, nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("locked_until", UtcDateTime),
+    Column("delivered_at", UtcDateTime),
+    Column("last_error", String(500)),
+)
+Index("ix_outbox_pending", outbox.c.delivered_at, outbox.c.next_attempt_at)
+
+# Ticket intake: uploads (bytes on disk, see server.store.attachments) and help-centre deflections.
+attachments = attachment_table(metadata)
+help_deflections = help_deflection_table(metadata)

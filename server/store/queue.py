@@ -1,0 +1,63 @@
+"""The off-hours queue: releasing held tickets and messages when support opens.
+
+Outside working hours a non-critical ticket or customer message is stored and acked
+at once but carries `queued_until` (the next opening) and reaches no agent. The
+worker's release job clears `queued_until` on whatever is due — critical first,
+then by severity, then (fair use) shops with a record of overstated claims after
+the rest, then oldest first — with one `UPDATE … RETURNING` per batch, so
+two workers running at once release each row exactly once. The caller then tells
+the agents.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import and_, case, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from server.rules.severity import BY_PRIORITY
+from server.store.models import messages, tickets
+
+# Severity order for SQL: critical 0 … suggestion 4.
+_RANK = case({s.value: i for i, s in enumerate(BY_PRIORITY)}, value=tickets.c.severity, else_=len(BY_PRIORITY))
+
+
+@dataclass(frozen=True, slots=True)
+class Released:
+    tickets: list[int]
+    messages: list[tuple[int, int]]  # (ticket, seq), in release order
+
+
+async def release_due(engine: AsyncEngine, now: datetime, batch: int = 500) -> Released:
+    released_tickets: list[int] = []
+    released_messages: list[tuple[int, int]] = []
+    postgres = engine.dialect.name == "postgresql"
+    async with engine.begin() as conn:
+        due = (select(tickets.c.id).where(and_(tickets.c.queued_until.is_not(None), tickets.c.queued_until <= now))
+               .order_by(_RANK, tickets.c.deprioritized, tickets.c.created_at, tickets.c.id).limit(batch))
+        if postgres:
+            due = due.with_for_update(skip_locked=True)
+        ids = [r[0] for r in await conn.execute(due)]
+        if ids:
+            changed = {r[0] for r in await conn.execute(
+                update(tickets).where(and_(tickets.c.id.in_(ids), tickets.c.queued_until.is_not(None)))
+                .values(queued_until=None).returning(tickets.c.id))}
+            released_tickets = [i for i in ids if i in changed]
+    async with engine.begin() as conn:
+        held = (select(messages.c.id, messages.c.ticket_id, messages.c.seq)
+                .select_from(messages.join(tickets, tickets.c.id == messages.c.ticket_id))
+                .where(and_(messages.c.queued_until.is_not(None), messages.c.queued_until <= now))
+                .order_by(_RANK, tickets.c.deprioritized, messages.c.created_at, messages.c.id).limit(batch * 10))
+        if postgres:
+            held = held.with_for_update(of=messages, skip_locked=True)
+        rows = (await conn.execute(held)).all()
+        if rows:
+            changed = {r[0] for r in await conn.execute(
+                update(messages).where(and_(messages.c.id.in_([r[0] for r in rows]),
+                                            messages.c.queued_until.is_not(None)))
+                .values(queued_until=None).returning(messages.c.id))}
+            released_messages = [(r[1], r[2]) for r in rows if r[0] in changed]
+    return Released(released_tickets, released_messages)
+

@@ -1,0 +1,344 @@
+"""Group commit: concurrent sends stored together, each acknowledged only after commit.
+
+Every connection's `send` goes to the node's writer and waits. The writer takes all
+sends that are waiting and stores them in one PostgreSQL transaction: it locks the
+tickets involved (in id order, so writers on several nodes never deadlock), gives the
+sends consecutive seqs after each ticket's `last_seq`, inserts them in one statement
+and moves the counters in another. A retried send (same author and client id) is
+answered with the stored seq: the insert skips it, the transaction is rolled back and
+the batch is redone knowing the repeats, so no seq is ever skipped. While one batch is being committed the
+next one gathers, so under load a commit carries many messages and at rest a
+message waits for nothing. "Acked means committed" holds for every message.
+
+Sends that need more than that — attachments, a customer reply that reopens the
+ticket — and every send on SQLite (one writer at a time anyway) go through
+`MessageStore.post` one by one, which keeps the same guarantees. Both ways admit a
+send by the same rule (`server.rules.tickets.admit_post`).
+
+Whatever the writer stores it hands, once committed, to `on_commit` (the announce
+path, `server.chat.announce`): a whole batch at once, so that telling everyone
+about it costs one call to Redis however many messages it holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from server.errors import PomocError
+from server.principal import Principal
+from server.rules.records import Author, Committed, Message, Posted
+from server.rules.tickets import Hold, ThreadState, admit_post
+from server.store.messages import MessageStore
+from server.store.rows import AttachFn
+
+log = logging.getLogger(__name__)
+
+# Tells everyone about committed messages (the announce path).
+OnCommit = Callable[[list[Committed]], Awaitable[None]]
+
+_LOCK = """
+SELECT id, shop_id, status, severity, queued_until, last_seq
+FROM tickets WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE
+"""
+_EXISTING = """
+SELECT m.ticket_id, m.seq, m.id, m.author_kind, m.author_id, m.author_name, m.body, m.created_at, m.client_id,
+       m.queued_until
+FROM messages m
+JOIN unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS k(t, ak, ai, ci)
+  ON m.ticket_id = k.t AND m.author_kind = k.ak AND m.author_id = k.ai AND m.client_id = k.ci
+"""
+# The batch's messages and the tickets' new last_seq in one statement (one round trip
+# inside the transaction; a repeat skipped by ON CONFLICT rolls both back).
+_STORE = """
+WITH stored AS (
+  INSERT INTO messages (ticket_id, seq, author_kind, author_id, author_name, body, client_id, created_at,
+                        queued_until)
+  SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                       $8::timestamptz[], $9::timestamptz[])
+  ON CONFLICT (ticket_id, author_kind, author_id, client_id) DO NOTHING
+  RETURNING id, ticket_id, seq
+), bumped AS (
+  UPDATE tickets t SET last_seq = v.last_seq, last_message_at = v.at, updated_at = v.at,
+         first_response_at = CASE WHEN v.agent AND t.first_response_at IS NULL THEN v.at ELSE t.first_response_at END
+  FROM unnest($10::bigint[], $11::int[], $12::timestamptz[], $13::bool[]) AS v(id, last_seq, at, agent)
+  WHERE t.id = v.id
+)
+SELECT id, ticket_id, seq FROM stored
+"""
+
+
+class _Retried(Exception):
+    """A send in the batch repeats a stored one: redo the batch knowing which."""
+@dataclass(slots=True)
+class Pending:
+    principal: Principal
+    ticket_id: int
+    body: str
+    client_id: str
+    now: datetime
+    origin: str | None = None
+    done: asyncio.Future[Posted] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    # Set inside the transaction, handed to the sender only after the commit.
+    result: Posted | None = None
+
+    @property
+    def key(self) -> tuple[int, str, str, str]:
+        return (self.ticket_id, self.principal.role.value, self.principal.id, self.client_id)
+
+
+class MessageWriter:
+    def __init__(self, store: MessageStore, hold: Hold, on_commit: OnCommit, max_batch: int = 500,
+                 concurrency: int = 1) -> None:
+        self.store = store
+        self.concurrency = concurrency
+        self.on_commit = on_commit
+        self.engine: AsyncEngine = store.engine
+        self.hold = hold
+        self.max_batch = max_batch
+        self.batched = self.engine.dialect.name == "postgresql"
+        self._waiting: list[Pending] = []
+        self._wakeup = asyncio.Event()
+        self.batches = 0
+        self.messages = 0
+
+    async def post(self, principal: Principal, ticket_id: int, body: str, client_id: str, now: datetime,
+                   attachments: tuple[str, ...] = (), attach: AttachFn | None = None,
+                   origin: str | None = None) -> Posted:
+        """Store a send and tell everyone; returns once it is committed."""
+        if not self.batched or attachments:
+            posted = await self.store.post(principal, ticket_id, body, client_id, now, hold=self.hold,
+                                           attachments=attachments, attach=attach)
+            await self._announce([(posted, origin, principal.key)])
+            return posted
+        return await self.submit(principal, ticket_id, body, client_id, now, origin)
+
+    def submit(self, principal: Principal, ticket_id: int, body: str, client_id: str,
+               now: datetime, origin: str | None = None) -> asyncio.Future[Posted]:
+        """Queue a send (batched writers only); the future resolves after its commit,
+        and the message is announced with its batch."""
+        pending = Pending(principal, ticket_id, body, client_id, now, origin)
+        self._waiting.append(pending)
+        self._wakeup.set()
+        return pending.done
+
+    async def run(self) -> None:
+        """The writer loop (one per node); runs until cancelled.
+
+        Up to `concurrency` batches are in flight at once, but a ticket is never in
+        two of them: sends into one ticket commit in the order they arrived."""
+        slots = asyncio.Semaphore(self.concurrency)
+        busy: set[int] = set()
+        flights: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                await self._wakeup.wait()
+                self._wakeup.clear()
+                while self._waiting:
+                    await slots.acquire()
+                    batch: list[Pending] = []
+                    rest: list[Pending] = []
+                    held = set(busy)
+                    for pending in self._waiting:
+                        if pending.ticket_id in held or len(batch) >= self.max_batch:
+                            held.add(pending.ticket_id)  # later sends of that ticket wait their turn
+                            rest.append(pending)
+                        else:
+                            batch.append(pending)
+                    self._waiting = rest
+                    if not batch:
+                        slots.release()
+                        break  # everything waits on a ticket in flight; its batch wakes us
+                    tickets = {p.ticket_id for p in batch}
+                    busy.update(tickets)
+                    flight = asyncio.ensure_future(self._fly(batch))
+                    flights.add(flight)
+                    flight.add_done_callback(self._on_landing(tickets, busy, slots, flights))
+        finally:
+            for flight in flights:
+                flight.cancel()
+
+    def _on_landing(self, tickets: set[int], busy: set[int], slots: asyncio.Semaphore,
+                    flights: set[asyncio.Task[None]]) -> Callable[[asyncio.Future[None]], None]:
+        def landed(flight: asyncio.Future[None]) -> None:
+            busy.difference_update(tickets)
+            slots.release()
+            flights.discard(flight)  # type: ignore[arg-type]
+            if self._waiting:
+                self._wakeup.set()
+
+        return landed
+
+    async def _fly(self, batch: list[Pending]) -> None:
+        try:
+            try:
+                await self._write(batch)
+            except _Retried:
+                # Rare (a client retried a send that was already stored): the whole
+                # transaction rolled back; this time look the repeats up first.
+                again = [p for p in batch if not p.done.done()]
+                for pending in again:
+                    pending.result = None
+                await self._write(again, look_up_repeats=True)
+        except asyncio.CancelledError:
+            for pending in batch:
+                if not pending.done.done():
+                    pending.done.cancel()
+            raise
+        except Exception:
+            log.exception("writer.batch_failed", extra={"size": len(batch)})
+            retry = [p for p in batch if not p.done.done()]
+            for pending in retry:
+                pending.result = None
+            await self._one_by_one(retry)
+
+    async def _one_by_one(self, batch: list[Pending]) -> None:
+        for pending in batch:
+            try:
+                posted = await self.store.post(pending.principal, pending.ticket_id, pending.body, pending.client_id,
+                                               pending.now, hold=self.hold)
+            except PomocError as exc:
+                _fail(pending, exc)
+            except Exception as exc:  # the database is down: every waiting sender hears it
+                _fail(pending, exc)
+            else:
+                _resolve(pending, posted)
+                await self._announce([(posted, pending.origin, pending.principal.key)])
+
+    async def _announce(self, stored: list[tuple[Posted, str | None, str]]) -> None:
+        """Stored and acked: everyone else hears of it (other nodes catch up from the
+        database if this fails)."""
+        items: list[Committed] = []
+        for posted, origin, author in stored:
+            if not posted.new:
+                continue
+            items.append(Committed(posted.shop_id, posted.message, origin, author, reopened=posted.reopened))
+            items.extend(Committed(posted.shop_id, note, None, "system") for note in posted.notes)
+        if not items:
+            return
+        try:
+            await self.on_commit(items)
+        except Exception:
+            log.exception("writer.announce_failed", extra={"size": len(items)})
+
+    async def _write(self, batch: list[Pending], look_up_repeats: bool = False) -> None:
+        slow: list[Pending] = []
+        async with self.engine.connect() as conn:
+            raw = await conn.get_raw_connection()
+            db: Any = raw.driver_connection
+            async with db.transaction():
+                tickets = {r["id"]: r for r in await db.fetch(_LOCK, sorted({p.ticket_id for p in batch}))}
+                accepted: list[tuple[Pending, datetime | None]] = []
+                for pending in batch:
+                    row = tickets.get(pending.ticket_id)
+                    state = None if row is None else ThreadState(row["shop_id"], row["status"], row["severity"],
+                                                                 row["queued_until"])
+                    try:
+                        admitted = admit_post(pending.principal, pending.ticket_id, state, pending.now, self.hold)
+                    except PomocError as exc:
+                        _fail(pending, exc)
+                        continue
+                    if admitted.reopens:
+                        slow.append(pending)  # the reply reopens the ticket: one by one
+                    else:
+                        accepted.append((pending, admitted.queued_until))
+                existing = {}
+                # Repeats are rare: the insert below skips them (ON CONFLICT) and the
+                # batch is redone with this lookup only when one shows up.
+                if accepted and look_up_repeats:
+                    columns = list(zip(*(p.key for p, _ in accepted), strict=True))
+                    existing = {(r["ticket_id"], r["author_kind"], r["author_id"], r["client_id"]): r
+                                for r in await db.fetch(_EXISTING, *columns)}
+                fresh: list[tuple[Pending, Message]] = []
+                seen: dict[tuple[int, str, str, str], Pending] = {}
+                last = {t: r["last_seq"] for t, r in tickets.items()}
+                for pending, queued in accepted:
+                    row = existing.get(pending.key)
+                    if row is not None:  # a retried send: the stored message, unchanged
+                        _resolve_later(pending, _message(row), tickets[pending.ticket_id]["shop_id"], new=False)
+                        continue
+                    twin = seen.get(pending.key)
+                    if twin is not None:  # the same send twice in this batch
+                        twin.done.add_done_callback(_mirror_into(pending))
+                        continue
+                    seen[pending.key] = pending
+                    last[pending.ticket_id] += 1
+                    author = Author.of(pending.principal)
+                    fresh.append((pending, Message(pending.ticket_id, last[pending.ticket_id], 0, author,
+                                                   pending.body, pending.now, pending.client_id, queued)))
+                if fresh:
+                    bumped = sorted({m.ticket for _, m in fresh})
+                    at = {t: max(m.created_at for _, m in fresh if m.ticket == t) for t in bumped}
+                    agent = {t: any(p.principal.is_agent for p, m in fresh if m.ticket == t) for t in bumped}
+                    rows = await db.fetch(_STORE, [m.ticket for _, m in fresh], [m.seq for _, m in fresh],
+                                          [m.author.kind for _, m in fresh], [m.author.id for _, m in fresh],
+                                          [m.author.name for _, m in fresh], [m.body for _, m in fresh],
+                                          [m.client_id for _, m in fresh], [m.created_at for _, m in fresh],
+                                          [m.queued_until for _, m in fresh],
+                                          bumped, [last[t] for t in bumped], [at[t] for t in bumped],
+                                          [agent[t] for t in bumped])
+                    if len(rows) != len(fresh):
+                        raise _Retried()  # rolls the whole transaction back: no seq is used up
+                    ids = {(r["ticket_id"], r["seq"]): r["id"] for r in rows}
+                    for pending, message in fresh:
+                        message = Message(message.ticket, message.seq, ids[(message.ticket, message.seq)],
+                                          message.author, message.body, message.created_at, message.client_id,
+                                          message.queued_until)
+                        _resolve_later(pending, message, tickets[pending.ticket_id]["shop_id"], new=True)
+        # Committed: now the senders may hear about it, then everyone else.
+        stored: list[tuple[Posted, str | None, str]] = []
+        for pending in batch:
+            result = pending.result
+            if result is not None and not pending.done.done():
+                stored.append((result, pending.origin, pending.principal.key))
+                pending.done.set_result(result)
+        await self._announce(stored)
+        self.batches += 1
+        self.messages += len(batch)
+        if slow:
+            await self._one_by_one(slow)
+
+
+def _message(row: Any) -> Message:
+    return Message(row["ticket_id"], row["seq"], row["id"], Author(row["author_kind"], row["author_id"],
+                                                                     row["author_name"]),
+                   row["body"], row["created_at"], row["client_id"], row["queued_until"])
+
+
+def _resolve_later(pending: Pending, message: Message, shop_id: str, *, new: bool) -> None:
+    # Held until the transaction commits: an ack must never run ahead of the commit.
+    pending.result = Posted(message, shop_id, new=new)
+
+
+def _resolve(pending: Pending, posted: Posted) -> None:
+    if not pending.done.done():
+        pending.done.set_result(posted)
+
+
+def _fail(pending: Pending, exc: BaseException) -> None:
+    if not pending.done.done():
+        pending.done.set_exception(exc)
+
+
+def _mirror_into(target: Pending) -> Callable[[asyncio.Future[Posted]], None]:
+    """The second of two identical sends in one batch gets the first one's answer."""
+
+    def mirror(source: asyncio.Future[Posted]) -> None:
+        if target.done.done():
+            return
+        error = None if source.cancelled() else source.exception()
+        if source.cancelled():
+            target.done.cancel()
+        elif error is not None:
+            target.done.set_exception(error)
+        else:
+            posted = source.result()
+            target.done.set_result(Posted(posted.message, posted.shop_id, new=False))
+
+    return mirror
