@@ -2,7 +2,8 @@
 
 A codec turns one frame (a dict) into what goes on the socket and back. Decoding
 failures raise `BadRequest`, so a garbage frame costs the client an `error` frame,
-never the connection. Pure module.
+never the connection. Sans-I/O: it must not import starlette, redis, sqlalchemy,
+asyncio or jwt.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ class Codec:
 
     def encode(self, frame: dict[str, Any]) -> bytes:
         if self.binary:
-            return msgpack.packb(frame, use_bin_type=True)
+            data: bytes = msgpack.packb(frame, use_bin_type=True)
+            return data
         return orjson.dumps(frame)
 
     def decode(self, data: bytes | str) -> dict[str, Any]:

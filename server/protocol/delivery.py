@@ -12,7 +12,7 @@ message at `cursor + 1` goes out, an older one is a duplicate, a newer one means
 something was missed (an event lost while Redis was away, or overtaken on another
 node): the gap is filled from the database before anything newer goes out. So a
 client sees every message of a followed ticket once, in order, whatever the bus does.
-Sans-I/O: no sockets, no Redis, no asyncio.
+Sans-I/O: it must not import starlette, redis, sqlalchemy, asyncio or jwt.
 """
 
 from __future__ import annotations

@@ -11,7 +11,8 @@ Events travel between nodes on Redis channels as JSON envelopes
 because the Redis scripts that count unread messages publish envelopes themselves
 (`cjson`, available in Redis and in the embedded stand-in alike). Which channel an
 event came by is its `Source`; a connection's predicates use it (see
-`server.protocol.delivery`). Sans-I/O: no sockets, no Redis, no asyncio.
+`server.protocol.delivery`). Sans-I/O: it must not import starlette, redis,
+sqlalchemy, asyncio or jwt.
 """
 
 from __future__ import annotations

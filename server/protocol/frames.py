@@ -2,7 +2,8 @@
 
 `parse(frame, limits)` checks one decoded frame against PROTOCOL.md and returns a
 request dataclass, or raises `BadRequest` / `TooLarge` naming the field. Nothing
-here touches sockets, the database or Redis, so the tests just feed dicts.
+here touches sockets, the database or Redis, so the tests just feed dicts: it must
+not import starlette, redis, sqlalchemy, asyncio or jwt.
 """
 
 from __future__ import annotations

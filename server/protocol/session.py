@@ -1,7 +1,8 @@
 """One connection's protocol state machine, sans I/O.
 
 In the manner of `websockets`' `Protocol`: bytes and events in, effects out, no
-socket, no database, no Redis, no asyncio. The shell around it (`server.ws` for the
+socket, no database, no Redis: it must not import starlette, redis, sqlalchemy,
+asyncio or jwt. The shell around it (`server.ws` for the
 socket, `server.chat.connection` for the rest) feeds it and carries out its effects:
 
 - in: `receive(data)` — one frame from the client, decoded and validated into an

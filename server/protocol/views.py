@@ -3,7 +3,8 @@
 Records (`server.rules.records`) never render themselves; the functions here decide
 what each kind of reader sees. A customer's view of a ticket is an allow-list
 (`CUSTOMER_TICKET_FIELDS`): a field added to the agents' view reaches no customer
-until it is listed here. Sans-I/O: plain dicts out, no sockets, no clocks.
+until it is listed here. Sans-I/O: plain dicts out; it must not import starlette,
+redis, sqlalchemy, asyncio or jwt, and reads no clock.
 """
 
 from __future__ import annotations

@@ -122,7 +122,7 @@ def polish_holidays(years: Iterable[int]) -> dict[date, str]:
     wanted = sorted(set(years))
     if not wanted:
         return {}
-    table = holidays_lib.Poland(years=wanted, language="pl")
+    table = holidays_lib.country_holidays("PL", years=wanted, language="pl")
     return dict(sorted(table.items()))
 
 

@@ -4,7 +4,8 @@ A shop's record is its recent critical and major claims and how many of them an
 agent downgraded. When most were overstated, a new critical or major claim is
 treated one level lower until an agent confirms it, the customer is told so
 honestly, and the shop's queued tickets go behind others of the same severity.
-Pure module: the record comes in as numbers, the decision goes out as data.
+Pure module: the record comes in as numbers, the decision goes out as data; it
+must not import starlette, redis, sqlalchemy, asyncio or jwt.
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ class Rules:
             parsed = {_LIMIT_FIELDS[var]: parse_limit(text, var) for var, text in settings.rate_limits}
         except ValueError as exc:
             raise SettingsError(str(exc)) from None
-        limits = Limits(**parsed, user_connections=settings.max_user_connections)  # type: ignore[arg-type]
+        limits = Limits(**parsed, user_connections=settings.max_user_connections)
         try:
             departments = parse_departments(settings.departments or DEFAULT_DEPARTMENTS)
         except ValueError as exc:

@@ -1,6 +1,6 @@
 """The support policy in force: working calendar, reaction targets, and what they mean
 for a new ticket or message. Pure: built once from settings, then plain functions of
-their inputs and `now`.
+their inputs and `now`; it must not import starlette, redis, sqlalchemy, asyncio or jwt.
 
 Configuration strings (parsed here so that a bad value fails at startup):
 - `POMOC_HOURS`: "mon-fri 09:00-17:00" (default); several parts joined by ";",

@@ -3,7 +3,8 @@
 Seed 002: a ticket waiting on the customer gets two reminders after two weeks of
 silence and is then closed as resolved. Seed 004: resolved tickets are closed, stay
 visible for two to three months, then are deleted. What happens to the database is
-`server/lifecycle.py`; this module only says when. Imports only the standard library.
+`server.store.lifecycle`; this module only says when. Pure: it imports only the
+standard library.
 """
 
 from __future__ import annotations

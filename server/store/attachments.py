@@ -32,6 +32,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from tempfile import SpooledTemporaryFile
 from typing import IO, Any
 
 import anyio.to_thread
@@ -42,7 +43,6 @@ from server.errors import BadRequest, ClosedTicket, Forbidden, NotFound, PomocEr
 from server.principal import Principal
 from server.store.db import single_statements
 from server.store.filetypes import DEFAULT_MAX_PIXELS, display_name, sniff
-from server.web.uploads import ReceivedFile
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,20 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _tickets = table("tickets", column("id"), column("shop_id"), column("status"))
 # Batches for IN (…) lists, well below every driver's parameter limit.
 _BATCH = 500
+
+
+class ReceivedFile:
+    """The uploaded bytes in a temporary file; the receiver must `close()` it."""
+
+    def __init__(self, file: SpooledTemporaryFile[bytes], filename: str, size: int, sha256: str) -> None:
+        self.file = file
+        self.filename = filename
+        self.size = size
+        self.sha256 = sha256
+
+    def close(self) -> None:
+        self.file.close()
+
 
 
 @dataclass(frozen=True, slots=True)

@@ -169,7 +169,7 @@ class MessageWriter:
         def landed(flight: asyncio.Future[None]) -> None:
             busy.difference_update(tickets)
             slots.release()
-            flights.discard(flight)  # type: ignore[arg-type]
+            flights.discard(flight)
             if self._waiting:
                 self._wakeup.set()
 

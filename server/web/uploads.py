@@ -25,6 +25,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
 from server.errors import BadRequest, TooLarge
+from server.store.attachments import ReceivedFile
 
 MiB = 1024 * 1024
 
@@ -41,19 +42,6 @@ class UploadLimits:
     @property
     def max_body(self) -> int:
         return self.max_bytes + self.form_overhead
-
-
-class ReceivedFile:
-    """The uploaded bytes in a temporary file; the receiver must `close()` it."""
-
-    def __init__(self, file: SpooledTemporaryFile[bytes], filename: str, size: int, sha256: str) -> None:
-        self.file = file
-        self.filename = filename
-        self.size = size
-        self.sha256 = sha256
-
-    def close(self) -> None:
-        self.file.close()
 
 
 class _Collector:
