@@ -136,6 +136,25 @@ async def test_a_held_follow_up_reaches_a_following_agent_only_at_release(clock_
     assert released["body"] == "po godzinach" and released["queued_until"] is None
 
 
+async def test_a_worker_releasing_a_held_follow_up_refreshes_the_agents_inbox(clock_with_hook, clients):
+    """The ticket itself was never queued: only its follow-up was. The jobs process
+    announces the release like a web node, its inbox feed included."""
+    node, tokens = clock_with_hook("2026-11-20T16:58:00+01:00")  # Friday, two minutes before closing
+    customer, _ = await join(node, clients, tokens.customer(unique("shop")))
+    ticket, _ = await open_ticket(customer, "minor")
+    agent, _ = await join(node, clients, tokens.agent(unique("a")))  # the inbox feed, following nothing
+    late_node, late_tokens = clock_with_hook("2026-11-20T17:30:00+01:00", like=node)
+    late_customer, _ = await join(late_node, clients, late_tokens.customer(ticket["shop"]))
+    held = await late_customer.request({"type": "send", "ticket": ticket["id"], "body": "po godzinach"}, "ack")
+    assert held["queued_until"] == "2026-11-23T08:00:00+00:00"
+    await agent.request({"type": "ping"}, "pong")
+    done = await run_jobs(late_node, "2026-11-23T09:00:00+01:00")
+    assert done["done"]["queue.release"] == 1
+    row = await agent.expect("ticket", where=lambda f: f["ticket"]["id"] == ticket["id"]
+                             and f["ticket"]["last_seq"] == held["seq"])
+    assert row["ticket"]["queued_until"] is None
+
+
 async def test_a_critical_ticket_on_sunday_reaches_agents_at_once_and_fires_the_webhook_once(
         clock_with_hook, clients, receiver):
     node, tokens = clock_with_hook(SUNDAY_NIGHT)
