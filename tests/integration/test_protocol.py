@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from pathlib import Path
 
 import msgpack
 import pytest
@@ -13,6 +14,16 @@ from websockets.exceptions import InvalidStatus
 from tests.conftest import Tokens, unique
 from tests.servers import ServerProcess
 from tests.wsclient import Client
+
+
+@pytest.fixture(scope="module", params=["redis", "embedded"])
+def server(request, server_env):
+    """The whole protocol suite on real Redis, and on the embedded in-process stand-in
+    (the README's first command), whose Lua scripts must behave exactly like Redis's."""
+    env = dict(server_env) if request.param == "redis" else {**server_env, "REDIS_URL": "memory://"}
+    proc = ServerProcess(env, log_path=Path(server_env["POMOC_TMP"]) / f"server-{request.param}.log").start()
+    yield proc
+    proc.stop()
 
 
 async def connect(server: ServerProcess, clients: list, **kw: object) -> Client:

@@ -23,13 +23,26 @@ def isolated_env(server_env: dict[str, str], **extra: str) -> dict[str, str]:
     return {**server_env, "POMOC_REDIS_PREFIX": f"{services.REDIS_PREFIX}{uuid.uuid4().hex[:6]}:", **extra}
 
 
-@pytest.fixture
-def pair(server_env, tmp_path):
+@pytest.fixture(params=["redis", "embedded"])
+def pair(request, server_env, tmp_path):
+    """Two nodes sharing real Redis; or, with the embedded in-process stand-in (the
+    README's first command), one node serving as both: its Lua scripts must behave
+    exactly like Redis's."""
     env = isolated_env(server_env, POMOC_PRESENCE_TTL="2", POMOC_HEARTBEAT="0.5")
+    if request.param == "embedded":
+        node = ServerProcess({**env, "REDIS_URL": "memory://"}, log_path=tmp_path / "embedded.log").start()
+        yield [node, node]
+        node.stop(signal.SIGKILL)
+        return
     nodes = [ServerProcess(dict(env), log_path=tmp_path / f"node-{i}.log").start() for i in range(2)]
     yield nodes
     for node in nodes:
         node.stop(signal.SIGKILL)
+
+
+def separate_nodes(a: ServerProcess, b: ServerProcess) -> None:
+    if a is b:
+        pytest.skip("needs two processes sharing a Redis server (the embedded stand-in lives in one process)")
 
 
 
@@ -103,6 +116,7 @@ async def test_presence_is_aggregated_over_tabs_and_reaches_customers(pair, clie
 
 async def test_a_killed_node_takes_its_agents_offline(pair, clients, tokens, shop):
     a, b = pair
+    separate_nodes(a, b)
     customer, _ = await join(a, clients, tokens.customer(shop))
     agent_id = unique("agent")
     await join(b, clients, tokens.agent(agent_id))
@@ -151,6 +165,7 @@ async def test_typing_reaches_the_other_side_only_and_is_throttled(pair, clients
 
 async def test_unread_comes_back_exactly_after_redis_loses_everything(pair, clients, tokens, shop, redis_url):
     a, b = pair
+    separate_nodes(a, b)
     token = tokens.customer(shop)
     customer, _ = await join(a, clients, token)
     tickets = []
