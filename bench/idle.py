@@ -178,6 +178,29 @@ async def wait_quiet(pid: int, *, below: float = 0.05, hold_s: float = 1.0, time
     return time.monotonic() - t0
 
 
+async def wait_fds_below(pid: int, limit: int, timeout: float, step: float = 0.1) -> float | None:  # noqa: ASYNC109
+    """Seconds until the process has fewer than `limit` fds (None: not within timeout)."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if 0 <= proc_fds(pid) < limit:
+            return time.monotonic() - t0
+        await asyncio.sleep(step)  # sampling another process's fds, not synchronization
+    return None
+
+
+def problem_summary(lines: list[str]) -> str:
+    """'event (error) × n' for the server's warning/error log lines."""
+    counts: dict[str, int] = {}
+    for line in lines:
+        try:
+            rec = json.loads(line)
+            key = f"{rec.get('event')} ({rec.get('error')})" if rec.get("error") else str(rec.get("event"))
+        except ValueError:
+            key = line[:80]
+        counts[key] = counts.get(key, 0) + 1
+    return ", ".join(f"{k} × {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
 def ready(port: int) -> bool:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as r:
@@ -300,6 +323,10 @@ async def main(args: argparse.Namespace) -> int:
             await w.tell("close")
         closed = [await w.hear("closed", 120) for w in workers]
         close_s = max(c["at"] for c in closed) - t
+        # the clients are done (or gave up after 2 s each); the server may still be running
+        # its disconnect handlers: wait (bounded) until its sockets are gone
+        server_close_s = await wait_fds_below(a.pid, fds0 + SERVER_FD_MARGIN, timeout=120)
+        server_close_s = server_close_s + close_s if server_close_s is not None else None
         await wait_quiet(a.pid)
         rss3, fds3 = proc_rss(a.pid), proc_fds(a.pid)
         still = ready(a.port)
@@ -311,7 +338,7 @@ async def main(args: argparse.Namespace) -> int:
             "rss0": rss0, "rss1": rss1, "rss2": rss2, "rss3": rss3,
             "fds0": fds0, "fds1": fds1, "fds2": fds2, "fds3": fds3, "fd_limit_a": fd_limit_a,
             "alive": alive, "unexpected": unexpected, "codes": codes, "check": check,
-            "close_s": close_s, "ready_after": still, "workers": nw,
+            "close_s": close_s, "server_close_s": server_close_s, "ready_after": still, "workers": nw,
         }
         problems = a.log_problems()
     finally:
@@ -349,11 +376,13 @@ async def main(args: argparse.Namespace) -> int:
               f"send -> ack {c['send_ms']:.1f} ms: ok")
     else:
         print(f"  fresh customer while held: FAILED {c}")
-    print(f"  close: {r['ok']} closed in {r['close_s']:.1f} s (clients' CPU {r['client_cpu_close']:.2f} s); after: "
+    srv = f"{r['server_close_s']:.1f} s" if r["server_close_s"] is not None else "not within 120 s"
+    print(f"  close: clients done in {r['close_s']:.1f} s (CPU {r['client_cpu_close']:.2f} s), server's sockets "
+          f"gone after {srv}; after: "
           f"RSS {r['rss3'] / 2**20:.1f} MiB, {r['fds3']} fds; server answers /readyz: "
           f"{'yes' if r['ready_after'] else 'NO'}")
     if problems:
-        print(f"  server log warnings/errors: {len(problems)}; first: {problems[0]}")
+        print(f"  server log warnings/errors: {len(problems)}: {problem_summary(problems)}; first: {problems[0]}")
     if r["failed"] or r["unexpected"] or not c.get("ok") or not r["ready_after"]:
         rc = 1
     return rc
