@@ -100,6 +100,39 @@ def raise_fd_limit() -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
+def fd_limits() -> tuple[int, int]:
+    return resource.getrlimit(resource.RLIMIT_NOFILE)
+
+
+def proc_fds(pid: int) -> int:
+    """Open file descriptors of a process (Linux /proc), -1 if unknown."""
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return -1
+
+
+def proc_fd_limit(pid: int) -> int:
+    """Soft RLIMIT_NOFILE of another process (Linux /proc/<pid>/limits), -1 if unknown."""
+    try:
+        with open(f"/proc/{pid}/limits") as f:
+            for line in f:
+                if line.startswith("Max open files"):
+                    return int(line.split()[3])
+    except (OSError, ValueError, IndexError):
+        pass
+    return -1
+
+
+def proc_rss(pid: int) -> int:
+    """Resident set size of another process in bytes (Linux /proc/<pid>/statm), 0 if gone."""
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 def use_uvloop() -> None:
     with contextlib.suppress(ImportError):
         import uvloop
@@ -291,6 +324,8 @@ class Env:
         self.db_url = with_db(args.pg, self.dbname)
         self.servers: list[Server] = []
         self.created = False
+        # Settings a tool needs (e.g. POMOC_MAX_CONNECTIONS for 10,000 sockets); --server-env still wins.
+        self.defaults: dict[str, str] = {}
 
     @property
     def server_env(self) -> dict[str, str]:
@@ -305,6 +340,7 @@ class Env:
         })
         if getattr(self.args, "rate_limits", "on") == "off":
             env.update(RATE_LIMITS_OFF)
+        env.update(self.defaults)
         env.update(parse_env(self.args.server_env))
         return env
 

@@ -21,6 +21,9 @@ from tests.servers import ROOT
 # Every tool's --smoke takes a few seconds (mostly migrate and server start).
 TOOLS = {
     "storm.py": ["storm: ", "done (welcome + missed message)", "total (last customer done)", "target: all"],
+    "idle.py": ["idle: ", "held: 200/200; failed: 0; closed while held: 0;", "handshakes (connect",
+                "server RSS: before", "per connection", "server fds: before", "fresh customer while held: hello",
+                "server answers /readyz: yes"],
     "bigdb.py": ["bigdb: ", "target: history and every welcome"],
     "latency.py": ["latency: ", "delivery customer(A) -> agent(B)", "delivery agent(B) -> customer(A)",
                    "sent "],
