@@ -39,8 +39,8 @@ from tests.wsclient import Client
 
 ORIGIN = "https://shop.example"  # one of server_env's POMOC_ALLOWED_ORIGINS
 MiB = 1024 * 1024
-WINDOW = 6  # sends in flight per peer
-PACE = 0.03  # seconds between two new messages of one peer (the load, not synchronisation)
+WINDOW = 16  # sends in flight per peer
+PACE = 0.01  # seconds between two new messages of one peer (the load, not synchronisation)
 
 
 @pytest.fixture(scope="module")
@@ -218,6 +218,7 @@ class Peer:
     errors: list[dict[str, Any]] = field(default_factory=list)
     anomalies: list[str] = field(default_factory=list)
     progress: asyncio.Event = field(default_factory=asyncio.Event)
+    retries: set[asyncio.Task[None]] = field(default_factory=set)
     ws: ClientConnection | None = None
 
     async def run(self) -> None:
@@ -306,7 +307,9 @@ class Peer:
             self.errors.append(frame)
             client_id = frame.get("ref")
             if client_id in self.unacked:
-                asyncio.ensure_future(self._retry(ws, client_id))
+                task = asyncio.ensure_future(self._retry(ws, client_id))
+                self.retries.add(task)
+                task.add_done_callback(self.retries.discard)
         self.progress.set()
 
     async def _retry(self, ws: ClientConnection, client_id: str) -> None:
@@ -436,6 +439,8 @@ async def test_rolling_restart_behind_nginx_loses_no_acknowledged_message(cluste
         for peer in peers:
             peer.closing = True
             peer.sending = False
+            for task in tuple(peer.retries):
+                task.cancel()
             if peer.ws is not None:
                 await peer.ws.close()
         await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 15)
