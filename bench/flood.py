@@ -355,7 +355,7 @@ async def main(args: argparse.Namespace) -> int:
 
 
 def limits_text(server_env: dict[str, str]) -> str:
-    """The rate-limit settings the servers ran with (defaults from server/ratelimit.py)."""
+    """The rate-limit settings the servers ran with (defaults from server/rules/limits.py)."""
     defaults = {"POMOC_RATE_USER_MESSAGES": "30/10s", "POMOC_RATE_SHOP_MESSAGES": "120/10s",
                 "POMOC_RATE_AGENT_MESSAGES": "60/10s", "POMOC_RATE_SHOP_TICKETS": "50/1d",
                 "POMOC_MAX_RATE_LIMITED": "50", "POMOC_MAX_USER_CONNECTIONS": "20"}
