@@ -100,9 +100,12 @@ async def update_ticket(a: Adapters, conn: Connection, req: frames.UpdateTicket,
     now = a.clock.now()
     change = ticket_changes(principal, ticket, req.changes, now, a.rules.policy)
     if change.fields:
-        ticket, notes = await a.tickets.update(ticket.id, change.fields, change.notes, now)
+        ticket, notes, released = await a.tickets.update(ticket.id, change.fields, change.notes, now,
+                                                         release=change.release_held, events=change.events)
         await a.announce.ticket(ticket)
-        await a.announce.committed([Committed(ticket.shop_id, note, None, "system") for note in notes])
+        await a.announce.committed([Committed(ticket.shop_id, note, None, "system") for note in notes]
+                                   + [Committed(ticket.shop_id, m, None, m.author.key(ticket.shop_id),
+                                                audience="agents", released=True) for m in released])
     conn.session.reply(views.ticket((await _views(a, conn, [ticket]))[0]), ref)
 
 

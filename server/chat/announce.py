@@ -67,26 +67,27 @@ class Announcer:
         reader's unread count, and (unless held) the agents' inboxes."""
         now = self.clock.now()
         remote: list[tuple[str, bytes, int, int, str, str]] = []
-        reopened: list[int] = []
+        changed: list[int] = []
         for item in items:
             message = item.message
             held = message.held_at(now)
             if item.released:
                 event = Event("release", views.message(message))
             else:
-                event = Event("message", views.message(message), item.origin, held=held)
+                event = Event("message", views.message(message), item.origin, held=held,
+                              queued=held and item.ticket_queued)
             channel = self.keys.shop_channel(item.shop_id)
             self.router.route(channel, event)
             if not held and not item.released:
                 self.touch(message.ticket)
-            if item.reopened:
-                reopened.append(message.ticket)
+            if item.ticket_changed:
+                changed.append(message.ticket)
             audience = "customers" if held and not item.released else item.audience
             remote.append((channel, envelope(self.node_id, event), message.ticket, message.seq, item.author,
                            audience))
         await self._publish_and_count(remote)
-        # A customer's reply reopened these: everyone sees the new status.
-        for ticket in await self.tickets.get_many(reopened):
+        # The post changed these tickets too (reopened, taken out of the queue).
+        for ticket in await self.tickets.get_many(dict.fromkeys(changed)):
             await self.ticket(ticket)
 
     async def _publish_and_count(self, remote: list[tuple[str, bytes, int, int, str, str]]) -> None:

@@ -201,8 +201,15 @@ class Connection:
                     return
                 await asyncio.sleep(0.2 * 2**attempt)  # retry backoff, not synchronization
         now = a.clock.now()
+        held = {m.seq for m in found if m.held_at(now)}
+        if held and session.principal is not None and session.principal.is_agent:
+            # Agents looking at a ticket that waits in the queue see its messages at once.
+            with contextlib.suppress(*DATABASE_DOWN, PomocError):
+                ticket = await a.tickets.get(gap.ticket)
+                if ticket.queued_until is not None and ticket.queued_until > now:
+                    held = set()
         codec = session.codec
-        session.filled(gap.ticket, [(m.seq, m.held_at(now), codec.encode(views.message(m))) for m in found])
+        session.filled(gap.ticket, [(m.seq, m.seq in held, codec.encode(views.message(m))) for m in found])
 
     # ------------------------------------------------------------------ end
     async def finish(self) -> None:

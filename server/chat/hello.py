@@ -85,8 +85,10 @@ async def _welcome(a: Adapters, conn: Connection, principal: Principal, req: fra
     replay: dict[int, list[Message]] = {}
     incomplete: set[int] = set()
     denied: list[int] = []
+    queued: set[int] = set()
     if req.resume:
-        replay, incomplete, denied = await _resume(a, conn, principal, req.resume, {t.id: t for t in tickets})
+        replay, incomplete, denied, queued = await _resume(a, conn, principal, req.resume,
+                                                            {t.id: t for t in tickets})
 
     ids = [t.id for t in tickets]
     session.unread.update(await a.readers.snapshot_for(principal, set(ids) | set(session.follows)))
@@ -102,8 +104,8 @@ async def _welcome(a: Adapters, conn: Connection, principal: Principal, req: fra
     codec = session.codec
     for ticket_id in sorted(replay):
         for message in replay[ticket_id]:
-            if principal.is_agent and message.held_at(now):
-                continue  # reaches agents when the queue is released
+            if principal.is_agent and message.held_at(now) and ticket_id not in queued:
+                continue  # a held follow-up reaches agents when the queue releases it
             await conn.room()
             session.push(codec.encode(views.message(message)))
     for ticket_id in denied:
@@ -115,9 +117,10 @@ async def _welcome(a: Adapters, conn: Connection, principal: Principal, req: fra
 
 
 async def _resume(a: Adapters, conn: Connection, principal: Principal, asked: dict[int, int],
-                  known: dict[int, Ticket]) -> tuple[dict[int, list[Message]], set[int], list[int]]:
+                  known: dict[int, Ticket]) -> tuple[dict[int, list[Message]], set[int], list[int], set[int]]:
     """The missed messages of every ticket the client may resume, the tickets where
-    more were missed than a replay holds, and the ones it may not resume."""
+    more were missed than a replay holds, the ones it may not resume, and those that
+    wait in the off-hours queue."""
     session = conn.session
     others = {t.id: t for t in await a.tickets.get_many(t for t in asked if t not in known)}
     resumed: dict[int, Ticket] = {}
@@ -153,4 +156,6 @@ async def _resume(a: Adapters, conn: Connection, principal: Principal, asked: di
     for ticket_id, missed in replay.items():
         # The newest messages were replayed (for an incomplete ticket, older ones come with `history`).
         session.follows[ticket_id].cursor = missed[-1].seq
-    return replay, incomplete, denied
+    now = a.clock.now()
+    queued = {t.id for t in resumed.values() if t.queued_until is not None and t.queued_until > now}
+    return replay, incomplete, denied, queued

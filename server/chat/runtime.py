@@ -120,7 +120,8 @@ async def running(settings: Settings, clock: Clock, rules: Rules | None = None) 
     attendance = Attendance(redis=redis, keys=keys, node_id=node_id, settings=settings, clock=clock,
                             presence=presence, arrivals=arrivals, connections=connections, announce=announce,
                             readers=readers, roster=roster, user_connections=rules.limits.user_connections)
-    writer = MessageWriter(messages, rules.policy.hold, announce.committed, concurrency=settings.writer_concurrency)
+    writer = MessageWriter(messages, rules.policy.hold, rules.policy.closed_until, announce.committed,
+                           concurrency=settings.writer_concurrency)
     attachments = AttachmentStore(engine, models.attachments, settings.attachments_dir, settings.secret,
                                   link_ttl=settings.attachment_link_ttl,
                                   max_per_message=settings.attachments_per_message,

@@ -2,8 +2,9 @@
 
 An `Event` is a frame on its way to the connections that want it, with what they
 need to decide (`origin`: the connection that caused it; `held`: a message still
-waiting for working hours; `side`: who typed; `ref`: the request it answers, for
-the connection that asked). It is encoded at most once per codec however many
+waiting for working hours; `queued`: of a ticket itself waiting in the off-hours
+queue, which agents who look at it see live; `side`: who typed; `ref`: the request
+it answers, for the connection that asked). It is encoded at most once per codec however many
 connections receive it.
 
 Events travel between nodes on Redis channels as JSON envelopes
@@ -39,6 +40,7 @@ class Event:
     frame: dict[str, Any]
     origin: str | None = None
     held: bool = False
+    queued: bool = False
     side: str | None = None
     ref: object = None
     _encoded: dict[str, bytes] = field(default_factory=dict)
@@ -58,6 +60,8 @@ def envelope(node_id: str, event: Event) -> bytes:
     extra: dict[str, Any] = {}
     if event.held:
         extra["held"] = True
+    if event.queued:
+        extra["queued"] = True
     if event.side is not None:
         extra["side"] = event.side
     if event.ref is not None:
@@ -80,5 +84,5 @@ def open_envelope(payload: bytes) -> tuple[str, Event]:
     if not isinstance(node, str) or not isinstance(kind, str) or not isinstance(frame, dict) \
             or not isinstance(extra, dict):
         raise ValueError("not an event envelope: wrong field types")
-    return node, Event(kind, frame, body.get("o"), held=bool(extra.get("held")), side=extra.get("side"),
-                       ref=extra.get("ref"))
+    return node, Event(kind, frame, body.get("o"), held=bool(extra.get("held")), queued=bool(extra.get("queued")),
+                       side=extra.get("side"), ref=extra.get("ref"))

@@ -296,7 +296,10 @@ class Session:
             follow.cursor = seq
             if seq in follow.own:
                 follow.own.discard(seq)
-            elif event.origin != self.conn_id and not (event.held and self._is_agent):
+            elif event.origin != self.conn_id and not (event.held and not event.queued and self._is_agent):
+                # A held follow-up reaches agents when the queue releases it; a
+                # message of a ticket waiting in the queue reaches the agents
+                # looking at it (following it) at once.
                 self.push(event.encoded(self.codec))
             return
         follow.pending.append(event)

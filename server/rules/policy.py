@@ -135,6 +135,10 @@ class SupportPolicy:
         """Until when a customer's message waits (None: it goes to agents now)."""
         return queued_until(self.calendar, Severity(severity), now)
 
+    def closed_until(self, now: datetime) -> datetime | None:
+        """When support opens next, while it is closed; None while it is open."""
+        return None if is_open(self.calendar, now) else next_open(self.calendar, now)
+
     def service(self, now: datetime) -> dict[str, Any]:
         open_now = is_open(self.calendar, now)
         return {"open": open_now, "next_open": None if open_now else next_open(self.calendar, now).isoformat()}

@@ -79,6 +79,8 @@ class Ticket:
     reminders_sent: int = 0
     claimed_severity: str | None = None
     deprioritized: bool = False
+    live_until: datetime | None = None
+    lang: str = "pl"
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +98,7 @@ class NewTicket:
     sla_warning_at: datetime | None = None
     claimed_severity: str | None = None
     deprioritized: bool = False
+    lang: str = "pl"
     # Durable notifications stored with the ticket: (event, dedup key, payload).
     events: tuple[tuple[str, str, dict[str, Any]], ...] = ()
 
@@ -109,8 +112,13 @@ class Posted:
     new: bool
     # System messages the post caused (the ticket reopened), stored with it.
     notes: tuple[Message, ...] = ()
-    # The ticket's status changed with this post (a customer reply reopened it).
-    reopened: bool = False
+    # The ticket itself changed with this post (a customer reply reopened it, an
+    # agent took it out of the off-hours queue).
+    ticket_changed: bool = False
+    # Held messages of the ticket released by this post (an agent took it in hand).
+    released: tuple[Message, ...] = ()
+    # The ticket waits in the off-hours queue (agents looking at it see it live).
+    ticket_queued: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,4 +140,5 @@ class Committed:
     # do not see it yet) or "agents" (released from the queue: customers saw it).
     audience: str = "all"
     released: bool = False  # a held message reaching the agents now
-    reopened: bool = False  # the post returned its ticket to support
+    ticket_changed: bool = False  # the ticket's row changed with it: announce the ticket too
+    ticket_queued: bool = False  # a message of a ticket in the queue: agents following it see it

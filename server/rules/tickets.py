@@ -6,8 +6,12 @@ message may be posted and what posting it does to the ticket.
 - The post-admission rule (`admit_post`), the one both ways of storing a message
   (the group commit and the single transaction) apply: the ticket must exist, be
   the customer's own and not be closed; a customer's message outside working hours
-  waits for the next opening (as long as its ticket does, at least); a customer's
-  reply to a ticket that waits on them or was resolved reopens it.
+  waits for the next opening (as long as its ticket does, at least) unless an agent
+  is handling the ticket; a customer's reply to a ticket that waits on them or was
+  resolved reopens it. An agent who answers a ticket held in the off-hours queue, or
+  any ticket outside working hours, is handling it: the ticket leaves the queue, its
+  held messages reach the agents, and until support opens the customer's replies
+  flow live.
 - The ticket-change rule (`ticket_changes`): what an `update_ticket` changes and the
   system notes that record it.
 - A new ticket (`plan_ticket`): fair use, deadline and queue, department, the
@@ -49,6 +53,8 @@ CUSTOMER_TRANSITIONS: Mapping[str, frozenset[str]] = {
 }
 
 Hold = Callable[[str, datetime], "datetime | None"]
+# Until when support is closed at an instant (None while it is open).
+ClosedUntil = Callable[[datetime], "datetime | None"]
 
 
 def check_access(principal: Principal, shop_id: str) -> None:
@@ -70,16 +76,26 @@ class ThreadState:
     status: str
     severity: str
     queued_until: datetime | None
+    live_until: datetime | None = None
+
+    def queued_at(self, now: datetime) -> bool:
+        """The ticket itself waits in the off-hours queue."""
+        return self.queued_until is not None and self.queued_until > now
 
 
 @dataclass(frozen=True, slots=True)
 class Admission:
     queued_until: datetime | None  # the message waits for working hours until then
     reopens: bool  # the ticket returns to support (status open, silent-customer chain stops)
+    # An agent takes the ticket in hand: out of the queue, its held messages released,
+    # the customer's replies live until `live_until` (the next opening).
+    takes_over: bool = False
+    live_until: datetime | None = None
+    ticket_queued: bool = False  # the ticket waits in the queue (agents looking at it see it live)
 
 
 def admit_post(principal: Principal, ticket_id: int, state: ThreadState | None, now: datetime,
-               hold: Hold) -> Admission:
+               hold: Hold, closed_until: ClosedUntil) -> Admission:
     """May `principal` post into the ticket now, and what does the post do to it?
     Raises NotFound, Forbidden or ClosedTicket."""
     if state is None:
@@ -87,13 +103,23 @@ def admit_post(principal: Principal, ticket_id: int, state: ThreadState | None, 
     check_access(principal, state.shop_id)
     if state.status == "closed":
         raise ClosedTicket("this ticket is closed; open a new ticket for a new problem")
+    queued_ticket = state.queued_at(now)
     if principal.is_agent:
+        closed = closed_until(now)
+        # Answering a held ticket, or any ticket while support is closed, is handling it.
+        extends = closed is not None and (state.live_until is None or state.live_until < closed)
+        if queued_ticket or extends:
+            return Admission(None, reopens=False, takes_over=True, live_until=closed or state.live_until)
         return Admission(None, reopens=False)
+    reopens = state.status in REOPENED_BY_REPLY
+    if state.live_until is not None and state.live_until > now and not queued_ticket:
+        return Admission(None, reopens=reopens)  # an agent is handling it: live
     queued = hold(state.severity, now)
-    if state.queued_until is not None and state.queued_until > now:
+    if queued_ticket:
         # A held ticket's follow-ups wait with it.
+        assert state.queued_until is not None
         queued = max(queued or state.queued_until, state.queued_until)
-    return Admission(queued, reopens=state.status in REOPENED_BY_REPLY)
+    return Admission(queued, reopens=reopens, ticket_queued=queued_ticket)
 
 
 # A customer's reply reopened the ticket: the changes to its row.
@@ -106,6 +132,21 @@ REOPEN_CHANGES: Mapping[str, Any] = {"status": "open", "waiting_since": None, "r
 class Change:
     fields: dict[str, Any]
     notes: tuple[str, ...]
+    # Raised to critical while held: out of the queue now, with its messages.
+    release_held: bool = False
+    # Durable notifications stored with the change: (event, dedup key, payload).
+    events: tuple[tuple[str, str, dict[str, Any]], ...] = ()
+
+
+def critical_event(ticket_id: int | None, title: str, shop: str | None, shop_name: str | None,
+                   created_at: datetime, due: datetime, now: datetime) -> tuple[str, str, dict[str, Any]]:
+    """`ticket.critical`: the on-call team is told at once (seed 003), once per ticket."""
+    payload: dict[str, Any] = {"event": "ticket.critical", "title": title, "severity": "critical", "shop": shop,
+                               "shop_name": shop_name, "created_at": created_at.isoformat(),
+                               "sla_due_at": due.isoformat(), "at": now.isoformat()}
+    if ticket_id is not None:
+        payload["ticket_id"] = ticket_id
+    return "ticket.critical", "ticket.critical", payload
 
 
 def ticket_changes(principal: Principal, ticket: Ticket, requested: Mapping[str, str | None], now: datetime,
@@ -137,6 +178,8 @@ def ticket_changes(principal: Principal, ticket: Ticket, requested: Mapping[str,
         if name in requested and requested[name] != getattr(ticket, name):
             changes[name] = requested[name]
             notes.append(f"{principal.name}: {FIELD_LABELS[name]} → {requested[name] or '—'}.")
+    release = False
+    events: tuple[tuple[str, str, dict[str, Any]], ...] = ()
     if "severity" in changes:
         changes["severity_reviewed"] = True
         if ticket.deprioritized and not is_downgrade(ticket.claimed_severity, changes["severity"]):
@@ -144,7 +187,14 @@ def ticket_changes(principal: Principal, ticket: Ticket, requested: Mapping[str,
         # The reaction deadline follows the severity, counted from when the ticket came in.
         changes["sla_due_at"] = policy.due(changes["severity"], ticket.created_at)
         changes["sla_warning_at"] = policy.warning(changes["severity"], ticket.created_at)
-    return Change(changes, tuple(notes))
+        if changes["severity"] == "critical":
+            # Seed 004: critical tickets are handled at once, weekends and holidays included.
+            if ticket.queued_until is not None:
+                changes["queued_until"] = None
+                release = True
+            events = (critical_event(ticket.id, ticket.title, ticket.shop_id, ticket.shop_name, ticket.created_at,
+                                     changes["sla_due_at"], now),)
+    return Change(changes, tuple(notes), release_held=release, events=events)
 
 
 # ------------------------------------------------------------------- opening
@@ -171,10 +221,8 @@ def plan_ticket(principal: Principal, request: Request, record: Record, agents_o
     intake = policy.intake(severity, now, agents_online)
     events: tuple[tuple[str, str, dict[str, Any]], ...] = ()
     if severity == "critical":
-        events = (("ticket.critical", "ticket.critical", {
-            "event": "ticket.critical", "title": request.title, "severity": severity, "shop": principal.shop,
-            "shop_name": principal.shop_name, "created_at": now.isoformat(),
-            "sla_due_at": intake.sla_due_at.isoformat(), "at": now.isoformat()}),)
+        events = (critical_event(None, request.title, principal.shop, principal.shop_name, now, intake.sla_due_at,
+                                 now),)
     department = route(request.title, request.body, departments, default_department)
     facts = completeness(request.title, request.body, request.context, request.attachments, severity=severity)
     new = NewTicket(title=request.title, body=request.body, severity=severity,

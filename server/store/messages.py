@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from server.principal import Principal
 from server.rules.records import SYSTEM, Author, Message, Posted
 from server.rules.retention import REOPENED_TEXT
-from server.rules.tickets import REOPEN_CHANGES, Hold, ThreadState, admit_post
+from server.rules.tickets import REOPEN_CHANGES, ClosedUntil, Hold, ThreadState, admit_post
 from server.store.db import single_statements
 from server.store.models import messages, tickets
 from server.store.rows import (
@@ -32,6 +32,7 @@ from server.store.rows import (
     append_message,
     insert_for,
     message_row,
+    release_held,
 )
 
 
@@ -42,7 +43,8 @@ class MessageStore:
         self._insert = insert_for(engine)
 
     async def post(self, principal: Principal, ticket_id: int, body: str, client_id: str, now: datetime,
-                   hold: Hold, attachments: Sequence[str] = (), attach: AttachFn | None = None) -> Posted:
+                   hold: Hold, closed_until: ClosedUntil, attachments: Sequence[str] = (),
+                   attach: AttachFn | None = None) -> Posted:
         """Store a message; `Posted.new` is False for a retried send (same client_id)."""
         author = Author.of(principal)
         values: dict[str, Any] = {"last_seq": tickets.c.last_seq + 1, "last_message_at": now, "updated_at": now}
@@ -53,10 +55,10 @@ class MessageStore:
             row = (await conn.execute(
                 update(tickets).where(tickets.c.id == ticket_id).values(**values)
                 .returning(tickets.c.last_seq, tickets.c.shop_id, tickets.c.status, tickets.c.severity,
-                           tickets.c.queued_until)
+                           tickets.c.queued_until, tickets.c.live_until)
             )).first()
-            state = None if row is None else ThreadState(row[1], row[2], row[3], row[4])
-            admitted = admit_post(principal, ticket_id, state, now, hold)
+            state = None if row is None else ThreadState(row[1], row[2], row[3], row[4], row[5])
+            admitted = admit_post(principal, ticket_id, state, now, hold, closed_until)
             assert row is not None and state is not None  # admit_post raised otherwise
             seq = row[0]
             ins = self._insert(messages).values(
@@ -74,13 +76,22 @@ class MessageStore:
                     message = replace(message, attachments=tuple(await attach(conn, list(attachments), ticket_id,
                                                                               msg_id)))
                 notes: list[Message] = []
+                released: list[Message] = []
+                if admitted.takes_over:
+                    # An agent took the ticket in hand: out of the queue, its held
+                    # messages to the agents, the customer's replies live till opening.
+                    await conn.execute(update(tickets).where(tickets.c.id == ticket_id).values(
+                        queued_until=None, live_until=admitted.live_until))
+                    released = await release_held(conn, ticket_id)
                 if admitted.reopens:
                     # The customer wrote back: the ticket returns to support, the
                     # silent-customer chain stops.
                     await conn.execute(update(tickets).where(tickets.c.id == ticket_id).values(**REOPEN_CHANGES))
                     notes.append(await append_message(conn, ticket_id, SYSTEM, REOPENED_TEXT,
                                                       f"system:{uuid.uuid4().hex}", now, admitted.queued_until))
-                return Posted(message, state.shop_id, new=True, notes=tuple(notes), reopened=admitted.reopens)
+                return Posted(message, state.shop_id, new=True, notes=tuple(notes),
+                              ticket_changed=admitted.reopens or (admitted.takes_over and state.queued_at(now)),
+                              released=tuple(released), ticket_queued=admitted.ticket_queued)
             await conn.rollback()
         # The same client_id again: the first attempt's message, unchanged.
         async with self.single.connect() as conn:

@@ -116,6 +116,11 @@ tickets = Table(
     Column("claimed_severity", String(20)),
     Column("deprioritized", Boolean, nullable=False, default=False, server_default=false()),
     Column("severity_reviewed", Boolean, nullable=False, default=False, server_default=false()),
+    # An agent answered outside working hours: until then the customer's replies are
+    # not held for the next opening (the ticket is being handled).
+    Column("live_until", UtcDateTime),
+    # The language of the shop user who opened it: the system messages' language.
+    Column("lang", String(5), nullable=False, default="pl", server_default="pl"),
     UniqueConstraint("shop_id", "created_by", "client_id", name="uq_tickets_client_id"),
 )
 Index("ix_tickets_shop_created", tickets.c.shop_id, tickets.c.created_at)

@@ -31,6 +31,7 @@ TICKET_COLUMNS = (
     tickets.c.created_at, tickets.c.updated_at, tickets.c.sla_due_at, tickets.c.queued_until,
     tickets.c.closed_at, shops.c.name, shops.c.plan, tickets.c.first_response_at, tickets.c.resolved_at,
     tickets.c.waiting_since, tickets.c.reminders_sent, tickets.c.claimed_severity, tickets.c.deprioritized,
+    tickets.c.live_until, tickets.c.lang,
 )
 MESSAGE_COLUMNS = (
     messages.c.ticket_id, messages.c.seq, messages.c.id, messages.c.author_kind, messages.c.author_id,
@@ -45,7 +46,8 @@ def ticket_row(row: Any) -> Ticket:
         department=row[6], assignee=row[7], context=row[8] or {}, last_seq=row[9], created_at=row[10],
         updated_at=row[11], sla_due_at=row[12], queued_until=row[13], closed_at=row[14],
         shop_name=row[15], plan=row[16], first_response_at=row[17], resolved_at=row[18], waiting_since=row[19],
-        reminders_sent=row[20], claimed_severity=row[21], deprioritized=bool(row[22]),
+        reminders_sent=row[20], claimed_severity=row[21], deprioritized=bool(row[22]), live_until=row[23],
+        lang=row[24] or "pl",
     )
 
 
@@ -98,6 +100,15 @@ async def append_message(conn: AsyncConnection, ticket_id: int, author: Author, 
         author_name=author.name, body=body, client_id=client_id, created_at=now, queued_until=queued_until,
     ).returning(messages.c.id))).scalar_one()
     return Message(ticket_id, seq, msg_id, author, body, now, client_id, queued_until)
+
+
+async def release_held(conn: AsyncConnection, ticket_id: int) -> list[Message]:
+    """The ticket's messages still waiting for working hours go to the agents now
+    (inside the caller's transaction); oldest first."""
+    rows = (await conn.execute(update(messages).where(and_(messages.c.ticket_id == ticket_id,
+                                                           messages.c.queued_until.is_not(None)))
+                               .values(queued_until=None).returning(*MESSAGE_COLUMNS))).all()
+    return sorted((message_row(r) for r in rows), key=lambda m: m.seq)
 
 
 async def set_cursor(conn: AsyncConnection, insert: Any, ticket_id: int, reader: str, seq: int,

@@ -32,6 +32,7 @@ from server.store.rows import (
     append_message,
     insert_for,
     message_row,
+    release_held,
     set_cursor,
     shop_upsert,
     ticket_row,
@@ -169,6 +170,7 @@ class TicketStore:
                     assignee=None, context=dict(new.context), last_seq=0, created_at=now, updated_at=now,
                     sla_due_at=new.sla_due_at, queued_until=new.queued_until, sla_warning_at=new.sla_warning_at,
                     claimed_severity=new.claimed_severity or new.severity, deprioritized=new.deprioritized,
+                    lang=new.lang,
                 ).on_conflict_do_nothing().returning(tickets.c.id)
                 ticket_id = (await conn.execute(ins)).scalar()
                 if ticket_id is not None:
@@ -202,16 +204,26 @@ class TicketStore:
         row = (await conn.execute(ticket_select().where(tickets.c.id == ticket_id))).one()
         return Opened(ticket_row(row), tuple(out), created=True)
 
-    async def update(self, ticket_id: int, changes: Mapping[str, Any], notes: Iterable[str],
-                     now: datetime) -> tuple[Ticket, list[Message]]:
-        """Apply field changes and add one system message per note, in one transaction."""
+    async def update(self, ticket_id: int, changes: Mapping[str, Any], notes: Iterable[str], now: datetime, *,
+                     release: bool = False, events: Iterable[tuple[str, str, dict[str, Any]]] = ()
+                     ) -> tuple[Ticket, list[Message], list[Message]]:
+        """Apply field changes, add one system message per note, store the change's
+        notifications and (`release`) hand its held messages to the agents, in one
+        transaction. Returns the ticket, the notes and the released messages."""
         async with self.engine.begin() as conn:
             values = dict(changes)
             values["updated_at"] = now
             result = await conn.execute(update(tickets).where(tickets.c.id == ticket_id).values(**values))
             if result.rowcount == 0:
                 raise NotFound(f"ticket {ticket_id} does not exist")
+            released = await release_held(conn, ticket_id) if release else []
+            for event, key, payload in events:
+                # Once per ticket whatever happens later (the dedup key is unique).
+                await conn.execute(self._insert(outbox).values(
+                    ticket_id=ticket_id, event=event, dedup_key=f"{key}:{ticket_id}", payload=payload,
+                    created_at=now, next_attempt_at=now, attempts=0).on_conflict_do_nothing(
+                    index_elements=[outbox.c.dedup_key]))
             added = [await append_message(conn, ticket_id, SYSTEM, note, f"system:{uuid.uuid4().hex}", now, None)
                      for note in notes]
             row = (await conn.execute(ticket_select().where(tickets.c.id == ticket_id))).one()
-        return ticket_row(row), added
+        return ticket_row(row), added, released

@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from server.errors import PomocError
 from server.principal import Principal
 from server.rules.records import Author, Committed, Message, Posted
-from server.rules.tickets import Hold, ThreadState, admit_post
+from server.rules.tickets import Admission, ClosedUntil, Hold, ThreadState, admit_post
 from server.store.messages import MessageStore
 from server.store.rows import AttachFn
 
@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 OnCommit = Callable[[list[Committed]], Awaitable[None]]
 
 _LOCK = """
-SELECT id, shop_id, status, severity, queued_until, last_seq
+SELECT id, shop_id, status, severity, queued_until, live_until, last_seq
 FROM tickets WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE
 """
 _EXISTING = """
@@ -94,8 +94,9 @@ class Pending:
 
 
 class MessageWriter:
-    def __init__(self, store: MessageStore, hold: Hold, on_commit: OnCommit, max_batch: int = 500,
-                 concurrency: int = 1) -> None:
+    def __init__(self, store: MessageStore, hold: Hold, closed_until: ClosedUntil, on_commit: OnCommit,
+                 max_batch: int = 500, concurrency: int = 1) -> None:
+        self.closed_until = closed_until
         self.store = store
         self.concurrency = concurrency
         self.on_commit = on_commit
@@ -113,7 +114,7 @@ class MessageWriter:
                    origin: str | None = None) -> Posted:
         """Store a send and tell everyone; returns once it is committed."""
         if not self.batched or attachments:
-            posted = await self.store.post(principal, ticket_id, body, client_id, now, hold=self.hold,
+            posted = await self.store.post(principal, ticket_id, body, client_id, now, self.hold, self.closed_until,
                                            attachments=attachments, attach=attach)
             await self._announce([(posted, origin, principal.key)])
             return posted
@@ -202,7 +203,7 @@ class MessageWriter:
         for pending in batch:
             try:
                 posted = await self.store.post(pending.principal, pending.ticket_id, pending.body, pending.client_id,
-                                               pending.now, hold=self.hold)
+                                               pending.now, self.hold, self.closed_until)
             except PomocError as exc:
                 _fail(pending, exc)
             except Exception as exc:  # the database is down: every waiting sender hears it
@@ -218,8 +219,11 @@ class MessageWriter:
         for posted, origin, author in stored:
             if not posted.new:
                 continue
-            items.append(Committed(posted.shop_id, posted.message, origin, author, reopened=posted.reopened))
+            items.append(Committed(posted.shop_id, posted.message, origin, author, ticket_changed=posted.ticket_changed,
+                                   ticket_queued=posted.ticket_queued))
             items.extend(Committed(posted.shop_id, note, None, "system") for note in posted.notes)
+            items.extend(Committed(posted.shop_id, m, None, m.author.key(posted.shop_id), audience="agents",
+                                   released=True) for m in posted.released)
         if not items:
             return
         try:
@@ -234,20 +238,21 @@ class MessageWriter:
             db: Any = raw.driver_connection
             async with db.transaction():
                 tickets = {r["id"]: r for r in await db.fetch(_LOCK, sorted({p.ticket_id for p in batch}))}
-                accepted: list[tuple[Pending, datetime | None]] = []
+                accepted: list[tuple[Pending, Admission]] = []
                 for pending in batch:
                     row = tickets.get(pending.ticket_id)
                     state = None if row is None else ThreadState(row["shop_id"], row["status"], row["severity"],
-                                                                 row["queued_until"])
+                                                                 row["queued_until"], row["live_until"])
                     try:
-                        admitted = admit_post(pending.principal, pending.ticket_id, state, pending.now, self.hold)
+                        admitted = admit_post(pending.principal, pending.ticket_id, state, pending.now, self.hold,
+                                              self.closed_until)
                     except PomocError as exc:
                         _fail(pending, exc)
                         continue
-                    if admitted.reopens:
-                        slow.append(pending)  # the reply reopens the ticket: one by one
+                    if admitted.reopens or admitted.takes_over:
+                        slow.append(pending)  # the post changes the ticket too: one by one
                     else:
-                        accepted.append((pending, admitted.queued_until))
+                        accepted.append((pending, admitted))
                 existing = {}
                 # Repeats are rare: the insert below skips them (ON CONFLICT) and the
                 # batch is redone with this lookup only when one shows up.
@@ -256,9 +261,10 @@ class MessageWriter:
                     existing = {(r["ticket_id"], r["author_kind"], r["author_id"], r["client_id"]): r
                                 for r in await db.fetch(_EXISTING, *columns)}
                 fresh: list[tuple[Pending, Message]] = []
+                queued_tickets: set[int] = set()
                 seen: dict[tuple[int, str, str, str], Pending] = {}
                 last = {t: r["last_seq"] for t, r in tickets.items()}
-                for pending, queued in accepted:
+                for pending, admission in accepted:
                     row = existing.get(pending.key)
                     if row is not None:  # a retried send: the stored message, unchanged
                         _resolve_later(pending, _message(row), tickets[pending.ticket_id]["shop_id"], new=False)
@@ -271,7 +277,10 @@ class MessageWriter:
                     last[pending.ticket_id] += 1
                     author = Author.of(pending.principal)
                     fresh.append((pending, Message(pending.ticket_id, last[pending.ticket_id], 0, author,
-                                                   pending.body, pending.now, pending.client_id, queued)))
+                                                   pending.body, pending.now, pending.client_id,
+                                                   admission.queued_until)))
+                    if admission.ticket_queued:
+                        queued_tickets.add(pending.ticket_id)
                 if fresh:
                     bumped = sorted({m.ticket for _, m in fresh})
                     at = {t: max(m.created_at for _, m in fresh if m.ticket == t) for t in bumped}
@@ -290,7 +299,8 @@ class MessageWriter:
                         message = Message(message.ticket, message.seq, ids[(message.ticket, message.seq)],
                                           message.author, message.body, message.created_at, message.client_id,
                                           message.queued_until)
-                        _resolve_later(pending, message, tickets[pending.ticket_id]["shop_id"], new=True)
+                        _resolve_later(pending, message, tickets[pending.ticket_id]["shop_id"], new=True,
+                                       queued=message.ticket in queued_tickets)
         # Committed: now the senders may hear about it, then everyone else.
         stored: list[tuple[Posted, str | None, str]] = []
         for pending in batch:
@@ -311,9 +321,9 @@ def _message(row: Any) -> Message:
                    row["body"], row["created_at"], row["client_id"], row["queued_until"])
 
 
-def _resolve_later(pending: Pending, message: Message, shop_id: str, *, new: bool) -> None:
+def _resolve_later(pending: Pending, message: Message, shop_id: str, *, new: bool, queued: bool = False) -> None:
     # Held until the transaction commits: an ack must never run ahead of the commit.
-    pending.result = Posted(message, shop_id, new=new)
+    pending.result = Posted(message, shop_id, new=new, ticket_queued=queued)
 
 
 def _resolve(pending: Pending, posted: Posted) -> None:

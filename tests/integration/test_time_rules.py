@@ -181,6 +181,73 @@ async def test_a_critical_ticket_on_sunday_reaches_agents_at_once_and_fires_the_
                              for c in again]
 
 
+async def test_an_agent_answering_a_queued_ticket_off_hours_takes_it_out_of_the_queue(clock_with_hook, clients):
+    node, tokens = clock_with_hook(SATURDAY_NOON)
+    customer, _ = await join(node, clients, tokens.customer(unique("shop")))
+    ticket, _ = await open_ticket(customer, "question", "Kupon nie działa")
+    assert ticket["queued_until"] == "2026-11-23T08:00:00+00:00"
+    agent, _ = await join(node, clients, tokens.agent(unique("a")))
+    watcher, _ = await join(node, clients, tokens.agent(unique("w")))  # the inbox feed, not looking at it
+    queued = await agent.request({"type": "list_tickets", "status": "queued"}, "tickets")
+    assert ticket["id"] in [t["id"] for t in queued["tickets"]]
+    # Merely looking: the ticket stays queued, but its messages reach the agent live.
+    await agent.request({"type": "follow", "ticket": ticket["id"]}, "ticket")
+    more = await customer.request({"type": "send", "ticket": ticket["id"], "body": "Kod RABAT10"}, "ack")
+    assert more["queued_until"] == "2026-11-23T08:00:00+00:00"
+    await agent.expect("message", seq=more["seq"])
+    still = await agent.request({"type": "list_tickets", "status": "queued"}, "tickets")
+    assert ticket["id"] in [t["id"] for t in still["tickets"]]
+    # Answering: it is being handled now.
+    answer = await agent.request({"type": "send", "ticket": ticket["id"], "body": "Sprawdzam kod"}, "ack")
+    out = await customer.expect("ticket", where=lambda f: f["ticket"]["id"] == ticket["id"]
+                                and f["ticket"]["queued_until"] is None)
+    assert out["ticket"]["status"] == "open"
+    await customer.expect("message", seq=answer["seq"])
+    await watcher.expect("ticket", where=lambda f: f["ticket"]["id"] == ticket["id"]
+                         and f["ticket"]["queued_until"] is None)
+    gone = await agent.request({"type": "list_tickets", "status": "queued"}, "tickets")
+    assert ticket["id"] not in [t["id"] for t in gone["tickets"]]
+    # From then on everything flows live: the customer's reply and its status change.
+    back = await customer.request({"type": "send", "ticket": ticket["id"], "body": "problem wrócił"}, "ack")
+    assert back["queued_until"] is None
+    assert (await agent.expect("message", seq=back["seq"]))["body"] == "problem wrócił"
+    await customer.request({"type": "update_ticket", "ticket": ticket["id"], "status": "resolved"}, "ticket")
+    await agent.expect("ticket", where=lambda f: f["ticket"]["id"] == ticket["id"]
+                       and f["ticket"]["status"] == "resolved")
+    # Nothing is left for the Monday release to deliver twice.
+    assert (await run_jobs(node, "2026-11-23T09:00:00+01:00"))["done"]["queue.release"] == 0
+
+
+async def test_raising_a_queued_ticket_to_critical_releases_it_at_once_and_fires_the_webhook_once(
+        clock_with_hook, clients, receiver):
+    node, tokens = clock_with_hook(SATURDAY_NOON)
+    customer, _ = await join(node, clients, tokens.customer(unique("shop")))
+    ticket, _ = await open_ticket(customer, "minor", "Zamówienia stoją")
+    follow_up = await customer.request({"type": "send", "ticket": ticket["id"], "body": "Nic nie działa"}, "ack")
+    assert follow_up["queued_until"] == "2026-11-23T08:00:00+00:00"
+    agent, _ = await join(node, clients, tokens.agent(unique("a")))
+    watcher, _ = await join(node, clients, tokens.agent(unique("w")))
+    raised = await agent.request({"type": "update_ticket", "ticket": ticket["id"], "severity": "critical"}, "ticket")
+    assert raised["ticket"]["severity"] == "critical" and raised["ticket"]["queued_until"] is None
+    assert near(raised["ticket"]["sla_due_at"], "2026-11-22T03:00:00+00:00")  # 16 h on the clock from opening
+    await customer.expect("ticket", where=lambda f: f["ticket"]["id"] == ticket["id"]
+                          and f["ticket"]["queued_until"] is None)
+    await watcher.expect("ticket", where=lambda f: f["ticket"]["id"] == ticket["id"]
+                         and f["ticket"]["severity"] == "critical")
+    # The customer's next word is not held either.
+    now = await customer.request({"type": "send", "ticket": ticket["id"], "body": "Dalej stoi"}, "ack")
+    assert now["queued_until"] is None
+    await asyncio.gather(run_jobs(node, "2026-11-21T12:01:00+01:00"), run_jobs(node, "2026-11-21T12:01:00+01:00"))
+    calls = receiver.wait_for(1)
+    critical = [c for c in calls if c.json["event"] == "ticket.critical" and c.json["ticket_id"] == ticket["id"]]
+    assert len(critical) == 1
+    await run_jobs(node, "2026-11-21T12:10:00+01:00")
+    assert len([c for c in receiver.requests if c.json["event"] == "ticket.critical"
+                and c.json["ticket_id"] == ticket["id"]]) == 1
+    # Its held messages were released with it: Monday has nothing left to release.
+    assert (await run_jobs(node, "2026-11-23T09:00:00+01:00"))["done"]["queue.release"] == 0
+
+
 async def test_sla_warning_and_breach_fire_once_each_and_not_after_an_agent_reacts(clock_with_hook, clients, receiver):
     node, tokens = clock_with_hook("2026-11-18T10:00:00+01:00")  # Wednesday
     customer, _ = await join(node, clients, tokens.customer(unique("shop")))

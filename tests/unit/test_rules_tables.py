@@ -167,8 +167,19 @@ def test_the_configured_time_zone_is_the_calendars() -> None:
 OPEN = ThreadState("s1", "open", "minor", None)
 
 
+MONDAY = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
+
+
 def never_held(severity: str, now: datetime) -> datetime | None:
     return None
+
+
+def open_now(now: datetime) -> datetime | None:
+    return None
+
+
+def closed_till_monday(now: datetime) -> datetime | None:
+    return MONDAY
 
 
 def held_till_monday(severity: str, now: datetime) -> datetime | None:
@@ -182,13 +193,13 @@ def held_till_monday(severity: str, now: datetime) -> datetime | None:
 ])
 def test_posting_is_refused(who: Principal, state: ThreadState | None, raised: type[Exception]) -> None:
     with pytest.raises(raised):
-        admit_post(who, 7, state, NOW, never_held)
+        admit_post(who, 7, state, NOW, never_held, open_now)
 
 
 @pytest.mark.parametrize(("who", "state", "hold", "queued", "reopens"), [
     (CUSTOMER, OPEN, never_held, None, False),
     (AGENT, OPEN, held_till_monday, None, False),  # agents are never held
-    (CUSTOMER, OPEN, held_till_monday, datetime(2026, 11, 23, 8, 0, tzinfo=UTC), False),
+    (CUSTOMER, OPEN, held_till_monday, MONDAY, False),
     (CUSTOMER, ThreadState("s1", "open", "critical", None), held_till_monday, None, False),
     # A held ticket's follow-ups wait with it, even when the message alone would not.
     (CUSTOMER, ThreadState("s1", "open", "minor", datetime(2026, 11, 23, 8, 0, tzinfo=UTC)), never_held,
@@ -200,8 +211,32 @@ def test_posting_is_refused(who: Principal, state: ThreadState | None, raised: t
 ])
 def test_posting_is_admitted(who: Principal, state: ThreadState, hold: Callable[[str, datetime], datetime | None],
                              queued: datetime | None, reopens: bool) -> None:
-    admitted = admit_post(who, 7, state, NOW, hold)
+    admitted = admit_post(who, 7, state, NOW, hold, open_now)
     assert (admitted.queued_until, admitted.reopens) == (queued, reopens)
+    assert not admitted.takes_over
+
+
+@pytest.mark.parametrize(("state", "closed_until", "takes_over", "live_until"), [
+    (OPEN, open_now, False, None),  # an ordinary reply in working hours
+    (OPEN, closed_till_monday, True, MONDAY),  # answering outside working hours: handling it till opening
+    (ThreadState("s1", "open", "minor", None, MONDAY), closed_till_monday, False, None),  # already handled
+    (ThreadState("s1", "open", "minor", MONDAY), closed_till_monday, True, MONDAY),  # a held ticket taken in hand
+    (ThreadState("s1", "open", "minor", MONDAY), open_now, True, None),  # held, answered as support opens
+])
+def test_an_agent_who_answers_off_hours_takes_the_ticket_in_hand(
+        state: ThreadState, closed_until: Callable[[datetime], datetime | None], takes_over: bool,
+        live_until: datetime | None) -> None:
+    admitted = admit_post(AGENT, 7, state, NOW, held_till_monday, closed_until)
+    assert (admitted.takes_over, admitted.live_until, admitted.queued_until) == (takes_over, live_until, None)
+
+
+def test_a_customers_reply_to_a_ticket_being_handled_flows_live() -> None:
+    handled = ThreadState("s1", "open", "minor", None, live_until=MONDAY)
+    assert admit_post(CUSTOMER, 7, handled, NOW, held_till_monday, closed_till_monday).queued_until is None
+    over = ThreadState("s1", "open", "minor", None, live_until=NOW - timedelta(minutes=1))
+    assert admit_post(CUSTOMER, 7, over, NOW, held_till_monday, closed_till_monday).queued_until == MONDAY
+    queued = admit_post(CUSTOMER, 7, ThreadState("s1", "open", "minor", MONDAY), NOW, never_held, open_now)
+    assert queued.ticket_queued and queued.queued_until == MONDAY
 
 
 @pytest.mark.parametrize(("who", "current", "target", "allowed"), [
@@ -254,3 +289,14 @@ def test_a_closed_ticket_is_read_only_for_everyone() -> None:
     for who in (AGENT, CUSTOMER):
         with pytest.raises(ClosedTicket):
             ticket_changes(who, ticket(status="closed"), {"status": "open"}, NOW, SupportPolicy.from_config())
+
+
+def test_raising_a_held_ticket_to_critical_releases_it_and_tells_the_on_call_team() -> None:
+    held = ticket(severity="minor", queued_until=MONDAY, deprioritized=False, claimed_severity="minor")
+    change = ticket_changes(AGENT, held, {"severity": "critical"}, NOW, SupportPolicy.from_config())
+    assert change.fields["queued_until"] is None and change.release_held
+    ((event, key, payload),) = change.events
+    assert (event, key, payload["ticket_id"], payload["severity"]) == ("ticket.critical", "ticket.critical", 7,
+                                                                      "critical")
+    lowered = ticket_changes(AGENT, held, {"severity": "question"}, NOW, SupportPolicy.from_config())
+    assert "queued_until" not in lowered.fields and not lowered.release_held and not lowered.events
