@@ -271,7 +271,9 @@ def cmd_calendar(args: argparse.Namespace) -> int:
     settings = _settings()
     policy = Rules.from_settings(settings).policy
     try:
-        first = date.fromisoformat(args.from_date) if args.from_date else _instant(None, settings).date()
+        # Today is today in the support calendar's zone, not UTC's (an hour or two apart after midnight).
+        first = (date.fromisoformat(args.from_date) if args.from_date
+                 else _instant(None, settings).astimezone(settings.timezone).date())
     except ValueError:
         raise SystemExit(f"--from must be a date (YYYY-MM-DD), got {args.from_date!r}") from None
     if not 1 <= args.days <= 3660:

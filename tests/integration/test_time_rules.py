@@ -331,3 +331,25 @@ def test_sla_and_calendar_commands(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "server", "sla", "--severity", "minor", "--at", "someday"],
                          cwd=tmp_path, env=env, capture_output=True, text=True)
     assert bad.returncode != 0 and "--at" in bad.stderr
+
+
+def test_the_calendar_starts_today_in_warsaw_not_in_utc(tmp_path):
+    """At 00:30 in Warsaw it is still yesterday in UTC; "today" is Warsaw's."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POMOC_")}
+    env.update(PYTHONPATH=str(ROOT), POMOC_CLOCK="2026-11-18T00:30:00+01:00")
+    import subprocess
+
+    cal = subprocess.run([sys.executable, "-m", "server", "calendar", "--days", "1"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True)
+    assert cal.returncode == 0, cal.stderr
+    assert cal.stdout.splitlines() == ["2026-11-18 śr   09:00-17:00"]
+
+
+def test_a_split_shift_is_refused_at_startup_naming_the_variable(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POMOC_")}
+    env.update(PYTHONPATH=str(ROOT), POMOC_HOURS="mon-fri 09:00-13:00; mon-fri 14:00-17:00")
+    import subprocess
+
+    run = subprocess.run([sys.executable, "-m", "server", "calendar", "--days", "1"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True)
+    assert run.returncode == 2 and "POMOC_HOURS" in run.stderr and "second opening span" in run.stderr

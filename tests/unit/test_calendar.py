@@ -581,3 +581,17 @@ def test_on_call_calendar_is_plain_elapsed_time(t: datetime, d: timedelta) -> No
     assert add_working_time(ON_CALL, t, d) == t + d
     assert working_time_between(ON_CALL, t, t + d) == d
     assert next_open(ON_CALL, t) == t
+
+
+def test_the_package_pin_admits_only_holidays_releases_that_know_wigilia() -> None:
+    """24 December is a statutory day off from 2025; the `holidays` package knows it
+    from 0.64. An older release would make a minor ticket of 23.12 due a day early."""
+    import re
+    import tomllib
+    from pathlib import Path
+
+    project = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text(encoding="utf-8"))
+    (pin,) = [d for d in project["project"]["dependencies"] if d.startswith("holidays")]
+    minimum = re.search(r">=\s*(\d+)\.(\d+)", pin)
+    assert minimum is not None, pin
+    assert (int(minimum.group(1)), int(minimum.group(2))) >= (0, 64), pin
