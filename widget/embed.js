@@ -205,48 +205,39 @@ var CATALOGUE = {
 
 function translator(lang) {
   var table = CATALOGUE[lang] || CATALOGUE.pl;
-  return function t(key, vars) {
-    var text = table[key] ?? CATALOGUE.pl[key] ?? key;
-    return text.replace(/\{(\w+)\}/g, function (_, name) { return vars && vars[name] != null ? vars[name] : ""; });
-  };
+  return (key, vars) => (table[key] ?? CATALOGUE.pl[key] ?? key).replace(/\{(\w+)\}/g, (_, name) => vars?.[name] ?? "");
 }
 
 // ---- small tools
 // randomUUID needs a secure context; any unique id will do.
 function uuid() {
-  if (crypto.randomUUID) return crypto.randomUUID();
-  return Date.now().toString(36) + Array.from(crypto.getRandomValues(new Uint32Array(3)), function (x) { return "-" + x.toString(36); }).join("");
+  return crypto.randomUUID?.() ?? Date.now().toString(36) + Array.from(crypto.getRandomValues(new Uint32Array(3)), (x) => "-" + x.toString(36)).join("");
 }
 
 /** h("b", {class: "x", onclick: fn}, "text", child): element builder. */
-function h(tag, attrs) {
+function h(tag, attrs, ...children) {
   var el = document.createElement(tag);
   if (tag === "button") el.type = "button"; // "submit" only when asked
-  for (var key in attrs || {}) {
+  for (var key in attrs) {
     var value = attrs[key];
     if (value == null || value === false) continue;
-    if (key.slice(0, 2) === "on") el.addEventListener(key.slice(2), value);
+    if (key.startsWith("on")) el.addEventListener(key.slice(2), value);
     else if (key === "text") el.textContent = value;
     else if (key === "value") el.value = value;
     else el.setAttribute(key, value === true ? "" : value);
   }
-  for (var i = 2; i < arguments.length; i++) {
-    var child = arguments[i];
-    if (child == null || child === false) continue;
-    el.appendChild(typeof child === "string" ? document.createTextNode(child) : child);
-  }
+  el.append(...children.filter(Boolean)); // null, false, "" and 0 are left out
   return el;
 }
 
 function fmtSize(n) { return n < 1048576 ? Math.ceil(n / 1024) + " KB" : (n / 1048576).toFixed(1) + " MB"; }
 
 function browserInfo() {
-  var ua = navigator.userAgent;
   var known = [["Edge", /Edg\/([\d.]+)/], ["Opera", /OPR\/([\d.]+)/], ["Samsung Internet", /SamsungBrowser\/([\d.]+)/],
     ["Firefox", /Firefox\/([\d.]+)/], ["Chrome", /Chrome\/([\d.]+)/], ["Safari", /Version\/([\d.]+).*Safari/]];
-  for (var i = 0; i < known.length; i++) {
-    var m = ua.match(known[i][1]);
-    if (m) return { name: known[i][0], version: m[1] };
+  for (var [name, re] of known) {
+    var m = navigator.userAgent.match(re);
+    if (m) return { name: name, version: m[1] };
   }
   return { name: "unknown", version: "" };
 }
@@ -258,8 +249,7 @@ function serverFromScript(script) {
 async function fetchToken(url) {
   var res = await fetch(url, { credentials: "same-origin", cache: "no-store" });
   if (!res.ok) throw new Error("token endpoint answered " + res.status);
-  var type = res.headers.get("content-type") || "";
-  if (type.indexOf("json") >= 0) return (await res.json()).token;
+  if (/json/.test(res.headers.get("content-type"))) return (await res.json()).token;
   return (await res.text()).trim();
 }
 
@@ -271,15 +261,11 @@ async function fetchToken(url) {
  */
 function Connection(options) {
   this.options = options;
-  this.ws = null;
+  this.ws = this.token = this.timer = this.pinger = null;
   this.ready = false;
   this.stopped = true;
-  this.attempt = 0;
-  this.token = null;
-  this.timer = null;
-  this.pinger = null;
-  this.lastFrameAt = 0;
-  this._online = this.reconnectNow.bind(this);
+  this.attempt = this.lastFrameAt = 0;
+  this._online = () => this.reconnectNow();
 }
 var C = Connection.prototype;
 
@@ -295,7 +281,7 @@ C.stop = function () {
   window.removeEventListener("online", this._online);
   clearTimeout(this.timer);
   clearInterval(this.pinger);
-  if (this.ws) this.ws.close(1000, "bye");
+  this.ws?.close(1000, "bye");
   this.ws = null;
   this.ready = false;
 };
@@ -313,9 +299,7 @@ C.send = function (frame) {
   return true;
 };
 
-C._state = function (state) {
-  if (this.options.onState) this.options.onState(state);
-};
+C._state = function (state) { this.options.onState?.(state); };
 
 /** The token, or a fresh one from the provider. */
 C.getToken = async function () {
@@ -325,7 +309,7 @@ C.getToken = async function () {
 C._connect = async function () {
   this.timer = null;
   this._state("connecting");
-  var token;
+  var token, ws;
   try {
     token = await this.getToken();
     if (!token) throw new Error("empty token");
@@ -334,63 +318,50 @@ C._connect = async function () {
     return this._retry();
   }
   if (this.stopped) return;
-  var ws;
-  try {
-    ws = new WebSocket(this.options.url, "pomoc.v1.json");
-  } catch {
-    return this._retry();
-  }
-  var self = this;
-  this.ws = ws;
+  try { ws = this.ws = new WebSocket(this.options.url, "pomoc.v1.json"); } catch { return this._retry(); }
   // No welcome within 15 s: the socket is dead.
-  var handshake = setTimeout(function () { if (self.ws === ws && !self.ready) ws.close(4000, "no welcome"); }, 15000);
-  ws.onopen = function () {
-    var hello = Object.assign({ type: "hello", token: token }, self.options.hello ? self.options.hello() : {});
-    ws.send(JSON.stringify(hello));
-  };
-  ws.onmessage = function (event) {
-    if (self.ws !== ws) return;
+  var handshake = setTimeout(() => { if (this.ws === ws && !this.ready) ws.close(4000, "no welcome"); }, 15000);
+  ws.onopen = () => ws.send(JSON.stringify({ type: "hello", token: token, ...this.options.hello?.() }));
+  ws.onmessage = (event) => {
+    if (this.ws !== ws) return;
     var frame;
     try { frame = JSON.parse(event.data); } catch { return; }
-    self.lastFrameAt = Date.now();
+    this.lastFrameAt = Date.now();
     if (frame.type === "welcome") {
       clearTimeout(handshake);
-      self.ready = true;
-      self.attempt = 0;
-      self._keepalive();
-      self._state("online");
+      this.ready = true;
+      this.attempt = 0;
+      this._keepalive();
+      this._state("online");
     }
-    self.options.onFrame(frame);
+    this.options.onFrame(frame);
   };
-  ws.onclose = function (event) {
+  ws.onclose = (event) => {
     clearTimeout(handshake);
-    if (self.ws !== ws) return;
-    self.ws = null;
-    self.ready = false;
-    clearInterval(self.pinger);
-    if (event.code === 4401) self.token = null; // expired or revoked
-    if (self.options.onClose) self.options.onClose(event.code, event.reason);
-    self._retry(); // reports "offline"
+    if (this.ws !== ws) return;
+    this.ws = null;
+    this.ready = false;
+    clearInterval(this.pinger);
+    if (event.code === 4401) this.token = null; // expired or revoked
+    this.options.onClose?.(event.code, event.reason);
+    this._retry(); // reports "offline"
   };
 };
 
 C._retry = function () {
   if (this.stopped) return;
   // Doubles from 0.5 s up to 30 s; jitter spreads reconnecting tabs.
-  var ceiling = Math.min(30000, 500 * 2 ** this.attempt);
-  this.attempt += 1;
-  var delay = ceiling / 2 + Math.random() * ceiling / 2;
+  var ceiling = Math.min(30000, 500 * 2 ** this.attempt++);
   this._state("offline");
-  this.timer = setTimeout(this._connect.bind(this), delay);
+  this.timer = setTimeout(() => this._connect(), ceiling / 2 + Math.random() * ceiling / 2);
 };
 
 C._keepalive = function () {
-  var self = this;
   clearInterval(this.pinger);
-  this.pinger = setInterval(function () {
-    if (!self.ws) return;
-    if (Date.now() - self.lastFrameAt > STALE_AFTER_MS) self.ws.close(4000, "stale");
-    else self.send({ type: "ping" });
+  this.pinger = setInterval(() => {
+    if (!this.ws) return;
+    if (Date.now() - this.lastFrameAt > STALE_AFTER_MS) this.ws.close(4000, "stale");
+    else this.send({ type: "ping" });
   }, PING_EVERY_MS);
 };
 
@@ -496,62 +467,49 @@ function Widget(config) {
   this.counted = new Map(); // id -> seq the server's unread counts up to
   this.readSent = new Map(); // id -> highest seq sent in `read`
   this.pending = new Map(); // client_id -> unacked send
+  this.typing = new Map(); // id -> {name, until}
+  this.logEls = new Map(); // log key -> element
   this.drafts = {}; // ticket id -> text
   this.files = {}; // "new" (the form) or ticket id -> [file]
   this.sug = []; // help articles for the form
   this.form = { severity: "question" };
   this.openReq = null; // open_ticket frame awaiting its ticket
-  this.typing = new Map(); // id -> {name, until}
-  this.typingSentAt = 0;
-  this.serverBadge = false;
-  this.me = null;
-  this.agentsOnline = 0;
+  this.me = this.current = null;
+  this.typingSentAt = this.agentsOnline = 0;
   this.service = { open: true, next_open: null };
   this.state = "connecting";
-  this.everOnline = false;
   this.view = "list";
-  this.current = null;
-  this.isOpen = false;
-  this.formError = "";
-  this.chatError = "";
-  this.logEls = new Map();
-  this.scheduled = false;
-  this.restored = false;
+  this.formError = this.chatError = "";
+  // Flags start undefined (false): isOpen, everOnline, serverBadge, restored, scheduled, filling, loadingOlder.
 }
 var W = Widget.prototype;
 
 W.start = function () {
-  var self = this;
   var config = this.config;
-  var host = document.createElement("div");
+  var host = this.host = document.createElement("div");
   host.setAttribute("data-pomoc", VERSION);
   var mount = null;
-  try { mount = config.mount ? (typeof config.mount === "string" ? document.querySelector(config.mount) : config.mount) : null; }
-  catch { mount = null; }
+  try { mount = typeof config.mount === "string" ? document.querySelector(config.mount) : config.mount; } catch { /* a bad selector */ }
   if (mount) mount.appendChild(host);
   else { host.setAttribute("data-floating", ""); document.body.appendChild(host); }
-  this.host = host;
-  var shadow = host.attachShadow({ mode: "open" });
-  shadow.appendChild(h("style", { text: CSS }));
   this.root = h("div", { class: "root", lang: config.lang });
-  shadow.appendChild(this.root);
+  host.attachShadow({ mode: "open" }).append(h("style", { text: CSS }), this.root);
   this.buildShell();
 
-  var tokenFn = config.token || (config.tokenUrl ? function () { return fetchToken(config.tokenUrl); } : null);
+  var tokenFn = config.token || (config.tokenUrl && (() => fetchToken(config.tokenUrl)));
   if (!tokenFn) throw new Error("Pomoc: give a token provider (token) or a token URL (data-token-url)");
   this.conn = new Connection({
     url: config.server.replace(/^http/, "ws") + "/ws",
     token: tokenFn,
-    hello: function () { return { resume: Object.fromEntries(self.seen) }; },
-    onFrame: function (frame) { self.onFrame(frame); },
-    onState: function (state) { self.state = state; self.schedule(); }
+    hello: () => ({ resume: Object.fromEntries(this.seen) }),
+    onFrame: (frame) => this.onFrame(frame),
+    onState: (state) => { this.state = state; this.schedule(); }
   });
-  this._onVisible = function () { self.maybeRead(); };
-  this._onKey = function (event) { if (event.key === "Escape" && self.isOpen) { event.stopPropagation(); self.close(); } };
+  this._onVisible = () => this.maybeRead();
   document.addEventListener("visibilitychange", this._onVisible);
-  this.root.addEventListener("keydown", this._onKey);
+  this.root.addEventListener("keydown", (e) => { if (e.key === "Escape" && this.isOpen) { e.stopPropagation(); this.close(); } });
   this.conn.start();
-  this.tick = setInterval(function () { self.expireTyping(); }, 1000);
+  this.tick = setInterval(() => this.expireTyping(), 1000);
 };
 
 W.destroy = function () {
@@ -563,35 +521,31 @@ W.destroy = function () {
 
 // ---- frames in
 W.onFrame = function (f) {
-  var handler = this["on_" + f.type];
-  if (handler) handler.call(this, f);
+  this["on_" + f.type]?.(f);
   this.schedule();
 };
 
 W.on_welcome = function (f) {
-  var self = this;
   this.me = f.principal;
   this.everOnline = true;
   this.agentsOnline = f.agents_online || 0;
   this.service = f.service || this.service;
-  (f.tickets || []).forEach(function (t) {
-    self.upsert(t);
-    self.counted.set(t.id, t.last_seq || 0);
-    if (!self.seen.has(t.id)) self.seen.set(t.id, t.last_seq || 0);
+  f.tickets?.forEach((t) => {
+    this.upsert(t);
+    this.counted.set(t.id, t.last_seq || 0);
+    if (!this.seen.has(t.id)) this.seen.set(t.id, t.last_seq || 0);
   });
-  this.unread = new Map();
-  Object.keys(f.unread || {}).forEach(function (k) { self.unread.set(Number(k), f.unread[k]); });
+  this.unread = new Map(Object.entries(f.unread || {}).map(([k, n]) => [Number(k), n]));
   this.serverBadge = !!f.badge;
-  (f.resume_incomplete || []).forEach(function (id) {
+  f.resume_incomplete?.forEach((id) => {
     // More was missed than the server replays: reload the thread.
-    self.msgs.delete(id);
-    self.more.delete(id);
-    var t = self.tickets.get(id);
-    self.seen.set(id, t ? t.last_seq || 0 : 0);
+    this.msgs.delete(id);
+    this.more.delete(id);
+    this.seen.set(id, this.tickets.get(id)?.last_seq || 0);
   });
   if (!this.restored) this.restore();
   if (this.openReq) this.conn.send(this.openReq);
-  this.pending.forEach(function (p) { if (p.state === "pending") self.transmit(p); });
+  this.pending.forEach((p) => { if (p.state === "pending") this.transmit(p); });
   if (this.view === "chat" && this.current != null && !this.more.has(this.current)) this.loadHistory(this.current);
   this.maybeRead();
 };
@@ -611,13 +565,12 @@ W.on_ticket = function (f) {
 W.on_message = function (f) { this.insert(f, true); };
 
 W.on_history = function (f) {
-  var self = this;
   var list = f.messages || [];
-  list.forEach(function (m) { self.insert(Object.assign({ ticket: f.ticket }, m), false); });
-  if (typeof f.ref === "string" && f.ref.startsWith("hist:")) this.more.set(f.ticket, !!f.more);
+  list.forEach((m) => this.insert({ ticket: f.ticket, ...m }, false));
+  if (/^hist:/.test(f.ref)) this.more.set(f.ticket, !!f.more);
   var last = list.at(-1);
   // The newest page ends the thread: seen moves there.
-  if (/:tail$/.test(f.ref) && last && last.seq > (this.seen.get(f.ticket) || 0)) this.seen.set(f.ticket, last.seq);
+  if (/:tail$/.test(f.ref) && last?.seq > (this.seen.get(f.ticket) || 0)) this.seen.set(f.ticket, last.seq);
   this.loadingOlder = false;
   this.maybeRead();
 };
@@ -626,24 +579,21 @@ W.on_ack = function (f) {
   var p = this.pending.get(f.client_id);
   if (!p) return;
   this.pending.delete(f.client_id);
-  this.insert({
-    ticket: f.ticket, seq: f.seq, client_id: f.client_id, body: p.body, att: p.att,
-    created_at: new Date().toISOString(),
-    author: { kind: this.me.role, id: this.me.id, name: this.me.name }
-  }, false);
+  var me = this.me;
+  this.insert({ ticket: f.ticket, seq: f.seq, client_id: f.client_id, body: p.body, att: p.att,
+    created_at: new Date().toISOString(), author: { kind: me.role, id: me.id, name: me.name } }, false);
   this.save();
 };
 
 W.on_unread = function (f) {
-  var self = this;
-  Object.keys(f.tickets || {}).forEach(function (k) { self.unread.set(Number(k), f.tickets[k]); });
+  Object.entries(f.tickets || {}).forEach(([k, n]) => this.unread.set(Number(k), n));
   this.serverBadge = !!f.badge;
-  if (!f.badge) this.unread.forEach(function (n, id) { self.unread.set(id, 0); });
+  if (!f.badge) this.unread.forEach((n, id) => this.unread.set(id, 0));
 };
 
 W.on_typing = function (f) {
   if (this.isMine({ author: f.who })) return;
-  this.typing.set(f.ticket, { name: (f.who && f.who.name) || this.t("support"), until: Date.now() + TYPING_SHOWN_MS });
+  this.typing.set(f.ticket, { name: f.who?.name || this.t("support"), until: Date.now() + TYPING_SHOWN_MS });
 };
 
 W.on_presence = function (f) {
@@ -651,17 +601,16 @@ W.on_presence = function (f) {
 };
 
 W.on_error = function (f) {
-  var ref = typeof f.ref === "string" ? f.ref : "";
+  var ref = String(f.ref ?? "");
   var message = CATALOGUE.pl["err_" + f.code] ? this.t("err_" + f.code) : this.t("err_other", { message: f.message });
-  if (this.openReq && ref === this.openReq.ref) {
+  if (ref === this.openReq?.ref) {
     this.openReq = null;
     this.formError = message;
   } else if (ref.startsWith("send:")) {
     var p = this.pending.get(ref.slice(5));
     if (!p) return;
     if (f.code === "unavailable" || f.code === "rate_limited") {
-      var self = this;
-      setTimeout(function () { if (self.pending.get(p.client_id) === p) self.transmit(p); }, 1000 * (f.retry_after || 2));
+      setTimeout(() => { if (this.pending.get(p.client_id) === p) this.transmit(p); }, 1000 * (f.retry_after || 2));
     } else {
       p.state = "failed";
       this.chatError = message;
@@ -674,17 +623,14 @@ W.on_error = function (f) {
 
 // ---- state
 W.upsert = function (t) {
-  var old = this.tickets.get(t.id) || {};
-  var merged = Object.assign({}, old, t);
+  var merged = { ...this.tickets.get(t.id), ...t };
   this.tickets.set(t.id, merged);
   if (typeof t.unread === "number") this.unread.set(t.id, Math.max(this.unread.get(t.id) || 0, t.unread));
-  if (merged.status === "closed") {
-    this.pending.forEach(function (p) { if (p.ticket === t.id && p.state === "pending") p.state = "failed"; });
-  }
+  if (merged.status === "closed") this.pending.forEach((p) => { if (p.ticket === t.id && p.state === "pending") p.state = "failed"; });
 };
 
 W.isMine = function (m) {
-  return !!(this.me && m.author && m.author.kind === this.me.role && m.author.id === this.me.id);
+  return !!this.me && m.author?.kind === this.me.role && m.author.id === this.me.id;
 };
 
 W.viewing = function (id) {
@@ -695,21 +641,20 @@ W.viewing = function (id) {
 W.insert = function (m, live) {
   var id = m.ticket;
   var map = this.msgs.get(id);
-  if (!map) { map = new Map(); this.msgs.set(id, map); }
+  if (!map) this.msgs.set(id, map = new Map());
   // A duplicate, unless it adds attachment links our copy lacks.
   if (map.has(m.seq) && !(m.attachments && !map.get(m.seq).attachments)) return false;
   map.set(m.seq, m);
-  if (m.client_id && this.pending.has(m.client_id) && this.isMine(m)) this.pending.delete(m.client_id);
+  if (m.client_id && this.isMine(m)) this.pending.delete(m.client_id);
   var s = this.seen.get(id) || 0;
   if (m.seq > s) {
-    while (map.has(s + 1)) s += 1;
+    while (map.has(s + 1)) s++;
     this.seen.set(id, s);
     if (live && m.seq > s + 1 && !this.filling) {
       // A hole below a live message (rare): fetch it.
       this.filling = true;
       this.conn.send({ type: "history", ticket: id, after_seq: s, limit: 200, ref: "gap:" + id });
-      var self = this;
-      setTimeout(function () { self.filling = false; }, 2000);
+      setTimeout(() => { this.filling = false; }, 2000);
     }
   }
   if (!live) return true;
@@ -719,24 +664,25 @@ W.insert = function (m, live) {
   if (!this.isMine(m)) {
     this.typing.delete(id);
     if (this.viewing(id)) this.maybeRead();
-    // At least one; `unread` frames carry exact numbers.
-    else if (m.seq > (this.counted.get(id) || 0)) this.unread.set(id, Math.max(this.unread.get(id) || 0, 1));
-    if (m.author.kind !== "system" && !this.viewing(id)) { // an open log announces itself
-      this.announce(this.t("announce", { name: this.authorName(m), body: String(m.body).slice(0, 140) }));
+    else {
+      // At least one; `unread` frames carry exact numbers.
+      if (m.seq > (this.counted.get(id) || 0)) this.unread.set(id, Math.max(this.unread.get(id) || 0, 1));
+      // An open log announces itself.
+      if (m.author.kind !== "system") this.announce(this.t("announce", { name: this.authorName(m), body: String(m.body).slice(0, 140) }));
     }
   }
   return true;
 };
 
 W.badge = function () {
-  return this.serverBadge || Array.from(this.unread.values()).some(function (n) { return n > 0; });
+  return this.serverBadge || [...this.unread.values()].some((n) => n > 0);
 };
 
 W.maybeRead = function () {
   var id = this.current;
-  if (id == null || !this.viewing(id) || !this.conn || !this.conn.ready) return;
+  if (id == null || !this.viewing(id) || !this.conn?.ready) return;
   var map = this.msgs.get(id);
-  if (!map || !map.size) return;
+  if (!map?.size) return;
   var top = Math.max(...map.keys());
   if (top <= (this.readSent.get(id) || 0) && !(this.unread.get(id) > 0)) return;
   this.readSent.set(id, top);
@@ -752,11 +698,11 @@ W.loadHistory = function (id, before) {
 W.transmit = function (p) {
   p.state = "pending";
   this.conn.send({ type: "send", ticket: p.ticket, body: p.body, client_id: p.client_id, ref: "send:" + p.client_id,
-    attachments: p.att && p.att.map(function (a) { return a.id; }) });
+    attachments: p.att?.map((a) => a.id) });
 };
 
 W.sendMessage = function (id, body, att) {
-  var p = { ticket: id, body: body, client_id: uuid(), state: "pending", att: att && att.length ? att : null };
+  var p = { ticket: id, body: body, client_id: uuid(), state: "pending", att: att.length ? att : null };
   this.pending.set(p.client_id, p);
   delete this.drafts[id];
   this.chatError = "";
@@ -775,22 +721,19 @@ W.resetForm = function () {
 W.openTicket = function () {
   var f = this.form;
   var att = this.ready("new");
-  if (!(f.title || "").trim() || !(f.body || "").trim() || !att) {
+  if (!f.title?.trim() || !f.body?.trim() || !att) {
     this.formError = this.t(att ? "required" : "waitUp");
     return this.schedule();
   }
   var info = browserInfo();
   var context = { browser: info.name, browser_version: info.version, page_url: location.href };
-  if (f.occurred_at) {
-    var when = new Date(f.occurred_at);
-    if (!isNaN(when)) context.occurred_at = when.toISOString();
-  }
-  ["steps_tried", "expectations", "order_url"].forEach(function (k) { if ((f[k] || "").trim()) context[k] = f[k].trim(); });
+  var when = new Date(f.occurred_at);
+  if (f.occurred_at && !isNaN(when)) context.occurred_at = when.toISOString();
+  ["steps_tried", "expectations", "order_url"].forEach((k) => { if (f[k]?.trim()) context[k] = f[k].trim(); });
   var clientId = uuid();
   this.openReq = {
     type: "open_ticket", title: f.title.trim(), body: f.body, severity: f.severity || "question",
-    context: context, client_id: clientId, ref: "open:" + clientId,
-    attachments: att.map(function (a) { return a.id; })
+    context: context, client_id: clientId, ref: "open:" + clientId, attachments: att.map((a) => a.id)
   };
   this.formError = "";
   this.conn.send(this.openReq); // if offline, resent after welcome
@@ -804,39 +747,36 @@ W.api = function (path) { return this.config.server + path; };
 /** The uploaded files of `key`; null while one still uploads. */
 W.ready = function (key) {
   var list = this.files[key] || [];
-  if (list.some(function (x) { return !x.id && !x.err; })) return null;
-  return list.filter(function (x) { return x.id; });
+  return list.some((x) => !x.id && !x.err) ? null : list.filter((x) => x.id);
 };
 
 /** Check and upload each file; its chip shows progress or the error. */
 W.addFiles = function (key, files) {
-  var self = this;
-  var list = this.files[key] || (this.files[key] = []);
-  Array.from(files).forEach(function (file) {
+  var list = this.files[key] ||= [];
+  for (var file of files) {
     var type = file.type;
     var x = { name: file.name || "plik", size: file.size, content_type: type, pct: 0 };
-    if (/^image/.test(type) && TYPES.test(type)) x.thumb = URL.createObjectURL(file);
+    if (TYPES.test(type) && /^image/.test(type)) x.thumb = URL.createObjectURL(file);
     list.push(x);
     x.err = list.length > 10 ? "eMax" : file.size > MAX_FILE ? "e413" : type && !TYPES.test(type) ? "e415" : "";
-    if (!x.err) self.upload(key, x, file, 1);
-  });
+    if (!x.err) this.upload(key, x, file, 1);
+  }
   this.schedule();
 };
 
 // XMLHttpRequest, not fetch: it reports upload progress.
 W.upload = async function (key, x, file, retry) {
-  var self = this;
   var xhr = x.xhr = new XMLHttpRequest();
   xhr.open("POST", this.api(key === "new" ? "/api/attachments" : "/api/tickets/" + key + "/attachments"));
-  xhr.upload.onprogress = function (e) { x.pct = Math.round(100 * e.loaded / e.total); self.schedule(); };
-  xhr.onloadend = function () {
+  xhr.upload.onprogress = (e) => { x.pct = Math.round(100 * e.loaded / e.total); this.schedule(); };
+  xhr.onloadend = () => {
     var s = xhr.status;
     if (x.xhr !== xhr) return; // removed meanwhile
     x.xhr = null;
-    if (s === 401 && retry) { self.conn.token = null; return self.upload(key, x, file, 0); } // token expired
+    if (s === 401 && retry) { this.conn.token = null; return this.upload(key, x, file, 0); } // token expired
     if (s === 201) x.id = JSON.parse(xhr.responseText).id;
     else x.err = s === 413 ? "e413" : s === 415 ? "e415" : "eUp";
-    self.schedule();
+    this.schedule();
   };
   var data = new FormData();
   data.append("file", file, x.name);
@@ -846,72 +786,58 @@ W.upload = async function (key, x, file, retry) {
 
 /** Paste, drop and a picker for `zone`; returns [button, input]. */
 W.dropZone = function (zone, key, label) {
-  var self = this;
   var t = this.t;
-  var input = h("input", { type: "file", multiple: true, hidden: true, onchange: function () { self.addFiles(key, input.files); input.value = ""; } });
-  zone.addEventListener("paste", function (e) {
-    var files = e.clipboardData && e.clipboardData.files;
-    if (files && files.length) { e.preventDefault(); self.addFiles(key, files); }
+  var input = h("input", { type: "file", multiple: true, hidden: true, onchange: () => { this.addFiles(key, input.files); input.value = ""; } });
+  zone.addEventListener("paste", (e) => {
+    var files = e.clipboardData?.files;
+    if (files?.length) { e.preventDefault(); this.addFiles(key, files); }
   });
-  ["dragover", "dragleave", "drop"].forEach(function (type) {
-    zone.addEventListener(type, function (e) {
-      e.preventDefault();
-      zone.classList.toggle("drag", type === "dragover");
-      if (type === "drop") self.addFiles(key, e.dataTransfer.files);
-    });
-  });
+  ["dragover", "dragleave", "drop"].forEach((type) => zone.addEventListener(type, (e) => {
+    e.preventDefault();
+    zone.classList.toggle("drag", type === "dragover");
+    if (type === "drop") this.addFiles(key, e.dataTransfer.files);
+  }));
   this.filesEl = h("div", { class: "files", "aria-live": "polite" });
   this.filesKey = key;
-  return [h("button", { class: "secondary", "aria-label": t("attach"), title: t("attachHint"),
-    onclick: function () { input.click(); } }, label), input];
+  return [h("button", { class: "secondary", "aria-label": t("attach"), title: t("attachHint"), onclick: () => input.click() }, label), input];
 };
 
 W.renderFiles = function () {
-  var self = this;
   var t = this.t;
   var list = this.files[this.filesKey] || [];
-  this.filesEl.textContent = "";
-  list.forEach(function (x) {
-    self.filesEl.append(h("div", { class: "chip" + (x.err ? " bad" : "") }, x.thumb ? h("img", { src: x.thumb, alt: "" }) : null,
-      h("span", null, x.name + " · " + fmtSize(x.size) + (x.err ? " — " + t(x.err) : x.id ? "" : " · " + t("uploading", { n: x.pct }))),
-      h("button", { class: "x", "aria-label": t("remove", { name: x.name }), onclick: function () {
-        list.splice(list.indexOf(x), 1);
-        if (x.xhr) x.xhr.abort();
-        x.xhr = null;
-        self.schedule();
-      } }, "×")));
-  });
+  this.filesEl.replaceChildren(...list.map((x) => h("div", { class: "chip" + (x.err ? " bad" : "") },
+    x.thumb && h("img", { src: x.thumb, alt: "" }),
+    h("span", null, x.name + " · " + fmtSize(x.size) + (x.err ? " — " + t(x.err) : x.id ? "" : " · " + t("uploading", { n: x.pct }))),
+    h("button", { class: "x", "aria-label": t("remove", { name: x.name }), onclick: () => {
+      list.splice(list.indexOf(x), 1);
+      x.xhr?.abort();
+      x.xhr = null;
+      this.schedule();
+    } }, "×"))));
 };
 
 /** Help articles matching the form, 300 ms after typing stops. */
 W.suggest = function () {
-  var self = this;
   var q = ((this.form.title || "") + " " + (this.form.body || "")).trim().slice(0, 500);
   clearTimeout(this.sugTimer);
-  this.sugTimer = setTimeout(async function () {
+  this.sugTimer = setTimeout(async () => {
     var found = [];
-    self.sugQ = q;
-    try { if (q.length >= 3) found = (await (await fetch(self.api("/api/help/search?limit=3&q=" + encodeURIComponent(q)))).json()).articles; }
+    this.sugQ = q;
+    try { if (q.length >= 3) found = (await (await fetch(this.api("/api/help/search?limit=3&q=" + encodeURIComponent(q)))).json()).articles; }
     catch { /* no suggestions then */ }
-    if (self.sugQ !== q) return; // superseded
-    self.sug = found || [];
-    self.renderSug();
+    if (this.sugQ !== q) return; // superseded
+    this.sug = found || [];
+    this.renderSug();
   }, 300);
 };
 
 W.renderSug = function () {
-  var self = this;
   var t = this.t;
-  var el = this.sugEl;
-  el.textContent = "";
-  el.hidden = !this.sug.length;
-  el.append(h("div", { class: "label", text: t("helpTitle") }));
-  this.sug.forEach(function (a) {
-    el.append(h("div", { class: "sug", "data-article": a.id },
-      h("a", { href: self.api(a.url), target: "_blank", rel: "noopener", text: a.title }),
-      h("div", { class: "hint", text: a.snippet }),
-      h("button", { class: "link", onclick: function () { self.deflect(a.id); } }, t("solved"))));
-  });
+  this.sugEl.hidden = !this.sug.length;
+  this.sugEl.replaceChildren(h("div", { class: "label", text: t("helpTitle") }), ...this.sug.map((a) => h("div", { class: "sug", "data-article": a.id },
+    h("a", { href: this.api(a.url), target: "_blank", rel: "noopener", text: a.title }),
+    h("div", { class: "hint", text: a.snippet }),
+    h("button", { class: "link", onclick: () => this.deflect(a.id) }, t("solved")))));
 };
 
 /** An article helped: count it, drop the form, open no ticket. */
@@ -927,55 +853,45 @@ W.deflect = async function (article) {
 
 /** `typing` at most every 2 s, with one trailing frame for a burst. */
 W.typingPing = function (id, input) {
-  var self = this;
   var wait = TYPING_EVERY_MS - (Date.now() - this.typingSentAt);
   if (!input.value || this.typingTimer) return;
   if (wait <= 0) {
     this.typingSentAt = Date.now();
     this.conn.send({ type: "typing", ticket: id });
   } else {
-    this.typingTimer = setTimeout(function () {
-      self.typingTimer = null;
-      if (self.current === id) self.typingPing(id, input);
+    this.typingTimer = setTimeout(() => {
+      this.typingTimer = null;
+      if (this.current === id) this.typingPing(id, input);
     }, wait + 100);
   }
 };
 
 W.expireTyping = function () {
   var now = Date.now();
-  var changed = false;
-  var self = this;
-  this.typing.forEach(function (v, id) { if (v.until <= now) { self.typing.delete(id); changed = true; } });
-  if (changed) this.schedule();
+  this.typing.forEach((v, id) => { if (v.until <= now && this.typing.delete(id)) this.schedule(); });
 };
 
 // Drafts, the form and unsent messages survive a page reload.
 W.storageKey = function () {
-  return this.me ? "pomoc:v1:" + (this.me.shop || "") + ":" + this.me.id : null;
+  return this.me && "pomoc:v1:" + (this.me.shop || "") + ":" + this.me.id;
 };
 
 W.save = function () {
   var key = this.storageKey();
-  if (!key) return;
   try {
-    sessionStorage.setItem(key, JSON.stringify({
-      drafts: this.drafts, form: this.form, openReq: this.openReq,
-      pending: Array.from(this.pending.values())
-    }));
+    if (key) sessionStorage.setItem(key, JSON.stringify({ drafts: this.drafts, form: this.form, openReq: this.openReq, pending: [...this.pending.values()] }));
   } catch { /* storage full or disabled: drafts stay in memory */ }
 };
 
 W.restore = function () {
   this.restored = true;
-  var key = this.storageKey();
   var saved = null;
-  try { saved = JSON.parse(sessionStorage.getItem(key) || "null"); } catch { saved = null; }
+  try { saved = JSON.parse(sessionStorage.getItem(this.storageKey())); } catch { /* nothing saved */ }
   if (!saved) return;
-  var self = this;
   this.drafts = Object.assign(saved.drafts || {}, this.drafts);
   if (!this.form.title && !this.form.body && saved.form) this.form = saved.form;
-  if (!this.openReq && saved.openReq) this.openReq = saved.openReq;
-  (saved.pending || []).forEach(function (p) { if (!self.pending.has(p.client_id)) self.pending.set(p.client_id, p); });
+  this.openReq ||= saved.openReq;
+  saved.pending?.forEach((p) => { if (!this.pending.has(p.client_id)) this.pending.set(p.client_id, p); });
 };
 
 // ---- formatting
@@ -988,36 +904,30 @@ W.fmtTime = function (iso, withDate) {
 
 W.authorName = function (m) {
   if (this.isMine(m)) return this.t("you");
-  if (m.author.kind === "agent") return m.author.name + " · " + this.t("support");
-  return m.author.name;
+  return m.author.name + (m.author.kind === "agent" ? " · " + this.t("support") : "");
 };
 
 W.announce = function (text) {
-  var live = this.live;
-  live.textContent = "";
-  setTimeout(function () { live.textContent = text; }, 50);
+  this.live.textContent = "";
+  setTimeout(() => { this.live.textContent = text; }, 50);
 };
 
 // ---- UI shell
 W.buildShell = function () {
-  var self = this;
   var t = this.t;
+  var icon = (label, onclick, text) => h("button", { class: "icon", "aria-label": label, title: label, onclick: onclick }, text);
   this.badgeEl = h("span", { class: "badge", "aria-hidden": "true", hidden: true }, "!");
   this.launcher = h("button", {
     class: "launcher", "aria-expanded": "false", "aria-controls": "pomoc-panel", "aria-haspopup": "dialog",
-    onclick: function () { self.isOpen ? self.close() : self.open(); }
+    onclick: () => this.isOpen ? this.close() : this.open()
   }, t("launcher"), this.badgeEl);
   this.live = h("div", { class: "sr", "aria-live": "polite", role: "status" });
   this.titleEl = h("h2", { id: "pomoc-title", tabindex: "-1" });
-  this.backBtn = h("button", { class: "icon", "aria-label": t("back"), title: t("back"),
-    onclick: function () { self.showList(); } }, "‹");
+  this.backBtn = icon(t("back"), () => this.showList(), "‹");
   this.banner = h("div", { class: "banner", role: "status", hidden: true });
   this.body = h("div", { class: "body" });
   this.panel = h("section", { class: "panel", id: "pomoc-panel", role: "dialog", "aria-labelledby": "pomoc-title", hidden: true },
-    h("div", { class: "head" }, this.backBtn, this.titleEl,
-      h("button", { class: "icon", "aria-label": t("close"), title: t("close"),
-        onclick: function () { self.close(); } }, "×")),
-    this.banner, this.body);
+    h("div", { class: "head" }, this.backBtn, this.titleEl, icon(t("close"), () => this.close(), "×")), this.banner, this.body);
   this.root.append(this.launcher, this.live, this.panel);
 };
 
@@ -1058,8 +968,7 @@ W.showNew = function () { this.view = "new"; this.current = null; this.formError
 W.showChat = function (id) {
   this.view = "chat";
   this.current = id;
-  this.notice = "";
-  this.chatError = "";
+  this.notice = this.chatError = "";
   this.typingSentAt = 0;
   if (!this.more.has(id)) this.loadHistory(id);
   this.renderView();
@@ -1069,8 +978,7 @@ W.showChat = function (id) {
 W.schedule = function () {
   if (this.scheduled) return;
   this.scheduled = true;
-  var self = this;
-  Promise.resolve().then(function () { self.scheduled = false; self.update(); });
+  Promise.resolve().then(() => { this.scheduled = false; this.update(); });
 };
 
 W.update = function () {
@@ -1078,8 +986,7 @@ W.update = function () {
   var badge = this.badge();
   this.badgeEl.hidden = !badge;
   this.launcher.setAttribute("aria-label", t(badge ? "launcherUnread" : "launcher"));
-  var offline = this.state !== "online";
-  this.banner.hidden = !offline;
+  this.banner.hidden = this.state === "online";
   this.banner.className = this.everOnline ? "banner" : "banner info";
   this.banner.textContent = t(this.everOnline ? "offline" : "connecting");
   if (!this.isOpen) return;
@@ -1101,73 +1008,65 @@ W.renderView = function () {
 
 // ---- list view
 W.renderList = function () {
-  var self = this;
   var t = this.t;
-  var focused = this.root.getRootNode().activeElement;
-  var focusKey = focused && focused.getAttribute && focused.getAttribute("data-key");
+  var focusKey = this.root.getRootNode().activeElement?.getAttribute?.("data-key");
   if (!this.listEl) {
     this.listEl = h("ul", { class: "tickets", "aria-label": t("yourTickets") });
     this.body.append(h("div", { class: "pad" },
-      this.notice ? h("div", { class: "note", role: "status", text: this.notice }) : null,
+      this.notice && h("div", { class: "note", role: "status", text: this.notice }),
       h("div", { class: "row" }, h("h3", { text: t("onePerTicket") }),
-        h("button", { class: "primary new-ticket", onclick: function () { self.showNew(); } }, t("newTicket"))),
+        h("button", { class: "primary new-ticket", onclick: () => this.showNew() }, t("newTicket"))),
       this.listEl));
   }
-  var items = Array.from(this.tickets.values()).sort(function (a, b) { return b.id - a.id; });
+  var items = [...this.tickets.values()].sort((a, b) => b.id - a.id);
   this.listEl.textContent = "";
   if (!items.length) this.listEl.append(h("li", { class: "empty" }, t(this.everOnline ? "noTickets" : "loading")));
-  items.forEach(function (tk) {
-    var n = self.unread.get(tk.id) || 0;
-    var btn = h("button", {
-      class: "ticket" + (n > 0 ? " unread" : ""), "data-key": "t" + tk.id, "data-ticket": tk.id,
-      onclick: function () { self.showChat(tk.id); }
-    },
-    h("span", { class: "t" }, h("span", { text: tk.title }), n > 0 ? h("span", { class: "pill", "aria-label": t("unreadLabel", { n: n }) }, t("unreadN", { n: n })) : null),
-    h("span", { class: "m", text: "#" + tk.id + " · " + t("status_" + tk.status) + " · " + t("sev_" + tk.severity) +
-      (tk.queued_until && new Date(tk.queued_until) > new Date() ? " · " + t("queuedShort") : "") }));
-    self.listEl.append(h("li", null, btn));
+  items.forEach((tk) => {
+    var n = this.unread.get(tk.id) || 0;
+    var btn = h("button", { class: "ticket" + (n > 0 ? " unread" : ""), "data-key": "t" + tk.id, "data-ticket": tk.id, onclick: () => this.showChat(tk.id) },
+      h("span", { class: "t" }, h("span", { text: tk.title }), n > 0 && h("span", { class: "pill", "aria-label": t("unreadLabel", { n: n }) }, t("unreadN", { n: n }))),
+      h("span", { class: "m", text: "#" + tk.id + " · " + t("status_" + tk.status) + " · " + t("sev_" + tk.severity) +
+        (tk.queued_until && new Date(tk.queued_until) > new Date() ? " · " + t("queuedShort") : "") }));
+    this.listEl.append(h("li", null, btn));
     if (focusKey === "t" + tk.id) btn.focus();
   });
 };
 
 // ---- new ticket
 W.renderForm = function () {
-  var self = this;
   var t = this.t;
   var f = this.form;
   this.titleEl.textContent = t("newTicket");
-  function field(name, label, input, hint) {
+  var field = (name, label, input, hint) => {
     input.id = "pomoc-f-" + name;
     input.name = name;
     if (f[name] != null) input.value = f[name];
-    input.addEventListener("input", function () {
+    input.addEventListener("input", () => {
       f[name] = input.value;
-      self.save();
-      if (name !== "severity") self.suggest();
-      self.updateForm();
+      this.save();
+      if (name !== "severity") this.suggest();
+      this.updateForm();
     });
     if (hint) input.setAttribute("aria-describedby", "pomoc-h-" + name);
-    return h("div", null, h("label", { for: input.id, text: label }), input,
-      hint ? h("div", { class: "hint", id: "pomoc-h-" + name, text: hint }) : null);
-  }
-  var select = h("select", { "aria-describedby": "pomoc-def" });
-  SEVERITIES.forEach(function (s) { select.append(h("option", { value: s, text: t("sev_" + s) })); });
+    return h("div", null, h("label", { for: input.id, text: label }), input, hint && h("div", { class: "hint", id: "pomoc-h-" + name, text: hint }));
+  };
+  var select = h("select", { "aria-describedby": "pomoc-def" }, ...SEVERITIES.map((s) => h("option", { value: s, text: t("sev_" + s) })));
   select.value = f.severity || "question";
   this.defEl = h("div", { class: "def", id: "pomoc-def" });
   this.titleHintEl = h("div", { class: "hint", id: "pomoc-h-title", "aria-live": "polite" });
   var titleInput = h("input", { type: "text", maxlength: "200", autocomplete: "off", required: true, "aria-describedby": "pomoc-h-title" });
   var info = browserInfo();
+  var more = ["occurred_at", "steps_tried", "expectations", "order_url"];
   this.autoTime = h("dd");
   this.submitBtn = h("button", { type: "submit", class: "primary" });
   this.formErrorEl = h("div", { class: "error", role: "alert" });
   this.sugEl = h("div", { "aria-live": "polite" });
-  var form = h("form", { class: "pad", novalidate: true, onsubmit: function (e) { e.preventDefault(); self.openTicket(); } },
+  var form = h("form", { class: "pad", novalidate: true, onsubmit: (e) => { e.preventDefault(); this.openTicket(); } },
     h("div", { class: "hint", text: t("onePerTicket") }),
     field("title", t("title"), titleInput), this.titleHintEl,
     field("body", t("body"), h("textarea", { rows: "4", required: true }), t("bodyHint")),
     field("severity", t("severity"), select), this.defEl,
-    h("details", { open: ["occurred_at", "steps_tried", "expectations", "order_url"].some(function (k) { return f[k]; }) },
-      h("summary", { text: t("more") }),
+    h("details", { open: more.some((k) => f[k]) }, h("summary", { text: t("more") }),
       field("occurred_at", t("occurredAt"), h("input", { type: "datetime-local" })),
       field("steps_tried", t("stepsTried"), h("textarea", { rows: "2" })),
       field("expectations", t("expectations"), h("textarea", { rows: "2" })),
@@ -1177,11 +1076,9 @@ W.renderForm = function () {
         h("dt", { text: t("page") }), h("dd", { class: "auto-page", text: location.href }),
         h("dt", { text: t("time") }), this.autoTime)),
     this.sugEl, this.formErrorEl,
-    h("div", { class: "actions" },
-      h("button", { class: "secondary", onclick: function () { self.showList(); } }, t("cancel")),
-      this.submitBtn));
+    h("div", { class: "actions" }, h("button", { class: "secondary", onclick: () => this.showList() }, t("cancel")), this.submitBtn));
   var pick = this.dropZone(form, "new", t("attach"));
-  this.sugEl.before(h("div", { class: "actions" }, h("span", { class: "hint", text: t("attachHint") }), pick[0], pick[1]), this.filesEl);
+  this.sugEl.before(h("div", { class: "actions" }, h("span", { class: "hint", text: t("attachHint") }), ...pick), this.filesEl);
   this.body.append(form);
   this.renderSug();
   this.suggest();
@@ -1195,9 +1092,9 @@ W.updateForm = function () {
   var sev = this.form.severity || "question";
   this.defEl.textContent = t("def_" + sev);
   this.defEl.className = "def" + (sev === "critical" ? " crit" : "");
-  var words = (this.form.title || "").trim().split(/\s+/).filter(Boolean).length;
-  this.titleHintEl.textContent = t(words > 4 ? "titleLong" : "titleHint");
-  this.titleHintEl.className = "hint" + (words > 4 ? " warn" : "");
+  var long = (this.form.title || "").trim().split(/\s+/).filter(Boolean).length > 4;
+  this.titleHintEl.textContent = t(long ? "titleLong" : "titleHint");
+  this.titleHintEl.className = "hint" + (long ? " warn" : "");
   this.autoTime.textContent = this.fmtTime(new Date().toISOString(), true);
   this.submitBtn.disabled = !!this.openReq;
   this.submitBtn.textContent = t(this.openReq ? "submitting" : "submit");
@@ -1207,51 +1104,45 @@ W.updateForm = function () {
 
 // ---- chat view
 W.renderChat = function () {
-  var self = this;
   var t = this.t;
   var id = this.current;
   var tk = this.tickets.get(id) || { title: "#" + id };
   this.titleEl.textContent = tk.title;
   this.statusText = h("span");
-  this.resolveBtn = h("button", { class: "link", onclick: function () {
-    self.conn.send({ type: "update_ticket", ticket: id, status: "resolved", ref: "upd:" + id });
-  } }, t("markResolved"));
+  this.resolveBtn = h("button", { class: "link", onclick: () => this.conn.send({ type: "update_ticket", ticket: id, status: "resolved", ref: "upd:" + id }) }, t("markResolved"));
   this.statusEl = h("div", { class: "status" }, this.statusText, this.resolveBtn);
-  this.olderBtn = h("button", { class: "secondary older", onclick: function () {
-    var map = self.msgs.get(id);
-    self.loadingOlder = true;
-    self.loadHistory(id, map && map.size ? Math.min(...map.keys()) : undefined);
-    self.olderBtn.textContent = t("loading");
+  this.olderBtn = h("button", { class: "secondary older", onclick: () => {
+    var map = this.msgs.get(id);
+    this.loadingOlder = true;
+    this.loadHistory(id, map?.size ? Math.min(...map.keys()) : undefined);
+    this.olderBtn.textContent = t("loading");
   } }, t("older"));
   this.logEl = h("div", { class: "log", role: "log", "aria-live": "polite", "aria-label": t("conversation", { title: tk.title }), tabindex: "0" }, this.olderBtn);
   this.typingEl = h("div", { class: "typing", "aria-live": "polite" });
   this.noteEl = h("div", { class: "note", role: "status" });
   this.chatErrorEl = h("div", { class: "error pad", role: "alert" });
-  this.newBtn = h("button", { class: "primary", onclick: function () { self.showNew(); } }, t("newTicket"));
-  var input = h("textarea", { id: "pomoc-msg", rows: "2", placeholder: t("placeholder"), "aria-label": t("messageLabel"), value: this.drafts[id] || "" });
-  input.addEventListener("input", function () {
-    self.drafts[id] = input.value;
-    self.save();
-    self.typingPing(id, input);
+  this.newBtn = h("button", { class: "primary", onclick: () => this.showNew() }, t("newTicket"));
+  var input = this.input = h("textarea", { id: "pomoc-msg", rows: "2", placeholder: t("placeholder"), "aria-label": t("messageLabel"), value: this.drafts[id] || "" });
+  input.addEventListener("input", () => {
+    this.drafts[id] = input.value;
+    this.save();
+    this.typingPing(id, input);
   });
-  input.addEventListener("keydown", function (e) {
-    if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); submit(); }
-  });
-  function submit() {
+  var submit = () => {
     var body = input.value;
-    var att = self.ready(id);
-    if (!att) { self.chatError = t("waitUp"); return self.schedule(); }
+    var att = this.ready(id);
+    if (!att) { this.chatError = t("waitUp"); return this.schedule(); }
     if (!body.trim() && !att.length) return;
     input.value = "";
-    self.files[id] = [];
+    this.files[id] = [];
     // Files alone go out under their names as text.
-    self.sendMessage(id, body.trim() ? body : att.map(function (a) { return a.name; }).join(", "), att);
+    this.sendMessage(id, body.trim() ? body : att.map((a) => a.name).join(", "), att);
     input.focus();
-  }
+  };
+  input.addEventListener("keydown", (e) => { if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); submit(); } });
   var chat = h("div", { class: "chat" });
-  var pick = this.dropZone(chat, id, "+");
-  this.composer = h("form", { class: "composer", onsubmit: function (e) { e.preventDefault(); submit(); } },
-    pick[0], pick[1], input, h("button", { type: "submit", class: "primary" }, t("send")));
+  this.composer = h("form", { class: "composer", onsubmit: (e) => { e.preventDefault(); submit(); } },
+    ...this.dropZone(chat, id, "+"), input, h("button", { type: "submit", class: "primary" }, t("send")));
   chat.append(this.statusEl, this.logEl, this.typingEl, this.noteEl,
     h("div", { class: "closed-actions pad" }, this.newBtn), this.chatErrorEl, this.filesEl, this.composer);
   this.body.append(chat);
@@ -1260,24 +1151,21 @@ W.renderChat = function () {
 };
 
 W.updateChat = function (first) {
-  var self = this;
   var t = this.t;
   var id = this.current;
   var tk = this.tickets.get(id) || { status: "open" };
   this.titleEl.textContent = tk.title || "#" + id;
   // Live now, an answer by the SLA deadline, or queued off-hours.
-  var status = "";
+  var status = t("answerSoon");
   var cls = "status";
   if (tk.queued_until && new Date(tk.queued_until) > new Date()) { status = t("queued", { time: this.fmtTime(tk.queued_until, true) }); cls += " queued"; }
   else if (this.agentsOnline > 0 && this.service.open) { status = t("live"); cls += " live"; }
   else if (tk.sla_due_at) status = t("answerBy", { time: this.fmtTime(tk.sla_due_at, true) });
-  else status = t("answerSoon");
   var active = tk.status === "open" || tk.status === "waiting_on_customer";
-  this.statusEl.className = cls;
-  this.statusEl.hidden = !active;
-  this.statusText.textContent = status;
-  this.resolveBtn.hidden = !active;
   var closed = tk.status === "closed";
+  this.statusEl.className = cls;
+  this.statusEl.hidden = this.resolveBtn.hidden = !active;
+  this.statusText.textContent = status;
   this.noteEl.hidden = !(closed || tk.status === "resolved");
   this.noteEl.className = "note" + (closed ? " closed" : "");
   this.noteEl.textContent = t(closed ? "closedNote" : "resolvedNote");
@@ -1296,58 +1184,52 @@ W.updateChat = function (first) {
   var nearBottom = first || log.scrollHeight - log.scrollTop - log.clientHeight < 60;
   var oldHeight = log.scrollHeight;
   var firstBefore = log.children[1];
-  var map = this.msgs.get(id) || new Map();
-  var entries = Array.from(map.values()).sort(function (a, b) { return a.seq - b.seq; });
-  this.pending.forEach(function (p) { if (p.ticket === id) entries.push(p); });
+  var entries = [...(this.msgs.get(id)?.values() || [])].sort((a, b) => a.seq - b.seq);
+  this.pending.forEach((p) => { if (p.ticket === id) entries.push(p); });
   var keep = new Set();
   var cursor = this.olderBtn;
-  entries.forEach(function (m) {
-    var mine = m.seq == null || self.isMine(m);
-    var key = mine ? "c" + m.client_id : "s" + m.seq;
+  entries.forEach((m) => {
+    var key = m.seq == null || this.isMine(m) ? "c" + m.client_id : "s" + m.seq;
     keep.add(key);
-    var el = self.logEls.get(key);
-    if (!el || el.m !== m || (m.seq == null && el.className.indexOf(m.state) < 0)) {
-      var fresh = self.renderMessage(m);
+    var el = this.logEls.get(key);
+    if (!el || el.m !== m || (m.seq == null && !el.classList.contains(m.state))) {
+      var fresh = this.renderMessage(m);
       fresh.m = m;
-      if (el) el.replaceWith(fresh);
-      el = fresh;
-      self.logEls.set(key, el);
+      el?.replaceWith(fresh);
+      this.logEls.set(key, el = fresh);
     }
     if (cursor.nextSibling !== el) cursor.after(el);
     cursor = el;
   });
-  this.logEls.forEach(function (el, key) { if (!keep.has(key)) { el.remove(); self.logEls.delete(key); } });
+  this.logEls.forEach((el, key) => { if (!keep.has(key)) { el.remove(); this.logEls.delete(key); } });
   if (nearBottom && log.children[1] === firstBefore) log.scrollTop = log.scrollHeight;
   else if (log.children[1] !== firstBefore) log.scrollTop += log.scrollHeight - oldHeight; // older page prepended
 };
 
 W.renderMessage = function (m) {
-  var self = this;
   var t = this.t;
   var kind = m.seq == null || this.isMine(m) ? "mine" : m.author.kind === "system" ? "system" : "theirs";
   var state = m.seq == null ? m.state : "";
   var attrs = { class: "msg " + kind + (state ? " " + state : ""), "data-client-id": m.client_id, "data-seq": m.seq };
+  var text = h("div", { class: "text", text: m.body });
+  if (kind === "system") return h("div", attrs, text);
   var meta = h("div", { class: "meta" }, kind === "mine" ? t("you") : this.authorName(m),
-    m.created_at ? " · " + this.fmtTime(m.created_at) : "", state ? " · " + t(state) : "");
-  if (state === "failed") {
-    meta.append(h("button", { class: "retry", onclick: function () { self.transmit(m); self.schedule(); } }, t("retry")));
-  }
-  if (kind === "system") return h("div", attrs, h("div", { class: "text", text: m.body }));
-  var box = h("div", { class: "att" });
+    m.created_at ? " · " + this.fmtTime(m.created_at) : "", state ? " · " + t(state) : "",
+    state === "failed" && h("button", { class: "retry", onclick: () => { this.transmit(m); this.schedule(); } }, t("retry")));
   // Signed links; just-sent images show from memory until then.
-  (m.attachments || m.att || []).forEach(function (a) {
-    var url = a.url ? self.api(a.url) : a.thumb;
-    box.append(h("a", { href: url, target: "_blank", rel: "noopener" }, /^image/.test(a.content_type) && url
-      ? h("img", { src: url, alt: a.name }) : a.name + " · " + fmtSize(a.size)));
+  var files = (m.attachments || m.att || []).map((a) => {
+    var url = a.url ? this.api(a.url) : a.thumb;
+    return h("a", { href: url, target: "_blank", rel: "noopener" }, /^image/.test(a.content_type) && url
+      ? h("img", { src: url, alt: a.name }) : a.name + " · " + fmtSize(a.size));
   });
-  return h("div", attrs, meta, h("div", { class: "text", text: m.body }), box.firstChild ? box : null);
+  return h("div", attrs, meta, text, files.length && h("div", { class: "att" }, ...files));
 };
 
 // ---- entry points
 var instance = null;
 
 function configFrom(script, options) {
-  var data = (script && script.dataset) || {};
+  var data = script?.dataset || {};
   var o = options || {};
   var lang = o.lang || data.lang || (document.documentElement.lang || "pl").slice(0, 2);
   return {
@@ -1370,15 +1252,14 @@ window.Pomoc = {
   /** Start the widget once; later calls return it. */
   init: function (options) {
     if (instance) return instance;
-    instance = new Widget(configFrom(SCRIPT, options));
-    var w = instance;
-    whenReady(function () { if (instance === w) w.start(); });
-    return instance;
+    var w = instance = new Widget(configFrom(SCRIPT, options));
+    whenReady(() => { if (instance === w) w.start(); });
+    return w;
   },
-  open: function () { if (instance) instance.open(); },
-  close: function () { if (instance) instance.close(); },
-  destroy: function () { if (instance) { instance.destroy(); instance = null; } }
+  open: () => instance?.open(),
+  close: () => instance?.close(),
+  destroy: function () { instance?.destroy(); instance = null; }
 };
 
-if (SCRIPT && SCRIPT.dataset.tokenUrl) window.Pomoc.init();
+if (SCRIPT?.dataset.tokenUrl) window.Pomoc.init();
 })();
