@@ -30,7 +30,6 @@ var CATALOGUE = {
   pl: {
     launcher: "POMOC",
     launcherUnread: "POMOC — masz nieprzeczytane odpowiedzi",
-    panel: "Pomoc — zgłoszenia do wsparcia",
     close: "Zamknij",
     back: "Wróć do listy zgłoszeń",
     yourTickets: "Twoje zgłoszenia",
@@ -75,11 +74,21 @@ var CATALOGUE = {
     submitting: "Wysyłanie…",
     cancel: "Anuluj",
     required: "Uzupełnij tytuł i opis problemu.",
-    live: "Wsparcie jest teraz dostępne — rozmawiasz na żywo.",
-    answerBy: "Odpowiemy do {time}.",
-    answerSoon: "Odpowiemy w godzinach pracy wsparcia (pon.–pt. 9:00–17:00).",
-    queued: "Poza godzinami pracy: zgłoszenie czeka w kolejce, zajmiemy się nim od {time}.",
+    live: "Konsultant jest teraz dostępny.",
+    queued: "Zgłoszenie czeka w kolejce do otwarcia: {at}.",
+    answerBy: "Odpowiemy najpóźniej {due}.",
+    answerSoon: "Odpowiemy w godzinach pracy wsparcia: {hours}.",
+    closedNow: "Wsparcie jest teraz nieczynne, najbliższe otwarcie: {at}. Godziny pracy: {hours}. Zgłoszenia krytyczne obsługujemy całą dobę.",
+    hours: "pon.–pt. 9:00–17:00",
     queuedShort: "w kolejce",
+    // As the server's acknowledgment writes dates: "do czwartku 31.12, 16:30", "środa 02.12 o 9:00".
+    due: "do {dayTo} {date}, {time}",
+    at: "{day} {date} o {time}",
+    days: "poniedziałek wtorek środa czwartek piątek sobota niedziela",
+    daysTo: "poniedziałku wtorku środy czwartku piątku soboty niedzieli",
+    daysShort: "pon. wt. śr. czw. pt. sob. niedz.",
+    chars: "{n} / {max} znaków",
+    over: "skróć o {n}",
     older: "Pokaż wcześniejsze wiadomości",
     loading: "Wczytywanie…",
     typing: "{name} pisze…",
@@ -89,6 +98,8 @@ var CATALOGUE = {
     pending: "wysyłanie…",
     failed: "nie wysłano",
     retry: "Ponów",
+    edit: "Edytuj",
+    discard: "Usuń",
     markResolved: "Problem rozwiązany",
     resolvedNote: "Zgłoszenie jest rozwiązane. Jeśli problem wróci, po prostu napisz.",
     closedNote: "Zgłoszenie jest zamknięte i tylko do odczytu. Nowy problem? Otwórz nowe zgłoszenie.",
@@ -117,7 +128,6 @@ var CATALOGUE = {
   en: {
     launcher: "HELP",
     launcherUnread: "HELP — you have unread replies",
-    panel: "Help — support tickets",
     close: "Close",
     back: "Back to tickets",
     yourTickets: "Your tickets",
@@ -162,11 +172,19 @@ var CATALOGUE = {
     submitting: "Sending…",
     cancel: "Cancel",
     required: "Fill in the title and the description.",
-    live: "Support is live now.",
-    answerBy: "We will answer by {time}.",
-    answerSoon: "We will answer during support hours (Mon–Fri 9:00–17:00).",
-    queued: "Outside working hours: your ticket is queued and will be handled from {time}.",
+    live: "An agent is available now.",
+    queued: "Your ticket waits in the queue until support opens: {at}.",
+    answerBy: "We will answer {due} at the latest.",
+    answerSoon: "We will answer during support hours: {hours}.",
+    closedNow: "Support is closed now and opens {at}. Hours: {hours}. Critical tickets are handled around the clock.",
+    hours: "Mon–Fri 9:00–17:00",
     queuedShort: "queued",
+    due: "by {day} {date}, {time}",
+    at: "{day} {date} at {time}",
+    days: "Monday Tuesday Wednesday Thursday Friday Saturday Sunday",
+    daysShort: "Mon Tue Wed Thu Fri Sat Sun",
+    chars: "{n} / {max} characters",
+    over: "shorten by {n}",
     older: "Show earlier messages",
     loading: "Loading…",
     typing: "{name} is typing…",
@@ -176,6 +194,8 @@ var CATALOGUE = {
     pending: "sending…",
     failed: "not sent",
     retry: "Retry",
+    edit: "Edit",
+    discard: "Discard",
     markResolved: "Problem solved",
     resolvedNote: "This ticket is resolved. If the problem comes back, just write.",
     closedNote: "This ticket is closed and read-only. A new problem? Open a new ticket.",
@@ -214,10 +234,12 @@ function uuid() {
   return crypto.randomUUID?.() ?? Date.now().toString(36) + Array.from(crypto.getRandomValues(new Uint32Array(3)), (x) => "-" + x.toString(36)).join("");
 }
 
-/** h("b", {class: "x", onclick: fn}, "text", child): element builder. */
+/** h("b.x", {onclick: fn}, "text", child): element builder; ".x" after the tag are its classes. */
 function h(tag, attrs, ...children) {
-  var el = document.createElement(tag);
-  if (tag === "button") el.type = "button"; // "submit" only when asked
+  var [name, ...classes] = tag.split(".");
+  var el = document.createElement(name);
+  if (classes[0]) el.className = classes.join(" ");
+  if (name === "button") el.type = "button"; // "submit" only when asked
   for (var key in attrs) {
     var value = attrs[key];
     if (value == null || value === false) continue;
@@ -232,11 +254,11 @@ function h(tag, attrs, ...children) {
 
 function fmtSize(n) { return n < 1048576 ? Math.ceil(n / 1024) + " KB" : (n / 1048576).toFixed(1) + " MB"; }
 
+/** The first browser whose token the user agent has ("Edg/120.0": Edge; Chrome's token is in Edge's too). */
 function browserInfo() {
-  var known = [["Edge", /Edg\/([\d.]+)/], ["Opera", /OPR\/([\d.]+)/], ["Samsung Internet", /SamsungBrowser\/([\d.]+)/],
-    ["Firefox", /Firefox\/([\d.]+)/], ["Chrome", /Chrome\/([\d.]+)/], ["Safari", /Version\/([\d.]+).*Safari/]];
-  for (var [name, re] of known) {
-    var m = navigator.userAgent.match(re);
+  var known = [["Edge", "Edg"], ["Opera", "OPR"], ["Samsung Internet", "SamsungBrowser"], ["Firefox", "Firefox"], ["Chrome", "Chrome"], ["Safari", "Version"]];
+  for (var [name, token] of known) {
+    var m = navigator.userAgent.match(token + "/([\\d.]+)");
     if (m) return { name: name, version: m[1] };
   }
   return { name: "unknown", version: "" };
@@ -370,26 +392,26 @@ var CSS = `
 :host{all:initial!important;display:inline-block!important;position:relative!important;vertical-align:middle!important}
 :host([data-floating]){position:fixed!important;right:20px!important;bottom:20px!important;z-index:2147483000!important}
 .root{font:14px/1.45 system-ui,-apple-system,'Segoe UI',Roboto,Arial,sans-serif;color:#1d2733;text-align:left;letter-spacing:normal}
-*,::before,::after{box-sizing:border-box}
+*{box-sizing:border-box}
 [hidden]{display:none!important}
 button,input,select,textarea{font:inherit;color:inherit;margin:0}
 button{cursor:pointer}
 :focus-visible{outline:2px solid #1565c0;outline-offset:2px}
-.icon,.primary,.secondary,.ticket,input[type=text],input[type=url],input[type=datetime-local],select,textarea,.def,details,.auto,.note,.chip,.sug,.att img{border-radius:6px}
+.icon,.primary,.secondary,.ticket,input,select,textarea,.def,details,.auto,.note,.chip,.sug,.att img{border-radius:6px}
 .row h3,.def,.auto,.status,.link,.msg.system,.note{font-size:12.5px}
-.row h3,.ticket .m,.empty,.hint,.auto dt,.msg.system,.typing{color:#5b6b7c}
-.head h2,.primary,.ticket .t,form label,.label,summary,.sug a,.att a{font-weight:600}
+.row h3,.ticket .m,.empty,.hint,.auto dt,.msg.system,.typing,.theirs .meta{color:#5b6b7c}
+.head h2,.primary,.ticket .t,label,.label,summary,.sug a,.att a{font-weight:600}
 .sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}
 .launcher{display:inline-flex;align-items:center;gap:6px;height:34px;padding:0 14px;border:1px solid #c9d3df;border-radius:17px;background:#fff;color:#17324d;font-weight:700;letter-spacing:.06em;font-size:13px}
 .launcher:hover{background:#f1f5fa}
 .launcher[aria-expanded=true]{background:#17324d;color:#fff;border-color:#17324d}
-:host([data-floating]) .launcher{height:46px;border-radius:23px;box-shadow:0 4px 16px rgba(0,0,0,.2)}
-.badge{display:inline-flex;align-items:center;justify-content:center;width:18px;height:18px;border-radius:50%;background:#f57c00;color:#fff;font-size:12px;font-weight:800;letter-spacing:0}
-.panel{position:fixed;z-index:2147483001;width:390px;max-width:calc(100vw - 16px);display:flex;flex-direction:column;background:#fff;border:1px solid #d5dde6;border-radius:10px;box-shadow:0 12px 36px rgba(23,50,77,.22);overflow:hidden}
+:host([data-floating]) .launcher{height:46px;border-radius:23px;box-shadow:0 4px 16px #0003}
+.badge{display:inline-grid;place-items:center;width:18px;height:18px;border-radius:50%;background:#f57c00;color:#fff;font-size:12px;font-weight:800;letter-spacing:0}
+.panel{position:fixed;z-index:2147483001;display:flex;flex-direction:column;background:#fff;border:1px solid #d5dde6;border-radius:10px;box-shadow:0 12px 36px #17324d38;overflow:hidden}
 .head{display:flex;align-items:center;gap:8px;padding:10px 12px;background:#17324d;color:#fff}
 .head h2{flex:1;margin:0;font-size:15px;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
-.icon{border:0;background:transparent;color:#fff;width:28px;height:28px;font-size:18px;line-height:1}
-.icon:hover{background:rgba(255,255,255,.15)}
+.icon{border:0;background:none;color:#fff;width:28px;height:28px;font-size:18px;line-height:1}
+.icon:hover{background:#fff3}
 .banner{padding:8px 12px;background:#fdecea;color:#8a1c12;font-size:13px;border-bottom:1px solid #f5c6c0}
 .banner.info{background:#eef3f8;color:#34495e;border-color:#d5dde6}
 .body{flex:1;overflow:auto;min-height:0}
@@ -406,25 +428,24 @@ button{cursor:pointer}
 .ticket .t{display:flex;justify-content:space-between;gap:8px}
 .ticket .m{font-size:12px;margin-top:2px}
 .ticket.unread{border-color:#ffcc80;border-left-color:#f57c00;background:#fff3e0}
-.ticket.unread .t{color:#e65100}
-.pill{flex:none;border-radius:9px;background:#f57c00;color:#fff;font-size:11px;font-weight:700;padding:1px 7px}
+.ticket.unread .t{color:#a63800}
+.pill{flex:none;border-radius:9px;background:#b84d00;color:#fff;font-size:11px;font-weight:700;padding:1px 7px}
 .empty{margin:16px 0}
-form label,.label{display:block;margin:10px 0 4px}
-input[type=text],input[type=url],input[type=datetime-local],select,textarea{display:block;width:100%;border:1px solid #c3cdd8;padding:7px 9px;background:#fff}
+label,.label{display:block;margin:10px 0 4px}
+input,select,textarea{display:block;width:100%;border:1px solid #c3cdd8;padding:7px 9px;background:#fff}
 textarea{resize:vertical;min-height:70px}
 .hint{font-size:12px;margin-top:3px}
-.hint.warn{color:#b45309}
+.warn{color:#b45309}
 .def{margin-top:6px;padding:7px 9px;background:#f1f5fa}
 .def.crit{background:#fdecea}
 details{margin-top:12px;border:1px solid #e1e7ee;padding:6px 10px}
-summary{cursor:pointer}
 .auto{margin-top:12px;padding:8px 10px;background:#f6f8fb;color:#34495e}
 .auto dl{display:grid;grid-template-columns:auto 1fr;gap:2px 10px;margin:4px 0 0}
 .auto dd{margin:0;word-break:break-all}
 .error{color:#b71c1c;margin-top:8px}
 .actions{display:flex;gap:8px;justify-content:flex-end;margin-top:12px}
 .chat{display:flex;flex-direction:column;height:100%}
-.status{padding:7px 12px;background:#eef3f8;border-bottom:1px solid #e1e7ee;display:flex;gap:8px;align-items:center}
+.status{display:flex;gap:8px;align-items:center;padding:7px 12px;background:#eef3f8;border-bottom:1px solid #e1e7ee}
 .status.live{background:#e8f5e9;color:#1b5e20}
 .status.queued{background:#fff8e1;color:#7a4d00}
 .status span{flex:1}
@@ -433,18 +454,20 @@ summary{cursor:pointer}
 .older{align-self:center}
 .msg{max-width:85%;padding:7px 10px;border-radius:10px;background:#f1f5fa;align-self:flex-start}
 .msg.mine{align-self:flex-end;background:#1565c0;color:#fff}
-.msg.system{align-self:center;background:transparent;text-align:center;padding:2px 6px}
-.msg .meta{font-size:11px;opacity:.8;margin-bottom:2px}
-.msg .text{white-space:pre-wrap;word-wrap:break-word}
-.msg.pending{opacity:.65}
+.msg.system{align-self:center;background:none;text-align:center;padding:2px 6px}
+.meta{font-size:11px;margin-bottom:2px}
+.text{white-space:pre-wrap;overflow-wrap:anywhere}
+.msg.pending{background:#fff;color:#1565c0;border:1px dashed}
 .msg.failed{background:#fdecea;color:#8a1c12}
-.msg .retry{margin-left:6px;border:1px solid currentColor;border-radius:4px;background:transparent;font-size:11px;padding:0 6px}
+.retry{margin-left:6px;border:1px solid;border-radius:4px;background:none;font-size:11px;padding:0 6px}
 .typing{min-height:20px;padding:0 12px;font-size:12px;font-style:italic}
 .note{margin:0 12px 8px;padding:8px 10px;background:#e8f5e9;color:#1b5e20}
-.note.closed{background:#eceff1;color:#37474f}
+.pad .note{margin:0 0 10px}
+.note.closed,.note.off{background:#eceff1;color:#37474f}
 .composer{display:flex;gap:8px;padding:10px 12px;border-top:1px solid #e1e7ee;align-items:flex-end}
 .composer textarea{min-height:40px;max-height:140px}
-.files{display:flex;flex-wrap:wrap;gap:6px;margin:6px 0}.chat .files{margin:0 12px}
+.files{display:flex;flex-wrap:wrap;gap:6px;margin:6px 0}
+.chat>.files,.chat>.hint{margin:0 12px}
 .chip{display:flex;align-items:center;gap:6px;max-width:100%;border:1px solid #c9d3df;padding:3px 6px;font-size:12px;background:#f6f8fb}
 .chip.bad{border-color:#f5c6c0;background:#fdecea;color:#8a1c12}
 .chip img{width:32px;height:32px;object-fit:cover;border-radius:3px}
@@ -452,7 +475,8 @@ summary{cursor:pointer}
 .drag{outline:2px dashed #1565c0}
 .sug{margin-top:6px;padding:7px 9px;border:1px solid #e1e7ee}
 .sug a{color:#1565c0}
-.att{display:flex;flex-wrap:wrap;gap:6px;margin-top:4px}.att a{color:inherit}
+.att{display:flex;flex-wrap:wrap;gap:6px;margin-top:4px}
+.att a{color:inherit}
 .att img{display:block;max-width:160px;max-height:120px}`;
 
 // ---- the widget
@@ -466,17 +490,16 @@ function Widget(config) {
   this.unread = new Map(); // id -> n
   this.counted = new Map(); // id -> seq the server's unread counts up to
   this.readSent = new Map(); // id -> highest seq sent in `read`
-  this.pending = new Map(); // client_id -> unacked send
+  this.pending = new Map(); // client_id -> unsent message
   this.typing = new Map(); // id -> {name, until}
-  this.logEls = new Map(); // log key -> element
   this.drafts = {}; // ticket id -> text
   this.files = {}; // "new" (the form) or ticket id -> [file]
   this.sug = []; // help articles for the form
   this.form = { severity: "question" };
-  this.openReq = null; // open_ticket frame awaiting its ticket
-  this.me = this.current = null;
-  this.typingSentAt = this.agentsOnline = 0;
-  this.service = { open: true, next_open: null };
+  this.openReq = this.me = this.current = null; // openReq: the open_ticket awaiting its ticket
+  this.typingSentAt = this.agentsOnline = this.skew = 0; // skew: the server's clock minus ours
+  this.service = { open: true };
+  this.limits = {};
   this.state = "connecting";
   this.view = "list";
   this.formError = this.chatError = "";
@@ -490,52 +513,50 @@ W.start = function () {
   host.setAttribute("data-pomoc", VERSION);
   var mount = null;
   try { mount = typeof config.mount === "string" ? document.querySelector(config.mount) : config.mount; } catch { /* a bad selector */ }
-  if (mount) mount.appendChild(host);
-  else { host.setAttribute("data-floating", ""); document.body.appendChild(host); }
-  this.root = h("div", { class: "root", lang: config.lang });
+  if (mount) mount.append(host);
+  else { host.setAttribute("data-floating", ""); document.body.append(host); }
+  this.root = h("div.root", { lang: config.lang });
   host.attachShadow({ mode: "open" }).append(h("style", { text: CSS }), this.root);
   this.buildShell();
 
-  var tokenFn = config.token || (config.tokenUrl && (() => fetchToken(config.tokenUrl)));
-  if (!tokenFn) throw new Error("Pomoc: give a token provider (token) or a token URL (data-token-url)");
+  var token = config.token || (config.tokenUrl && (() => fetchToken(config.tokenUrl)));
+  if (!token) throw new Error("Pomoc: give a token provider (token) or a token URL (data-token-url)");
   this.conn = new Connection({
     url: config.server.replace(/^http/, "ws") + "/ws",
-    token: tokenFn,
+    token: token,
     hello: () => ({ resume: Object.fromEntries(this.seen) }),
-    onFrame: (frame) => this.onFrame(frame),
+    onFrame: (f) => { this["on_" + f.type]?.(f); this.schedule(); },
     onState: (state) => { this.state = state; this.schedule(); }
   });
   this._onVisible = () => this.maybeRead();
+  this._onResize = () => this.isOpen && this.position();
   document.addEventListener("visibilitychange", this._onVisible);
+  window.addEventListener("resize", this._onResize);
   this.root.addEventListener("keydown", (e) => { if (e.key === "Escape" && this.isOpen) { e.stopPropagation(); this.close(); } });
   this.conn.start();
-  this.tick = setInterval(() => this.expireTyping(), 1000);
 };
 
 W.destroy = function () {
   this.conn.stop();
-  clearInterval(this.tick);
   document.removeEventListener("visibilitychange", this._onVisible);
+  window.removeEventListener("resize", this._onResize);
   this.host.remove();
 };
 
 // ---- frames in
-W.onFrame = function (f) {
-  this["on_" + f.type]?.(f);
-  this.schedule();
-};
-
 W.on_welcome = function (f) {
   this.me = f.principal;
   this.everOnline = true;
   this.agentsOnline = f.agents_online || 0;
   this.service = f.service || this.service;
+  this.limits = f.limits || {};
+  this.skew = Date.parse(f.now) - Date.now() || 0;
   f.tickets?.forEach((t) => {
     this.upsert(t);
     this.counted.set(t.id, t.last_seq || 0);
     if (!this.seen.has(t.id)) this.seen.set(t.id, t.last_seq || 0);
   });
-  this.unread = new Map(Object.entries(f.unread || {}).map(([k, n]) => [Number(k), n]));
+  this.unread = new Map(Object.entries(f.unread || {}).map(([k, n]) => [+k, n]));
   this.serverBadge = !!f.badge;
   f.resume_incomplete?.forEach((id) => {
     // More was missed than the server replays: reload the thread.
@@ -546,7 +567,7 @@ W.on_welcome = function (f) {
   if (!this.restored) this.restore();
   if (this.openReq) this.conn.send(this.openReq);
   this.pending.forEach((p) => { if (p.state === "pending") this.transmit(p); });
-  if (this.view === "chat" && this.current != null && !this.more.has(this.current)) this.loadHistory(this.current);
+  if (this.view === "chat" && !this.more.has(this.current)) this.loadHistory(this.current);
   this.maybeRead();
 };
 
@@ -566,7 +587,7 @@ W.on_message = function (f) { this.insert(f, true); };
 
 W.on_history = function (f) {
   var list = f.messages || [];
-  list.forEach((m) => this.insert({ ticket: f.ticket, ...m }, false));
+  list.forEach((m) => this.insert({ ticket: f.ticket, ...m }));
   if (/^hist:/.test(f.ref)) this.more.set(f.ticket, !!f.more);
   var last = list.at(-1);
   // The newest page ends the thread: seen moves there.
@@ -578,15 +599,15 @@ W.on_history = function (f) {
 W.on_ack = function (f) {
   var p = this.pending.get(f.client_id);
   if (!p) return;
-  this.pending.delete(f.client_id);
   var me = this.me;
+  this.pending.delete(f.client_id);
   this.insert({ ticket: f.ticket, seq: f.seq, client_id: f.client_id, body: p.body, att: p.att,
-    created_at: new Date().toISOString(), author: { kind: me.role, id: me.id, name: me.name } }, false);
+    created_at: new Date().toISOString(), author: { kind: me.role, id: me.id, name: me.name } });
   this.save();
 };
 
 W.on_unread = function (f) {
-  Object.entries(f.tickets || {}).forEach(([k, n]) => this.unread.set(Number(k), n));
+  Object.entries(f.tickets || {}).forEach(([k, n]) => this.unread.set(+k, n));
   this.serverBadge = !!f.badge;
   if (!f.badge) this.unread.forEach((n, id) => this.unread.set(id, 0));
 };
@@ -594,30 +615,29 @@ W.on_unread = function (f) {
 W.on_typing = function (f) {
   if (this.isMine({ author: f.who })) return;
   this.typing.set(f.ticket, { name: f.who?.name || this.t("support"), until: Date.now() + TYPING_SHOWN_MS });
+  setTimeout(() => this.schedule(), TYPING_SHOWN_MS + 50); // then hidden, unless typed again
 };
 
-W.on_presence = function (f) {
-  if (typeof f.agents_online === "number") this.agentsOnline = f.agents_online;
-};
+W.on_presence = function (f) { this.agentsOnline = f.agents_online ?? this.agentsOnline; };
 
 W.on_error = function (f) {
   var ref = String(f.ref ?? "");
   var message = CATALOGUE.pl["err_" + f.code] ? this.t("err_" + f.code) : this.t("err_other", { message: f.message });
+  var p = this.pending.get(ref.slice(5));
   if (ref === this.openReq?.ref) {
     this.openReq = null;
     this.formError = message;
-  } else if (ref.startsWith("send:")) {
-    var p = this.pending.get(ref.slice(5));
-    if (!p) return;
-    if (f.code === "unavailable" || f.code === "rate_limited") {
-      setTimeout(() => { if (this.pending.get(p.client_id) === p) this.transmit(p); }, 1000 * (f.retry_after || 2));
-    } else {
-      p.state = "failed";
-      this.chatError = message;
-    }
-    if (f.code === "closed_ticket") this.upsert({ id: p.ticket, status: "closed" });
   } else if (ref.startsWith("upd:")) {
     this.chatError = message;
+  } else if (ref.startsWith("send:") && p) {
+    // Sent again by itself after the pause, unless edited or discarded meanwhile.
+    var again = () => this.pending.get(p.client_id) === p && this.transmit(p);
+    if (/unavailable|rate_limited/.test(f.code)) setTimeout(again, 1000 * (f.retry_after || 2));
+    if (f.code === "unavailable") return;
+    p.state = "failed";
+    p.code = f.code;
+    this.chatError = message;
+    if (f.code === "closed_ticket") this.upsert({ id: p.ticket, status: "closed" });
   }
 };
 
@@ -629,23 +649,30 @@ W.upsert = function (t) {
   if (merged.status === "closed") this.pending.forEach((p) => { if (p.ticket === t.id && p.state === "pending") p.state = "failed"; });
 };
 
-W.isMine = function (m) {
-  return !!this.me && m.author?.kind === this.me.role && m.author.id === this.me.id;
-};
+W.isMine = function (m) { return !!this.me && m.author?.kind === this.me.role && m.author.id === this.me.id; };
+
+W.now = function () { return Date.now() + this.skew; };
+
+W.active = function (tk) { return /^(open|waiting_on_customer)$/.test(tk.status); };
+
+/** Held in the off-hours queue; a closed or resolved ticket is not. */
+W.queued = function (tk) { return this.active(tk) && new Date(tk.queued_until) > this.now(); };
+
+W.closedNow = function () { return !this.service.open && new Date(this.service.next_open) > this.now(); };
 
 W.viewing = function (id) {
   return this.isOpen && this.view === "chat" && this.current === id && document.visibilityState !== "hidden";
 };
 
-/** Store a message once per (ticket, seq); returns false for a duplicate. */
+/** Store a message once per (ticket, seq); `live` when it just happened. */
 W.insert = function (m, live) {
   var id = m.ticket;
   var map = this.msgs.get(id);
   if (!map) this.msgs.set(id, map = new Map());
   // A duplicate, unless it adds attachment links our copy lacks.
-  if (map.has(m.seq) && !(m.attachments && !map.get(m.seq).attachments)) return false;
+  if (map.has(m.seq) && !(m.attachments && !map.get(m.seq).attachments)) return;
   map.set(m.seq, m);
-  if (m.client_id && this.isMine(m)) this.pending.delete(m.client_id);
+  if (this.isMine(m)) this.pending.delete(m.client_id);
   var s = this.seen.get(id) || 0;
   if (m.seq > s) {
     while (map.has(s + 1)) s++;
@@ -657,32 +684,22 @@ W.insert = function (m, live) {
       setTimeout(() => { this.filling = false; }, 2000);
     }
   }
-  if (!live) return true;
+  if (!live) return;
   if (!this.tickets.has(id)) this.upsert({ id: id, title: "#" + id, status: "open" });
   var t = this.tickets.get(id);
-  if (m.seq > (t.last_seq || 0)) t.last_seq = m.seq;
-  if (!this.isMine(m)) {
-    this.typing.delete(id);
-    if (this.viewing(id)) this.maybeRead();
-    else {
-      // At least one; `unread` frames carry exact numbers.
-      if (m.seq > (this.counted.get(id) || 0)) this.unread.set(id, Math.max(this.unread.get(id) || 0, 1));
-      // An open log announces itself.
-      if (m.author.kind !== "system") this.announce(this.t("announce", { name: this.authorName(m), body: String(m.body).slice(0, 140) }));
-    }
-  }
-  return true;
-};
-
-W.badge = function () {
-  return this.serverBadge || [...this.unread.values()].some((n) => n > 0);
+  t.last_seq = Math.max(t.last_seq || 0, m.seq);
+  if (this.isMine(m)) return;
+  this.typing.delete(id);
+  if (this.viewing(id)) return this.maybeRead();
+  // At least one; `unread` frames carry exact numbers. An open log announces itself.
+  if (m.seq > (this.counted.get(id) || 0)) this.unread.set(id, Math.max(this.unread.get(id) || 0, 1));
+  if (m.author.kind !== "system") this.announce(this.t("announce", { name: this.authorName(m), body: String(m.body).slice(0, 140) }));
 };
 
 W.maybeRead = function () {
   var id = this.current;
-  if (id == null || !this.viewing(id) || !this.conn?.ready) return;
   var map = this.msgs.get(id);
-  if (!map?.size) return;
+  if (!this.viewing(id) || !this.conn.ready || !map?.size) return;
   var top = Math.max(...map.keys());
   if (top <= (this.readSent.get(id) || 0) && !(this.unread.get(id) > 0)) return;
   this.readSent.set(id, top);
@@ -702,13 +719,29 @@ W.transmit = function (p) {
 };
 
 W.sendMessage = function (id, body, att) {
-  var p = { ticket: id, body: body, client_id: uuid(), state: "pending", att: att.length ? att : null };
+  var p = { ticket: id, body: body, client_id: uuid(), att: att.length ? att : null };
   this.pending.set(p.client_id, p);
   delete this.drafts[id];
   this.chatError = "";
   this.transmit(p);
   this.save();
-  this.schedule();
+};
+
+/** An unsent message back into the composer (a new ticket's form if its ticket closed), or discarded. */
+W.drop = function (p, edit) {
+  var input = this.input;
+  this.pending.delete(p.client_id);
+  this.chatError = "";
+  if (edit && this.tickets.get(p.ticket)?.status === "closed") {
+    this.form.body = p.body;
+    this.showNew();
+  } else if (edit) {
+    input.value = this.drafts[p.ticket] = [p.body, input.value].filter(Boolean).join("\n");
+    this.files[p.ticket] = [...(p.att || []), ...(this.files[p.ticket] || [])];
+    this.count(this.countEl, input.value);
+    input.focus();
+  }
+  this.save();
 };
 
 W.resetForm = function () {
@@ -721,24 +754,22 @@ W.resetForm = function () {
 W.openTicket = function () {
   var f = this.form;
   var att = this.ready("new");
-  if (!f.title?.trim() || !f.body?.trim() || !att) {
-    this.formError = this.t(att ? "required" : "waitUp");
-    return this.schedule();
+  var filled = f.title?.trim() && f.body?.trim();
+  if (!filled || !att || !this.count(this.bodyCount, f.body)) {
+    this.formError = this.t(!att ? "waitUp" : filled ? "err_too_large" : "required");
+    return;
   }
   var info = browserInfo();
   var context = { browser: info.name, browser_version: info.version, page_url: location.href };
   var when = new Date(f.occurred_at);
   if (f.occurred_at && !isNaN(when)) context.occurred_at = when.toISOString();
   ["steps_tried", "expectations", "order_url"].forEach((k) => { if (f[k]?.trim()) context[k] = f[k].trim(); });
-  var clientId = uuid();
-  this.openReq = {
-    type: "open_ticket", title: f.title.trim(), body: f.body, severity: f.severity || "question",
-    context: context, client_id: clientId, ref: "open:" + clientId, attachments: att.map((a) => a.id)
-  };
+  var id = uuid();
+  this.openReq = { type: "open_ticket", title: f.title.trim(), body: f.body, severity: f.severity, context: context,
+    client_id: id, ref: "open:" + id, attachments: att.map((a) => a.id) };
   this.formError = "";
   this.conn.send(this.openReq); // if offline, resent after welcome
   this.save();
-  this.schedule();
 };
 
 // ---- attachments and help
@@ -797,9 +828,9 @@ W.dropZone = function (zone, key, label) {
     zone.classList.toggle("drag", type === "dragover");
     if (type === "drop") this.addFiles(key, e.dataTransfer.files);
   }));
-  this.filesEl = h("div", { class: "files", "aria-live": "polite" });
+  this.filesEl = h("div.files", { "aria-live": "polite" });
   this.filesKey = key;
-  return [h("button", { class: "secondary", "aria-label": t("attach"), title: t("attachHint"), onclick: () => input.click() }, label), input];
+  return [h("button.secondary", { "aria-label": t("attach"), title: t("attachHint"), onclick: () => input.click() }, label), input];
 };
 
 W.renderFiles = function () {
@@ -808,7 +839,7 @@ W.renderFiles = function () {
   this.filesEl.replaceChildren(...list.map((x) => h("div", { class: "chip" + (x.err ? " bad" : "") },
     x.thumb && h("img", { src: x.thumb, alt: "" }),
     h("span", null, x.name + " · " + fmtSize(x.size) + (x.err ? " — " + t(x.err) : x.id ? "" : " · " + t("uploading", { n: x.pct }))),
-    h("button", { class: "x", "aria-label": t("remove", { name: x.name }), onclick: () => {
+    h("button.x", { "aria-label": t("remove", { name: x.name }), onclick: () => {
       list.splice(list.indexOf(x), 1);
       x.xhr?.abort();
       x.xhr = null;
@@ -834,10 +865,10 @@ W.suggest = function () {
 W.renderSug = function () {
   var t = this.t;
   this.sugEl.hidden = !this.sug.length;
-  this.sugEl.replaceChildren(h("div", { class: "label", text: t("helpTitle") }), ...this.sug.map((a) => h("div", { class: "sug", "data-article": a.id },
+  this.sugEl.replaceChildren(h("div.label", { text: t("helpTitle") }), ...this.sug.map((a) => h("div.sug", { "data-article": a.id },
     h("a", { href: this.api(a.url), target: "_blank", rel: "noopener", text: a.title }),
-    h("div", { class: "hint", text: a.snippet }),
-    h("button", { class: "link", onclick: () => this.deflect(a.id) }, t("solved")))));
+    h("div.hint", { text: a.snippet }),
+    h("button.link", { onclick: () => this.deflect(a.id) }, t("solved")))));
 };
 
 /** An article helped: count it, drop the form, open no ticket. */
@@ -851,55 +882,64 @@ W.deflect = async function (article) {
   this.showList();
 };
 
-/** `typing` at most every 2 s, with one trailing frame for a burst. */
-W.typingPing = function (id, input) {
-  var wait = TYPING_EVERY_MS - (Date.now() - this.typingSentAt);
-  if (!input.value || this.typingTimer) return;
-  if (wait <= 0) {
-    this.typingSentAt = Date.now();
-    this.conn.send({ type: "typing", ticket: id });
-  } else {
-    this.typingTimer = setTimeout(() => {
-      this.typingTimer = null;
-      if (this.current === id) this.typingPing(id, input);
-    }, wait + 100);
-  }
-};
-
-W.expireTyping = function () {
-  var now = Date.now();
-  this.typing.forEach((v, id) => { if (v.until <= now && this.typing.delete(id)) this.schedule(); });
+/** `typing` at most every 2 s while there is text (the other side shows it for 5 s). */
+W.typingPing = function (id, text) {
+  if (!text || Date.now() - this.typingSentAt < TYPING_EVERY_MS) return;
+  this.typingSentAt = Date.now();
+  this.conn.send({ type: "typing", ticket: id });
 };
 
 // Drafts, the form and unsent messages survive a page reload.
-W.storageKey = function () {
-  return this.me && "pomoc:v1:" + (this.me.shop || "") + ":" + this.me.id;
-};
+W.storageKey = function () { return "pomoc:v1:" + (this.me.shop || "") + ":" + this.me.id; };
 
 W.save = function () {
-  var key = this.storageKey();
   try {
-    if (key) sessionStorage.setItem(key, JSON.stringify({ drafts: this.drafts, form: this.form, openReq: this.openReq, pending: [...this.pending.values()] }));
+    if (this.me) sessionStorage.setItem(this.storageKey(), JSON.stringify({ drafts: this.drafts, form: this.form, openReq: this.openReq, pending: [...this.pending.values()] }));
   } catch { /* storage full or disabled: drafts stay in memory */ }
 };
 
 W.restore = function () {
-  this.restored = true;
   var saved = null;
+  this.restored = true;
   try { saved = JSON.parse(sessionStorage.getItem(this.storageKey())); } catch { /* nothing saved */ }
   if (!saved) return;
-  this.drafts = Object.assign(saved.drafts || {}, this.drafts);
+  this.drafts = { ...saved.drafts, ...this.drafts };
   if (!this.form.title && !this.form.body && saved.form) this.form = saved.form;
   this.openReq ||= saved.openReq;
   saved.pending?.forEach((p) => { if (!this.pending.has(p.client_id)) this.pending.set(p.client_id, p); });
 };
 
 // ---- formatting
-W.fmtTime = function (iso, withDate) {
+var WARSAW = new Intl.DateTimeFormat("en-GB", { timeZone: "Europe/Warsaw", weekday: "short", day: "2-digit", month: "2-digit",
+  hour: "numeric", minute: "2-digit", hourCycle: "h23" });
+
+/** Warsaw time as the server writes it: "9:05"; with key "due" "do czwartku 31.12, 16:30", "at" "środa 02.12 o 9:00". */
+W.when = function (iso, key) {
   var d = new Date(iso);
   if (isNaN(d)) return "";
-  var opts = withDate ? { dateStyle: "medium", timeStyle: "short" } : { hour: "2-digit", minute: "2-digit" };
-  return d.toLocaleString(this.config.lang === "en" ? "en-GB" : "pl-PL", opts);
+  var p = Object.fromEntries(WARSAW.formatToParts(d).map((x) => [x.type, x.value]));
+  var i = "MonTueWedThuFriSatSun".indexOf(p.weekday) / 3;
+  var time = +p.hour + ":" + p.minute;
+  // Polish puts the weekday in the genitive after "do" ("do czwartku"): dayTo.
+  return key ? this.t(key, { day: this.t("days").split(" ")[i], dayTo: this.t("daysTo").split(" ")[i], date: p.day + "." + p.month, time: time }) : time;
+};
+
+/** The usual week from welcome.service.hours: "pon.–pt. 9:00–17:00, sob. 9:00–13:00". */
+W.hours = function () {
+  var days = this.t("daysShort").split(" ");
+  var clock = (hhmm) => hhmm.replace(/^0/, "");
+  return this.service.hours?.map((r) => days[r.days[0]] + (r.days[1] ? "–" + days[r.days.at(-1)] : "") + " " +
+    clock(r.opens) + "–" + clock(r.closes)).join(", ") || this.t("hours");
+};
+
+/** "n / max" near the body limit (the server counts code points); false when over it. */
+W.count = function (el, text) {
+  var max = this.limits.max_body_chars;
+  var n = [...text].length;
+  el.hidden = !(n > max * 0.9);
+  el.className = "hint count" + (n > max ? " warn" : "");
+  el.textContent = this.t("chars", { n: n, max: max }) + (n > max ? " — " + this.t("over", { n: n - max }) : "");
+  return !(n > max);
 };
 
 W.authorName = function (m) {
@@ -915,25 +955,22 @@ W.announce = function (text) {
 // ---- UI shell
 W.buildShell = function () {
   var t = this.t;
-  var icon = (label, onclick, text) => h("button", { class: "icon", "aria-label": label, title: label, onclick: onclick }, text);
-  this.badgeEl = h("span", { class: "badge", "aria-hidden": "true", hidden: true }, "!");
-  this.launcher = h("button", {
-    class: "launcher", "aria-expanded": "false", "aria-controls": "pomoc-panel", "aria-haspopup": "dialog",
-    onclick: () => this.isOpen ? this.close() : this.open()
-  }, t("launcher"), this.badgeEl);
-  this.live = h("div", { class: "sr", "aria-live": "polite", role: "status" });
+  var icon = (label, onclick, text) => h("button.icon", { "aria-label": label, title: label, onclick: onclick }, text);
+  this.badgeEl = h("span.badge", { "aria-hidden": "true", hidden: true }, "!");
+  this.launcher = h("button.launcher", { "aria-expanded": "false", "aria-controls": "pomoc-panel", "aria-haspopup": "dialog",
+    onclick: () => this.isOpen ? this.close() : this.open() }, t("launcher"), this.badgeEl);
+  this.live = h("div.sr", { "aria-live": "polite", role: "status" });
   this.titleEl = h("h2", { id: "pomoc-title", tabindex: "-1" });
   this.backBtn = icon(t("back"), () => this.showList(), "‹");
-  this.banner = h("div", { class: "banner", role: "status", hidden: true });
-  this.body = h("div", { class: "body" });
-  this.panel = h("section", { class: "panel", id: "pomoc-panel", role: "dialog", "aria-labelledby": "pomoc-title", hidden: true },
-    h("div", { class: "head" }, this.backBtn, this.titleEl, icon(t("close"), () => this.close(), "×")), this.banner, this.body);
+  this.banner = h("div", { role: "status", hidden: true });
+  this.body = h("div.body");
+  this.panel = h("section.panel", { id: "pomoc-panel", role: "dialog", "aria-labelledby": "pomoc-title", hidden: true },
+    h("div.head", null, this.backBtn, this.titleEl, icon(t("close"), () => this.close(), "×")), this.banner, this.body);
   this.root.append(this.launcher, this.live, this.panel);
 };
 
 W.open = function () {
   this.isOpen = true;
-  this.position();
   this.renderView();
   this.titleEl.focus();
   this.maybeRead();
@@ -946,21 +983,19 @@ W.close = function () {
   this.launcher.focus();
 };
 
+/** Under the launcher (above it when floating), at its right edge but never past either edge of the viewport. */
 W.position = function () {
-  var panel = this.panel;
-  panel.hidden = false;
-  this.launcher.setAttribute("aria-expanded", "true");
   var r = this.launcher.getBoundingClientRect();
-  var vh = window.innerHeight;
-  if (this.host.hasAttribute("data-floating")) {
-    this.panelMax = Math.min(600, r.top - 16);
-    panel.style.cssText = "right:20px;bottom:" + (vh - r.top + 8) + "px;";
-  } else {
-    var top = r.bottom + 8;
-    this.panelMax = Math.min(620, vh - top - 12);
-    panel.style.cssText = "top:" + top + "px;right:" + Math.max(8, window.innerWidth - r.right) + "px;";
-  }
-  panel.style.maxHeight = this.panelMax + "px";
+  var vw = document.documentElement.clientWidth || innerWidth; // without a scrollbar
+  var width = Math.min(390, vw - 16);
+  var floating = this.host.hasAttribute("data-floating");
+  var right = Math.max(8, Math.min(floating ? 20 : vw - r.right, vw - width - 8));
+  var top = Math.max(8, r.bottom + 8);
+  var max = floating ? Math.min(600, r.top - 16) : Math.min(620, innerHeight - top - 12);
+  this.panel.hidden = false;
+  this.launcher.setAttribute("aria-expanded", "true");
+  this.panel.style.cssText = (floating ? "bottom:" + (innerHeight - r.top + 8) : "top:" + top) + "px;right:" + right + "px;width:" + width +
+    "px;max-height:" + max + "px;" + (this.view === "chat" ? "height:" + max + "px" : ""); // a steady chat height
 };
 
 W.showList = function () { this.view = "list"; this.current = null; this.renderView(); this.titleEl.focus(); };
@@ -983,52 +1018,49 @@ W.schedule = function () {
 
 W.update = function () {
   var t = this.t;
-  var badge = this.badge();
+  var badge = this.serverBadge || [...this.unread.values()].some((n) => n > 0);
   this.badgeEl.hidden = !badge;
   this.launcher.setAttribute("aria-label", t(badge ? "launcherUnread" : "launcher"));
   this.banner.hidden = this.state === "online";
   this.banner.className = this.everOnline ? "banner" : "banner info";
   this.banner.textContent = t(this.everOnline ? "offline" : "connecting");
-  if (!this.isOpen) return;
-  if (this.view === "list") this.renderList();
-  else if (this.view === "chat") this.updateChat();
-  else this.updateForm();
+  if (this.isOpen) this[{ list: "renderList", chat: "updateChat", new: "updateForm" }[this.view]]();
 };
 
 W.renderView = function () {
   this.body.textContent = "";
-  this.logEls = new Map();
+  this.logEls = new Map(); // log key -> element
+  this.listEl = null;
   this.backBtn.hidden = this.view === "list";
-  this.panel.style.height = this.view === "chat" ? this.panelMax + "px" : ""; // steady chat height
-  if (this.view === "list") { this.titleEl.textContent = this.t("yourTickets"); this.listEl = null; this.renderList(); }
-  else if (this.view === "new") this.renderForm();
-  else this.renderChat();
+  if (this.isOpen) this.position();
+  this[{ list: "renderList", chat: "renderChat", new: "renderForm" }[this.view]]();
   this.update();
 };
 
 // ---- list view
 W.renderList = function () {
   var t = this.t;
-  var focusKey = this.root.getRootNode().activeElement?.getAttribute?.("data-key");
+  var focused = this.root.getRootNode().activeElement?.dataset?.ticket;
   if (!this.listEl) {
-    this.listEl = h("ul", { class: "tickets", "aria-label": t("yourTickets") });
-    this.body.append(h("div", { class: "pad" },
-      this.notice && h("div", { class: "note", role: "status", text: this.notice }),
-      h("div", { class: "row" }, h("h3", { text: t("onePerTicket") }),
-        h("button", { class: "primary new-ticket", onclick: () => this.showNew() }, t("newTicket"))),
+    this.titleEl.textContent = t("yourTickets");
+    this.listEl = h("ul.tickets", { "aria-label": t("yourTickets") });
+    this.offEl = h("div.note.off");
+    this.body.append(h("div.pad", null, this.notice && h("div.note", { role: "status", text: this.notice }), this.offEl,
+      h("div.row", null, h("h3", { text: t("onePerTicket") }), h("button.primary.new-ticket", { onclick: () => this.showNew() }, t("newTicket"))),
       this.listEl));
   }
+  // Off-hours, before anyone writes: when support opens and its usual hours.
+  this.offEl.hidden = !this.closedNow();
+  this.offEl.textContent = t("closedNow", { at: this.when(this.service.next_open, "at"), hours: this.hours() });
   var items = [...this.tickets.values()].sort((a, b) => b.id - a.id);
-  this.listEl.textContent = "";
-  if (!items.length) this.listEl.append(h("li", { class: "empty" }, t(this.everOnline ? "noTickets" : "loading")));
+  this.listEl.replaceChildren(...(items.length ? [] : [h("li.empty", null, t(this.everOnline ? "noTickets" : "loading"))]));
   items.forEach((tk) => {
     var n = this.unread.get(tk.id) || 0;
-    var btn = h("button", { class: "ticket" + (n > 0 ? " unread" : ""), "data-key": "t" + tk.id, "data-ticket": tk.id, onclick: () => this.showChat(tk.id) },
-      h("span", { class: "t" }, h("span", { text: tk.title }), n > 0 && h("span", { class: "pill", "aria-label": t("unreadLabel", { n: n }) }, t("unreadN", { n: n }))),
-      h("span", { class: "m", text: "#" + tk.id + " · " + t("status_" + tk.status) + " · " + t("sev_" + tk.severity) +
-        (tk.queued_until && new Date(tk.queued_until) > new Date() ? " · " + t("queuedShort") : "") }));
+    var btn = h("button", { class: "ticket" + (n > 0 ? " unread" : ""), "data-ticket": tk.id, onclick: () => this.showChat(tk.id) },
+      h("span.t", null, h("span", { text: tk.title }), n > 0 && h("span.pill", { "aria-label": t("unreadLabel", { n: n }) }, t("unreadN", { n: n }))),
+      h("span.m", { text: ["#" + tk.id, t("status_" + tk.status), t("sev_" + tk.severity), this.queued(tk) && t("queuedShort")].filter(Boolean).join(" · ") }));
     this.listEl.append(h("li", null, btn));
-    if (focusKey === "t" + tk.id) btn.focus();
+    if (focused === String(tk.id)) btn.focus();
   });
 };
 
@@ -1036,11 +1068,9 @@ W.renderList = function () {
 W.renderForm = function () {
   var t = this.t;
   var f = this.form;
-  this.titleEl.textContent = t("newTicket");
   var field = (name, label, input, hint) => {
     input.id = "pomoc-f-" + name;
-    input.name = name;
-    if (f[name] != null) input.value = f[name];
+    input.value = f[name] || "";
     input.addEventListener("input", () => {
       f[name] = input.value;
       this.save();
@@ -1048,54 +1078,55 @@ W.renderForm = function () {
       this.updateForm();
     });
     if (hint) input.setAttribute("aria-describedby", "pomoc-h-" + name);
-    return h("div", null, h("label", { for: input.id, text: label }), input, hint && h("div", { class: "hint", id: "pomoc-h-" + name, text: hint }));
+    return h("div", null, h("label", { for: input.id, text: label }), input, hint && h("div.hint", { id: "pomoc-h-" + name, text: hint }));
   };
   var select = h("select", { "aria-describedby": "pomoc-def" }, ...SEVERITIES.map((s) => h("option", { value: s, text: t("sev_" + s) })));
-  select.value = f.severity || "question";
-  this.defEl = h("div", { class: "def", id: "pomoc-def" });
-  this.titleHintEl = h("div", { class: "hint", id: "pomoc-h-title", "aria-live": "polite" });
-  var titleInput = h("input", { type: "text", maxlength: "200", autocomplete: "off", required: true, "aria-describedby": "pomoc-h-title" });
+  var title = h("input", { type: "text", maxlength: this.limits.max_title_chars || 200, autocomplete: "off", required: true,
+    "aria-describedby": "pomoc-h-title" });
   var info = browserInfo();
   var more = ["occurred_at", "steps_tried", "expectations", "order_url"];
+  this.titleEl.textContent = t("newTicket");
+  this.defEl = h("div.def", { id: "pomoc-def" });
+  this.titleHint = h("div", { id: "pomoc-h-title", "aria-live": "polite" });
+  this.bodyCount = h("div");
   this.autoTime = h("dd");
-  this.submitBtn = h("button", { type: "submit", class: "primary" });
-  this.formErrorEl = h("div", { class: "error", role: "alert" });
+  this.submitBtn = h("button.primary", { type: "submit" });
+  this.formErrorEl = h("div.error", { role: "alert" });
   this.sugEl = h("div", { "aria-live": "polite" });
-  var form = h("form", { class: "pad", novalidate: true, onsubmit: (e) => { e.preventDefault(); this.openTicket(); } },
-    h("div", { class: "hint", text: t("onePerTicket") }),
-    field("title", t("title"), titleInput), this.titleHintEl,
-    field("body", t("body"), h("textarea", { rows: "4", required: true }), t("bodyHint")),
+  var form = h("form.pad", { novalidate: true, onsubmit: (e) => { e.preventDefault(); this.openTicket(); this.schedule(); } },
+    h("div.hint", { text: t("onePerTicket") }),
+    field("title", t("title"), title), this.titleHint,
+    field("body", t("body"), h("textarea", { rows: "4", required: true }), t("bodyHint")), this.bodyCount,
     field("severity", t("severity"), select), this.defEl,
     h("details", { open: more.some((k) => f[k]) }, h("summary", { text: t("more") }),
-      field("occurred_at", t("occurredAt"), h("input", { type: "datetime-local" })),
-      field("steps_tried", t("stepsTried"), h("textarea", { rows: "2" })),
-      field("expectations", t("expectations"), h("textarea", { rows: "2" })),
-      field("order_url", t("orderUrl"), h("input", { type: "url", placeholder: "https://" }))),
-    h("div", { class: "auto" }, h("div", { text: t("autoInfo") }),
-      h("dl", null, h("dt", { text: t("browser") }), h("dd", { class: "auto-browser", text: (info.name + " " + info.version).trim() }),
-        h("dt", { text: t("page") }), h("dd", { class: "auto-page", text: location.href }),
+      field(more[0], t("occurredAt"), h("input", { type: "datetime-local" })),
+      field(more[1], t("stepsTried"), h("textarea", { rows: "2" })),
+      field(more[2], t("expectations"), h("textarea", { rows: "2" })),
+      field(more[3], t("orderUrl"), h("input", { type: "url", placeholder: "https://" }))),
+    h("div.auto", null, h("div", { text: t("autoInfo") }),
+      h("dl", null, h("dt", { text: t("browser") }), h("dd.auto-browser", { text: (info.name + " " + info.version).trim() }),
+        h("dt", { text: t("page") }), h("dd.auto-page", { text: location.href }),
         h("dt", { text: t("time") }), this.autoTime)),
     this.sugEl, this.formErrorEl,
-    h("div", { class: "actions" }, h("button", { class: "secondary", onclick: () => this.showList() }, t("cancel")), this.submitBtn));
+    h("div.actions", null, h("button.secondary", { onclick: () => this.showList() }, t("cancel")), this.submitBtn));
   var pick = this.dropZone(form, "new", t("attach"));
-  this.sugEl.before(h("div", { class: "actions" }, h("span", { class: "hint", text: t("attachHint") }), ...pick), this.filesEl);
+  this.sugEl.before(h("div.actions", null, h("span.hint", { text: t("attachHint") }), ...pick), this.filesEl);
   this.body.append(form);
   this.renderSug();
   this.suggest();
-  this.updateForm();
-  titleInput.focus();
+  title.focus();
 };
 
 W.updateForm = function () {
-  if (!this.defEl) return;
   var t = this.t;
-  var sev = this.form.severity || "question";
-  this.defEl.textContent = t("def_" + sev);
-  this.defEl.className = "def" + (sev === "critical" ? " crit" : "");
-  var long = (this.form.title || "").trim().split(/\s+/).filter(Boolean).length > 4;
-  this.titleHintEl.textContent = t(long ? "titleLong" : "titleHint");
-  this.titleHintEl.className = "hint" + (long ? " warn" : "");
-  this.autoTime.textContent = this.fmtTime(new Date().toISOString(), true);
+  var f = this.form;
+  var long = (f.title || "").trim().split(/\s+/).length > 4;
+  this.defEl.textContent = t("def_" + f.severity);
+  this.defEl.className = "def" + (f.severity === "critical" ? " crit" : "");
+  this.titleHint.textContent = t(long ? "titleLong" : "titleHint");
+  this.titleHint.className = "hint" + (long ? " warn" : "");
+  this.autoTime.textContent = this.when(new Date(), "at");
+  this.count(this.bodyCount, f.body || "");
   this.submitBtn.disabled = !!this.openReq;
   this.submitBtn.textContent = t(this.openReq ? "submitting" : "submit");
   this.formErrorEl.textContent = this.formError;
@@ -1107,65 +1138,68 @@ W.renderChat = function () {
   var t = this.t;
   var id = this.current;
   var tk = this.tickets.get(id) || { title: "#" + id };
-  this.titleEl.textContent = tk.title;
   this.statusText = h("span");
-  this.resolveBtn = h("button", { class: "link", onclick: () => this.conn.send({ type: "update_ticket", ticket: id, status: "resolved", ref: "upd:" + id }) }, t("markResolved"));
-  this.statusEl = h("div", { class: "status" }, this.statusText, this.resolveBtn);
-  this.olderBtn = h("button", { class: "secondary older", onclick: () => {
-    var map = this.msgs.get(id);
+  this.resolveBtn = h("button.link", { onclick: () => this.conn.send({ type: "update_ticket", ticket: id, status: "resolved", ref: "upd:" + id }) }, t("markResolved"));
+  this.statusEl = h("div", null, this.statusText, this.resolveBtn);
+  this.olderBtn = h("button.secondary.older", { onclick: () => {
     this.loadingOlder = true;
-    this.loadHistory(id, map?.size ? Math.min(...map.keys()) : undefined);
+    this.loadHistory(id, Math.min(...this.msgs.get(id).keys()));
     this.olderBtn.textContent = t("loading");
   } }, t("older"));
-  this.logEl = h("div", { class: "log", role: "log", "aria-live": "polite", "aria-label": t("conversation", { title: tk.title }), tabindex: "0" }, this.olderBtn);
-  this.typingEl = h("div", { class: "typing", "aria-live": "polite" });
-  this.noteEl = h("div", { class: "note", role: "status" });
-  this.chatErrorEl = h("div", { class: "error pad", role: "alert" });
-  this.newBtn = h("button", { class: "primary", onclick: () => this.showNew() }, t("newTicket"));
-  var input = this.input = h("textarea", { id: "pomoc-msg", rows: "2", placeholder: t("placeholder"), "aria-label": t("messageLabel"), value: this.drafts[id] || "" });
+  // Kept at the newest message unless the reader scrolls up (see stick).
+  this.pinned = true;
+  this.logEl = h("div.log", { role: "log", "aria-live": "polite", "aria-label": t("conversation", { title: tk.title }), tabindex: "0",
+    onscroll: (e) => { this.pinned = e.target.scrollHeight - e.target.scrollTop - e.target.clientHeight < 60; } }, this.olderBtn);
+  this.typingEl = h("div.typing", { "aria-live": "polite" });
+  this.noteEl = h("div", { role: "status" });
+  this.chatErrorEl = h("div.error.pad", { role: "alert" });
+  this.newBtn = h("button.primary", { onclick: () => this.showNew() }, t("newTicket"));
+  this.countEl = h("div", { id: "pomoc-count" });
+  var input = this.input = h("textarea", { rows: "2", placeholder: t("placeholder"), "aria-label": t("messageLabel"),
+    "aria-describedby": "pomoc-count", value: this.drafts[id] || "" });
   input.addEventListener("input", () => {
     this.drafts[id] = input.value;
     this.save();
-    this.typingPing(id, input);
+    this.count(this.countEl, input.value);
+    this.typingPing(id, input.value);
   });
   var submit = () => {
     var body = input.value;
     var att = this.ready(id);
-    if (!att) { this.chatError = t("waitUp"); return this.schedule(); }
-    if (!body.trim() && !att.length) return;
-    input.value = "";
-    this.files[id] = [];
-    // Files alone go out under their names as text.
-    this.sendMessage(id, body.trim() ? body : att.map((a) => a.name).join(", "), att);
-    input.focus();
+    if (!att || !this.count(this.countEl, body)) this.chatError = t(att ? "err_too_large" : "waitUp");
+    else if (body.trim() || att.length) {
+      input.value = "";
+      this.files[id] = [];
+      // Files alone go out under their names as text.
+      this.sendMessage(id, body.trim() ? body : att.map((a) => a.name).join(", "), att);
+      input.focus();
+    }
+    this.schedule();
   };
   input.addEventListener("keydown", (e) => { if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); submit(); } });
-  var chat = h("div", { class: "chat" });
-  this.composer = h("form", { class: "composer", onsubmit: (e) => { e.preventDefault(); submit(); } },
-    ...this.dropZone(chat, id, "+"), input, h("button", { type: "submit", class: "primary" }, t("send")));
-  chat.append(this.statusEl, this.logEl, this.typingEl, this.noteEl,
-    h("div", { class: "closed-actions pad" }, this.newBtn), this.chatErrorEl, this.filesEl, this.composer);
+  var chat = h("div.chat");
+  this.composer = h("form.composer", { onsubmit: (e) => { e.preventDefault(); submit(); } },
+    ...this.dropZone(chat, id, "+"), input, h("button.primary", { type: "submit" }, t("send")));
+  chat.append(this.statusEl, this.logEl, this.typingEl, this.noteEl, h("div.closed-actions.pad", null, this.newBtn), this.chatErrorEl, this.filesEl, this.countEl, this.composer);
+  this.count(this.countEl, input.value);
   this.body.append(chat);
-  this.updateChat(true);
+  this.updateChat();
   if (tk.status !== "closed") input.focus();
 };
 
-W.updateChat = function (first) {
+W.updateChat = function () {
   var t = this.t;
   var id = this.current;
   var tk = this.tickets.get(id) || { status: "open" };
-  this.titleEl.textContent = tk.title || "#" + id;
-  // Live now, an answer by the SLA deadline, or queued off-hours.
-  var status = t("answerSoon");
-  var cls = "status";
-  if (tk.queued_until && new Date(tk.queued_until) > new Date()) { status = t("queued", { time: this.fmtTime(tk.queued_until, true) }); cls += " queued"; }
-  else if (this.agentsOnline > 0 && this.service.open) { status = t("live"); cls += " live"; }
-  else if (tk.sla_due_at) status = t("answerBy", { time: this.fmtTime(tk.sla_due_at, true) });
-  var active = tk.status === "open" || tk.status === "waiting_on_customer";
+  var queued = this.queued(tk);
+  var live = !queued && this.agentsOnline > 0 && !this.closedNow();
   var closed = tk.status === "closed";
-  this.statusEl.className = cls;
-  this.statusEl.hidden = this.resolveBtn.hidden = !active;
-  this.statusText.textContent = status;
+  this.titleEl.textContent = tk.title || "#" + id;
+  // Queued off-hours or someone here now, then one statement of when we answer: the acknowledgment's deadline.
+  this.statusEl.className = "status" + (queued ? " queued" : live ? " live" : "");
+  this.statusEl.hidden = !this.active(tk);
+  this.statusText.textContent = (queued ? t("queued", { at: this.when(tk.queued_until, "at") }) + " " : live ? t("live") + " " : "") +
+    (tk.sla_due_at ? t("answerBy", { due: this.when(tk.sla_due_at, "due") }) : t("answerSoon", { hours: this.hours() }));
   this.noteEl.hidden = !(closed || tk.status === "resolved");
   this.noteEl.className = "note" + (closed ? " closed" : "");
   this.noteEl.textContent = t(closed ? "closedNote" : "resolvedNote");
@@ -1175,26 +1209,26 @@ W.updateChat = function (first) {
   this.chatErrorEl.textContent = this.chatError;
   this.chatErrorEl.hidden = !this.chatError;
   var typing = this.typing.get(id);
-  this.typingEl.textContent = typing ? t("typing", { name: typing.name }) : "";
+  this.typingEl.textContent = typing?.until > Date.now() ? t("typing", { name: typing.name }) : "";
   this.olderBtn.hidden = this.more.get(id) !== true;
   if (!this.loadingOlder) this.olderBtn.textContent = t("older");
 
-  // Keyed log reconciliation: messages by seq, then unacked sends.
+  // Keyed log reconciliation: messages by seq, then unsent ones.
   var log = this.logEl;
-  var nearBottom = first || log.scrollHeight - log.scrollTop - log.clientHeight < 60;
   var oldHeight = log.scrollHeight;
   var firstBefore = log.children[1];
   var entries = [...(this.msgs.get(id)?.values() || [])].sort((a, b) => a.seq - b.seq);
-  this.pending.forEach((p) => { if (p.ticket === id) entries.push(p); });
   var keep = new Set();
   var cursor = this.olderBtn;
+  this.pending.forEach((p) => { if (p.ticket === id) entries.push(p); });
   entries.forEach((m) => {
     var key = m.seq == null || this.isMine(m) ? "c" + m.client_id : "s" + m.seq;
-    keep.add(key);
     var el = this.logEls.get(key);
-    if (!el || el.m !== m || (m.seq == null && !el.classList.contains(m.state))) {
+    keep.add(key);
+    if (el?.m !== m || el.state !== m.state) {
       var fresh = this.renderMessage(m);
       fresh.m = m;
+      fresh.state = m.state;
       el?.replaceWith(fresh);
       this.logEls.set(key, el = fresh);
     }
@@ -1202,27 +1236,35 @@ W.updateChat = function (first) {
     cursor = el;
   });
   this.logEls.forEach((el, key) => { if (!keep.has(key)) { el.remove(); this.logEls.delete(key); } });
-  if (nearBottom && log.children[1] === firstBefore) log.scrollTop = log.scrollHeight;
-  else if (log.children[1] !== firstBefore) log.scrollTop += log.scrollHeight - oldHeight; // older page prepended
+  if (firstBefore && log.children[1] !== firstBefore) log.scrollTop += log.scrollHeight - oldHeight; // older page prepended
+  else this.stick();
+};
+
+/** Down to the newest message if the reader is there: after a render, and when an image loads and grows the log. */
+W.stick = function () {
+  if (this.pinned) this.logEl.scrollTop = this.logEl.scrollHeight;
 };
 
 W.renderMessage = function (m) {
   var t = this.t;
   var kind = m.seq == null || this.isMine(m) ? "mine" : m.author.kind === "system" ? "system" : "theirs";
   var state = m.seq == null ? m.state : "";
-  var attrs = { class: "msg " + kind + (state ? " " + state : ""), "data-client-id": m.client_id, "data-seq": m.seq };
-  var text = h("div", { class: "text", text: m.body });
+  var attrs = { class: "msg " + kind + " " + state, "data-client-id": m.client_id, "data-seq": m.seq };
+  var text = h("div.text", { text: m.body });
   if (kind === "system") return h("div", attrs, text);
-  var meta = h("div", { class: "meta" }, kind === "mine" ? t("you") : this.authorName(m),
-    m.created_at ? " · " + this.fmtTime(m.created_at) : "", state ? " · " + t(state) : "",
-    state === "failed" && h("button", { class: "retry", onclick: () => { this.transmit(m); this.schedule(); } }, t("retry")));
+  var act = (key, fn) => h("button.retry", { onclick: () => { fn(); this.schedule(); } }, t(key));
+  // Not sent: again (unless that cannot succeed), back into the composer, or away.
+  var again = m.code !== "too_large" && this.tickets.get(m.ticket)?.status !== "closed";
+  var meta = h("div.meta", null, kind === "mine" ? t("you") : this.authorName(m), m.created_at && " · " + this.when(m.created_at),
+    state && " · " + t(state), state === "failed" && h("span", null, again && act("retry", () => this.transmit(m)),
+      act("edit", () => this.drop(m, true)), act("discard", () => this.drop(m))));
   // Signed links; just-sent images show from memory until then.
   var files = (m.attachments || m.att || []).map((a) => {
     var url = a.url ? this.api(a.url) : a.thumb;
     return h("a", { href: url, target: "_blank", rel: "noopener" }, /^image/.test(a.content_type) && url
-      ? h("img", { src: url, alt: a.name }) : a.name + " · " + fmtSize(a.size));
+      ? h("img", { src: url, alt: a.name, onload: () => this.stick() }) : a.name + " · " + fmtSize(a.size));
   });
-  return h("div", attrs, meta, text, files.length && h("div", { class: "att" }, ...files));
+  return h("div", attrs, meta, text, files[0] && h("div.att", null, ...files));
 };
 
 // ---- entry points
@@ -1233,27 +1275,24 @@ function configFrom(script, options) {
   var o = options || {};
   var lang = o.lang || data.lang || (document.documentElement.lang || "pl").slice(0, 2);
   return {
-    mount: o.mount || data.mount || null,
-    token: o.token || null,
-    tokenUrl: o.tokenUrl || data.tokenUrl || null,
+    mount: o.mount || data.mount,
+    token: o.token,
+    tokenUrl: o.tokenUrl || data.tokenUrl,
     lang: CATALOGUE[lang] ? lang : "pl",
     server: (o.server || data.server || serverFromScript(script)).replace(/\/$/, "")
   };
 }
 
-function whenReady(fn) {
-  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", fn, { once: true });
-  else fn();
-}
-
 window.Pomoc = {
   version: VERSION,
   Connection: Connection,
-  /** Start the widget once; later calls return it. */
+  /** Start the widget once (when the page is ready); later calls return it. */
   init: function (options) {
     if (instance) return instance;
     var w = instance = new Widget(configFrom(SCRIPT, options));
-    whenReady(() => { if (instance === w) w.start(); });
+    var start = () => { if (instance === w) w.start(); };
+    if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start, { once: true });
+    else start();
     return w;
   },
   open: () => instance?.open(),
