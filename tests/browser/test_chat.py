@@ -78,7 +78,12 @@ async def test_ticket_round_trip_between_widget_and_console(pomoc: PomocServer, 
     console = agent.page
     await console.goto(pomoc.base + "/agent?demo=1")
     await expect(console.locator("#conn")).to_have_text("Połączono")
-    await expect(page.locator(".status")).to_contain_text("Konsultant jest teraz dostępny")  # an agent came online
+    # An agent came online: the status bar says so, and still the acknowledgment's deadline, in its words.
+    ack = await page.locator(".msg.system[data-seq='2']").inner_text()
+    due = re.search(r"Oczekiwany czas reakcji: (.+)\.\s*$", ack)
+    assert due, ack
+    live = f"Konsultant jest teraz dostępny. Odpowiemy najpóźniej {due[1]}."
+    await expect(page.locator(".status")).to_contain_text(live)
     item = console.locator(".ticket", has_text="Płatności nie działają")
     await expect(item).to_have_class(re.compile(r"\bunread\b"))
     await expect(item.locator(".trial")).to_have_text("TRIAL")

@@ -122,10 +122,14 @@ async def test_the_console_on_a_tablet_shows_inbox_and_ticket_side_by_side(pomoc
     item = page.locator("#tickets .ticket", has_text="Płatności kartą")
     await inside(item, page)
     await item.click()
-    # Both at once: the inbox item and the open ticket's reply box.
+    # Both at once: the inbox item and the open ticket's reply box; neither squeezed by the
+    # customer panel, the list and the conversation each get most of the screen's height.
     reply = page.get_by_label("Odpowiedź")
     await inside(reply, page)
     await inside(item, page)
+    for part in ("#tickets", "#log"):
+        box = await page.locator(part).bounding_box()
+        assert box and box["height"] >= 0.6 * HEIGHTS[768], (part, box)
     await reply.fill("Sprawdzamy operatora kart.")
     await reply.press("Enter")
     await expect(page.locator("#log .msg.mine[data-seq]")).to_have_count(1)
