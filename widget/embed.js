@@ -12,7 +12,7 @@
  */
 (function () {
 "use strict";
-if (window.Pomoc && window.Pomoc.version) return; // loaded twice: the first copy rules
+if (window.Pomoc?.version) return; // loaded twice: the first copy rules
 
 var VERSION = "1.0.0";
 var SCRIPT = document.currentScript;
@@ -26,212 +26,129 @@ var MAX_FILE = 10485760; // 10 MB, the server's limit (else 413)
 var TYPES = /^(image\/(png|jpeg|gif|webp)|application\/pdf|text\/plain)$/; // accepted (else 415)
 
 // ---- messages
+// Every string in Polish (the primary language) and English, side by side: key: [pl, en].
 var CATALOGUE = {
-  pl: {
-    launcher: "POMOC",
-    launcherUnread: "POMOC — masz nieprzeczytane odpowiedzi",
-    close: "Zamknij",
-    back: "Wróć do listy zgłoszeń",
-    yourTickets: "Twoje zgłoszenia",
-    noTickets: "Nie masz jeszcze zgłoszeń. Opisz problem, a odpowiemy tutaj.",
-    newTicket: "Nowe zgłoszenie",
-    unreadN: "{n} nowe",
-    unreadLabel: "nieprzeczytane odpowiedzi: {n}",
-    connecting: "Łączenie z pomocą…",
-    offline: "Brak połączenia — łączymy ponownie. Nic, co napiszesz, nie przepadnie.",
-    status_open: "otwarte",
-    status_waiting_on_customer: "czeka na Twoją odpowiedź",
-    status_resolved: "rozwiązane",
-    status_closed: "zamknięte",
-    sev_critical: "Krytyczny",
-    sev_major: "Poważny",
-    sev_minor: "Drobny",
-    sev_question: "Pytanie",
-    sev_suggestion: "Sugestia",
-    def_critical: "Błąd systemu, przez który sklep nie może sprzedawać ani obsługiwać zamówień. " +
-      "Nie jest krytyczny błąd źle skonfigurowanej integracji, np. błędne klucze API Przelewy24 lub innej bramki płatności.",
-    def_major: "Ważna funkcja sklepu nie działa, ale sprzedaż jest nadal możliwa.",
-    def_minor: "Funkcja działa niezgodnie z dokumentacją, ale istnieje obejście.",
-    def_question: "Pytanie o działanie funkcji lub wyjaśnienie dokumentacji.",
-    def_suggestion: "Pomysł na nową funkcję lub ulepszenie.",
-    onePerTicket: "Jedno zgłoszenie = jeden problem.",
-    title: "Tytuł",
-    titleHint: "2–3 słowa, np. „Płatności nie działają”.",
-    titleLong: "Wystarczą 2–3 słowa — szczegóły wpisz w opisie.",
-    body: "Opis problemu",
-    bodyHint: "Co się stało i gdzie?",
-    severity: "Priorytet",
-    more: "Dodatkowe informacje (opcjonalne, przyspieszają pomoc)",
-    occurredAt: "Kiedy to się stało?",
-    stepsTried: "Co już próbowano?",
-    expectations: "Czego oczekujesz?",
-    orderUrl: "Link do zamówienia",
-    autoInfo: "Do zgłoszenia dołączymy automatycznie:",
-    browser: "Przeglądarka",
-    page: "Strona",
-    time: "Czas",
-    submit: "Wyślij zgłoszenie",
-    submitting: "Wysyłanie…",
-    cancel: "Anuluj",
-    required: "Uzupełnij tytuł i opis problemu.",
-    live: "Konsultant jest teraz dostępny.",
-    queued: "Zgłoszenie czeka w kolejce do otwarcia: {at}.",
-    answerBy: "Odpowiemy najpóźniej {due}.",
-    answerSoon: "Odpowiemy w godzinach pracy wsparcia: {hours}.",
-    closedNow: "Wsparcie jest teraz nieczynne, najbliższe otwarcie: {at}. Godziny pracy: {hours}. Zgłoszenia krytyczne obsługujemy całą dobę.",
-    hours: "pon.–pt. 9:00–17:00",
-    queuedShort: "w kolejce",
-    // As the server's acknowledgment writes dates: "do czwartku 31.12, 16:30", "środa 02.12 o 9:00".
-    due: "do {dayTo} {date}, {time}",
-    at: "{day} {date} o {time}",
-    days: "poniedziałek wtorek środa czwartek piątek sobota niedziela",
-    daysTo: "poniedziałku wtorku środy czwartku piątku soboty niedzieli",
-    daysShort: "pon. wt. śr. czw. pt. sob. niedz.",
-    chars: "{n} / {max} znaków",
-    over: "skróć o {n}",
-    older: "Pokaż wcześniejsze wiadomości",
-    loading: "Wczytywanie…",
-    typing: "{name} pisze…",
-    messageLabel: "Twoja wiadomość",
-    placeholder: "Napisz wiadomość… (Enter wysyła, Shift+Enter nowa linia)",
-    send: "Wyślij",
-    pending: "wysyłanie…",
-    failed: "nie wysłano",
-    retry: "Ponów",
-    edit: "Edytuj",
-    discard: "Usuń",
-    markResolved: "Problem rozwiązany",
-    resolvedNote: "Zgłoszenie jest rozwiązane. Jeśli problem wróci, po prostu napisz.",
-    closedNote: "Zgłoszenie jest zamknięte i tylko do odczytu. Nowy problem? Otwórz nowe zgłoszenie.",
-    you: "Ty",
-    support: "wsparcie",
-    conversation: "Rozmowa w zgłoszeniu {title}",
-    announce: "Nowa wiadomość od {name}: {body}",
-    err_rate_limited: "Za dużo wiadomości naraz — spróbuj za chwilę.",
-    err_closed_ticket: "To zgłoszenie jest zamknięte.",
-    err_too_large: "Tekst jest za długi.",
-    err_unavailable: "Serwis jest chwilowo niedostępny — ponawiamy.",
-    err_other: "Coś poszło nie tak: {message}",
-    attach: "Dołącz plik",
-    attachHint: "Możesz też wkleić zrzut ekranu (Ctrl+V) albo przeciągnąć tu plik.",
-    remove: "Usuń {name}",
-    uploading: "wysyłanie {n}%",
-    e413: "plik jest za duży (maks. 10 MB)",
-    e415: "niedozwolony typ — dołącz obraz (PNG, JPG, GIF, WebP), PDF albo plik tekstowy",
-    eUp: "nie udało się wysłać pliku",
-    eMax: "najwyżej 10 plików naraz",
-    waitUp: "Poczekaj, aż pliki się wyślą.",
-    helpTitle: "Może to pomoże:",
-    solved: "To rozwiązało mój problem",
-    thanks: "Cieszymy się, że artykuł pomógł! Zgłoszenie nie zostało wysłane."
-  },
-  en: {
-    launcher: "HELP",
-    launcherUnread: "HELP — you have unread replies",
-    close: "Close",
-    back: "Back to tickets",
-    yourTickets: "Your tickets",
-    noTickets: "You have no tickets yet. Describe a problem and we will answer here.",
-    newTicket: "New ticket",
-    unreadN: "{n} new",
-    unreadLabel: "unread replies: {n}",
-    connecting: "Connecting to support…",
-    offline: "Offline — reconnecting. Nothing you type will be lost.",
-    status_open: "open",
-    status_waiting_on_customer: "waiting for your reply",
-    status_resolved: "resolved",
-    status_closed: "closed",
-    sev_critical: "Critical",
-    sev_major: "Major",
-    sev_minor: "Minor",
-    sev_question: "Question",
-    sev_suggestion: "Suggestion",
-    def_critical: "A system error that stops the shop selling or handling orders. " +
-      "A misconfigured integration, e.g. wrong Przelewy24 or other payment-gateway API keys, is not critical.",
-    def_major: "An important function of the shop does not work, but selling is still possible.",
-    def_minor: "A feature works differently from the documentation, but a workaround exists.",
-    def_question: "A question about how a feature works or about the documentation.",
-    def_suggestion: "An idea for a new feature or an improvement.",
-    onePerTicket: "One ticket = one problem.",
-    title: "Title",
-    titleHint: "2–3 words, e.g. “Payments failing”.",
-    titleLong: "2–3 words are enough — put the details in the description.",
-    body: "Description",
-    bodyHint: "What happened, and where?",
-    severity: "Severity",
-    more: "More details (optional, they speed things up)",
-    occurredAt: "When did it happen?",
-    stepsTried: "What have you tried already?",
-    expectations: "What do you expect?",
-    orderUrl: "Link to the order",
-    autoInfo: "Attached automatically:",
-    browser: "Browser",
-    page: "Page",
-    time: "Time",
-    submit: "Send ticket",
-    submitting: "Sending…",
-    cancel: "Cancel",
-    required: "Fill in the title and the description.",
-    live: "An agent is available now.",
-    queued: "Your ticket waits in the queue until support opens: {at}.",
-    answerBy: "We will answer {due} at the latest.",
-    answerSoon: "We will answer during support hours: {hours}.",
-    closedNow: "Support is closed now and opens {at}. Hours: {hours}. Critical tickets are handled around the clock.",
-    hours: "Mon–Fri 9:00–17:00",
-    queuedShort: "queued",
-    due: "by {day} {date}, {time}",
-    at: "{day} {date} at {time}",
-    days: "Monday Tuesday Wednesday Thursday Friday Saturday Sunday",
-    daysShort: "Mon Tue Wed Thu Fri Sat Sun",
-    chars: "{n} / {max} characters",
-    over: "shorten by {n}",
-    older: "Show earlier messages",
-    loading: "Loading…",
-    typing: "{name} is typing…",
-    messageLabel: "Your message",
-    placeholder: "Write a message… (Enter sends, Shift+Enter new line)",
-    send: "Send",
-    pending: "sending…",
-    failed: "not sent",
-    retry: "Retry",
-    edit: "Edit",
-    discard: "Discard",
-    markResolved: "Problem solved",
-    resolvedNote: "This ticket is resolved. If the problem comes back, just write.",
-    closedNote: "This ticket is closed and read-only. A new problem? Open a new ticket.",
-    you: "You",
-    support: "support",
-    conversation: "Conversation in ticket {title}",
-    announce: "New message from {name}: {body}",
-    err_rate_limited: "Too many messages at once — try again in a moment.",
-    err_closed_ticket: "This ticket is closed.",
-    err_too_large: "The text is too long.",
-    err_unavailable: "The service is briefly unavailable — retrying.",
-    err_other: "Something went wrong: {message}",
-    attach: "Attach a file",
-    attachHint: "You can also paste a screenshot (Ctrl+V) or drop a file here.",
-    remove: "Remove {name}",
-    uploading: "uploading {n}%",
-    e413: "the file is too large (max. 10 MB)",
-    e415: "type not allowed — attach an image (PNG, JPG, GIF, WebP), a PDF or a text file",
-    eUp: "the file could not be uploaded",
-    eMax: "at most 10 files at once",
-    waitUp: "Wait until the files are uploaded.",
-    helpTitle: "This may help:",
-    solved: "This solved my problem",
-    thanks: "Glad the article helped! No ticket was sent."
-  }
+  launcher: ["POMOC", "HELP"],
+  launcherUnread: ["POMOC — masz nieprzeczytane odpowiedzi", "HELP — you have unread replies"],
+  close: ["Zamknij", "Close"],
+  back: ["Wróć do listy zgłoszeń", "Back to tickets"],
+  yourTickets: ["Twoje zgłoszenia", "Your tickets"],
+  noTickets: ["Nie masz jeszcze zgłoszeń. Opisz problem, a odpowiemy tutaj.", "You have no tickets yet. Describe a problem and we will answer here."],
+  newTicket: ["Nowe zgłoszenie", "New ticket"],
+  unreadN: ["{n} nowe", "{n} new"],
+  unreadLabel: ["nieprzeczytane odpowiedzi: {n}", "unread replies: {n}"],
+  connecting: ["Łączenie z pomocą…", "Connecting to support…"],
+  offline: ["Brak połączenia — łączymy ponownie. Nic, co napiszesz, nie przepadnie.", "Offline — reconnecting. Nothing you type will be lost."],
+  status_open: ["otwarte", "open"],
+  status_waiting_on_customer: ["czeka na Twoją odpowiedź", "waiting for your reply"],
+  status_resolved: ["rozwiązane", "resolved"],
+  status_closed: ["zamknięte", "closed"],
+  sev_critical: ["Krytyczny", "Critical"],
+  sev_major: ["Poważny", "Major"],
+  sev_minor: ["Drobny", "Minor"],
+  sev_question: ["Pytanie", "Question"],
+  sev_suggestion: ["Sugestia", "Suggestion"],
+  def_critical: ["Błąd systemu, przez który sklep nie może sprzedawać ani obsługiwać zamówień. " +
+    "Nie jest krytyczny błąd źle skonfigurowanej integracji, np. błędne klucze API Przelewy24 lub innej bramki płatności.",
+    "A system error that stops the shop selling or handling orders. " +
+    "A misconfigured integration, e.g. wrong Przelewy24 or other payment-gateway API keys, is not critical."],
+  def_major: ["Ważna funkcja sklepu nie działa, ale sprzedaż jest nadal możliwa.",
+    "An important function of the shop does not work, but selling is still possible."],
+  def_minor: ["Funkcja działa niezgodnie z dokumentacją, ale istnieje obejście.",
+    "A feature works differently from the documentation, but a workaround exists."],
+  def_question: ["Pytanie o działanie funkcji lub wyjaśnienie dokumentacji.", "A question about how a feature works or about the documentation."],
+  def_suggestion: ["Pomysł na nową funkcję lub ulepszenie.", "An idea for a new feature or an improvement."],
+  onePerTicket: ["Jedno zgłoszenie = jeden problem.", "One ticket = one problem."],
+  title: ["Tytuł", "Title"],
+  titleHint: ["2–3 słowa, np. „Płatności nie działają”.", "2–3 words, e.g. “Payments failing”."],
+  titleLong: ["Wystarczą 2–3 słowa — szczegóły wpisz w opisie.", "2–3 words are enough — put the details in the description."],
+  body: ["Opis problemu", "Description"],
+  bodyHint: ["Co się stało i gdzie?", "What happened, and where?"],
+  severity: ["Priorytet", "Severity"],
+  more: ["Dodatkowe informacje (opcjonalne, przyspieszają pomoc)", "More details (optional, they speed things up)"],
+  occurredAt: ["Kiedy to się stało?", "When did it happen?"],
+  stepsTried: ["Co już próbowano?", "What have you tried already?"],
+  expectations: ["Czego oczekujesz?", "What do you expect?"],
+  orderUrl: ["Link do zamówienia", "Link to the order"],
+  autoInfo: ["Do zgłoszenia dołączymy automatycznie:", "Attached automatically:"],
+  browser: ["Przeglądarka", "Browser"],
+  page: ["Strona", "Page"],
+  time: ["Czas", "Time"],
+  submit: ["Wyślij zgłoszenie", "Send ticket"],
+  submitting: ["Wysyłanie…", "Sending…"],
+  cancel: ["Anuluj", "Cancel"],
+  required: ["Uzupełnij tytuł i opis problemu.", "Fill in the title and the description."],
+  live: ["Konsultant jest teraz dostępny.", "An agent is available now."],
+  queued: ["Zgłoszenie czeka w kolejce do otwarcia: {at}.", "Your ticket waits in the queue until support opens: {at}."],
+  answerBy: ["Odpowiemy najpóźniej {due}.", "We will answer {due} at the latest."],
+  answerSoon: ["Odpowiemy w godzinach pracy wsparcia: {hours}.", "We will answer during support hours: {hours}."],
+  closedNow: ["Wsparcie jest teraz nieczynne, najbliższe otwarcie: {at}. Godziny pracy: {hours}. Zgłoszenia krytyczne obsługujemy całą dobę.",
+    "Support is closed now and opens {at}. Hours: {hours}. Critical tickets are handled around the clock."],
+  hours: ["pon.–pt. 9:00–17:00", "Mon–Fri 9:00–17:00"],
+  queuedShort: ["w kolejce", "queued"],
+  // Dates as the server's acknowledgment writes them: "do czwartku 31.12, 16:30", "środa 02.12 o 9:00"
+  // (Polish puts the weekday in the genitive after "do": daysTo; English needs no second list).
+  due: ["do {dayTo} {date}, {time}", "by {day} {date}, {time}"],
+  at: ["{day} {date} o {time}", "{day} {date} at {time}"],
+  days: ["poniedziałek wtorek środa czwartek piątek sobota niedziela", "Monday Tuesday Wednesday Thursday Friday Saturday Sunday"],
+  daysTo: ["poniedziałku wtorku środy czwartku piątku soboty niedzieli"],
+  daysShort: ["pon. wt. śr. czw. pt. sob. niedz.", "Mon Tue Wed Thu Fri Sat Sun"],
+  chars: ["{n} / {max} znaków", "{n} / {max} characters"],
+  over: ["skróć o {n}", "shorten by {n}"],
+  older: ["Pokaż wcześniejsze wiadomości", "Show earlier messages"],
+  loading: ["Wczytywanie…", "Loading…"],
+  typing: ["{name} pisze…", "{name} is typing…"],
+  messageLabel: ["Twoja wiadomość", "Your message"],
+  placeholder: ["Napisz wiadomość… (Enter wysyła, Shift+Enter nowa linia)", "Write a message… (Enter sends, Shift+Enter new line)"],
+  send: ["Wyślij", "Send"],
+  pending: ["wysyłanie…", "sending…"],
+  failed: ["nie wysłano", "not sent"],
+  retry: ["Ponów", "Retry"],
+  edit: ["Edytuj", "Edit"],
+  discard: ["Usuń", "Discard"],
+  markResolved: ["Problem rozwiązany", "Problem solved"],
+  resolvedNote: ["Zgłoszenie jest rozwiązane. Jeśli problem wróci, po prostu napisz.",
+    "This ticket is resolved. If the problem comes back, just write."],
+  closedNote: ["Zgłoszenie jest zamknięte i tylko do odczytu. Nowy problem? Otwórz nowe zgłoszenie.",
+    "This ticket is closed and read-only. A new problem? Open a new ticket."],
+  you: ["Ty", "You"],
+  support: ["wsparcie", "support"],
+  conversation: ["Rozmowa w zgłoszeniu {title}", "Conversation in ticket {title}"],
+  announce: ["Nowa wiadomość od {name}: {body}", "New message from {name}: {body}"],
+  err_rate_limited: ["Za dużo wiadomości naraz — spróbuj za chwilę.", "Too many messages at once — try again in a moment."],
+  err_closed_ticket: ["To zgłoszenie jest zamknięte.", "This ticket is closed."],
+  err_too_large: ["Tekst jest za długi.", "The text is too long."],
+  err_unavailable: ["Serwis jest chwilowo niedostępny — ponawiamy.", "The service is briefly unavailable — retrying."],
+  err_other: ["Coś poszło nie tak: {message}", "Something went wrong: {message}"],
+  attach: ["Dołącz plik", "Attach a file"],
+  attachHint: ["Możesz też wkleić zrzut ekranu (Ctrl+V) albo przeciągnąć tu plik.", "You can also paste a screenshot (Ctrl+V) or drop a file here."],
+  remove: ["Usuń {name}", "Remove {name}"],
+  uploading: ["wysyłanie {n}%", "uploading {n}%"],
+  e413: ["plik jest za duży (maks. 10 MB)", "the file is too large (max. 10 MB)"],
+  e415: ["niedozwolony typ — dołącz obraz (PNG, JPG, GIF, WebP), PDF albo plik tekstowy",
+    "type not allowed — attach an image (PNG, JPG, GIF, WebP), a PDF or a text file"],
+  eUp: ["nie udało się wysłać pliku", "the file could not be uploaded"],
+  eMax: ["najwyżej 10 plików naraz", "at most 10 files at once"],
+  waitUp: ["Poczekaj, aż pliki się wyślą.", "Wait until the files are uploaded."],
+  helpTitle: ["Może to pomoże:", "This may help:"],
+  solved: ["To rozwiązało mój problem", "This solved my problem"],
+  thanks: ["Cieszymy się, że artykuł pomógł! Zgłoszenie nie zostało wysłane.", "Glad the article helped! No ticket was sent."]
 };
+var LANGS = ["pl", "en"];
 
 function translator(lang) {
-  var table = CATALOGUE[lang] || CATALOGUE.pl;
-  return (key, vars) => (table[key] ?? CATALOGUE.pl[key] ?? key).replace(/\{(\w+)\}/g, (_, name) => vars?.[name] ?? "");
+  var i = LANGS.indexOf(lang);
+  return (key, vars) => {
+    var text = CATALOGUE[key] || [key];
+    return (text[i] ?? text[0]).replace(/\{(\w+)\}/g, (_, name) => vars?.[name] ?? "");
+  };
 }
 
 // ---- small tools
 // randomUUID needs a secure context; any unique id will do.
 function uuid() {
-  return crypto.randomUUID?.() ?? Date.now().toString(36) + Array.from(crypto.getRandomValues(new Uint32Array(3)), (x) => "-" + x.toString(36)).join("");
+  return crypto.randomUUID?.() ??
+    Date.now().toString(36) + Array.from(crypto.getRandomValues(new Uint32Array(3)), (x) => "-" + x.toString(36)).join("");
 }
 
 /** h("b.x", {onclick: fn}, "text", child): element builder; ".x" after the tag are its classes. */
@@ -256,7 +173,8 @@ function fmtSize(n) { return n < 1048576 ? Math.ceil(n / 1024) + " KB" : (n / 10
 
 /** The first browser whose token the user agent has ("Edg/120.0": Edge; Chrome's token is in Edge's too). */
 function browserInfo() {
-  var known = [["Edge", "Edg"], ["Opera", "OPR"], ["Samsung Internet", "SamsungBrowser"], ["Firefox", "Firefox"], ["Chrome", "Chrome"], ["Safari", "Version"]];
+  var known = [["Edge", "Edg"], ["Opera", "OPR"], ["Samsung Internet", "SamsungBrowser"], ["Firefox", "Firefox"], ["Chrome", "Chrome"],
+    ["Safari", "Version"]];
   for (var [name, token] of known) {
     var m = navigator.userAgent.match(token + "/([\\d.]+)");
     if (m) return { name: name, version: m[1] };
@@ -401,6 +319,8 @@ button{cursor:pointer}
 .row h3,.def,.auto,.status,.link,.msg.system,.note{font-size:12.5px}
 .row h3,.ticket .m,.empty,.hint,.auto dt,.msg.system,.typing,.theirs .meta{color:#5b6b7c}
 .head h2,.primary,.ticket .t,label,.label,summary,.sug a,.att a{font-weight:600}
+.head,.row,.status,.chip,.composer{display:flex;align-items:center;gap:8px}
+.icon,.link,.x,.retry{border:0;background:none;padding:0}
 .sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}
 .launcher{display:inline-flex;align-items:center;gap:6px;height:34px;padding:0 14px;border:1px solid #c9d3df;border-radius:17px;background:#fff;color:#17324d;font-weight:700;letter-spacing:.06em;font-size:13px}
 .launcher:hover{background:#f1f5fa}
@@ -408,15 +328,15 @@ button{cursor:pointer}
 :host([data-floating]) .launcher{height:46px;border-radius:23px;box-shadow:0 4px 16px #0003}
 .badge{display:inline-grid;place-items:center;width:18px;height:18px;border-radius:50%;background:#f57c00;color:#fff;font-size:12px;font-weight:800;letter-spacing:0}
 .panel{position:fixed;z-index:2147483001;display:flex;flex-direction:column;background:#fff;border:1px solid #d5dde6;border-radius:10px;box-shadow:0 12px 36px #17324d38;overflow:hidden}
-.head{display:flex;align-items:center;gap:8px;padding:10px 12px;background:#17324d;color:#fff}
+.head{padding:10px 12px;background:#17324d;color:#fff}
 .head h2{flex:1;margin:0;font-size:15px;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
-.icon{border:0;background:none;color:#fff;width:28px;height:28px;font-size:18px;line-height:1}
+.icon{color:#fff;width:28px;height:28px;font-size:18px;line-height:1}
 .icon:hover{background:#fff3}
 .banner{padding:8px 12px;background:#fdecea;color:#8a1c12;font-size:13px;border-bottom:1px solid #f5c6c0}
 .banner.info{background:#eef3f8;color:#34495e;border-color:#d5dde6}
-.body{flex:1;overflow:auto;min-height:0}
+.body,.log{flex:1;overflow:auto;min-height:0}
 .pad{padding:12px}
-.row{display:flex;align-items:center;justify-content:space-between;gap:8px;margin-bottom:10px}
+.row{justify-content:space-between;margin-bottom:10px}
 .row h3{margin:0;font-weight:400}
 .primary{border:0;background:#1565c0;color:#fff;padding:8px 14px;white-space:nowrap}
 .primary:hover{background:#0d47a1}
@@ -445,12 +365,12 @@ details{margin-top:12px;border:1px solid #e1e7ee;padding:6px 10px}
 .error{color:#b71c1c;margin-top:8px}
 .actions{display:flex;gap:8px;justify-content:flex-end;margin-top:12px}
 .chat{display:flex;flex-direction:column;height:100%}
-.status{display:flex;gap:8px;align-items:center;padding:7px 12px;background:#eef3f8;border-bottom:1px solid #e1e7ee}
+.status{padding:7px 12px;background:#eef3f8;border-bottom:1px solid #e1e7ee}
 .status.live{background:#e8f5e9;color:#1b5e20}
 .status.queued{background:#fff8e1;color:#7a4d00}
 .status span{flex:1}
-.link{border:0;background:none;color:#1565c0;text-decoration:underline;padding:0}
-.log{flex:1;overflow:auto;padding:10px 12px;display:flex;flex-direction:column;gap:8px;min-height:160px}
+.link{color:#1565c0;text-decoration:underline}
+.log{padding:10px 12px;display:flex;flex-direction:column;gap:8px;min-height:160px}
 .older{align-self:center}
 .msg{max-width:85%;padding:7px 10px;border-radius:10px;background:#f1f5fa;align-self:flex-start}
 .msg.mine{align-self:flex-end;background:#1565c0;color:#fff}
@@ -459,19 +379,19 @@ details{margin-top:12px;border:1px solid #e1e7ee;padding:6px 10px}
 .text{white-space:pre-wrap;overflow-wrap:anywhere}
 .msg.pending{background:#fff;color:#1565c0;border:1px dashed}
 .msg.failed{background:#fdecea;color:#8a1c12}
-.retry{margin-left:6px;border:1px solid;border-radius:4px;background:none;font-size:11px;padding:0 6px}
+.retry{margin-left:6px;border:1px solid;border-radius:4px;font-size:11px;padding:0 6px}
 .typing{min-height:20px;padding:0 12px;font-size:12px;font-style:italic}
 .note{margin:0 12px 8px;padding:8px 10px;background:#e8f5e9;color:#1b5e20}
 .pad .note{margin:0 0 10px}
 .note.closed,.note.off{background:#eceff1;color:#37474f}
-.composer{display:flex;gap:8px;padding:10px 12px;border-top:1px solid #e1e7ee;align-items:flex-end}
+.composer{align-items:flex-end;padding:10px 12px;border-top:1px solid #e1e7ee}
 .composer textarea{min-height:40px;max-height:140px}
 .files{display:flex;flex-wrap:wrap;gap:6px;margin:6px 0}
 .chat>.files,.chat>.hint{margin:0 12px}
-.chip{display:flex;align-items:center;gap:6px;max-width:100%;border:1px solid #c9d3df;padding:3px 6px;font-size:12px;background:#f6f8fb}
+.chip{gap:6px;max-width:100%;border:1px solid #c9d3df;padding:3px 6px;font-size:12px;background:#f6f8fb}
 .chip.bad{border-color:#f5c6c0;background:#fdecea;color:#8a1c12}
 .chip img{width:32px;height:32px;object-fit:cover;border-radius:3px}
-.x{border:0;background:none;width:22px;height:22px;font-size:16px}
+.x{width:22px;height:22px;font-size:16px}
 .drag{outline:2px dashed #1565c0}
 .sug{margin-top:6px;padding:7px 9px;border:1px solid #e1e7ee}
 .sug a{color:#1565c0}
@@ -622,7 +542,7 @@ W.on_presence = function (f) { this.agentsOnline = f.agents_online ?? this.agent
 
 W.on_error = function (f) {
   var ref = String(f.ref ?? "");
-  var message = CATALOGUE.pl["err_" + f.code] ? this.t("err_" + f.code) : this.t("err_other", { message: f.message });
+  var message = CATALOGUE["err_" + f.code] ? this.t("err_" + f.code) : this.t("err_other", { message: f.message });
   var p = this.pending.get(ref.slice(5));
   if (ref === this.openReq?.ref) {
     this.openReq = null;
@@ -818,7 +738,8 @@ W.upload = async function (key, x, file, retry) {
 /** Paste, drop and a picker for `zone`; returns [button, input]. */
 W.dropZone = function (zone, key, label) {
   var t = this.t;
-  var input = h("input", { type: "file", multiple: true, hidden: true, onchange: () => { this.addFiles(key, input.files); input.value = ""; } });
+  var input = h("input", { type: "file", multiple: true, hidden: true,
+    onchange: () => { this.addFiles(key, input.files); input.value = ""; } });
   zone.addEventListener("paste", (e) => {
     var files = e.clipboardData?.files;
     if (files?.length) { e.preventDefault(); this.addFiles(key, files); }
@@ -854,7 +775,8 @@ W.suggest = function () {
   this.sugTimer = setTimeout(async () => {
     var found = [];
     this.sugQ = q;
-    try { if (q.length >= 3) found = (await (await fetch(this.api("/api/help/search?limit=3&q=" + encodeURIComponent(q)))).json()).articles; }
+    var url = this.api("/api/help/search?limit=3&q=" + encodeURIComponent(q));
+    try { if (q.length >= 3) found = (await (await fetch(url)).json()).articles; }
     catch { /* no suggestions then */ }
     if (this.sugQ !== q) return; // superseded
     this.sug = found || [];
@@ -894,7 +816,8 @@ W.storageKey = function () { return "pomoc:v1:" + (this.me.shop || "") + ":" + t
 
 W.save = function () {
   try {
-    if (this.me) sessionStorage.setItem(this.storageKey(), JSON.stringify({ drafts: this.drafts, form: this.form, openReq: this.openReq, pending: [...this.pending.values()] }));
+    var saved = { drafts: this.drafts, form: this.form, openReq: this.openReq, pending: [...this.pending.values()] };
+    if (this.me) sessionStorage.setItem(this.storageKey(), JSON.stringify(saved));
   } catch { /* storage full or disabled: drafts stay in memory */ }
 };
 
@@ -920,8 +843,8 @@ W.when = function (iso, key) {
   var p = Object.fromEntries(WARSAW.formatToParts(d).map((x) => [x.type, x.value]));
   var i = "MonTueWedThuFriSatSun".indexOf(p.weekday) / 3;
   var time = +p.hour + ":" + p.minute;
-  // Polish puts the weekday in the genitive after "do" ("do czwartku"): dayTo.
-  return key ? this.t(key, { day: this.t("days").split(" ")[i], dayTo: this.t("daysTo").split(" ")[i], date: p.day + "." + p.month, time: time }) : time;
+  var day = (list) => this.t(list).split(" ")[i];
+  return key ? this.t(key, { day: day("days"), dayTo: day("daysTo"), date: p.day + "." + p.month, time: time }) : time;
 };
 
 /** The usual week from welcome.service.hours: "pon.–pt. 9:00–17:00, sob. 9:00–13:00". */
@@ -1046,7 +969,8 @@ W.renderList = function () {
     this.listEl = h("ul.tickets", { "aria-label": t("yourTickets") });
     this.offEl = h("div.note.off");
     this.body.append(h("div.pad", null, this.notice && h("div.note", { role: "status", text: this.notice }), this.offEl,
-      h("div.row", null, h("h3", { text: t("onePerTicket") }), h("button.primary.new-ticket", { onclick: () => this.showNew() }, t("newTicket"))),
+      h("div.row", null, h("h3", { text: t("onePerTicket") }),
+        h("button.primary.new-ticket", { onclick: () => this.showNew() }, t("newTicket"))),
       this.listEl));
   }
   // Off-hours, before anyone writes: when support opens and its usual hours.
@@ -1057,8 +981,10 @@ W.renderList = function () {
   items.forEach((tk) => {
     var n = this.unread.get(tk.id) || 0;
     var btn = h("button", { class: "ticket" + (n > 0 ? " unread" : ""), "data-ticket": tk.id, onclick: () => this.showChat(tk.id) },
-      h("span.t", null, h("span", { text: tk.title }), n > 0 && h("span.pill", { "aria-label": t("unreadLabel", { n: n }) }, t("unreadN", { n: n }))),
-      h("span.m", { text: ["#" + tk.id, t("status_" + tk.status), t("sev_" + tk.severity), this.queued(tk) && t("queuedShort")].filter(Boolean).join(" · ") }));
+      h("span.t", null, h("span", { text: tk.title }),
+        n > 0 && h("span.pill", { "aria-label": t("unreadLabel", { n: n }) }, t("unreadN", { n: n }))),
+      h("span.m", { text: ["#" + tk.id, t("status_" + tk.status), t("sev_" + tk.severity), this.queued(tk) && t("queuedShort")]
+        .filter(Boolean).join(" · ") }));
     this.listEl.append(h("li", null, btn));
     if (focused === String(tk.id)) btn.focus();
   });
@@ -1139,7 +1065,8 @@ W.renderChat = function () {
   var id = this.current;
   var tk = this.tickets.get(id) || { title: "#" + id };
   this.statusText = h("span");
-  this.resolveBtn = h("button.link", { onclick: () => this.conn.send({ type: "update_ticket", ticket: id, status: "resolved", ref: "upd:" + id }) }, t("markResolved"));
+  var resolve = () => this.conn.send({ type: "update_ticket", ticket: id, status: "resolved", ref: "upd:" + id });
+  this.resolveBtn = h("button.link", { onclick: resolve }, t("markResolved"));
   this.statusEl = h("div", null, this.statusText, this.resolveBtn);
   this.olderBtn = h("button.secondary.older", { onclick: () => {
     this.loadingOlder = true;
@@ -1180,7 +1107,8 @@ W.renderChat = function () {
   var chat = h("div.chat");
   this.composer = h("form.composer", { onsubmit: (e) => { e.preventDefault(); submit(); } },
     ...this.dropZone(chat, id, "+"), input, h("button.primary", { type: "submit" }, t("send")));
-  chat.append(this.statusEl, this.logEl, this.typingEl, this.noteEl, h("div.closed-actions.pad", null, this.newBtn), this.chatErrorEl, this.filesEl, this.countEl, this.composer);
+  chat.append(this.statusEl, this.logEl, this.typingEl, this.noteEl, h("div.closed-actions.pad", null, this.newBtn), this.chatErrorEl,
+    this.filesEl, this.countEl, this.composer);
   this.count(this.countEl, input.value);
   this.body.append(chat);
   this.updateChat();
@@ -1278,7 +1206,7 @@ function configFrom(script, options) {
     mount: o.mount || data.mount,
     token: o.token,
     tokenUrl: o.tokenUrl || data.tokenUrl,
-    lang: CATALOGUE[lang] ? lang : "pl",
+    lang: LANGS.includes(lang) ? lang : "pl",
     server: (o.server || data.server || serverFromScript(script)).replace(/\/$/, "")
   };
 }
