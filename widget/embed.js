@@ -81,6 +81,7 @@ var CATALOGUE = {
   live: ["Konsultant jest teraz dostępny.", "An agent is available now."],
   queued: ["Zgłoszenie czeka w kolejce do otwarcia: {at}.", "Your ticket waits in the queue until support opens: {at}."],
   answerBy: ["Odpowiemy najpóźniej {due}.", "We will answer {due} at the latest."],
+  yourTurn: ["Czekamy na Twoją odpowiedź.", "We are waiting for your reply."],
   answerSoon: ["Odpowiemy w godzinach pracy wsparcia: {hours}.", "We will answer during support hours: {hours}."],
   closedNow: ["Wsparcie jest teraz nieczynne, najbliższe otwarcie: {at}. Godziny pracy: {hours}. Zgłoszenia krytyczne obsługujemy całą dobę.",
     "Support is closed now and opens {at}. Hours: {hours}. Critical tickets are handled around the clock."],
@@ -1122,12 +1123,16 @@ W.updateChat = function () {
   var queued = this.queued(tk);
   var live = !queued && this.agentsOnline > 0 && !this.closedNow();
   var closed = tk.status === "closed";
+  var yourTurn = tk.status === "waiting_on_customer";
+  var replied = [...(this.msgs.get(id)?.values() || [])].some((m) => m.author?.kind === "agent");
   this.titleEl.textContent = tk.title || "#" + id;
-  // Queued off-hours or someone here now, then one statement of when we answer: the acknowledgment's deadline.
+  // Queued off-hours or someone here now, then one statement of when we answer: the acknowledgment's deadline
+  // until support first replies, then the opening hours (nothing more while someone is here).
   this.statusEl.className = "status" + (queued ? " queued" : live ? " live" : "");
   this.statusEl.hidden = !this.active(tk);
-  this.statusText.textContent = (queued ? t("queued", { at: this.when(tk.queued_until, "at") }) + " " : live ? t("live") + " " : "") +
-    (tk.sla_due_at ? t("answerBy", { due: this.when(tk.sla_due_at, "due") }) : t("answerSoon", { hours: this.hours() }));
+  this.statusText.textContent = [queued ? t("queued", { at: this.when(tk.queued_until, "at") }) : live && t("live"),
+    yourTurn ? t("yourTurn") : !replied && tk.sla_due_at ? t("answerBy", { due: this.when(tk.sla_due_at, "due") })
+      : !live && t("answerSoon", { hours: this.hours() })].filter(Boolean).join(" ");
   this.noteEl.hidden = !(closed || tk.status === "resolved");
   this.noteEl.className = "note" + (closed ? " closed" : "");
   this.noteEl.textContent = t(closed ? "closedNote" : "resolvedNote");

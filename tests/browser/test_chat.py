@@ -117,6 +117,8 @@ async def test_ticket_round_trip_between_widget_and_console(pomoc: PomocServer, 
     await ticket.click()
     await expect(page.locator(".msg[data-seq]")).to_have_count(3)
     await expect(page.locator(".msg.theirs")).to_contain_text("sprawdzamy konfigurację")
+    # Support has reacted and is here: no first-reaction deadline any more.
+    await expect(page.locator(".status span")).to_have_text("Konsultant jest teraz dostępny.")
     await expect(page.locator(".badge")).to_be_hidden()
     await page.get_by_role("button", name="Wróć do listy zgłoszeń").click()
     await expect(page.locator("button.ticket.unread")).to_have_count(0)

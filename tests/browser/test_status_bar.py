@@ -109,3 +109,34 @@ async def test_a_closed_ticket_never_says_queued(servers: Servers, open_tab: Ope
     await expect(console.locator("#chat-sub")).to_contain_text("zamknięte")
     await expect(console.locator("#chat-sub")).not_to_contain_text("w kolejce")
     assert tab.errors == []
+
+
+async def test_after_support_replies_the_status_bar_stops_promising_the_first_reaction(
+        pomoc: PomocServer, open_tab: OpenTab) -> None:
+    tab = await open_tab()
+    page = tab.page
+    await page.goto(pomoc.base + "/demo")
+    await page.get_by_role("button", name="POMOC").click()
+    due = await open_ticket(page, "Stawka VAT")
+    status = page.locator("[data-pomoc] .status span")
+    await expect(status).to_have_text(f"Odpowiemy najpóźniej {due}.")  # nobody from support online yet
+    await page.get_by_role("button", name="Wróć do listy zgłoszeń").click()
+    ticket_id = int(await page.locator("button.ticket").get_attribute("data-ticket") or "0")
+    await page.locator("button.ticket").click()
+
+    client = await agent(pomoc)
+    try:
+        await client.send({"type": "presence", "status": "online"})
+        await expect(status).to_have_text(f"Konsultant jest teraz dostępny. Odpowiemy najpóźniej {due}.")
+        await client.request({"type": "follow", "ticket": ticket_id}, "ticket")
+        await client.request({"type": "send", "ticket": ticket_id, "body": "Proszę o zrzut ustawień VAT.",
+                              "client_id": "a1"}, "ack")
+        await client.request({"type": "update_ticket", "ticket": ticket_id, "status": "waiting_on_customer"}, "ticket")
+        await expect(status).to_have_text("Konsultant jest teraz dostępny. Czekamy na Twoją odpowiedź.")
+        await client.request({"type": "update_ticket", "ticket": ticket_id, "status": "open"}, "ticket")
+        await expect(status).to_have_text("Konsultant jest teraz dostępny.")
+    finally:
+        await client.close()
+    # Support has replied and nobody is online: the next answer comes in working hours (the server's calendar).
+    await expect(status).to_have_text("Odpowiemy w godzinach pracy wsparcia: pon.–pt. 9:00–17:00.")
+    assert tab.errors == []
