@@ -1,13 +1,11 @@
 /*
  * Pomoc widget: the POMOC button of a shop admin panel and the support chat behind it.
- * One dependency-free script; a single global, `Pomoc`; UI in a Shadow DOM. Configure
- * with data-* attributes on its <script> (data-mount, data-token-url, data-lang,
- * data-server) or `Pomoc.init({mount, token, tokenUrl, lang, server})`, `token` being a
- * function returning a Promise of a fresh JWT (asked again after 4401).
- *
- * Protocol: PROTOCOL.md (pomoc.v1.json). Reconnects with capped exponential backoff
- * plus jitter and resumes with `hello.resume`; messages are kept per (ticket, seq), so
- * a replay shows nothing twice; sends carry a client_id and are re-sent until acked.
+ * One dependency-free script, one global (`Pomoc`), its UI in a Shadow DOM. Configured by
+ * data-* attributes on its <script> (data-mount, data-token-url, data-lang, data-server) or
+ * `Pomoc.init({mount, token, tokenUrl, lang, server})`, `token` giving a Promise of a fresh
+ * JWT (asked again after 4401). Protocol: PROTOCOL.md (pomoc.v1.json); reconnects with
+ * capped, jittered backoff and resumes; messages are kept per (ticket, seq), so a replay
+ * shows nothing twice; sends carry a client_id and go again until acked.
  * `Pomoc.Connection` is that connection, reused by the agent console.
  */
 (function () {
@@ -424,7 +422,7 @@ function Widget(config) {
   this.state = "connecting";
   this.view = "list";
   this.formError = this.chatError = "";
-  // Flags start undefined (false): isOpen, everOnline, serverBadge, restored, scheduled, filling, loadingOlder.
+  // Flags start undefined (false): isOpen, everOnline, serverBadge, restored, scheduled, loadingOlder.
 }
 var W = Widget.prototype;
 
@@ -594,17 +592,10 @@ W.insert = function (m, live) {
   if (map.has(m.seq) && !(m.attachments && !map.get(m.seq).attachments)) return;
   map.set(m.seq, m);
   if (this.isMine(m)) this.pending.delete(m.client_id);
+  // The server delivers each ticket's messages without gaps (it fills them before anything newer goes out).
   var s = this.seen.get(id) || 0;
-  if (m.seq > s) {
-    while (map.has(s + 1)) s++;
-    this.seen.set(id, s);
-    if (live && m.seq > s + 1 && !this.filling) {
-      // A hole below a live message (rare): fetch it.
-      this.filling = true;
-      this.conn.send({ type: "history", ticket: id, after_seq: s, limit: 200, ref: "gap:" + id });
-      setTimeout(() => { this.filling = false; }, 2000);
-    }
-  }
+  while (map.has(s + 1)) s++;
+  this.seen.set(id, s);
   if (!live) return;
   if (!this.tickets.has(id)) this.upsert({ id: id, title: "#" + id, status: "open" });
   var t = this.tickets.get(id);
@@ -977,18 +968,23 @@ W.renderList = function () {
   // Off-hours, before anyone writes: when support opens and its usual hours.
   this.offEl.hidden = !this.closedNow();
   this.offEl.textContent = t("closedNow", { at: this.when(this.service.next_open, "at"), hours: this.hours() });
-  var items = [...this.tickets.values()].sort((a, b) => b.id - a.id);
-  this.listEl.replaceChildren(...(items.length ? [] : [h("li.empty", null, t(this.everOnline ? "noTickets" : "loading"))]));
-  items.forEach((tk) => {
+  var list = this.listEl;
+  var was = new Map([...list.children].map((li) => [li.dataset.key, li]));
+  var items = [...this.tickets.values()].sort((a, b) => b.id - a.id).map((tk) => {
     var n = this.unread.get(tk.id) || 0;
-    var btn = h("button", { class: "ticket" + (n > 0 ? " unread" : ""), "data-ticket": tk.id, onclick: () => this.showChat(tk.id) },
+    var open = () => this.showChat(tk.id);
+    return h("li", { "data-key": tk.id }, h("button", { class: "ticket" + (n > 0 ? " unread" : ""), "data-ticket": tk.id, onclick: open },
       h("span.t", null, h("span", { text: tk.title }),
         n > 0 && h("span.pill", { "aria-label": t("unreadLabel", { n: n }) }, t("unreadN", { n: n }))),
       h("span.m", { text: ["#" + tk.id, t("status_" + tk.status), t("sev_" + tk.severity), this.queued(tk) && t("queuedShort")]
-        .filter(Boolean).join(" · ") }));
-    this.listEl.append(h("li", null, btn));
-    if (focused === String(tk.id)) btn.focus();
+        .filter(Boolean).join(" · ") })));
   });
+  if (!items[0]) items = [h("li.empty", null, t(this.everOnline ? "noTickets" : "loading"))];
+  // Unchanged items stay the same elements, so a tap across an update still lands; the rest are swapped in place.
+  items = items.map((li) => was.get(li.dataset.key)?.outerHTML === li.outerHTML ? was.get(li.dataset.key) : li);
+  was.forEach((li) => items.includes(li) || li.remove());
+  items.forEach((li, i) => list.children[i] !== li && list.insertBefore(li, list.children[i] || null));
+  list.querySelector(`[data-ticket="${focused}"]`)?.focus();
 };
 
 // ---- new ticket

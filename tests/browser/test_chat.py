@@ -416,3 +416,39 @@ async def test_the_composer_shows_the_limit_and_a_refused_message_can_be_edited_
     await expect(page.locator(".msg.mine[data-seq]")).to_have_count(3)
     await expect(page.locator(".msg.failed, .msg.pending")).to_have_count(0)
     assert customer.errors == []
+
+
+async def test_a_tap_on_a_ticket_lands_while_a_reply_arrives(pomoc: PomocServer, host_site: HostSite,
+                                                            open_tab: OpenTab) -> None:
+    token = pomoc.token("customer", "owner-6", shop="shop-6", shop_name="Sklep Sześć")
+    url = pomoc.base.replace("http", "ws") + "/ws"
+    customer_ws = await Client.connect(url)
+    agent_ws = await Client.connect(url)
+    try:
+        await customer_ws.hello(token)
+        ids = []
+        for title in ("Faktury", "Wysyłka"):
+            opened = await customer_ws.request({"type": "open_ticket", "title": title, "severity": "question",
+                                                "body": f"{title}: pytanie o ustawienia w panelu sklepu.",
+                                                "client_id": title}, "ticket")
+            ids.append(opened["ticket"]["id"])
+        await agent_ws.hello(pomoc.token("agent", "a-6", name="Ola"))
+        await agent_ws.request({"type": "follow", "ticket": ids[1]}, "ticket")
+
+        page = (await open_tab()).page
+        host_site.pages["/panel"] = HOST_PAGE.format(server=pomoc.base, token=token)
+        await page.goto(host_site.base + "/panel")
+        await page.get_by_role("button", name="POMOC").click()
+        faktury = page.locator("button.ticket", has_text="Faktury")
+        await expect(faktury).to_be_visible()
+        box = await faktury.evaluate("el => { const r = el.getBoundingClientRect(); return [r.x + 40, r.y + 12]; }")
+        # Pressed on one ticket; before the finger lifts, support answers the other one.
+        await page.mouse.move(*box)
+        await page.mouse.down()
+        await agent_ws.request({"type": "send", "ticket": ids[1], "body": "Odpowiadamy.", "client_id": "r1"}, "ack")
+        await expect(page.locator("button.ticket.unread", has_text="Wysyłka")).to_be_visible()
+        await page.mouse.up()
+        await expect(page.locator("[data-pomoc] .head h2")).to_have_text("Faktury")
+    finally:
+        await customer_ws.close()
+        await agent_ws.close()

@@ -16,6 +16,7 @@ from websockets.typing import Subprotocol
 
 from tests.browser.conftest import OpenTab, Servers
 from tests.browser.harness import PomocServer, embedded_env, free_port
+from tests.wsclient import Client
 
 pytestmark = pytest.mark.browser
 
@@ -79,4 +80,29 @@ async def test_off_hours_the_empty_open_tab_says_tickets_wait_in_the_queue(serve
     await expect(queue).to_have_attribute("aria-selected", "true")
     await expect(queue).to_be_focused()
     await expect(page.locator("#tickets button.ticket")).to_have_count(2)
+    assert tab.errors == []
+
+
+async def test_a_click_on_an_inbox_item_lands_while_updates_arrive(pomoc: PomocServer, open_tab: OpenTab) -> None:
+    await open_ticket(pomoc, 1, "major")
+    tab = await open_tab(1440, 860)
+    page = tab.page
+    await page.goto(pomoc.base + "/agent?token=" + pomoc.token("agent", "a-1", name="Ewa"))
+    item = page.locator("#tickets .ticket", has_text="Problem major")
+    await expect(item).to_be_visible()
+    box = await item.evaluate("el => { const r = el.getBoundingClientRect(); return [r.x + r.width / 2, r.y + 12]; }")
+
+    # Pressed on the item; before the release, another shop's new ticket reaches the inbox.
+    await page.mouse.move(*box)
+    await page.mouse.down()
+    client = await Client.connect(pomoc.base.replace("http", "ws") + "/ws")
+    try:
+        await client.hello(pomoc.token("customer", "owner-2", shop="shop-2", shop_name="Sklep 2"))
+        await client.request({"type": "open_ticket", "title": "Problem minor", "severity": "minor", "client_id": "o-2",
+                              "body": "Klienci nie mogą zapłacić kartą."}, "ticket")
+        await expect(page.locator("#tickets .ticket", has_text="Problem minor")).to_be_visible()
+    finally:
+        await client.close()
+    await page.mouse.up()
+    await expect(page.locator("#chat-title")).to_have_text("Problem major")
     assert tab.errors == []

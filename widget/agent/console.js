@@ -435,8 +435,7 @@
     });
     var ul = $("tickets");
     var focusedId = document.activeElement && document.activeElement.dataset && document.activeElement.dataset.ticket;
-    ul.textContent = "";
-    if (!list.length) ul.append(emptyInbox(counts));
+    var items = list.length ? [] : [emptyInbox(counts)];
     list.forEach(function (t) {
       var n = state.unread.get(t.id) || 0;
       var overdue = t.sla_due_at && Date.parse(t.sla_due_at) < now && (t.status === "open" || t.status === "waiting_on_customer");
@@ -454,9 +453,20 @@
         h("span", { text: "#" + t.id + " · " + (t.shop_name || t.shop || "") })),
       h("span", { class: "line3" + (overdue ? " late" : ""), text: due + (t.department ? " · " + deptName(t.department) : "") +
         (t.assignee ? " · " + t.assignee : "") }));
-      ul.append(h("li", null, btn));
-      if (focusedId === String(t.id)) btn.focus();
+      items.push(h("li", { "data-key": t.id }, btn));
     });
+    // Items that look the same stay the same elements: a click or a tap whose press and release straddle
+    // an update (typing pings come every 2 s) still lands, and focus and hover stay where they were.
+    var kept = new Map(Array.from(ul.children, function (li) { return [li.dataset.key || "", li]; }));
+    items = items.map(function (li) {
+      var old = kept.get(li.dataset.key || "");
+      return old && old.outerHTML === li.outerHTML ? old : li;
+    });
+    var wanted = new Set(items);
+    Array.from(ul.children).forEach(function (li) { if (!wanted.has(li)) li.remove(); });
+    items.forEach(function (li, i) { if (ul.children[i] !== li) ul.insertBefore(li, ul.children[i] || null); });
+    var focused = focusedId && ul.querySelector('[data-ticket="' + focusedId + '"]');
+    if (focused && focused !== document.activeElement) focused.focus();
     var more = $("more-tickets");
     more.hidden = !state.listMore;
     more.disabled = state.listLoading;
