@@ -1,18 +1,16 @@
 /*
  * Pomoc widget: the POMOC button of a shop admin panel and the support chat behind it.
- * One dependency-free script; a single global, `Pomoc`; UI in a Shadow DOM. Configure
- * with data-* attributes on its <script> (data-mount, data-token-url, data-lang,
- * data-server) or `Pomoc.init({mount, token, tokenUrl, lang, server})`, `token` being a
- * function returning a Promise of a fresh JWT (asked again after 4401).
- *
- * Protocol: PROTOCOL.md (pomoc.v1.json). Reconnects with capped exponential backoff
- * plus jitter and resumes with `hello.resume`; messages are kept per (ticket, seq), so
- * a replay shows nothing twice; sends carry a client_id and are re-sent until acked.
+ * One dependency-free script, one global (`Pomoc`), its UI in a Shadow DOM. Configured by
+ * data-* attributes on its <script> (data-mount, data-token-url, data-lang, data-server) or
+ * `Pomoc.init({mount, token, tokenUrl, lang, server})`, `token` giving a Promise of a fresh
+ * JWT (asked again after 4401). Protocol: PROTOCOL.md (pomoc.v1.json); reconnects with
+ * capped, jittered backoff and resumes; messages are kept per (ticket, seq), so a replay
+ * shows nothing twice; sends carry a client_id and go again until acked.
  * `Pomoc.Connection` is that connection, reused by the agent console.
  */
 (function () {
 "use strict";
-if (window.Pomoc && window.Pomoc.version) return; // loaded twice: the first copy rules
+if (window.Pomoc?.version) return; // loaded twice: the first copy rules
 
 var VERSION = "1.0.0";
 var SCRIPT = document.currentScript;
@@ -26,227 +24,159 @@ var MAX_FILE = 10485760; // 10 MB, the server's limit (else 413)
 var TYPES = /^(image\/(png|jpeg|gif|webp)|application\/pdf|text\/plain)$/; // accepted (else 415)
 
 // ---- messages
+// Every string in Polish (the primary language) and English, side by side: key: [pl, en].
 var CATALOGUE = {
-  pl: {
-    launcher: "POMOC",
-    launcherUnread: "POMOC — masz nieprzeczytane odpowiedzi",
-    panel: "Pomoc — zgłoszenia do wsparcia",
-    close: "Zamknij",
-    back: "Wróć do listy zgłoszeń",
-    yourTickets: "Twoje zgłoszenia",
-    noTickets: "Nie masz jeszcze zgłoszeń. Opisz problem, a odpowiemy tutaj.",
-    newTicket: "Nowe zgłoszenie",
-    unreadN: "{n} nowe",
-    unreadLabel: "nieprzeczytane odpowiedzi: {n}",
-    connecting: "Łączenie z pomocą…",
-    offline: "Brak połączenia — łączymy ponownie. Nic, co napiszesz, nie przepadnie.",
-    status_open: "otwarte",
-    status_waiting_on_customer: "czeka na Twoją odpowiedź",
-    status_resolved: "rozwiązane",
-    status_closed: "zamknięte",
-    sev_critical: "Krytyczny",
-    sev_major: "Poważny",
-    sev_minor: "Drobny",
-    sev_question: "Pytanie",
-    sev_suggestion: "Sugestia",
-    def_critical: "Błąd systemu, przez który sklep nie może sprzedawać ani obsługiwać zamówień. " +
-      "Nie jest krytyczny błąd źle skonfigurowanej integracji, np. błędne klucze API Przelewy24 lub innej bramki płatności.",
-    def_major: "Ważna funkcja sklepu nie działa, ale sprzedaż jest nadal możliwa.",
-    def_minor: "Funkcja działa niezgodnie z dokumentacją, ale istnieje obejście.",
-    def_question: "Pytanie o działanie funkcji lub wyjaśnienie dokumentacji.",
-    def_suggestion: "Pomysł na nową funkcję lub ulepszenie.",
-    onePerTicket: "Jedno zgłoszenie = jeden problem.",
-    title: "Tytuł",
-    titleHint: "2–3 słowa, np. „Płatności nie działają”.",
-    titleLong: "Wystarczą 2–3 słowa — szczegóły wpisz w opisie.",
-    body: "Opis problemu",
-    bodyHint: "Co się stało i gdzie?",
-    severity: "Priorytet",
-    more: "Dodatkowe informacje (opcjonalne, przyspieszają pomoc)",
-    occurredAt: "Kiedy to się stało?",
-    stepsTried: "Co już próbowano?",
-    expectations: "Czego oczekujesz?",
-    orderUrl: "Link do zamówienia",
-    autoInfo: "Do zgłoszenia dołączymy automatycznie:",
-    browser: "Przeglądarka",
-    page: "Strona",
-    time: "Czas",
-    submit: "Wyślij zgłoszenie",
-    submitting: "Wysyłanie…",
-    cancel: "Anuluj",
-    required: "Uzupełnij tytuł i opis problemu.",
-    live: "Wsparcie jest teraz dostępne — rozmawiasz na żywo.",
-    answerBy: "Odpowiemy do {time}.",
-    answerSoon: "Odpowiemy w godzinach pracy wsparcia (pon.–pt. 9:00–17:00).",
-    queued: "Poza godzinami pracy: zgłoszenie czeka w kolejce, zajmiemy się nim od {time}.",
-    queuedShort: "w kolejce",
-    older: "Pokaż wcześniejsze wiadomości",
-    loading: "Wczytywanie…",
-    typing: "{name} pisze…",
-    messageLabel: "Twoja wiadomość",
-    placeholder: "Napisz wiadomość… (Enter wysyła, Shift+Enter nowa linia)",
-    send: "Wyślij",
-    pending: "wysyłanie…",
-    failed: "nie wysłano",
-    retry: "Ponów",
-    markResolved: "Problem rozwiązany",
-    resolvedNote: "Zgłoszenie jest rozwiązane. Jeśli problem wróci, po prostu napisz.",
-    closedNote: "Zgłoszenie jest zamknięte i tylko do odczytu. Nowy problem? Otwórz nowe zgłoszenie.",
-    you: "Ty",
-    support: "wsparcie",
-    conversation: "Rozmowa w zgłoszeniu {title}",
-    announce: "Nowa wiadomość od {name}: {body}",
-    err_rate_limited: "Za dużo wiadomości naraz — spróbuj za chwilę.",
-    err_closed_ticket: "To zgłoszenie jest zamknięte.",
-    err_too_large: "Tekst jest za długi.",
-    err_unavailable: "Serwis jest chwilowo niedostępny — ponawiamy.",
-    err_other: "Coś poszło nie tak: {message}",
-    attach: "Dołącz plik",
-    attachHint: "Możesz też wkleić zrzut ekranu (Ctrl+V) albo przeciągnąć tu plik.",
-    remove: "Usuń {name}",
-    uploading: "wysyłanie {n}%",
-    e413: "plik jest za duży (maks. 10 MB)",
-    e415: "niedozwolony typ — dołącz obraz (PNG, JPG, GIF, WebP), PDF albo plik tekstowy",
-    eUp: "nie udało się wysłać pliku",
-    eMax: "najwyżej 10 plików naraz",
-    waitUp: "Poczekaj, aż pliki się wyślą.",
-    helpTitle: "Może to pomoże:",
-    solved: "To rozwiązało mój problem",
-    thanks: "Cieszymy się, że artykuł pomógł! Zgłoszenie nie zostało wysłane."
-  },
-  en: {
-    launcher: "HELP",
-    launcherUnread: "HELP — you have unread replies",
-    panel: "Help — support tickets",
-    close: "Close",
-    back: "Back to tickets",
-    yourTickets: "Your tickets",
-    noTickets: "You have no tickets yet. Describe a problem and we will answer here.",
-    newTicket: "New ticket",
-    unreadN: "{n} new",
-    unreadLabel: "unread replies: {n}",
-    connecting: "Connecting to support…",
-    offline: "Offline — reconnecting. Nothing you type will be lost.",
-    status_open: "open",
-    status_waiting_on_customer: "waiting for your reply",
-    status_resolved: "resolved",
-    status_closed: "closed",
-    sev_critical: "Critical",
-    sev_major: "Major",
-    sev_minor: "Minor",
-    sev_question: "Question",
-    sev_suggestion: "Suggestion",
-    def_critical: "A system error that stops the shop selling or handling orders. " +
-      "A misconfigured integration, e.g. wrong Przelewy24 or other payment-gateway API keys, is not critical.",
-    def_major: "An important function of the shop does not work, but selling is still possible.",
-    def_minor: "A feature works differently from the documentation, but a workaround exists.",
-    def_question: "A question about how a feature works or about the documentation.",
-    def_suggestion: "An idea for a new feature or an improvement.",
-    onePerTicket: "One ticket = one problem.",
-    title: "Title",
-    titleHint: "2–3 words, e.g. “Payments failing”.",
-    titleLong: "2–3 words are enough — put the details in the description.",
-    body: "Description",
-    bodyHint: "What happened, and where?",
-    severity: "Severity",
-    more: "More details (optional, they speed things up)",
-    occurredAt: "When did it happen?",
-    stepsTried: "What have you tried already?",
-    expectations: "What do you expect?",
-    orderUrl: "Link to the order",
-    autoInfo: "Attached automatically:",
-    browser: "Browser",
-    page: "Page",
-    time: "Time",
-    submit: "Send ticket",
-    submitting: "Sending…",
-    cancel: "Cancel",
-    required: "Fill in the title and the description.",
-    live: "Support is live now.",
-    answerBy: "We will answer by {time}.",
-    answerSoon: "We will answer during support hours (Mon–Fri 9:00–17:00).",
-    queued: "Outside working hours: your ticket is queued and will be handled from {time}.",
-    queuedShort: "queued",
-    older: "Show earlier messages",
-    loading: "Loading…",
-    typing: "{name} is typing…",
-    messageLabel: "Your message",
-    placeholder: "Write a message… (Enter sends, Shift+Enter new line)",
-    send: "Send",
-    pending: "sending…",
-    failed: "not sent",
-    retry: "Retry",
-    markResolved: "Problem solved",
-    resolvedNote: "This ticket is resolved. If the problem comes back, just write.",
-    closedNote: "This ticket is closed and read-only. A new problem? Open a new ticket.",
-    you: "You",
-    support: "support",
-    conversation: "Conversation in ticket {title}",
-    announce: "New message from {name}: {body}",
-    err_rate_limited: "Too many messages at once — try again in a moment.",
-    err_closed_ticket: "This ticket is closed.",
-    err_too_large: "The text is too long.",
-    err_unavailable: "The service is briefly unavailable — retrying.",
-    err_other: "Something went wrong: {message}",
-    attach: "Attach a file",
-    attachHint: "You can also paste a screenshot (Ctrl+V) or drop a file here.",
-    remove: "Remove {name}",
-    uploading: "uploading {n}%",
-    e413: "the file is too large (max. 10 MB)",
-    e415: "type not allowed — attach an image (PNG, JPG, GIF, WebP), a PDF or a text file",
-    eUp: "the file could not be uploaded",
-    eMax: "at most 10 files at once",
-    waitUp: "Wait until the files are uploaded.",
-    helpTitle: "This may help:",
-    solved: "This solved my problem",
-    thanks: "Glad the article helped! No ticket was sent."
-  }
+  launcher: ["POMOC", "HELP"],
+  launcherUnread: ["POMOC — masz nieprzeczytane odpowiedzi", "HELP — you have unread replies"],
+  close: ["Zamknij", "Close"],
+  back: ["Wróć do listy zgłoszeń", "Back to tickets"],
+  yourTickets: ["Twoje zgłoszenia", "Your tickets"],
+  noTickets: ["Nie masz jeszcze zgłoszeń. Opisz problem, a odpowiemy tutaj.", "You have no tickets yet. Describe a problem and we will answer here."],
+  newTicket: ["Nowe zgłoszenie", "New ticket"],
+  unreadN: ["{n} nowe", "{n} new"],
+  unreadLabel: ["nieprzeczytane odpowiedzi: {n}", "unread replies: {n}"],
+  connecting: ["Łączenie z pomocą…", "Connecting to support…"],
+  offline: ["Brak połączenia — łączymy ponownie. Nic, co napiszesz, nie przepadnie.", "Offline — reconnecting. Nothing you type will be lost."],
+  status_open: ["otwarte", "open"],
+  status_waiting_on_customer: ["czeka na Twoją odpowiedź", "waiting for your reply"],
+  status_resolved: ["rozwiązane", "resolved"],
+  status_closed: ["zamknięte", "closed"],
+  sev_critical: ["Krytyczny", "Critical"],
+  sev_major: ["Poważny", "Major"],
+  sev_minor: ["Drobny", "Minor"],
+  sev_question: ["Pytanie", "Question"],
+  sev_suggestion: ["Sugestia", "Suggestion"],
+  def_critical: ["Błąd systemu, przez który sklep nie może sprzedawać ani obsługiwać zamówień. " +
+    "Nie jest krytyczny błąd źle skonfigurowanej integracji, np. błędne klucze API Przelewy24 lub innej bramki płatności.",
+    "A system error that stops the shop selling or handling orders. " +
+    "A misconfigured integration, e.g. wrong Przelewy24 or other payment-gateway API keys, is not critical."],
+  def_major: ["Ważna funkcja sklepu nie działa, ale sprzedaż jest nadal możliwa.",
+    "An important function of the shop does not work, but selling is still possible."],
+  def_minor: ["Funkcja działa niezgodnie z dokumentacją, ale istnieje obejście.",
+    "A feature works differently from the documentation, but a workaround exists."],
+  def_question: ["Pytanie o działanie funkcji lub wyjaśnienie dokumentacji.", "A question about how a feature works or about the documentation."],
+  def_suggestion: ["Pomysł na nową funkcję lub ulepszenie.", "An idea for a new feature or an improvement."],
+  onePerTicket: ["Jedno zgłoszenie = jeden problem.", "One ticket = one problem."],
+  title: ["Tytuł", "Title"],
+  titleHint: ["2–3 słowa, np. „Płatności nie działają”.", "2–3 words, e.g. “Payments failing”."],
+  titleLong: ["Wystarczą 2–3 słowa — szczegóły wpisz w opisie.", "2–3 words are enough — put the details in the description."],
+  body: ["Opis problemu", "Description"],
+  bodyHint: ["Co się stało i gdzie?", "What happened, and where?"],
+  severity: ["Priorytet", "Severity"],
+  more: ["Dodatkowe informacje (opcjonalne, przyspieszają pomoc)", "More details (optional, they speed things up)"],
+  occurredAt: ["Kiedy to się stało?", "When did it happen?"],
+  stepsTried: ["Co już próbowano?", "What have you tried already?"],
+  expectations: ["Czego oczekujesz?", "What do you expect?"],
+  orderUrl: ["Link do zamówienia", "Link to the order"],
+  autoInfo: ["Do zgłoszenia dołączymy automatycznie:", "Attached automatically:"],
+  browser: ["Przeglądarka", "Browser"],
+  page: ["Strona", "Page"],
+  time: ["Czas", "Time"],
+  submit: ["Wyślij zgłoszenie", "Send ticket"],
+  submitting: ["Wysyłanie…", "Sending…"],
+  cancel: ["Anuluj", "Cancel"],
+  required: ["Uzupełnij tytuł i opis problemu.", "Fill in the title and the description."],
+  live: ["Konsultant jest teraz dostępny.", "An agent is available now."],
+  queued: ["Zgłoszenie czeka w kolejce do otwarcia: {at}.", "Your ticket waits in the queue until support opens: {at}."],
+  answerBy: ["Odpowiemy najpóźniej {due}.", "We will answer {due} at the latest."],
+  yourTurn: ["Czekamy na Twoją odpowiedź.", "We are waiting for your reply."],
+  answerSoon: ["Odpowiemy w godzinach pracy wsparcia: {hours}.", "We will answer during support hours: {hours}."],
+  closedNow: ["Wsparcie jest teraz nieczynne, najbliższe otwarcie: {at}. Godziny pracy: {hours}. Zgłoszenia krytyczne obsługujemy całą dobę.",
+    "Support is closed now and opens {at}. Hours: {hours}. Critical tickets are handled around the clock."],
+  hours: ["pon.–pt. 9:00–17:00", "Mon–Fri 9:00–17:00"],
+  queuedShort: ["w kolejce", "queued"],
+  // Dates as the server's acknowledgment writes them: "do czwartku 31.12, 16:30", "środa 02.12 o 9:00"
+  // (Polish puts the weekday in the genitive after "do": daysTo; English needs no second list).
+  due: ["do {dayTo} {date}, {time}", "by {day} {date}, {time}"],
+  at: ["{day} {date} o {time}", "{day} {date} at {time}"],
+  days: ["poniedziałek wtorek środa czwartek piątek sobota niedziela", "Monday Tuesday Wednesday Thursday Friday Saturday Sunday"],
+  daysTo: ["poniedziałku wtorku środy czwartku piątku soboty niedzieli"],
+  daysShort: ["pon. wt. śr. czw. pt. sob. niedz.", "Mon Tue Wed Thu Fri Sat Sun"],
+  chars: ["{n} / {max} znaków", "{n} / {max} characters"],
+  over: ["skróć o {n}", "shorten by {n}"],
+  older: ["Pokaż wcześniejsze wiadomości", "Show earlier messages"],
+  loading: ["Wczytywanie…", "Loading…"],
+  typing: ["{name} pisze…", "{name} is typing…"],
+  messageLabel: ["Twoja wiadomość", "Your message"],
+  placeholder: ["Napisz wiadomość… (Enter wysyła, Shift+Enter nowa linia)", "Write a message… (Enter sends, Shift+Enter new line)"],
+  send: ["Wyślij", "Send"],
+  pending: ["wysyłanie…", "sending…"],
+  failed: ["nie wysłano", "not sent"],
+  retry: ["Ponów", "Retry"],
+  edit: ["Edytuj", "Edit"],
+  discard: ["Usuń", "Discard"],
+  markResolved: ["Problem rozwiązany", "Problem solved"],
+  resolvedNote: ["Zgłoszenie jest rozwiązane. Jeśli problem wróci, po prostu napisz.",
+    "This ticket is resolved. If the problem comes back, just write."],
+  closedNote: ["Zgłoszenie jest zamknięte i tylko do odczytu. Nowy problem? Otwórz nowe zgłoszenie.",
+    "This ticket is closed and read-only. A new problem? Open a new ticket."],
+  you: ["Ty", "You"],
+  support: ["wsparcie", "support"],
+  conversation: ["Rozmowa w zgłoszeniu {title}", "Conversation in ticket {title}"],
+  announce: ["Nowa wiadomość od {name}: {body}", "New message from {name}: {body}"],
+  err_rate_limited: ["Za dużo wiadomości naraz — spróbuj za chwilę.", "Too many messages at once — try again in a moment."],
+  err_closed_ticket: ["To zgłoszenie jest zamknięte.", "This ticket is closed."],
+  err_too_large: ["Tekst jest za długi.", "The text is too long."],
+  err_unavailable: ["Serwis jest chwilowo niedostępny — ponawiamy.", "The service is briefly unavailable — retrying."],
+  err_other: ["Coś poszło nie tak: {message}", "Something went wrong: {message}"],
+  attach: ["Dołącz plik", "Attach a file"],
+  attachHint: ["Możesz też wkleić zrzut ekranu (Ctrl+V) albo przeciągnąć tu plik.", "You can also paste a screenshot (Ctrl+V) or drop a file here."],
+  remove: ["Usuń {name}", "Remove {name}"],
+  uploading: ["wysyłanie {n}%", "uploading {n}%"],
+  e413: ["plik jest za duży (maks. 10 MB)", "the file is too large (max. 10 MB)"],
+  e415: ["niedozwolony typ — dołącz obraz (PNG, JPG, GIF, WebP), PDF albo plik tekstowy",
+    "type not allowed — attach an image (PNG, JPG, GIF, WebP), a PDF or a text file"],
+  eUp: ["nie udało się wysłać pliku", "the file could not be uploaded"],
+  eMax: ["najwyżej 10 plików naraz", "at most 10 files at once"],
+  waitUp: ["Poczekaj, aż pliki się wyślą.", "Wait until the files are uploaded."],
+  helpTitle: ["Może to pomoże:", "This may help:"],
+  solved: ["To rozwiązało mój problem", "This solved my problem"],
+  thanks: ["Cieszymy się, że artykuł pomógł! Zgłoszenie nie zostało wysłane.", "Glad the article helped! No ticket was sent."]
 };
+var LANGS = ["pl", "en"];
 
 function translator(lang) {
-  var table = CATALOGUE[lang] || CATALOGUE.pl;
-  return function t(key, vars) {
-    var text = table[key] ?? CATALOGUE.pl[key] ?? key;
-    return text.replace(/\{(\w+)\}/g, function (_, name) { return vars && vars[name] != null ? vars[name] : ""; });
+  var i = LANGS.indexOf(lang);
+  return (key, vars) => {
+    var text = CATALOGUE[key] || [key];
+    return (text[i] ?? text[0]).replace(/\{(\w+)\}/g, (_, name) => vars?.[name] ?? "");
   };
 }
 
 // ---- small tools
 // randomUUID needs a secure context; any unique id will do.
 function uuid() {
-  if (crypto.randomUUID) return crypto.randomUUID();
-  return Date.now().toString(36) + Array.from(crypto.getRandomValues(new Uint32Array(3)), function (x) { return "-" + x.toString(36); }).join("");
+  return crypto.randomUUID?.() ??
+    Date.now().toString(36) + Array.from(crypto.getRandomValues(new Uint32Array(3)), (x) => "-" + x.toString(36)).join("");
 }
 
-/** h("b", {class: "x", onclick: fn}, "text", child): element builder. */
-function h(tag, attrs) {
-  var el = document.createElement(tag);
-  if (tag === "button") el.type = "button"; // "submit" only when asked
-  for (var key in attrs || {}) {
+/** h("b.x", {onclick: fn}, "text", child): element builder; ".x" after the tag are its classes. */
+function h(tag, attrs, ...children) {
+  var [name, ...classes] = tag.split(".");
+  var el = document.createElement(name);
+  if (classes[0]) el.className = classes.join(" ");
+  if (name === "button") el.type = "button"; // "submit" only when asked
+  for (var key in attrs) {
     var value = attrs[key];
     if (value == null || value === false) continue;
-    if (key.slice(0, 2) === "on") el.addEventListener(key.slice(2), value);
+    if (key.startsWith("on")) el.addEventListener(key.slice(2), value);
     else if (key === "text") el.textContent = value;
     else if (key === "value") el.value = value;
     else el.setAttribute(key, value === true ? "" : value);
   }
-  for (var i = 2; i < arguments.length; i++) {
-    var child = arguments[i];
-    if (child == null || child === false) continue;
-    el.appendChild(typeof child === "string" ? document.createTextNode(child) : child);
-  }
+  el.append(...children.filter(Boolean)); // null, false, "" and 0 are left out
   return el;
 }
 
 function fmtSize(n) { return n < 1048576 ? Math.ceil(n / 1024) + " KB" : (n / 1048576).toFixed(1) + " MB"; }
 
+/** The first browser whose token the user agent has ("Edg/120.0": Edge; Chrome's token is in Edge's too). */
 function browserInfo() {
-  var ua = navigator.userAgent;
-  var known = [["Edge", /Edg\/([\d.]+)/], ["Opera", /OPR\/([\d.]+)/], ["Samsung Internet", /SamsungBrowser\/([\d.]+)/],
-    ["Firefox", /Firefox\/([\d.]+)/], ["Chrome", /Chrome\/([\d.]+)/], ["Safari", /Version\/([\d.]+).*Safari/]];
-  for (var i = 0; i < known.length; i++) {
-    var m = ua.match(known[i][1]);
-    if (m) return { name: known[i][0], version: m[1] };
+  var known = [["Edge", "Edg"], ["Opera", "OPR"], ["Samsung Internet", "SamsungBrowser"], ["Firefox", "Firefox"], ["Chrome", "Chrome"],
+    ["Safari", "Version"]];
+  for (var [name, token] of known) {
+    var m = navigator.userAgent.match(token + "/([\\d.]+)");
+    if (m) return { name: name, version: m[1] };
   }
   return { name: "unknown", version: "" };
 }
@@ -258,8 +188,7 @@ function serverFromScript(script) {
 async function fetchToken(url) {
   var res = await fetch(url, { credentials: "same-origin", cache: "no-store" });
   if (!res.ok) throw new Error("token endpoint answered " + res.status);
-  var type = res.headers.get("content-type") || "";
-  if (type.indexOf("json") >= 0) return (await res.json()).token;
+  if (/json/.test(res.headers.get("content-type"))) return (await res.json()).token;
   return (await res.text()).trim();
 }
 
@@ -271,15 +200,11 @@ async function fetchToken(url) {
  */
 function Connection(options) {
   this.options = options;
-  this.ws = null;
+  this.ws = this.token = this.timer = this.pinger = null;
   this.ready = false;
   this.stopped = true;
-  this.attempt = 0;
-  this.token = null;
-  this.timer = null;
-  this.pinger = null;
-  this.lastFrameAt = 0;
-  this._online = this.reconnectNow.bind(this);
+  this.attempt = this.lastFrameAt = 0;
+  this._online = () => this.reconnectNow();
 }
 var C = Connection.prototype;
 
@@ -295,7 +220,7 @@ C.stop = function () {
   window.removeEventListener("online", this._online);
   clearTimeout(this.timer);
   clearInterval(this.pinger);
-  if (this.ws) this.ws.close(1000, "bye");
+  this.ws?.close(1000, "bye");
   this.ws = null;
   this.ready = false;
 };
@@ -313,9 +238,7 @@ C.send = function (frame) {
   return true;
 };
 
-C._state = function (state) {
-  if (this.options.onState) this.options.onState(state);
-};
+C._state = function (state) { this.options.onState?.(state); };
 
 /** The token, or a fresh one from the provider. */
 C.getToken = async function () {
@@ -325,7 +248,7 @@ C.getToken = async function () {
 C._connect = async function () {
   this.timer = null;
   this._state("connecting");
-  var token;
+  var token, ws;
   try {
     token = await this.getToken();
     if (!token) throw new Error("empty token");
@@ -334,63 +257,50 @@ C._connect = async function () {
     return this._retry();
   }
   if (this.stopped) return;
-  var ws;
-  try {
-    ws = new WebSocket(this.options.url, "pomoc.v1.json");
-  } catch {
-    return this._retry();
-  }
-  var self = this;
-  this.ws = ws;
+  try { ws = this.ws = new WebSocket(this.options.url, "pomoc.v1.json"); } catch { return this._retry(); }
   // No welcome within 15 s: the socket is dead.
-  var handshake = setTimeout(function () { if (self.ws === ws && !self.ready) ws.close(4000, "no welcome"); }, 15000);
-  ws.onopen = function () {
-    var hello = Object.assign({ type: "hello", token: token }, self.options.hello ? self.options.hello() : {});
-    ws.send(JSON.stringify(hello));
-  };
-  ws.onmessage = function (event) {
-    if (self.ws !== ws) return;
+  var handshake = setTimeout(() => { if (this.ws === ws && !this.ready) ws.close(4000, "no welcome"); }, 15000);
+  ws.onopen = () => ws.send(JSON.stringify({ type: "hello", token: token, ...this.options.hello?.() }));
+  ws.onmessage = (event) => {
+    if (this.ws !== ws) return;
     var frame;
     try { frame = JSON.parse(event.data); } catch { return; }
-    self.lastFrameAt = Date.now();
+    this.lastFrameAt = Date.now();
     if (frame.type === "welcome") {
       clearTimeout(handshake);
-      self.ready = true;
-      self.attempt = 0;
-      self._keepalive();
-      self._state("online");
+      this.ready = true;
+      this.attempt = 0;
+      this._keepalive();
+      this._state("online");
     }
-    self.options.onFrame(frame);
+    this.options.onFrame(frame);
   };
-  ws.onclose = function (event) {
+  ws.onclose = (event) => {
     clearTimeout(handshake);
-    if (self.ws !== ws) return;
-    self.ws = null;
-    self.ready = false;
-    clearInterval(self.pinger);
-    if (event.code === 4401) self.token = null; // expired or revoked
-    if (self.options.onClose) self.options.onClose(event.code, event.reason);
-    self._retry(); // reports "offline"
+    if (this.ws !== ws) return;
+    this.ws = null;
+    this.ready = false;
+    clearInterval(this.pinger);
+    if (event.code === 4401) this.token = null; // expired or revoked
+    this.options.onClose?.(event.code, event.reason);
+    this._retry(); // reports "offline"
   };
 };
 
 C._retry = function () {
   if (this.stopped) return;
   // Doubles from 0.5 s up to 30 s; jitter spreads reconnecting tabs.
-  var ceiling = Math.min(30000, 500 * 2 ** this.attempt);
-  this.attempt += 1;
-  var delay = ceiling / 2 + Math.random() * ceiling / 2;
+  var ceiling = Math.min(30000, 500 * 2 ** this.attempt++);
   this._state("offline");
-  this.timer = setTimeout(this._connect.bind(this), delay);
+  this.timer = setTimeout(() => this._connect(), ceiling / 2 + Math.random() * ceiling / 2);
 };
 
 C._keepalive = function () {
-  var self = this;
   clearInterval(this.pinger);
-  this.pinger = setInterval(function () {
-    if (!self.ws) return;
-    if (Date.now() - self.lastFrameAt > STALE_AFTER_MS) self.ws.close(4000, "stale");
-    else self.send({ type: "ping" });
+  this.pinger = setInterval(() => {
+    if (!this.ws) return;
+    if (Date.now() - this.lastFrameAt > STALE_AFTER_MS) this.ws.close(4000, "stale");
+    else this.send({ type: "ping" });
   }, PING_EVERY_MS);
 };
 
@@ -399,31 +309,33 @@ var CSS = `
 :host{all:initial!important;display:inline-block!important;position:relative!important;vertical-align:middle!important}
 :host([data-floating]){position:fixed!important;right:20px!important;bottom:20px!important;z-index:2147483000!important}
 .root{font:14px/1.45 system-ui,-apple-system,'Segoe UI',Roboto,Arial,sans-serif;color:#1d2733;text-align:left;letter-spacing:normal}
-*,::before,::after{box-sizing:border-box}
+*{box-sizing:border-box}
 [hidden]{display:none!important}
 button,input,select,textarea{font:inherit;color:inherit;margin:0}
 button{cursor:pointer}
 :focus-visible{outline:2px solid #1565c0;outline-offset:2px}
-.icon,.primary,.secondary,.ticket,input[type=text],input[type=url],input[type=datetime-local],select,textarea,.def,details,.auto,.note,.chip,.sug,.att img{border-radius:6px}
+.icon,.primary,.secondary,.ticket,input,select,textarea,.def,details,.auto,.note,.chip,.sug,.att img{border-radius:6px}
 .row h3,.def,.auto,.status,.link,.msg.system,.note{font-size:12.5px}
-.row h3,.ticket .m,.empty,.hint,.auto dt,.msg.system,.typing{color:#5b6b7c}
-.head h2,.primary,.ticket .t,form label,.label,summary,.sug a,.att a{font-weight:600}
+.row h3,.ticket .m,.empty,.hint,.auto dt,.msg.system,.typing,.theirs .meta{color:#5b6b7c}
+.head h2,.primary,.ticket .t,label,.label,summary,.sug a,.att a{font-weight:600}
+.head,.row,.status,.chip,.composer{display:flex;align-items:center;gap:8px}
+.icon,.link,.x,.retry{border:0;background:none;padding:0}
 .sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}
 .launcher{display:inline-flex;align-items:center;gap:6px;height:34px;padding:0 14px;border:1px solid #c9d3df;border-radius:17px;background:#fff;color:#17324d;font-weight:700;letter-spacing:.06em;font-size:13px}
 .launcher:hover{background:#f1f5fa}
 .launcher[aria-expanded=true]{background:#17324d;color:#fff;border-color:#17324d}
-:host([data-floating]) .launcher{height:46px;border-radius:23px;box-shadow:0 4px 16px rgba(0,0,0,.2)}
-.badge{display:inline-flex;align-items:center;justify-content:center;width:18px;height:18px;border-radius:50%;background:#f57c00;color:#fff;font-size:12px;font-weight:800;letter-spacing:0}
-.panel{position:fixed;z-index:2147483001;width:390px;max-width:calc(100vw - 16px);display:flex;flex-direction:column;background:#fff;border:1px solid #d5dde6;border-radius:10px;box-shadow:0 12px 36px rgba(23,50,77,.22);overflow:hidden}
-.head{display:flex;align-items:center;gap:8px;padding:10px 12px;background:#17324d;color:#fff}
+:host([data-floating]) .launcher{height:46px;border-radius:23px;box-shadow:0 4px 16px #0003}
+.badge{display:inline-grid;place-items:center;width:18px;height:18px;border-radius:50%;background:#f57c00;color:#fff;font-size:12px;font-weight:800;letter-spacing:0}
+.panel{position:fixed;z-index:2147483001;display:flex;flex-direction:column;background:#fff;border:1px solid #d5dde6;border-radius:10px;box-shadow:0 12px 36px #17324d38;overflow:hidden}
+.head{padding:10px 12px;background:#17324d;color:#fff}
 .head h2{flex:1;margin:0;font-size:15px;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
-.icon{border:0;background:transparent;color:#fff;width:28px;height:28px;font-size:18px;line-height:1}
-.icon:hover{background:rgba(255,255,255,.15)}
+.icon{color:#fff;width:28px;height:28px;font-size:18px;line-height:1}
+.icon:hover{background:#fff3}
 .banner{padding:8px 12px;background:#fdecea;color:#8a1c12;font-size:13px;border-bottom:1px solid #f5c6c0}
 .banner.info{background:#eef3f8;color:#34495e;border-color:#d5dde6}
-.body{flex:1;overflow:auto;min-height:0}
+.body,.log{flex:1;overflow:auto;min-height:0}
 .pad{padding:12px}
-.row{display:flex;align-items:center;justify-content:space-between;gap:8px;margin-bottom:10px}
+.row{justify-content:space-between;margin-bottom:10px}
 .row h3{margin:0;font-weight:400}
 .primary{border:0;background:#1565c0;color:#fff;padding:8px 14px;white-space:nowrap}
 .primary:hover{background:#0d47a1}
@@ -435,53 +347,55 @@ button{cursor:pointer}
 .ticket .t{display:flex;justify-content:space-between;gap:8px}
 .ticket .m{font-size:12px;margin-top:2px}
 .ticket.unread{border-color:#ffcc80;border-left-color:#f57c00;background:#fff3e0}
-.ticket.unread .t{color:#e65100}
-.pill{flex:none;border-radius:9px;background:#f57c00;color:#fff;font-size:11px;font-weight:700;padding:1px 7px}
+.ticket.unread .t{color:#a63800}
+.pill{flex:none;border-radius:9px;background:#b84d00;color:#fff;font-size:11px;font-weight:700;padding:1px 7px}
 .empty{margin:16px 0}
-form label,.label{display:block;margin:10px 0 4px}
-input[type=text],input[type=url],input[type=datetime-local],select,textarea{display:block;width:100%;border:1px solid #c3cdd8;padding:7px 9px;background:#fff}
+label,.label{display:block;margin:10px 0 4px}
+input,select,textarea{display:block;width:100%;border:1px solid #c3cdd8;padding:7px 9px;background:#fff}
 textarea{resize:vertical;min-height:70px}
 .hint{font-size:12px;margin-top:3px}
-.hint.warn{color:#b45309}
+.warn{color:#b45309}
 .def{margin-top:6px;padding:7px 9px;background:#f1f5fa}
 .def.crit{background:#fdecea}
 details{margin-top:12px;border:1px solid #e1e7ee;padding:6px 10px}
-summary{cursor:pointer}
 .auto{margin-top:12px;padding:8px 10px;background:#f6f8fb;color:#34495e}
 .auto dl{display:grid;grid-template-columns:auto 1fr;gap:2px 10px;margin:4px 0 0}
 .auto dd{margin:0;word-break:break-all}
 .error{color:#b71c1c;margin-top:8px}
 .actions{display:flex;gap:8px;justify-content:flex-end;margin-top:12px}
 .chat{display:flex;flex-direction:column;height:100%}
-.status{padding:7px 12px;background:#eef3f8;border-bottom:1px solid #e1e7ee;display:flex;gap:8px;align-items:center}
+.status{padding:7px 12px;background:#eef3f8;border-bottom:1px solid #e1e7ee}
 .status.live{background:#e8f5e9;color:#1b5e20}
 .status.queued{background:#fff8e1;color:#7a4d00}
 .status span{flex:1}
-.link{border:0;background:none;color:#1565c0;text-decoration:underline;padding:0}
-.log{flex:1;overflow:auto;padding:10px 12px;display:flex;flex-direction:column;gap:8px;min-height:160px}
+.link{color:#1565c0;text-decoration:underline}
+.log{padding:10px 12px;display:flex;flex-direction:column;gap:8px;min-height:160px}
 .older{align-self:center}
 .msg{max-width:85%;padding:7px 10px;border-radius:10px;background:#f1f5fa;align-self:flex-start}
 .msg.mine{align-self:flex-end;background:#1565c0;color:#fff}
-.msg.system{align-self:center;background:transparent;text-align:center;padding:2px 6px}
-.msg .meta{font-size:11px;opacity:.8;margin-bottom:2px}
-.msg .text{white-space:pre-wrap;word-wrap:break-word}
-.msg.pending{opacity:.65}
+.msg.system{align-self:center;background:none;text-align:center;padding:2px 6px}
+.meta{font-size:11px;margin-bottom:2px}
+.text{white-space:pre-wrap;overflow-wrap:anywhere}
+.msg.pending{background:#fff;color:#1565c0;border:1px dashed}
 .msg.failed{background:#fdecea;color:#8a1c12}
-.msg .retry{margin-left:6px;border:1px solid currentColor;border-radius:4px;background:transparent;font-size:11px;padding:0 6px}
+.retry{margin-left:6px;border:1px solid;border-radius:4px;font-size:11px;padding:0 6px}
 .typing{min-height:20px;padding:0 12px;font-size:12px;font-style:italic}
 .note{margin:0 12px 8px;padding:8px 10px;background:#e8f5e9;color:#1b5e20}
-.note.closed{background:#eceff1;color:#37474f}
-.composer{display:flex;gap:8px;padding:10px 12px;border-top:1px solid #e1e7ee;align-items:flex-end}
+.pad .note{margin:0 0 10px}
+.note.closed,.note.off{background:#eceff1;color:#37474f}
+.composer{align-items:flex-end;padding:10px 12px;border-top:1px solid #e1e7ee}
 .composer textarea{min-height:40px;max-height:140px}
-.files{display:flex;flex-wrap:wrap;gap:6px;margin:6px 0}.chat .files{margin:0 12px}
-.chip{display:flex;align-items:center;gap:6px;max-width:100%;border:1px solid #c9d3df;padding:3px 6px;font-size:12px;background:#f6f8fb}
+.files{display:flex;flex-wrap:wrap;gap:6px;margin:6px 0}
+.chat>.files,.chat>.hint{margin:0 12px}
+.chip{gap:6px;max-width:100%;border:1px solid #c9d3df;padding:3px 6px;font-size:12px;background:#f6f8fb}
 .chip.bad{border-color:#f5c6c0;background:#fdecea;color:#8a1c12}
 .chip img{width:32px;height:32px;object-fit:cover;border-radius:3px}
-.x{border:0;background:none;width:22px;height:22px;font-size:16px}
+.x{width:22px;height:22px;font-size:16px}
 .drag{outline:2px dashed #1565c0}
 .sug{margin-top:6px;padding:7px 9px;border:1px solid #e1e7ee}
 .sug a{color:#1565c0}
-.att{display:flex;flex-wrap:wrap;gap:6px;margin-top:4px}.att a{color:inherit}
+.att{display:flex;flex-wrap:wrap;gap:6px;margin-top:4px}
+.att a{color:inherit}
 .att img{display:block;max-width:160px;max-height:120px}`;
 
 // ---- the widget
@@ -495,104 +409,84 @@ function Widget(config) {
   this.unread = new Map(); // id -> n
   this.counted = new Map(); // id -> seq the server's unread counts up to
   this.readSent = new Map(); // id -> highest seq sent in `read`
-  this.pending = new Map(); // client_id -> unacked send
+  this.pending = new Map(); // client_id -> unsent message
+  this.typing = new Map(); // id -> {name, until}
   this.drafts = {}; // ticket id -> text
   this.files = {}; // "new" (the form) or ticket id -> [file]
   this.sug = []; // help articles for the form
   this.form = { severity: "question" };
-  this.openReq = null; // open_ticket frame awaiting its ticket
-  this.typing = new Map(); // id -> {name, until}
-  this.typingSentAt = 0;
-  this.serverBadge = false;
-  this.me = null;
-  this.agentsOnline = 0;
-  this.service = { open: true, next_open: null };
+  this.openReq = this.me = this.current = null; // openReq: the open_ticket awaiting its ticket
+  this.typingSentAt = this.agentsOnline = this.skew = 0; // skew: the server's clock minus ours
+  this.service = { open: true };
+  this.limits = {};
   this.state = "connecting";
-  this.everOnline = false;
   this.view = "list";
-  this.current = null;
-  this.isOpen = false;
-  this.formError = "";
-  this.chatError = "";
-  this.logEls = new Map();
-  this.scheduled = false;
-  this.restored = false;
+  this.formError = this.chatError = "";
+  // Flags start undefined (false): isOpen, everOnline, serverBadge, restored, scheduled, loadingOlder.
 }
 var W = Widget.prototype;
 
 W.start = function () {
-  var self = this;
   var config = this.config;
-  var host = document.createElement("div");
+  var host = this.host = document.createElement("div");
   host.setAttribute("data-pomoc", VERSION);
   var mount = null;
-  try { mount = config.mount ? (typeof config.mount === "string" ? document.querySelector(config.mount) : config.mount) : null; }
-  catch { mount = null; }
-  if (mount) mount.appendChild(host);
-  else { host.setAttribute("data-floating", ""); document.body.appendChild(host); }
-  this.host = host;
-  var shadow = host.attachShadow({ mode: "open" });
-  shadow.appendChild(h("style", { text: CSS }));
-  this.root = h("div", { class: "root", lang: config.lang });
-  shadow.appendChild(this.root);
+  try { mount = typeof config.mount === "string" ? document.querySelector(config.mount) : config.mount; } catch { /* a bad selector */ }
+  if (mount) mount.append(host);
+  else { host.setAttribute("data-floating", ""); document.body.append(host); }
+  this.root = h("div.root", { lang: config.lang });
+  host.attachShadow({ mode: "open" }).append(h("style", { text: CSS }), this.root);
   this.buildShell();
 
-  var tokenFn = config.token || (config.tokenUrl ? function () { return fetchToken(config.tokenUrl); } : null);
-  if (!tokenFn) throw new Error("Pomoc: give a token provider (token) or a token URL (data-token-url)");
+  var token = config.token || (config.tokenUrl && (() => fetchToken(config.tokenUrl)));
+  if (!token) throw new Error("Pomoc: give a token provider (token) or a token URL (data-token-url)");
   this.conn = new Connection({
     url: config.server.replace(/^http/, "ws") + "/ws",
-    token: tokenFn,
-    hello: function () { return { resume: Object.fromEntries(self.seen) }; },
-    onFrame: function (frame) { self.onFrame(frame); },
-    onState: function (state) { self.state = state; self.schedule(); }
+    token: token,
+    hello: () => ({ resume: Object.fromEntries(this.seen) }),
+    onFrame: (f) => { this["on_" + f.type]?.(f); this.schedule(); },
+    onState: (state) => { this.state = state; this.schedule(); }
   });
-  this._onVisible = function () { self.maybeRead(); };
-  this._onKey = function (event) { if (event.key === "Escape" && self.isOpen) { event.stopPropagation(); self.close(); } };
+  this._onVisible = () => this.maybeRead();
+  this._onResize = () => this.isOpen && this.position();
   document.addEventListener("visibilitychange", this._onVisible);
-  this.root.addEventListener("keydown", this._onKey);
+  window.addEventListener("resize", this._onResize);
+  this.root.addEventListener("keydown", (e) => { if (e.key === "Escape" && this.isOpen) { e.stopPropagation(); this.close(); } });
   this.conn.start();
-  this.tick = setInterval(function () { self.expireTyping(); }, 1000);
 };
 
 W.destroy = function () {
   this.conn.stop();
-  clearInterval(this.tick);
   document.removeEventListener("visibilitychange", this._onVisible);
+  window.removeEventListener("resize", this._onResize);
   this.host.remove();
 };
 
 // ---- frames in
-W.onFrame = function (f) {
-  var handler = this["on_" + f.type];
-  if (handler) handler.call(this, f);
-  this.schedule();
-};
-
 W.on_welcome = function (f) {
-  var self = this;
   this.me = f.principal;
   this.everOnline = true;
   this.agentsOnline = f.agents_online || 0;
   this.service = f.service || this.service;
-  (f.tickets || []).forEach(function (t) {
-    self.upsert(t);
-    self.counted.set(t.id, t.last_seq || 0);
-    if (!self.seen.has(t.id)) self.seen.set(t.id, t.last_seq || 0);
+  this.limits = f.limits || {};
+  this.skew = Date.parse(f.now) - Date.now() || 0;
+  f.tickets?.forEach((t) => {
+    this.upsert(t);
+    this.counted.set(t.id, t.last_seq || 0);
+    if (!this.seen.has(t.id)) this.seen.set(t.id, t.last_seq || 0);
   });
-  this.unread = new Map();
-  Object.keys(f.unread || {}).forEach(function (k) { self.unread.set(Number(k), f.unread[k]); });
+  this.unread = new Map(Object.entries(f.unread || {}).map(([k, n]) => [+k, n]));
   this.serverBadge = !!f.badge;
-  (f.resume_incomplete || []).forEach(function (id) {
+  f.resume_incomplete?.forEach((id) => {
     // More was missed than the server replays: reload the thread.
-    self.msgs.delete(id);
-    self.more.delete(id);
-    var t = self.tickets.get(id);
-    self.seen.set(id, t ? t.last_seq || 0 : 0);
+    this.msgs.delete(id);
+    this.more.delete(id);
+    this.seen.set(id, this.tickets.get(id)?.last_seq || 0);
   });
   if (!this.restored) this.restore();
   if (this.openReq) this.conn.send(this.openReq);
-  this.pending.forEach(function (p) { if (p.state === "pending") self.transmit(p); });
-  if (this.view === "chat" && this.current != null && !this.more.has(this.current)) this.loadHistory(this.current);
+  this.pending.forEach((p) => { if (p.state === "pending") this.transmit(p); });
+  if (this.view === "chat" && !this.more.has(this.current)) this.loadHistory(this.current);
   this.maybeRead();
 };
 
@@ -611,13 +505,12 @@ W.on_ticket = function (f) {
 W.on_message = function (f) { this.insert(f, true); };
 
 W.on_history = function (f) {
-  var self = this;
   var list = f.messages || [];
-  list.forEach(function (m) { self.insert(Object.assign({ ticket: f.ticket }, m), false); });
-  if (typeof f.ref === "string" && f.ref.startsWith("hist:")) this.more.set(f.ticket, !!f.more);
+  list.forEach((m) => this.insert({ ticket: f.ticket, ...m }));
+  if (/^hist:/.test(f.ref)) this.more.set(f.ticket, !!f.more);
   var last = list.at(-1);
   // The newest page ends the thread: seen moves there.
-  if (/:tail$/.test(f.ref) && last && last.seq > (this.seen.get(f.ticket) || 0)) this.seen.set(f.ticket, last.seq);
+  if (/:tail$/.test(f.ref) && last?.seq > (this.seen.get(f.ticket) || 0)) this.seen.set(f.ticket, last.seq);
   this.loadingOlder = false;
   this.maybeRead();
 };
@@ -625,118 +518,100 @@ W.on_history = function (f) {
 W.on_ack = function (f) {
   var p = this.pending.get(f.client_id);
   if (!p) return;
+  var me = this.me;
   this.pending.delete(f.client_id);
-  this.insert({
-    ticket: f.ticket, seq: f.seq, client_id: f.client_id, body: p.body, att: p.att,
-    created_at: new Date().toISOString(),
-    author: { kind: this.me.role, id: this.me.id, name: this.me.name }
-  }, false);
+  this.insert({ ticket: f.ticket, seq: f.seq, client_id: f.client_id, body: p.body, att: p.att,
+    created_at: new Date().toISOString(), author: { kind: me.role, id: me.id, name: me.name } });
   this.save();
 };
 
 W.on_unread = function (f) {
-  var self = this;
-  Object.keys(f.tickets || {}).forEach(function (k) { self.unread.set(Number(k), f.tickets[k]); });
+  Object.entries(f.tickets || {}).forEach(([k, n]) => this.unread.set(+k, n));
   this.serverBadge = !!f.badge;
-  if (!f.badge) this.unread.forEach(function (n, id) { self.unread.set(id, 0); });
+  if (!f.badge) this.unread.forEach((n, id) => this.unread.set(id, 0));
 };
 
 W.on_typing = function (f) {
   if (this.isMine({ author: f.who })) return;
-  this.typing.set(f.ticket, { name: (f.who && f.who.name) || this.t("support"), until: Date.now() + TYPING_SHOWN_MS });
+  this.typing.set(f.ticket, { name: f.who?.name || this.t("support"), until: Date.now() + TYPING_SHOWN_MS });
+  setTimeout(() => this.schedule(), TYPING_SHOWN_MS + 50); // then hidden, unless typed again
 };
 
-W.on_presence = function (f) {
-  if (typeof f.agents_online === "number") this.agentsOnline = f.agents_online;
-};
+W.on_presence = function (f) { this.agentsOnline = f.agents_online ?? this.agentsOnline; };
 
 W.on_error = function (f) {
-  var ref = typeof f.ref === "string" ? f.ref : "";
-  var message = CATALOGUE.pl["err_" + f.code] ? this.t("err_" + f.code) : this.t("err_other", { message: f.message });
-  if (this.openReq && ref === this.openReq.ref) {
+  var ref = String(f.ref ?? "");
+  var message = CATALOGUE["err_" + f.code] ? this.t("err_" + f.code) : this.t("err_other", { message: f.message });
+  var p = this.pending.get(ref.slice(5));
+  if (ref === this.openReq?.ref) {
     this.openReq = null;
     this.formError = message;
-  } else if (ref.startsWith("send:")) {
-    var p = this.pending.get(ref.slice(5));
-    if (!p) return;
-    if (f.code === "unavailable" || f.code === "rate_limited") {
-      var self = this;
-      setTimeout(function () { if (self.pending.get(p.client_id) === p) self.transmit(p); }, 1000 * (f.retry_after || 2));
-    } else {
-      p.state = "failed";
-      this.chatError = message;
-    }
-    if (f.code === "closed_ticket") this.upsert({ id: p.ticket, status: "closed" });
   } else if (ref.startsWith("upd:")) {
     this.chatError = message;
+  } else if (ref.startsWith("send:") && p) {
+    // Sent again by itself after the pause, unless edited or discarded meanwhile.
+    var again = () => this.pending.get(p.client_id) === p && this.transmit(p);
+    if (/unavailable|rate_limited/.test(f.code)) setTimeout(again, 1000 * (f.retry_after || 2));
+    if (f.code === "unavailable") return;
+    p.state = "failed";
+    p.code = f.code;
+    this.chatError = message;
+    if (f.code === "closed_ticket") this.upsert({ id: p.ticket, status: "closed" });
   }
 };
 
 // ---- state
 W.upsert = function (t) {
-  var old = this.tickets.get(t.id) || {};
-  var merged = Object.assign({}, old, t);
+  var merged = { ...this.tickets.get(t.id), ...t };
   this.tickets.set(t.id, merged);
   if (typeof t.unread === "number") this.unread.set(t.id, Math.max(this.unread.get(t.id) || 0, t.unread));
-  if (merged.status === "closed") {
-    this.pending.forEach(function (p) { if (p.ticket === t.id && p.state === "pending") p.state = "failed"; });
-  }
+  if (merged.status === "closed") this.pending.forEach((p) => { if (p.ticket === t.id && p.state === "pending") p.state = "failed"; });
 };
 
-W.isMine = function (m) {
-  return !!(this.me && m.author && m.author.kind === this.me.role && m.author.id === this.me.id);
-};
+W.isMine = function (m) { return !!this.me && m.author?.kind === this.me.role && m.author.id === this.me.id; };
+
+W.now = function () { return Date.now() + this.skew; };
+
+W.active = function (tk) { return /^(open|waiting_on_customer)$/.test(tk.status); };
+
+/** Held in the off-hours queue; a closed or resolved ticket is not. */
+W.queued = function (tk) { return this.active(tk) && new Date(tk.queued_until) > this.now(); };
+
+W.closedNow = function () { return !this.service.open && new Date(this.service.next_open) > this.now(); };
 
 W.viewing = function (id) {
   return this.isOpen && this.view === "chat" && this.current === id && document.visibilityState !== "hidden";
 };
 
-/** Store a message once per (ticket, seq); returns false for a duplicate. */
+/** Store a message once per (ticket, seq); `live` when it just happened. */
 W.insert = function (m, live) {
   var id = m.ticket;
   var map = this.msgs.get(id);
-  if (!map) { map = new Map(); this.msgs.set(id, map); }
+  if (!map) this.msgs.set(id, map = new Map());
   // A duplicate, unless it adds attachment links our copy lacks.
-  if (map.has(m.seq) && !(m.attachments && !map.get(m.seq).attachments)) return false;
+  if (map.has(m.seq) && !(m.attachments && !map.get(m.seq).attachments)) return;
   map.set(m.seq, m);
-  if (m.client_id && this.pending.has(m.client_id) && this.isMine(m)) this.pending.delete(m.client_id);
+  if (this.isMine(m)) this.pending.delete(m.client_id);
+  // The server delivers each ticket's messages without gaps (it fills them before anything newer goes out).
   var s = this.seen.get(id) || 0;
-  if (m.seq > s) {
-    while (map.has(s + 1)) s += 1;
-    this.seen.set(id, s);
-    if (live && m.seq > s + 1 && !this.filling) {
-      // A hole below a live message (rare): fetch it.
-      this.filling = true;
-      this.conn.send({ type: "history", ticket: id, after_seq: s, limit: 200, ref: "gap:" + id });
-      var self = this;
-      setTimeout(function () { self.filling = false; }, 2000);
-    }
-  }
-  if (!live) return true;
+  while (map.has(s + 1)) s++;
+  this.seen.set(id, s);
+  if (!live) return;
   if (!this.tickets.has(id)) this.upsert({ id: id, title: "#" + id, status: "open" });
   var t = this.tickets.get(id);
-  if (m.seq > (t.last_seq || 0)) t.last_seq = m.seq;
-  if (!this.isMine(m)) {
-    this.typing.delete(id);
-    if (this.viewing(id)) this.maybeRead();
-    // At least one; `unread` frames carry exact numbers.
-    else if (m.seq > (this.counted.get(id) || 0)) this.unread.set(id, Math.max(this.unread.get(id) || 0, 1));
-    if (m.author.kind !== "system" && !this.viewing(id)) { // an open log announces itself
-      this.announce(this.t("announce", { name: this.authorName(m), body: String(m.body).slice(0, 140) }));
-    }
-  }
-  return true;
-};
-
-W.badge = function () {
-  return this.serverBadge || Array.from(this.unread.values()).some(function (n) { return n > 0; });
+  t.last_seq = Math.max(t.last_seq || 0, m.seq);
+  if (this.isMine(m)) return;
+  this.typing.delete(id);
+  if (this.viewing(id)) return this.maybeRead();
+  // At least one; `unread` frames carry exact numbers. An open log announces itself.
+  if (m.seq > (this.counted.get(id) || 0)) this.unread.set(id, Math.max(this.unread.get(id) || 0, 1));
+  if (m.author.kind !== "system") this.announce(this.t("announce", { name: this.authorName(m), body: String(m.body).slice(0, 140) }));
 };
 
 W.maybeRead = function () {
   var id = this.current;
-  if (id == null || !this.viewing(id) || !this.conn || !this.conn.ready) return;
   var map = this.msgs.get(id);
-  if (!map || !map.size) return;
+  if (!this.viewing(id) || !this.conn.ready || !map?.size) return;
   var top = Math.max(...map.keys());
   if (top <= (this.readSent.get(id) || 0) && !(this.unread.get(id) > 0)) return;
   this.readSent.set(id, top);
@@ -752,17 +627,33 @@ W.loadHistory = function (id, before) {
 W.transmit = function (p) {
   p.state = "pending";
   this.conn.send({ type: "send", ticket: p.ticket, body: p.body, client_id: p.client_id, ref: "send:" + p.client_id,
-    attachments: p.att && p.att.map(function (a) { return a.id; }) });
+    attachments: p.att?.map((a) => a.id) });
 };
 
 W.sendMessage = function (id, body, att) {
-  var p = { ticket: id, body: body, client_id: uuid(), state: "pending", att: att && att.length ? att : null };
+  var p = { ticket: id, body: body, client_id: uuid(), att: att.length ? att : null };
   this.pending.set(p.client_id, p);
   delete this.drafts[id];
   this.chatError = "";
   this.transmit(p);
   this.save();
-  this.schedule();
+};
+
+/** An unsent message back into the composer (a new ticket's form if its ticket closed), or discarded. */
+W.drop = function (p, edit) {
+  var input = this.input;
+  this.pending.delete(p.client_id);
+  this.chatError = "";
+  if (edit && this.tickets.get(p.ticket)?.status === "closed") {
+    this.form.body = p.body;
+    this.showNew();
+  } else if (edit) {
+    input.value = this.drafts[p.ticket] = [p.body, input.value].filter(Boolean).join("\n");
+    this.files[p.ticket] = [...(p.att || []), ...(this.files[p.ticket] || [])];
+    this.count(this.countEl, input.value);
+    input.focus();
+  }
+  this.save();
 };
 
 W.resetForm = function () {
@@ -775,27 +666,22 @@ W.resetForm = function () {
 W.openTicket = function () {
   var f = this.form;
   var att = this.ready("new");
-  if (!(f.title || "").trim() || !(f.body || "").trim() || !att) {
-    this.formError = this.t(att ? "required" : "waitUp");
-    return this.schedule();
+  var filled = f.title?.trim() && f.body?.trim();
+  if (!filled || !att || !this.count(this.bodyCount, f.body)) {
+    this.formError = this.t(!att ? "waitUp" : filled ? "err_too_large" : "required");
+    return;
   }
   var info = browserInfo();
   var context = { browser: info.name, browser_version: info.version, page_url: location.href };
-  if (f.occurred_at) {
-    var when = new Date(f.occurred_at);
-    if (!isNaN(when)) context.occurred_at = when.toISOString();
-  }
-  ["steps_tried", "expectations", "order_url"].forEach(function (k) { if ((f[k] || "").trim()) context[k] = f[k].trim(); });
-  var clientId = uuid();
-  this.openReq = {
-    type: "open_ticket", title: f.title.trim(), body: f.body, severity: f.severity || "question",
-    context: context, client_id: clientId, ref: "open:" + clientId,
-    attachments: att.map(function (a) { return a.id; })
-  };
+  var when = new Date(f.occurred_at);
+  if (f.occurred_at && !isNaN(when)) context.occurred_at = when.toISOString();
+  ["steps_tried", "expectations", "order_url"].forEach((k) => { if (f[k]?.trim()) context[k] = f[k].trim(); });
+  var id = uuid();
+  this.openReq = { type: "open_ticket", title: f.title.trim(), body: f.body, severity: f.severity, context: context,
+    client_id: id, ref: "open:" + id, attachments: att.map((a) => a.id) };
   this.formError = "";
   this.conn.send(this.openReq); // if offline, resent after welcome
   this.save();
-  this.schedule();
 };
 
 // ---- attachments and help
@@ -804,39 +690,36 @@ W.api = function (path) { return this.config.server + path; };
 /** The uploaded files of `key`; null while one still uploads. */
 W.ready = function (key) {
   var list = this.files[key] || [];
-  if (list.some(function (x) { return !x.id && !x.err; })) return null;
-  return list.filter(function (x) { return x.id; });
+  return list.some((x) => !x.id && !x.err) ? null : list.filter((x) => x.id);
 };
 
 /** Check and upload each file; its chip shows progress or the error. */
 W.addFiles = function (key, files) {
-  var self = this;
-  var list = this.files[key] || (this.files[key] = []);
-  Array.from(files).forEach(function (file) {
+  var list = this.files[key] ||= [];
+  for (var file of files) {
     var type = file.type;
     var x = { name: file.name || "plik", size: file.size, content_type: type, pct: 0 };
-    if (/^image/.test(type) && TYPES.test(type)) x.thumb = URL.createObjectURL(file);
+    if (TYPES.test(type) && /^image/.test(type)) x.thumb = URL.createObjectURL(file);
     list.push(x);
     x.err = list.length > 10 ? "eMax" : file.size > MAX_FILE ? "e413" : type && !TYPES.test(type) ? "e415" : "";
-    if (!x.err) self.upload(key, x, file, 1);
-  });
+    if (!x.err) this.upload(key, x, file, 1);
+  }
   this.schedule();
 };
 
 // XMLHttpRequest, not fetch: it reports upload progress.
 W.upload = async function (key, x, file, retry) {
-  var self = this;
   var xhr = x.xhr = new XMLHttpRequest();
   xhr.open("POST", this.api(key === "new" ? "/api/attachments" : "/api/tickets/" + key + "/attachments"));
-  xhr.upload.onprogress = function (e) { x.pct = Math.round(100 * e.loaded / e.total); self.schedule(); };
-  xhr.onloadend = function () {
+  xhr.upload.onprogress = (e) => { x.pct = Math.round(100 * e.loaded / e.total); this.schedule(); };
+  xhr.onloadend = () => {
     var s = xhr.status;
     if (x.xhr !== xhr) return; // removed meanwhile
     x.xhr = null;
-    if (s === 401 && retry) { self.conn.token = null; return self.upload(key, x, file, 0); } // token expired
+    if (s === 401 && retry) { this.conn.token = null; return this.upload(key, x, file, 0); } // token expired
     if (s === 201) x.id = JSON.parse(xhr.responseText).id;
     else x.err = s === 413 ? "e413" : s === 415 ? "e415" : "eUp";
-    self.schedule();
+    this.schedule();
   };
   var data = new FormData();
   data.append("file", file, x.name);
@@ -846,72 +729,60 @@ W.upload = async function (key, x, file, retry) {
 
 /** Paste, drop and a picker for `zone`; returns [button, input]. */
 W.dropZone = function (zone, key, label) {
-  var self = this;
   var t = this.t;
-  var input = h("input", { type: "file", multiple: true, hidden: true, onchange: function () { self.addFiles(key, input.files); input.value = ""; } });
-  zone.addEventListener("paste", function (e) {
-    var files = e.clipboardData && e.clipboardData.files;
-    if (files && files.length) { e.preventDefault(); self.addFiles(key, files); }
+  var input = h("input", { type: "file", multiple: true, hidden: true,
+    onchange: () => { this.addFiles(key, input.files); input.value = ""; } });
+  zone.addEventListener("paste", (e) => {
+    var files = e.clipboardData?.files;
+    if (files?.length) { e.preventDefault(); this.addFiles(key, files); }
   });
-  ["dragover", "dragleave", "drop"].forEach(function (type) {
-    zone.addEventListener(type, function (e) {
-      e.preventDefault();
-      zone.classList.toggle("drag", type === "dragover");
-      if (type === "drop") self.addFiles(key, e.dataTransfer.files);
-    });
-  });
-  this.filesEl = h("div", { class: "files", "aria-live": "polite" });
+  ["dragover", "dragleave", "drop"].forEach((type) => zone.addEventListener(type, (e) => {
+    e.preventDefault();
+    zone.classList.toggle("drag", type === "dragover");
+    if (type === "drop") this.addFiles(key, e.dataTransfer.files);
+  }));
+  this.filesEl = h("div.files", { "aria-live": "polite" });
   this.filesKey = key;
-  return [h("button", { class: "secondary", "aria-label": t("attach"), title: t("attachHint"),
-    onclick: function () { input.click(); } }, label), input];
+  return [h("button.secondary", { "aria-label": t("attach"), title: t("attachHint"), onclick: () => input.click() }, label), input];
 };
 
 W.renderFiles = function () {
-  var self = this;
   var t = this.t;
   var list = this.files[this.filesKey] || [];
-  this.filesEl.textContent = "";
-  list.forEach(function (x) {
-    self.filesEl.append(h("div", { class: "chip" + (x.err ? " bad" : "") }, x.thumb ? h("img", { src: x.thumb, alt: "" }) : null,
-      h("span", null, x.name + " · " + fmtSize(x.size) + (x.err ? " — " + t(x.err) : x.id ? "" : " · " + t("uploading", { n: x.pct }))),
-      h("button", { class: "x", "aria-label": t("remove", { name: x.name }), onclick: function () {
-        list.splice(list.indexOf(x), 1);
-        if (x.xhr) x.xhr.abort();
-        x.xhr = null;
-        self.schedule();
-      } }, "×")));
-  });
+  this.filesEl.replaceChildren(...list.map((x) => h("div", { class: "chip" + (x.err ? " bad" : "") },
+    x.thumb && h("img", { src: x.thumb, alt: "" }),
+    h("span", null, x.name + " · " + fmtSize(x.size) + (x.err ? " — " + t(x.err) : x.id ? "" : " · " + t("uploading", { n: x.pct }))),
+    h("button.x", { "aria-label": t("remove", { name: x.name }), onclick: () => {
+      list.splice(list.indexOf(x), 1);
+      x.xhr?.abort();
+      x.xhr = null;
+      this.schedule();
+    } }, "×"))));
 };
 
 /** Help articles matching the form, 300 ms after typing stops. */
 W.suggest = function () {
-  var self = this;
   var q = ((this.form.title || "") + " " + (this.form.body || "")).trim().slice(0, 500);
   clearTimeout(this.sugTimer);
-  this.sugTimer = setTimeout(async function () {
+  this.sugTimer = setTimeout(async () => {
     var found = [];
-    self.sugQ = q;
-    try { if (q.length >= 3) found = (await (await fetch(self.api("/api/help/search?limit=3&q=" + encodeURIComponent(q)))).json()).articles; }
+    this.sugQ = q;
+    var url = this.api("/api/help/search?limit=3&q=" + encodeURIComponent(q));
+    try { if (q.length >= 3) found = (await (await fetch(url)).json()).articles; }
     catch { /* no suggestions then */ }
-    if (self.sugQ !== q) return; // superseded
-    self.sug = found || [];
-    self.renderSug();
+    if (this.sugQ !== q) return; // superseded
+    this.sug = found || [];
+    this.renderSug();
   }, 300);
 };
 
 W.renderSug = function () {
-  var self = this;
   var t = this.t;
-  var el = this.sugEl;
-  el.textContent = "";
-  el.hidden = !this.sug.length;
-  el.append(h("div", { class: "label", text: t("helpTitle") }));
-  this.sug.forEach(function (a) {
-    el.append(h("div", { class: "sug", "data-article": a.id },
-      h("a", { href: self.api(a.url), target: "_blank", rel: "noopener", text: a.title }),
-      h("div", { class: "hint", text: a.snippet }),
-      h("button", { class: "link", onclick: function () { self.deflect(a.id); } }, t("solved"))));
-  });
+  this.sugEl.hidden = !this.sug.length;
+  this.sugEl.replaceChildren(h("div.label", { text: t("helpTitle") }), ...this.sug.map((a) => h("div.sug", { "data-article": a.id },
+    h("a", { href: this.api(a.url), target: "_blank", rel: "noopener", text: a.title }),
+    h("div.hint", { text: a.snippet }),
+    h("button.link", { onclick: () => this.deflect(a.id) }, t("solved")))));
 };
 
 /** An article helped: count it, drop the form, open no ticket. */
@@ -925,105 +796,96 @@ W.deflect = async function (article) {
   this.showList();
 };
 
-/** `typing` at most every 2 s, with one trailing frame for a burst. */
-W.typingPing = function (id, input) {
-  var self = this;
-  var wait = TYPING_EVERY_MS - (Date.now() - this.typingSentAt);
-  if (!input.value || this.typingTimer) return;
-  if (wait <= 0) {
-    this.typingSentAt = Date.now();
-    this.conn.send({ type: "typing", ticket: id });
-  } else {
-    this.typingTimer = setTimeout(function () {
-      self.typingTimer = null;
-      if (self.current === id) self.typingPing(id, input);
-    }, wait + 100);
-  }
-};
-
-W.expireTyping = function () {
-  var now = Date.now();
-  var changed = false;
-  var self = this;
-  this.typing.forEach(function (v, id) { if (v.until <= now) { self.typing.delete(id); changed = true; } });
-  if (changed) this.schedule();
+/** `typing` at most every 2 s while there is text (the other side shows it for 5 s). */
+W.typingPing = function (id, text) {
+  if (!text || Date.now() - this.typingSentAt < TYPING_EVERY_MS) return;
+  this.typingSentAt = Date.now();
+  this.conn.send({ type: "typing", ticket: id });
 };
 
 // Drafts, the form and unsent messages survive a page reload.
-W.storageKey = function () {
-  return this.me ? "pomoc:v1:" + (this.me.shop || "") + ":" + this.me.id : null;
-};
+W.storageKey = function () { return "pomoc:v1:" + (this.me.shop || "") + ":" + this.me.id; };
 
 W.save = function () {
-  var key = this.storageKey();
-  if (!key) return;
   try {
-    sessionStorage.setItem(key, JSON.stringify({
-      drafts: this.drafts, form: this.form, openReq: this.openReq,
-      pending: Array.from(this.pending.values())
-    }));
+    var saved = { drafts: this.drafts, form: this.form, openReq: this.openReq, pending: [...this.pending.values()] };
+    if (this.me) sessionStorage.setItem(this.storageKey(), JSON.stringify(saved));
   } catch { /* storage full or disabled: drafts stay in memory */ }
 };
 
 W.restore = function () {
-  this.restored = true;
-  var key = this.storageKey();
   var saved = null;
-  try { saved = JSON.parse(sessionStorage.getItem(key) || "null"); } catch { saved = null; }
+  this.restored = true;
+  try { saved = JSON.parse(sessionStorage.getItem(this.storageKey())); } catch { /* nothing saved */ }
   if (!saved) return;
-  var self = this;
-  this.drafts = Object.assign(saved.drafts || {}, this.drafts);
+  this.drafts = { ...saved.drafts, ...this.drafts };
   if (!this.form.title && !this.form.body && saved.form) this.form = saved.form;
-  if (!this.openReq && saved.openReq) this.openReq = saved.openReq;
-  (saved.pending || []).forEach(function (p) { if (!self.pending.has(p.client_id)) self.pending.set(p.client_id, p); });
+  this.openReq ||= saved.openReq;
+  saved.pending?.forEach((p) => { if (!this.pending.has(p.client_id)) this.pending.set(p.client_id, p); });
 };
 
 // ---- formatting
-W.fmtTime = function (iso, withDate) {
+var WARSAW = new Intl.DateTimeFormat("en-GB", { timeZone: "Europe/Warsaw", weekday: "short", day: "2-digit", month: "2-digit",
+  hour: "numeric", minute: "2-digit", hourCycle: "h23" });
+
+/** Warsaw time as the server writes it: "9:05"; with key "due" "do czwartku 31.12, 16:30", "at" "środa 02.12 o 9:00". */
+W.when = function (iso, key) {
   var d = new Date(iso);
   if (isNaN(d)) return "";
-  var opts = withDate ? { dateStyle: "medium", timeStyle: "short" } : { hour: "2-digit", minute: "2-digit" };
-  return d.toLocaleString(this.config.lang === "en" ? "en-GB" : "pl-PL", opts);
+  var p = Object.fromEntries(WARSAW.formatToParts(d).map((x) => [x.type, x.value]));
+  var i = "MonTueWedThuFriSatSun".indexOf(p.weekday) / 3;
+  var time = +p.hour + ":" + p.minute;
+  var day = (list) => this.t(list).split(" ")[i];
+  return key ? this.t(key, { day: day("days"), dayTo: day("daysTo"), date: p.day + "." + p.month, time: time }) : time;
+};
+
+/** The usual week from welcome.service.hours: "pon.–pt. 9:00–17:00, sob. 9:00–13:00". */
+W.hours = function () {
+  var days = this.t("daysShort").split(" ");
+  var clock = (hhmm) => hhmm.replace(/^0/, "");
+  return this.service.hours?.map((r) => days[r.days[0]] + (r.days[1] ? "–" + days[r.days.at(-1)] : "") + " " +
+    clock(r.opens) + "–" + clock(r.closes)).join(", ") || this.t("hours");
+};
+
+/** "n / max" near the body limit (the server counts code points); false when over it. */
+W.count = function (el, text) {
+  var max = this.limits.max_body_chars;
+  var n = [...text].length;
+  el.hidden = !(n > max * 0.9);
+  el.className = "hint count" + (n > max ? " warn" : "");
+  el.textContent = this.t("chars", { n: n, max: max }) + (n > max ? " — " + this.t("over", { n: n - max }) : "");
+  return !(n > max);
 };
 
 W.authorName = function (m) {
   if (this.isMine(m)) return this.t("you");
-  if (m.author.kind === "agent") return m.author.name + " · " + this.t("support");
-  return m.author.name;
+  return m.author.name + (m.author.kind === "agent" ? " · " + this.t("support") : "");
 };
 
 W.announce = function (text) {
-  var live = this.live;
-  live.textContent = "";
-  setTimeout(function () { live.textContent = text; }, 50);
+  this.live.textContent = "";
+  setTimeout(() => { this.live.textContent = text; }, 50);
 };
 
 // ---- UI shell
 W.buildShell = function () {
-  var self = this;
   var t = this.t;
-  this.badgeEl = h("span", { class: "badge", "aria-hidden": "true", hidden: true }, "!");
-  this.launcher = h("button", {
-    class: "launcher", "aria-expanded": "false", "aria-controls": "pomoc-panel", "aria-haspopup": "dialog",
-    onclick: function () { self.isOpen ? self.close() : self.open(); }
-  }, t("launcher"), this.badgeEl);
-  this.live = h("div", { class: "sr", "aria-live": "polite", role: "status" });
+  var icon = (label, onclick, text) => h("button.icon", { "aria-label": label, title: label, onclick: onclick }, text);
+  this.badgeEl = h("span.badge", { "aria-hidden": "true", hidden: true }, "!");
+  this.launcher = h("button.launcher", { "aria-expanded": "false", "aria-controls": "pomoc-panel", "aria-haspopup": "dialog",
+    onclick: () => this.isOpen ? this.close() : this.open() }, t("launcher"), this.badgeEl);
+  this.live = h("div.sr", { "aria-live": "polite", role: "status" });
   this.titleEl = h("h2", { id: "pomoc-title", tabindex: "-1" });
-  this.backBtn = h("button", { class: "icon", "aria-label": t("back"), title: t("back"),
-    onclick: function () { self.showList(); } }, "‹");
-  this.banner = h("div", { class: "banner", role: "status", hidden: true });
-  this.body = h("div", { class: "body" });
-  this.panel = h("section", { class: "panel", id: "pomoc-panel", role: "dialog", "aria-labelledby": "pomoc-title", hidden: true },
-    h("div", { class: "head" }, this.backBtn, this.titleEl,
-      h("button", { class: "icon", "aria-label": t("close"), title: t("close"),
-        onclick: function () { self.close(); } }, "×")),
-    this.banner, this.body);
+  this.backBtn = icon(t("back"), () => this.showList(), "‹");
+  this.banner = h("div", { role: "status", hidden: true });
+  this.body = h("div.body");
+  this.panel = h("section.panel", { id: "pomoc-panel", role: "dialog", "aria-labelledby": "pomoc-title", hidden: true },
+    h("div.head", null, this.backBtn, this.titleEl, icon(t("close"), () => this.close(), "×")), this.banner, this.body);
   this.root.append(this.launcher, this.live, this.panel);
 };
 
 W.open = function () {
   this.isOpen = true;
-  this.position();
   this.renderView();
   this.titleEl.focus();
   this.maybeRead();
@@ -1036,21 +898,19 @@ W.close = function () {
   this.launcher.focus();
 };
 
+/** Under the launcher (above it when floating), at its right edge but never past either edge of the viewport. */
 W.position = function () {
-  var panel = this.panel;
-  panel.hidden = false;
-  this.launcher.setAttribute("aria-expanded", "true");
   var r = this.launcher.getBoundingClientRect();
-  var vh = window.innerHeight;
-  if (this.host.hasAttribute("data-floating")) {
-    this.panelMax = Math.min(600, r.top - 16);
-    panel.style.cssText = "right:20px;bottom:" + (vh - r.top + 8) + "px;";
-  } else {
-    var top = r.bottom + 8;
-    this.panelMax = Math.min(620, vh - top - 12);
-    panel.style.cssText = "top:" + top + "px;right:" + Math.max(8, window.innerWidth - r.right) + "px;";
-  }
-  panel.style.maxHeight = this.panelMax + "px";
+  var vw = document.documentElement.clientWidth || innerWidth; // without a scrollbar
+  var width = Math.min(390, vw - 16);
+  var floating = this.host.hasAttribute("data-floating");
+  var right = Math.max(8, Math.min(floating ? 20 : vw - r.right, vw - width - 8));
+  var top = Math.max(8, r.bottom + 8);
+  var max = floating ? Math.min(600, r.top - 16) : Math.min(620, innerHeight - top - 12);
+  this.panel.hidden = false;
+  this.launcher.setAttribute("aria-expanded", "true");
+  this.panel.style.cssText = (floating ? "bottom:" + (innerHeight - r.top + 8) : "top:" + top) + "px;right:" + right + "px;width:" + width +
+    "px;max-height:" + max + "px;" + (this.view === "chat" ? "height:" + max + "px" : ""); // a steady chat height
 };
 
 W.showList = function () { this.view = "list"; this.current = null; this.renderView(); this.titleEl.focus(); };
@@ -1058,8 +918,7 @@ W.showNew = function () { this.view = "new"; this.current = null; this.formError
 W.showChat = function (id) {
   this.view = "chat";
   this.current = id;
-  this.notice = "";
-  this.chatError = "";
+  this.notice = this.chatError = "";
   this.typingSentAt = 0;
   if (!this.more.has(id)) this.loadHistory(id);
   this.renderView();
@@ -1069,136 +928,128 @@ W.showChat = function (id) {
 W.schedule = function () {
   if (this.scheduled) return;
   this.scheduled = true;
-  var self = this;
-  Promise.resolve().then(function () { self.scheduled = false; self.update(); });
+  Promise.resolve().then(() => { this.scheduled = false; this.update(); });
 };
 
 W.update = function () {
   var t = this.t;
-  var badge = this.badge();
+  var badge = this.serverBadge || [...this.unread.values()].some((n) => n > 0);
   this.badgeEl.hidden = !badge;
   this.launcher.setAttribute("aria-label", t(badge ? "launcherUnread" : "launcher"));
-  var offline = this.state !== "online";
-  this.banner.hidden = !offline;
+  this.banner.hidden = this.state === "online";
   this.banner.className = this.everOnline ? "banner" : "banner info";
   this.banner.textContent = t(this.everOnline ? "offline" : "connecting");
-  if (!this.isOpen) return;
-  if (this.view === "list") this.renderList();
-  else if (this.view === "chat") this.updateChat();
-  else this.updateForm();
+  if (this.isOpen) this[{ list: "renderList", chat: "updateChat", new: "updateForm" }[this.view]]();
 };
 
 W.renderView = function () {
   this.body.textContent = "";
-  this.logEls = new Map();
+  this.logEls = new Map(); // log key -> element
+  this.listEl = null;
   this.backBtn.hidden = this.view === "list";
-  this.panel.style.height = this.view === "chat" ? this.panelMax + "px" : ""; // steady chat height
-  if (this.view === "list") { this.titleEl.textContent = this.t("yourTickets"); this.listEl = null; this.renderList(); }
-  else if (this.view === "new") this.renderForm();
-  else this.renderChat();
+  if (this.isOpen) this.position();
+  this[{ list: "renderList", chat: "renderChat", new: "renderForm" }[this.view]]();
   this.update();
 };
 
 // ---- list view
 W.renderList = function () {
-  var self = this;
   var t = this.t;
-  var focused = this.root.getRootNode().activeElement;
-  var focusKey = focused && focused.getAttribute && focused.getAttribute("data-key");
+  var focused = this.root.getRootNode().activeElement?.dataset?.ticket;
   if (!this.listEl) {
-    this.listEl = h("ul", { class: "tickets", "aria-label": t("yourTickets") });
-    this.body.append(h("div", { class: "pad" },
-      this.notice ? h("div", { class: "note", role: "status", text: this.notice }) : null,
-      h("div", { class: "row" }, h("h3", { text: t("onePerTicket") }),
-        h("button", { class: "primary new-ticket", onclick: function () { self.showNew(); } }, t("newTicket"))),
+    this.titleEl.textContent = t("yourTickets");
+    this.listEl = h("ul.tickets", { "aria-label": t("yourTickets") });
+    this.offEl = h("div.note.off");
+    this.body.append(h("div.pad", null, this.notice && h("div.note", { role: "status", text: this.notice }), this.offEl,
+      h("div.row", null, h("h3", { text: t("onePerTicket") }),
+        h("button.primary.new-ticket", { onclick: () => this.showNew() }, t("newTicket"))),
       this.listEl));
   }
-  var items = Array.from(this.tickets.values()).sort(function (a, b) { return b.id - a.id; });
-  this.listEl.textContent = "";
-  if (!items.length) this.listEl.append(h("li", { class: "empty" }, t(this.everOnline ? "noTickets" : "loading")));
-  items.forEach(function (tk) {
-    var n = self.unread.get(tk.id) || 0;
-    var btn = h("button", {
-      class: "ticket" + (n > 0 ? " unread" : ""), "data-key": "t" + tk.id, "data-ticket": tk.id,
-      onclick: function () { self.showChat(tk.id); }
-    },
-    h("span", { class: "t" }, h("span", { text: tk.title }), n > 0 ? h("span", { class: "pill", "aria-label": t("unreadLabel", { n: n }) }, t("unreadN", { n: n })) : null),
-    h("span", { class: "m", text: "#" + tk.id + " · " + t("status_" + tk.status) + " · " + t("sev_" + tk.severity) +
-      (tk.queued_until && new Date(tk.queued_until) > new Date() ? " · " + t("queuedShort") : "") }));
-    self.listEl.append(h("li", null, btn));
-    if (focusKey === "t" + tk.id) btn.focus();
+  // Off-hours, before anyone writes: when support opens and its usual hours.
+  this.offEl.hidden = !this.closedNow();
+  this.offEl.textContent = t("closedNow", { at: this.when(this.service.next_open, "at"), hours: this.hours() });
+  var list = this.listEl;
+  var was = new Map([...list.children].map((li) => [li.dataset.key, li]));
+  var items = [...this.tickets.values()].sort((a, b) => b.id - a.id).map((tk) => {
+    var n = this.unread.get(tk.id) || 0;
+    var open = () => this.showChat(tk.id);
+    return h("li", { "data-key": tk.id }, h("button", { class: "ticket" + (n > 0 ? " unread" : ""), "data-ticket": tk.id, onclick: open },
+      h("span.t", null, h("span", { text: tk.title }),
+        n > 0 && h("span.pill", { "aria-label": t("unreadLabel", { n: n }) }, t("unreadN", { n: n }))),
+      h("span.m", { text: ["#" + tk.id, t("status_" + tk.status), t("sev_" + tk.severity), this.queued(tk) && t("queuedShort")]
+        .filter(Boolean).join(" · ") })));
   });
+  if (!items[0]) items = [h("li.empty", null, t(this.everOnline ? "noTickets" : "loading"))];
+  // Unchanged items stay the same elements, so a tap across an update still lands; the rest are swapped in place.
+  items = items.map((li) => was.get(li.dataset.key)?.outerHTML === li.outerHTML ? was.get(li.dataset.key) : li);
+  was.forEach((li) => items.includes(li) || li.remove());
+  items.forEach((li, i) => list.children[i] !== li && list.insertBefore(li, list.children[i] || null));
+  list.querySelector(`[data-ticket="${focused}"]`)?.focus();
 };
 
 // ---- new ticket
 W.renderForm = function () {
-  var self = this;
   var t = this.t;
   var f = this.form;
-  this.titleEl.textContent = t("newTicket");
-  function field(name, label, input, hint) {
+  var field = (name, label, input, hint) => {
     input.id = "pomoc-f-" + name;
-    input.name = name;
-    if (f[name] != null) input.value = f[name];
-    input.addEventListener("input", function () {
+    input.value = f[name] || "";
+    input.addEventListener("input", () => {
       f[name] = input.value;
-      self.save();
-      if (name !== "severity") self.suggest();
-      self.updateForm();
+      this.save();
+      if (name !== "severity") this.suggest();
+      this.updateForm();
     });
     if (hint) input.setAttribute("aria-describedby", "pomoc-h-" + name);
-    return h("div", null, h("label", { for: input.id, text: label }), input,
-      hint ? h("div", { class: "hint", id: "pomoc-h-" + name, text: hint }) : null);
-  }
-  var select = h("select", { "aria-describedby": "pomoc-def" });
-  SEVERITIES.forEach(function (s) { select.append(h("option", { value: s, text: t("sev_" + s) })); });
-  select.value = f.severity || "question";
-  this.defEl = h("div", { class: "def", id: "pomoc-def" });
-  this.titleHintEl = h("div", { class: "hint", id: "pomoc-h-title", "aria-live": "polite" });
-  var titleInput = h("input", { type: "text", maxlength: "200", autocomplete: "off", required: true, "aria-describedby": "pomoc-h-title" });
+    return h("div", null, h("label", { for: input.id, text: label }), input, hint && h("div.hint", { id: "pomoc-h-" + name, text: hint }));
+  };
+  var select = h("select", { "aria-describedby": "pomoc-def" }, ...SEVERITIES.map((s) => h("option", { value: s, text: t("sev_" + s) })));
+  var title = h("input", { type: "text", maxlength: this.limits.max_title_chars || 200, autocomplete: "off", required: true,
+    "aria-describedby": "pomoc-h-title" });
   var info = browserInfo();
+  var more = ["occurred_at", "steps_tried", "expectations", "order_url"];
+  this.titleEl.textContent = t("newTicket");
+  this.defEl = h("div.def", { id: "pomoc-def" });
+  this.titleHint = h("div", { id: "pomoc-h-title", "aria-live": "polite" });
+  this.bodyCount = h("div");
   this.autoTime = h("dd");
-  this.submitBtn = h("button", { type: "submit", class: "primary" });
-  this.formErrorEl = h("div", { class: "error", role: "alert" });
+  this.submitBtn = h("button.primary", { type: "submit" });
+  this.formErrorEl = h("div.error", { role: "alert" });
   this.sugEl = h("div", { "aria-live": "polite" });
-  var form = h("form", { class: "pad", novalidate: true, onsubmit: function (e) { e.preventDefault(); self.openTicket(); } },
-    h("div", { class: "hint", text: t("onePerTicket") }),
-    field("title", t("title"), titleInput), this.titleHintEl,
-    field("body", t("body"), h("textarea", { rows: "4", required: true }), t("bodyHint")),
+  var form = h("form.pad", { novalidate: true, onsubmit: (e) => { e.preventDefault(); this.openTicket(); this.schedule(); } },
+    h("div.hint", { text: t("onePerTicket") }),
+    field("title", t("title"), title), this.titleHint,
+    field("body", t("body"), h("textarea", { rows: "4", required: true }), t("bodyHint")), this.bodyCount,
     field("severity", t("severity"), select), this.defEl,
-    h("details", { open: ["occurred_at", "steps_tried", "expectations", "order_url"].some(function (k) { return f[k]; }) },
-      h("summary", { text: t("more") }),
-      field("occurred_at", t("occurredAt"), h("input", { type: "datetime-local" })),
-      field("steps_tried", t("stepsTried"), h("textarea", { rows: "2" })),
-      field("expectations", t("expectations"), h("textarea", { rows: "2" })),
-      field("order_url", t("orderUrl"), h("input", { type: "url", placeholder: "https://" }))),
-    h("div", { class: "auto" }, h("div", { text: t("autoInfo") }),
-      h("dl", null, h("dt", { text: t("browser") }), h("dd", { class: "auto-browser", text: (info.name + " " + info.version).trim() }),
-        h("dt", { text: t("page") }), h("dd", { class: "auto-page", text: location.href }),
+    h("details", { open: more.some((k) => f[k]) }, h("summary", { text: t("more") }),
+      field(more[0], t("occurredAt"), h("input", { type: "datetime-local" })),
+      field(more[1], t("stepsTried"), h("textarea", { rows: "2" })),
+      field(more[2], t("expectations"), h("textarea", { rows: "2" })),
+      field(more[3], t("orderUrl"), h("input", { type: "url", placeholder: "https://" }))),
+    h("div.auto", null, h("div", { text: t("autoInfo") }),
+      h("dl", null, h("dt", { text: t("browser") }), h("dd.auto-browser", { text: (info.name + " " + info.version).trim() }),
+        h("dt", { text: t("page") }), h("dd.auto-page", { text: location.href }),
         h("dt", { text: t("time") }), this.autoTime)),
     this.sugEl, this.formErrorEl,
-    h("div", { class: "actions" },
-      h("button", { class: "secondary", onclick: function () { self.showList(); } }, t("cancel")),
-      this.submitBtn));
+    h("div.actions", null, h("button.secondary", { onclick: () => this.showList() }, t("cancel")), this.submitBtn));
   var pick = this.dropZone(form, "new", t("attach"));
-  this.sugEl.before(h("div", { class: "actions" }, h("span", { class: "hint", text: t("attachHint") }), pick[0], pick[1]), this.filesEl);
+  this.sugEl.before(h("div.actions", null, h("span.hint", { text: t("attachHint") }), ...pick), this.filesEl);
   this.body.append(form);
   this.renderSug();
   this.suggest();
-  this.updateForm();
-  titleInput.focus();
+  title.focus();
 };
 
 W.updateForm = function () {
-  if (!this.defEl) return;
   var t = this.t;
-  var sev = this.form.severity || "question";
-  this.defEl.textContent = t("def_" + sev);
-  this.defEl.className = "def" + (sev === "critical" ? " crit" : "");
-  var words = (this.form.title || "").trim().split(/\s+/).filter(Boolean).length;
-  this.titleHintEl.textContent = t(words > 4 ? "titleLong" : "titleHint");
-  this.titleHintEl.className = "hint" + (words > 4 ? " warn" : "");
-  this.autoTime.textContent = this.fmtTime(new Date().toISOString(), true);
+  var f = this.form;
+  var long = (f.title || "").trim().split(/\s+/).length > 4;
+  this.defEl.textContent = t("def_" + f.severity);
+  this.defEl.className = "def" + (f.severity === "critical" ? " crit" : "");
+  this.titleHint.textContent = t(long ? "titleLong" : "titleHint");
+  this.titleHint.className = "hint" + (long ? " warn" : "");
+  this.autoTime.textContent = this.when(new Date(), "at");
+  this.count(this.bodyCount, f.body || "");
   this.submitBtn.disabled = !!this.openReq;
   this.submitBtn.textContent = t(this.openReq ? "submitting" : "submit");
   this.formErrorEl.textContent = this.formError;
@@ -1207,77 +1058,77 @@ W.updateForm = function () {
 
 // ---- chat view
 W.renderChat = function () {
-  var self = this;
   var t = this.t;
   var id = this.current;
   var tk = this.tickets.get(id) || { title: "#" + id };
-  this.titleEl.textContent = tk.title;
   this.statusText = h("span");
-  this.resolveBtn = h("button", { class: "link", onclick: function () {
-    self.conn.send({ type: "update_ticket", ticket: id, status: "resolved", ref: "upd:" + id });
-  } }, t("markResolved"));
-  this.statusEl = h("div", { class: "status" }, this.statusText, this.resolveBtn);
-  this.olderBtn = h("button", { class: "secondary older", onclick: function () {
-    var map = self.msgs.get(id);
-    self.loadingOlder = true;
-    self.loadHistory(id, map && map.size ? Math.min(...map.keys()) : undefined);
-    self.olderBtn.textContent = t("loading");
+  var resolve = () => this.conn.send({ type: "update_ticket", ticket: id, status: "resolved", ref: "upd:" + id });
+  this.resolveBtn = h("button.link", { onclick: resolve }, t("markResolved"));
+  this.statusEl = h("div", null, this.statusText, this.resolveBtn);
+  this.olderBtn = h("button.secondary.older", { onclick: () => {
+    this.loadingOlder = true;
+    this.loadHistory(id, Math.min(...this.msgs.get(id).keys()));
+    this.olderBtn.textContent = t("loading");
   } }, t("older"));
-  this.logEl = h("div", { class: "log", role: "log", "aria-live": "polite", "aria-label": t("conversation", { title: tk.title }), tabindex: "0" }, this.olderBtn);
-  this.typingEl = h("div", { class: "typing", "aria-live": "polite" });
-  this.noteEl = h("div", { class: "note", role: "status" });
-  this.chatErrorEl = h("div", { class: "error pad", role: "alert" });
-  this.newBtn = h("button", { class: "primary", onclick: function () { self.showNew(); } }, t("newTicket"));
-  var input = h("textarea", { id: "pomoc-msg", rows: "2", placeholder: t("placeholder"), "aria-label": t("messageLabel"), value: this.drafts[id] || "" });
-  input.addEventListener("input", function () {
-    self.drafts[id] = input.value;
-    self.save();
-    self.typingPing(id, input);
+  // Kept at the newest message unless the reader scrolls up (see stick).
+  this.pinned = true;
+  this.logEl = h("div.log", { role: "log", "aria-live": "polite", "aria-label": t("conversation", { title: tk.title }), tabindex: "0",
+    onscroll: (e) => { this.pinned = e.target.scrollHeight - e.target.scrollTop - e.target.clientHeight < 60; } }, this.olderBtn);
+  this.typingEl = h("div.typing", { "aria-live": "polite" });
+  this.noteEl = h("div", { role: "status" });
+  this.chatErrorEl = h("div.error.pad", { role: "alert" });
+  this.newBtn = h("button.primary", { onclick: () => this.showNew() }, t("newTicket"));
+  this.countEl = h("div", { id: "pomoc-count" });
+  var input = this.input = h("textarea", { rows: "2", placeholder: t("placeholder"), "aria-label": t("messageLabel"),
+    "aria-describedby": "pomoc-count", value: this.drafts[id] || "" });
+  input.addEventListener("input", () => {
+    this.drafts[id] = input.value;
+    this.save();
+    this.count(this.countEl, input.value);
+    this.typingPing(id, input.value);
   });
-  input.addEventListener("keydown", function (e) {
-    if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); submit(); }
-  });
-  function submit() {
+  var submit = () => {
     var body = input.value;
-    var att = self.ready(id);
-    if (!att) { self.chatError = t("waitUp"); return self.schedule(); }
-    if (!body.trim() && !att.length) return;
-    input.value = "";
-    self.files[id] = [];
-    // Files alone go out under their names as text.
-    self.sendMessage(id, body.trim() ? body : att.map(function (a) { return a.name; }).join(", "), att);
-    input.focus();
-  }
-  var chat = h("div", { class: "chat" });
-  var pick = this.dropZone(chat, id, "+");
-  this.composer = h("form", { class: "composer", onsubmit: function (e) { e.preventDefault(); submit(); } },
-    pick[0], pick[1], input, h("button", { type: "submit", class: "primary" }, t("send")));
-  chat.append(this.statusEl, this.logEl, this.typingEl, this.noteEl,
-    h("div", { class: "closed-actions pad" }, this.newBtn), this.chatErrorEl, this.filesEl, this.composer);
+    var att = this.ready(id);
+    if (!att || !this.count(this.countEl, body)) this.chatError = t(att ? "err_too_large" : "waitUp");
+    else if (body.trim() || att.length) {
+      input.value = "";
+      this.files[id] = [];
+      // Files alone go out under their names as text.
+      this.sendMessage(id, body.trim() ? body : att.map((a) => a.name).join(", "), att);
+      input.focus();
+    }
+    this.schedule();
+  };
+  input.addEventListener("keydown", (e) => { if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); submit(); } });
+  var chat = h("div.chat");
+  this.composer = h("form.composer", { onsubmit: (e) => { e.preventDefault(); submit(); } },
+    ...this.dropZone(chat, id, "+"), input, h("button.primary", { type: "submit" }, t("send")));
+  chat.append(this.statusEl, this.logEl, this.typingEl, this.noteEl, h("div.closed-actions.pad", null, this.newBtn), this.chatErrorEl,
+    this.filesEl, this.countEl, this.composer);
+  this.count(this.countEl, input.value);
   this.body.append(chat);
-  this.updateChat(true);
+  this.updateChat();
   if (tk.status !== "closed") input.focus();
 };
 
-W.updateChat = function (first) {
-  var self = this;
+W.updateChat = function () {
   var t = this.t;
   var id = this.current;
   var tk = this.tickets.get(id) || { status: "open" };
-  this.titleEl.textContent = tk.title || "#" + id;
-  // Live now, an answer by the SLA deadline, or queued off-hours.
-  var status = "";
-  var cls = "status";
-  if (tk.queued_until && new Date(tk.queued_until) > new Date()) { status = t("queued", { time: this.fmtTime(tk.queued_until, true) }); cls += " queued"; }
-  else if (this.agentsOnline > 0 && this.service.open) { status = t("live"); cls += " live"; }
-  else if (tk.sla_due_at) status = t("answerBy", { time: this.fmtTime(tk.sla_due_at, true) });
-  else status = t("answerSoon");
-  var active = tk.status === "open" || tk.status === "waiting_on_customer";
-  this.statusEl.className = cls;
-  this.statusEl.hidden = !active;
-  this.statusText.textContent = status;
-  this.resolveBtn.hidden = !active;
+  var queued = this.queued(tk);
+  var live = !queued && this.agentsOnline > 0 && !this.closedNow();
   var closed = tk.status === "closed";
+  var yourTurn = tk.status === "waiting_on_customer";
+  var replied = [...(this.msgs.get(id)?.values() || [])].some((m) => m.author?.kind === "agent");
+  this.titleEl.textContent = tk.title || "#" + id;
+  // Queued off-hours or someone here now, then one statement of when we answer: the acknowledgment's deadline
+  // until support first replies, then the opening hours (nothing more while someone is here).
+  this.statusEl.className = "status" + (queued ? " queued" : live ? " live" : "");
+  this.statusEl.hidden = !this.active(tk);
+  this.statusText.textContent = [queued ? t("queued", { at: this.when(tk.queued_until, "at") }) : live && t("live"),
+    yourTurn ? t("yourTurn") : !replied && tk.sla_due_at ? t("answerBy", { due: this.when(tk.sla_due_at, "due") })
+      : !live && t("answerSoon", { hours: this.hours() })].filter(Boolean).join(" ");
   this.noteEl.hidden = !(closed || tk.status === "resolved");
   this.noteEl.className = "note" + (closed ? " closed" : "");
   this.noteEl.textContent = t(closed ? "closedNote" : "resolvedNote");
@@ -1287,98 +1138,96 @@ W.updateChat = function (first) {
   this.chatErrorEl.textContent = this.chatError;
   this.chatErrorEl.hidden = !this.chatError;
   var typing = this.typing.get(id);
-  this.typingEl.textContent = typing ? t("typing", { name: typing.name }) : "";
+  this.typingEl.textContent = typing?.until > Date.now() ? t("typing", { name: typing.name }) : "";
   this.olderBtn.hidden = this.more.get(id) !== true;
   if (!this.loadingOlder) this.olderBtn.textContent = t("older");
 
-  // Keyed log reconciliation: messages by seq, then unacked sends.
+  // Keyed log reconciliation: messages by seq, then unsent ones.
   var log = this.logEl;
-  var nearBottom = first || log.scrollHeight - log.scrollTop - log.clientHeight < 60;
   var oldHeight = log.scrollHeight;
   var firstBefore = log.children[1];
-  var map = this.msgs.get(id) || new Map();
-  var entries = Array.from(map.values()).sort(function (a, b) { return a.seq - b.seq; });
-  this.pending.forEach(function (p) { if (p.ticket === id) entries.push(p); });
+  var entries = [...(this.msgs.get(id)?.values() || [])].sort((a, b) => a.seq - b.seq);
   var keep = new Set();
   var cursor = this.olderBtn;
-  entries.forEach(function (m) {
-    var mine = m.seq == null || self.isMine(m);
-    var key = mine ? "c" + m.client_id : "s" + m.seq;
+  this.pending.forEach((p) => { if (p.ticket === id) entries.push(p); });
+  entries.forEach((m) => {
+    var key = m.seq == null || this.isMine(m) ? "c" + m.client_id : "s" + m.seq;
+    var el = this.logEls.get(key);
     keep.add(key);
-    var el = self.logEls.get(key);
-    if (!el || el.m !== m || (m.seq == null && el.className.indexOf(m.state) < 0)) {
-      var fresh = self.renderMessage(m);
+    if (el?.m !== m || el.state !== m.state) {
+      var fresh = this.renderMessage(m);
       fresh.m = m;
-      if (el) el.replaceWith(fresh);
-      el = fresh;
-      self.logEls.set(key, el);
+      fresh.state = m.state;
+      el?.replaceWith(fresh);
+      this.logEls.set(key, el = fresh);
     }
     if (cursor.nextSibling !== el) cursor.after(el);
     cursor = el;
   });
-  this.logEls.forEach(function (el, key) { if (!keep.has(key)) { el.remove(); self.logEls.delete(key); } });
-  if (nearBottom && log.children[1] === firstBefore) log.scrollTop = log.scrollHeight;
-  else if (log.children[1] !== firstBefore) log.scrollTop += log.scrollHeight - oldHeight; // older page prepended
+  this.logEls.forEach((el, key) => { if (!keep.has(key)) { el.remove(); this.logEls.delete(key); } });
+  if (firstBefore && log.children[1] !== firstBefore) log.scrollTop += log.scrollHeight - oldHeight; // older page prepended
+  else this.stick();
+};
+
+/** Down to the newest message if the reader is there: after a render, and when an image loads and grows the log. */
+W.stick = function () {
+  if (this.pinned) this.logEl.scrollTop = this.logEl.scrollHeight;
 };
 
 W.renderMessage = function (m) {
-  var self = this;
   var t = this.t;
   var kind = m.seq == null || this.isMine(m) ? "mine" : m.author.kind === "system" ? "system" : "theirs";
   var state = m.seq == null ? m.state : "";
-  var attrs = { class: "msg " + kind + (state ? " " + state : ""), "data-client-id": m.client_id, "data-seq": m.seq };
-  var meta = h("div", { class: "meta" }, kind === "mine" ? t("you") : this.authorName(m),
-    m.created_at ? " · " + this.fmtTime(m.created_at) : "", state ? " · " + t(state) : "");
-  if (state === "failed") {
-    meta.append(h("button", { class: "retry", onclick: function () { self.transmit(m); self.schedule(); } }, t("retry")));
-  }
-  if (kind === "system") return h("div", attrs, h("div", { class: "text", text: m.body }));
-  var box = h("div", { class: "att" });
+  var attrs = { class: "msg " + kind + " " + state, "data-client-id": m.client_id, "data-seq": m.seq };
+  var text = h("div.text", { text: m.body });
+  if (kind === "system") return h("div", attrs, text);
+  var act = (key, fn) => h("button.retry", { onclick: () => { fn(); this.schedule(); } }, t(key));
+  // Not sent: again (unless that cannot succeed), back into the composer, or away.
+  var again = m.code !== "too_large" && this.tickets.get(m.ticket)?.status !== "closed";
+  var meta = h("div.meta", null, kind === "mine" ? t("you") : this.authorName(m), m.created_at && " · " + this.when(m.created_at),
+    state && " · " + t(state), state === "failed" && h("span", null, again && act("retry", () => this.transmit(m)),
+      act("edit", () => this.drop(m, true)), act("discard", () => this.drop(m))));
   // Signed links; just-sent images show from memory until then.
-  (m.attachments || m.att || []).forEach(function (a) {
-    var url = a.url ? self.api(a.url) : a.thumb;
-    box.append(h("a", { href: url, target: "_blank", rel: "noopener" }, /^image/.test(a.content_type) && url
-      ? h("img", { src: url, alt: a.name }) : a.name + " · " + fmtSize(a.size)));
+  var files = (m.attachments || m.att || []).map((a) => {
+    var url = a.url ? this.api(a.url) : a.thumb;
+    return h("a", { href: url, target: "_blank", rel: "noopener" }, /^image/.test(a.content_type) && url
+      ? h("img", { src: url, alt: a.name, onload: () => this.stick() }) : a.name + " · " + fmtSize(a.size));
   });
-  return h("div", attrs, meta, h("div", { class: "text", text: m.body }), box.firstChild ? box : null);
+  return h("div", attrs, meta, text, files[0] && h("div.att", null, ...files));
 };
 
 // ---- entry points
 var instance = null;
 
 function configFrom(script, options) {
-  var data = (script && script.dataset) || {};
+  var data = script?.dataset || {};
   var o = options || {};
   var lang = o.lang || data.lang || (document.documentElement.lang || "pl").slice(0, 2);
   return {
-    mount: o.mount || data.mount || null,
-    token: o.token || null,
-    tokenUrl: o.tokenUrl || data.tokenUrl || null,
-    lang: CATALOGUE[lang] ? lang : "pl",
+    mount: o.mount || data.mount,
+    token: o.token,
+    tokenUrl: o.tokenUrl || data.tokenUrl,
+    lang: LANGS.includes(lang) ? lang : "pl",
     server: (o.server || data.server || serverFromScript(script)).replace(/\/$/, "")
   };
-}
-
-function whenReady(fn) {
-  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", fn, { once: true });
-  else fn();
 }
 
 window.Pomoc = {
   version: VERSION,
   Connection: Connection,
-  /** Start the widget once; later calls return it. */
+  /** Start the widget once (when the page is ready); later calls return it. */
   init: function (options) {
     if (instance) return instance;
-    instance = new Widget(configFrom(SCRIPT, options));
-    var w = instance;
-    whenReady(function () { if (instance === w) w.start(); });
-    return instance;
+    var w = instance = new Widget(configFrom(SCRIPT, options));
+    var start = () => { if (instance === w) w.start(); };
+    if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start, { once: true });
+    else start();
+    return w;
   },
-  open: function () { if (instance) instance.open(); },
-  close: function () { if (instance) instance.close(); },
-  destroy: function () { if (instance) { instance.destroy(); instance = null; } }
+  open: () => instance?.open(),
+  close: () => instance?.close(),
+  destroy: function () { instance?.destroy(); instance = null; }
 };
 
-if (SCRIPT && SCRIPT.dataset.tokenUrl) window.Pomoc.init();
+if (SCRIPT?.dataset.tokenUrl) window.Pomoc.init();
 })();

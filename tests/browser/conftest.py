@@ -17,14 +17,33 @@ from tests.browser.harness import CHROMIUM, CHROMIUM_ARGS, HostSite, PomocServer
 expect.set_options(timeout=15_000)
 
 
+class Servers:
+    """Starts servers with extra environment (`POMOC_CLOCK=…`, limits); the fixture stops them all."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self.started: list[PomocServer] = []
+
+    async def __call__(self, **env: str) -> PomocServer:
+        workdir = self.tmp_path / f"server-{len(self.started)}"
+        workdir.mkdir()
+        server = PomocServer(workdir, free_port(), embedded_env(**env))
+        self.started.append(server)
+        await server.start()
+        return server
+
+
 @pytest.fixture
-async def pomoc(tmp_path: Path) -> AsyncIterator[PomocServer]:
-    server = PomocServer(tmp_path, free_port(), embedded_env())
-    await server.start()
-    try:
-        yield server
-    finally:
+async def servers(tmp_path: Path) -> AsyncIterator[Servers]:
+    started = Servers(tmp_path)
+    yield started
+    for server in started.started:
         await server.stop()
+
+
+@pytest.fixture
+async def pomoc(servers: Servers) -> PomocServer:
+    return await servers()
 
 
 @pytest.fixture
@@ -64,16 +83,18 @@ OpenTab = Callable[..., Awaitable[Tab]]
 
 
 @pytest.fixture
-async def open_tab(browser: Browser, pomoc: PomocServer) -> AsyncIterator[OpenTab]:
+async def open_tab(browser: Browser, servers: Servers) -> AsyncIterator[OpenTab]:
+    """Opens a tab whose clock follows `server` (by default the first one started: `pomoc`)."""
     contexts: list[BrowserContext] = []
 
-    async def make(width: int = 1280, height: int = 800) -> Tab:
+    async def make(width: int = 1280, height: int = 800, server: PomocServer | None = None) -> Tab:
+        server = server or servers.started[0]
         context = await browser.new_context(viewport={"width": width, "height": height}, locale="pl-PL",
                                             timezone_id="Europe/Warsaw")
         context.set_default_timeout(15_000)
         # The browser's clock runs (naturally) from the server's POMOC_CLOCK time, so times
         # the pages stamp themselves agree with the server's.
-        await context.clock.install(time=pomoc.now())
+        await context.clock.install(time=server.now())
         contexts.append(context)
         return Tab(context, await context.new_page())
 

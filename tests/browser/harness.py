@@ -50,6 +50,7 @@ class PomocServer:
     """`python -m server serve` in a subprocess, restartable on the same port and database."""
 
     def __init__(self, workdir: Path, port: int, env: dict[str, str]) -> None:
+        self.clock_start = datetime.fromisoformat(env.get("POMOC_CLOCK", CLOCK_START.isoformat()))
         self.workdir = workdir
         self.port = port
         self.env = env
@@ -60,7 +61,7 @@ class PomocServer:
 
     def now(self) -> datetime:
         """The server's clock: POMOC_CLOCK plus the time since this process started."""
-        return CLOCK_START + (datetime.now(UTC) - self.started_at)
+        return self.clock_start + (datetime.now(UTC) - self.started_at)
 
     async def start(self, timeout: float = 30.0) -> None:
         self.started_at = datetime.now(UTC)

@@ -11,13 +11,16 @@ import asyncio
 import json
 import re
 
+import httpx
 import pytest
 import websockets
-from playwright.async_api import Page, expect
+from playwright.async_api import Page, Route, expect
 from websockets.typing import Subprotocol
 
-from tests.browser.conftest import OpenTab
+from tests.browser.conftest import OpenTab, Servers
 from tests.browser.harness import HostSite, PomocServer, screenshot_path
+from tests.filesamples import image
+from tests.wsclient import Client
 
 pytestmark = pytest.mark.browser
 
@@ -68,14 +71,19 @@ async def test_ticket_round_trip_between_widget_and_console(pomoc: PomocServer, 
     await expect(page.locator(".msg[data-seq]")).to_have_count(2)
     await expect(page.locator(".msg.system[data-seq='2']")).to_contain_text("zgłoszenie")  # the acknowledgment
     # Nobody from support is connected yet: the widget promises the SLA deadline.
-    await expect(page.locator(".status")).to_contain_text("Odpowiemy do")
+    await expect(page.locator(".status")).to_contain_text("Odpowiemy najpóźniej do")
 
     # The console, in a second browser context, sees the ticket and its context.
     agent = await open_tab(1440, 860)
     console = agent.page
     await console.goto(pomoc.base + "/agent?demo=1")
     await expect(console.locator("#conn")).to_have_text("Połączono")
-    await expect(page.locator(".status")).to_contain_text("Wsparcie jest teraz dostępne")  # an agent came online
+    # An agent came online: the status bar says so, and still the acknowledgment's deadline, in its words.
+    ack = await page.locator(".msg.system[data-seq='2']").inner_text()
+    due = re.search(r"Oczekiwany czas reakcji: (.+)\.\s*$", ack)
+    assert due, ack
+    live = f"Konsultant jest teraz dostępny. Odpowiemy najpóźniej {due[1]}."
+    await expect(page.locator(".status")).to_contain_text(live)
     item = console.locator(".ticket", has_text="Płatności nie działają")
     await expect(item).to_have_class(re.compile(r"\bunread\b"))
     await expect(item.locator(".trial")).to_have_text("TRIAL")
@@ -109,6 +117,8 @@ async def test_ticket_round_trip_between_widget_and_console(pomoc: PomocServer, 
     await ticket.click()
     await expect(page.locator(".msg[data-seq]")).to_have_count(3)
     await expect(page.locator(".msg.theirs")).to_contain_text("sprawdzamy konfigurację")
+    # Support has reacted and is here: no first-reaction deadline any more.
+    await expect(page.locator(".status span")).to_have_text("Konsultant jest teraz dostępny.")
     await expect(page.locator(".badge")).to_be_hidden()
     await page.get_by_role("button", name="Wróć do listy zgłoszeń").click()
     await expect(page.locator("button.ticket.unread")).to_have_count(0)
@@ -291,3 +301,154 @@ async def test_console_sign_in_by_pasted_or_url_token_and_presence(pomoc: PomocS
     await invalid.goto(pomoc.base + "/agent?token=not-a-token")
     await expect(invalid.locator("#signin-error")).to_contain_text("nieważny")
     assert agent.errors == []
+
+
+LOG_AT_END = """() => {
+  const root = document.querySelector("[data-pomoc]").shadowRoot;
+  const log = root.querySelector(".log");
+  const images = [...log.querySelectorAll("img")];
+  return images.length === 4 && images.every((img) => img.complete && img.naturalWidth > 0) &&
+    log.scrollHeight > log.clientHeight && log.scrollHeight - log.scrollTop - log.clientHeight < 2;
+}"""
+
+
+async def test_a_chat_with_images_opens_at_the_newest_message(pomoc: PomocServer, host_site: HostSite,
+                                                             open_tab: OpenTab) -> None:
+    token = pomoc.token("customer", "owner-8", shop="shop-8", shop_name="Sklep Osiem")
+    client = await Client.connect(pomoc.base.replace("http", "ws") + "/ws")
+    try:
+        await client.hello(token)
+        opened = await client.request({"type": "open_ticket", "title": "Zrzuty ekranu", "severity": "question",
+                                       "body": "Błąd przy płatności, zrzuty poniżej.", "client_id": "o"}, "ticket")
+        ticket_id = opened["ticket"]["id"]
+        async with httpx.AsyncClient(base_url=pomoc.base) as http:
+            for i in range(4):
+                upload = await http.post(f"/api/tickets/{ticket_id}/attachments",
+                                         files={"file": (f"zrzut-{i + 1}.png", image("PNG", (600, 400)), "image/png")},
+                                         headers={"Authorization": f"Bearer {token}"})
+                assert upload.status_code == 201, upload.text
+                ack = await client.request({"type": "send", "ticket": ticket_id, "body": f"Zrzut {i + 1}",
+                                            "client_id": f"m{i}", "attachments": [upload.json()["id"]]}, "ack")
+                assert ack["type"] == "ack", ack
+    finally:
+        await client.close()
+
+    customer = await open_tab()
+    page = customer.page
+    # The images arrive only after the chat has been laid out, as on a slow connection.
+    release = asyncio.Event()
+
+    async def hold(route: Route) -> None:
+        await release.wait()
+        await route.continue_()
+
+    await page.route("**/api/attachments/**", hold)
+    host_site.pages["/panel"] = HOST_PAGE.format(server=pomoc.base, token=token)
+    await page.goto(host_site.base + "/panel")
+    await page.get_by_role("button", name="POMOC").click()
+    await page.locator("button.ticket", has_text="Zrzuty ekranu").click()
+    await expect(page.locator(".msg[data-seq] img")).to_have_count(4)
+    release.set()
+    # Every image loaded, the log taller than its box, and still scrolled to the newest message.
+    await page.wait_for_function(LOG_AT_END)
+    await expect(page.locator(".msg[data-seq]").last).to_be_in_viewport()
+    assert customer.errors == []
+
+
+async def test_the_composer_shows_the_limit_and_a_refused_message_can_be_edited_or_discarded(
+        servers: Servers, open_tab: OpenTab) -> None:
+    server = await servers(POMOC_MAX_BODY_CHARS="100", POMOC_RATE_USER_MESSAGES="3/60s")
+    customer = await open_tab(server=server)
+    page = customer.page
+    await page.goto(server.base + "/demo")
+    await page.get_by_role("button", name="POMOC").click()
+
+    # The form's description counts down near the limit the server announced (welcome.limits).
+    await page.get_by_role("button", name="Nowe zgłoszenie").click()
+    await page.get_by_label("Opis problemu").fill("x" * 95)
+    await expect(page.locator("[data-pomoc] form .count")).to_have_text("95 / 100 znaków")
+    await page.get_by_label("Tytuł").fill("Limit")
+    await page.get_by_label("Opis problemu").fill("Import produktów z pliku CSV kończy się błędem od rana.")
+    await page.get_by_role("button", name="Wyślij zgłoszenie").click()  # the ticket: message 1 of the 3 allowed
+    await expect(page.locator(".msg.mine[data-seq='1']")).to_be_visible()
+
+    composer = page.get_by_label("Twoja wiadomość")
+    count = page.locator("[data-pomoc] .chat .count")
+    await composer.fill("Krótko.")
+    await expect(count).to_be_hidden()
+    await composer.fill("ą" * 95)  # one character each, as the server counts them
+    await expect(count).to_have_text("95 / 100 znaków")
+    await composer.fill("ą" * 104)
+    await expect(count).to_have_text("104 / 100 znaków — skróć o 4")
+    await expect(count).to_have_class(re.compile(r"\bwarn\b"))
+    await composer.press("Enter")
+    await expect(page.locator("[data-pomoc] .chat .error")).to_have_text("Tekst jest za długi.")
+    await expect(composer).to_have_value("ą" * 104)
+    await expect(page.locator(".msg.mine")).to_have_count(1)  # nothing went out
+
+    for body in ("Druga wiadomość.", "Trzecia wiadomość."):  # messages 2 and 3 of the 3 allowed
+        await composer.fill(body)
+        await composer.press("Enter")
+        await expect(page.locator(".msg.mine[data-seq]", has_text=body)).to_be_visible()
+
+    # The fourth is refused (rate_limited): it can be edited or discarded, not only retried.
+    await composer.fill("Czwarta wiadomość.")
+    await composer.press("Enter")
+    refused = page.locator(".msg.failed", has_text="Czwarta wiadomość.")
+    await expect(refused).to_contain_text("nie wysłano")
+    await expect(page.locator("[data-pomoc] .chat .error")).to_contain_text("Za dużo wiadomości")
+    for action in ("Ponów", "Edytuj", "Usuń"):
+        await expect(refused.get_by_role("button", name=action)).to_be_visible()
+    await refused.get_by_role("button", name="Edytuj").click()
+    await expect(refused).to_have_count(0)
+    await expect(composer).to_have_value("Czwarta wiadomość.")
+    await expect(composer).to_be_focused()
+    await composer.fill("Czwarta, poprawiona.")
+    await composer.press("Enter")
+    again = page.locator(".msg.failed", has_text="Czwarta, poprawiona.")
+    await again.get_by_role("button", name="Usuń").click()
+    await expect(page.locator(".msg.failed, .msg.pending")).to_have_count(0)
+
+    # Discarded for good: a reload brings back neither the message nor a retry of it.
+    await page.reload()
+    await page.get_by_role("button", name="POMOC").click()
+    await page.locator("button.ticket", has_text="Limit").click()
+    await expect(page.locator(".msg.mine[data-seq]")).to_have_count(3)
+    await expect(page.locator(".msg.failed, .msg.pending")).to_have_count(0)
+    assert customer.errors == []
+
+
+async def test_a_tap_on_a_ticket_lands_while_a_reply_arrives(pomoc: PomocServer, host_site: HostSite,
+                                                            open_tab: OpenTab) -> None:
+    token = pomoc.token("customer", "owner-6", shop="shop-6", shop_name="Sklep Sześć")
+    url = pomoc.base.replace("http", "ws") + "/ws"
+    customer_ws = await Client.connect(url)
+    agent_ws = await Client.connect(url)
+    try:
+        await customer_ws.hello(token)
+        ids = []
+        for title in ("Faktury", "Wysyłka"):
+            opened = await customer_ws.request({"type": "open_ticket", "title": title, "severity": "question",
+                                                "body": f"{title}: pytanie o ustawienia w panelu sklepu.",
+                                                "client_id": title}, "ticket")
+            ids.append(opened["ticket"]["id"])
+        await agent_ws.hello(pomoc.token("agent", "a-6", name="Ola"))
+        await agent_ws.request({"type": "follow", "ticket": ids[1]}, "ticket")
+
+        page = (await open_tab()).page
+        host_site.pages["/panel"] = HOST_PAGE.format(server=pomoc.base, token=token)
+        await page.goto(host_site.base + "/panel")
+        await page.get_by_role("button", name="POMOC").click()
+        faktury = page.locator("button.ticket", has_text="Faktury")
+        await expect(faktury).to_be_visible()
+        box = await faktury.evaluate("el => { const r = el.getBoundingClientRect(); return [r.x + 40, r.y + 12]; }")
+        # Pressed on one ticket; before the finger lifts, support answers the other one.
+        await page.mouse.move(*box)
+        await page.mouse.down()
+        await agent_ws.request({"type": "send", "ticket": ids[1], "body": "Odpowiadamy.", "client_id": "r1"}, "ack")
+        await expect(page.locator("button.ticket.unread", has_text="Wysyłka")).to_be_visible()
+        await page.mouse.up()
+        await expect(page.locator("[data-pomoc] .head h2")).to_have_text("Faktury")
+    finally:
+        await customer_ws.close()
+        await agent_ws.close()

@@ -23,6 +23,12 @@ async def test_console_and_demo_routes_in_embedded_mode(pomoc: PomocServer) -> N
         assert (await client.get("/agent/console.css")).headers["content-type"].startswith("text/css")
         demo = await client.get("/demo")
         assert demo.status_code == 200 and 'data-mount="#pomoc-slot"' in demo.text
+        # Both pages name the icon the server serves (no 404 for /favicon.ico in the tab).
+        for page in (console, demo):
+            assert '<link rel="icon" href="/favicon.svg" type="image/svg+xml">' in page.text
+        icon = await client.get("/favicon.svg")
+        assert icon.status_code == 200 and icon.headers["content-type"].startswith("image/svg+xml")
+        assert "<svg" in icon.text
 
         # Demo tokens are minted on the server's (POMOC_CLOCK) time, so expiry is not checked here.
         for role, sub in (("customer", "demo-owner"), ("agent", "demo-agent")):

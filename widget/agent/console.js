@@ -13,6 +13,8 @@
   var STATUS = { open: "otwarte", waiting_on_customer: "czeka na klienta", resolved: "rozwiązane", closed: "zamknięte" };
   var SEVERITY = { critical: "krytyczny", major: "poważny", minor: "drobny", question: "pytanie", suggestion: "sugestia" };
   var PLAN = { trial: "TRIAL", standard: "standard", priority: "priorytet" };
+  var ERRORS = { rate_limited: "Za dużo wiadomości naraz — spróbuj za chwilę.", too_large: "Tekst jest za długi.",
+    closed_ticket: "To zgłoszenie jest zamknięte.", forbidden: "Brak uprawnień do tego zgłoszenia." };
   // The server's default departments (server/intake.py DEFAULT_DEPARTMENTS; POMOC_DEPARTMENTS may
   // change them — keys seen on tickets but missing here are added as they come).
   var DEPARTMENTS = { payments: "Płatności", invoicing: "Faktury", shipping: "Wysyłka", orders: "Zamówienia",
@@ -72,12 +74,30 @@
     return Date.now().toString(36) + "-" + Math.random().toString(36).slice(2) + Math.random().toString(36).slice(2);
   }
 
-  function fmt(iso, withDate) {
+  // Times in Warsaw, written as the server's acknowledgment writes them.
+  var DAYS = ["poniedziałek", "wtorek", "środa", "czwartek", "piątek", "sobota", "niedziela"];
+  var DAYS_TO = ["poniedziałku", "wtorku", "środy", "czwartku", "piątku", "soboty", "niedzieli"]; // after "do"
+  var WARSAW = new Intl.DateTimeFormat("en-GB", { timeZone: "Europe/Warsaw", weekday: "short", day: "2-digit",
+    month: "2-digit", hour: "numeric", minute: "2-digit", hourCycle: "h23" });
+
+  /** "9:05"; with form "due" "do czwartku 31.12, 16:30"; with form "at" "środa 02.12 o 9:00". */
+  function fmt(iso, form) {
     if (!iso) return "—";
     var d = new Date(iso);
     if (isNaN(d)) return iso;
-    return new Intl.DateTimeFormat("pl-PL", withDate ? { dateStyle: "medium", timeStyle: "short" } : { hour: "2-digit", minute: "2-digit" }).format(d);
+    var p = {};
+    WARSAW.formatToParts(d).forEach(function (x) { p[x.type] = x.value; });
+    var day = "MonTueWedThuFriSatSun".indexOf(p.weekday) / 3;
+    var date = p.day + "." + p.month;
+    var time = Number(p.hour) + ":" + p.minute;
+    if (form === "due") return "do " + DAYS_TO[day] + " " + date + ", " + time;
+    return form === "at" ? DAYS[day] + " " + date + " o " + time : time;
   }
+
+  function active(t) { return t.status === "open" || t.status === "waiting_on_customer"; }
+
+  /** Held in the off-hours queue; a closed or resolved ticket is not. */
+  function queued(t) { return active(t) && !!t.queued_until && new Date(t.queued_until) > new Date(); }
 
   function ago(ms) {
     var m = Math.round(Math.abs(ms) / 60000);
@@ -195,13 +215,14 @@
       var ref = typeof f.ref === "string" ? f.ref : "";
       if (ref.indexOf("send:") === 0) {
         var p = state.pending.get(ref.slice(5));
+        // Sent again by itself after the pause, unless edited or discarded meanwhile.
         if (p && (f.code === "unavailable" || f.code === "rate_limited")) {
           setTimeout(function () { if (state.pending.get(p.client_id) === p) transmit(p); }, 1000 * (f.retry_after || 2));
-          return;
         }
-        if (p) p.state = "failed";
+        if (f.code === "unavailable") return;
+        if (p) { p.state = "failed"; p.code = f.code; }
       }
-      $("chat-error").textContent = "Błąd: " + f.message;
+      $("chat-error").textContent = ERRORS[f.code] || "Błąd: " + f.message;
     }
   };
 
@@ -294,6 +315,26 @@
   function listStatus() { return $("filter-status").value || state.tab; }
 
   // ------------------------------------------------------------------ actions
+  /** An unsent reply back into the reply box (edit) or discarded. */
+  function drop(p, edit) {
+    state.pending.delete(p.client_id);
+    $("chat-error").textContent = "";
+    if (!edit) return;
+    var box = $("reply");
+    box.value = state.drafts[p.ticket] = [p.body, box.value].filter(Boolean).join("\n");
+    box.focus();
+  }
+
+  function showTab(tab) {
+    state.tab = tab;
+    state.listLimit = INBOX_PAGE;
+    $("filter-status").value = "";
+    list();
+    schedule();
+    var selected = document.querySelector('[data-tab="' + tab + '"]');
+    if (selected !== document.activeElement && document.activeElement.closest("#tickets")) selected.focus();
+  }
+
   function openTicket(id) {
     state.current = id;
     state.typingSentAt = 0;
@@ -331,6 +372,7 @@
   // ------------------------------------------------------------------ rendering
   var scheduled = false;
   var renderedLog = null;
+  var pinned = true; // the log follows the newest message
   var logEls = new Map();
 
   function schedule() {
@@ -340,6 +382,7 @@
   }
 
   function render() {
+    $("app").classList.toggle("reading", state.current != null); // phones show the inbox or the open ticket
     renderConn();
     renderInbox();
     renderChat();
@@ -392,14 +435,13 @@
     });
     var ul = $("tickets");
     var focusedId = document.activeElement && document.activeElement.dataset && document.activeElement.dataset.ticket;
-    ul.textContent = "";
-    if (!list.length) ul.append(h("li", { class: "empty", text: state.everOnline ? "Brak zgłoszeń w tym widoku." : "Wczytywanie…" }));
+    var items = list.length ? [] : [emptyInbox(counts)];
     list.forEach(function (t) {
       var n = state.unread.get(t.id) || 0;
       var overdue = t.sla_due_at && Date.parse(t.sla_due_at) < now && (t.status === "open" || t.status === "waiting_on_customer");
       var cls = "ticket" + (n > 0 ? " unread" : "") + (overdue ? " overdue" : "") + (t.severity === "critical" ? " critical" : "") +
         (t.id === state.current ? " current" : "");
-      var due = t.sla_due_at ? (overdue ? "po terminie " + ago(now - Date.parse(t.sla_due_at)) : "termin " + fmt(t.sla_due_at, true)) : "bez terminu";
+      var due = t.sla_due_at ? (overdue ? "po terminie " + ago(now - Date.parse(t.sla_due_at)) : "odpowiedź " + fmt(t.sla_due_at, "due")) : "bez terminu";
       var btn = h("button", { type: "button", class: cls, "data-ticket": t.id, "aria-current": t.id === state.current ? "true" : null,
         onclick: function () { openTicket(t.id); } },
       h("span", { class: "line1" },
@@ -411,18 +453,38 @@
         h("span", { text: "#" + t.id + " · " + (t.shop_name || t.shop || "") })),
       h("span", { class: "line3" + (overdue ? " late" : ""), text: due + (t.department ? " · " + deptName(t.department) : "") +
         (t.assignee ? " · " + t.assignee : "") }));
-      ul.append(h("li", null, btn));
-      if (focusedId === String(t.id)) btn.focus();
+      items.push(h("li", { "data-key": t.id }, btn));
     });
+    // Items that look the same stay the same elements: a click or a tap whose press and release straddle
+    // an update (typing pings come every 2 s) still lands, and focus and hover stay where they were.
+    var kept = new Map(Array.from(ul.children, function (li) { return [li.dataset.key || "", li]; }));
+    items = items.map(function (li) {
+      var old = kept.get(li.dataset.key || "");
+      return old && old.outerHTML === li.outerHTML ? old : li;
+    });
+    var wanted = new Set(items);
+    Array.from(ul.children).forEach(function (li) { if (!wanted.has(li)) li.remove(); });
+    items.forEach(function (li, i) { if (ul.children[i] !== li) ul.insertBefore(li, ul.children[i] || null); });
+    var focused = focusedId && ul.querySelector('[data-ticket="' + focusedId + '"]');
+    if (focused && focused !== document.activeElement) focused.focus();
     var more = $("more-tickets");
     more.hidden = !state.listMore;
     more.disabled = state.listLoading;
   }
 
+  /** An empty view; off-hours the open tab says that tickets wait in the queue and shows them on request. */
+  function emptyInbox(counts) {
+    if (!state.everOnline) return h("li", { class: "empty", text: "Wczytywanie…" });
+    var waiting = counts.queued;
+    if (state.tab !== "open" || $("filter-status").value || !waiting) return h("li", { class: "empty", text: "Brak zgłoszeń w tym widoku." });
+    var verb = waiting % 10 >= 2 && waiting % 10 <= 4 && (waiting % 100 < 12 || waiting % 100 > 14) ? "czekają" : "czeka";
+    return h("li", { class: "empty" }, "Brak otwartych zgłoszeń — " + waiting + " " + verb + " w kolejce.",
+      h("button", { type: "button", class: "secondary", onclick: function () { showTab("queued"); } }, "Pokaż kolejkę"));
+  }
+
   function inTabPlain(t, tab) {
-    var queued = !!t.queued_until && new Date(t.queued_until) > new Date();
-    if (tab === "queued") return queued && t.status !== "closed";
-    if (tab === "open") return t.status === "open" && !queued;
+    if (tab === "queued") return queued(t);
+    if (tab === "open") return t.status === "open" && !queued(t);
     return t.status === tab;
   }
 
@@ -434,7 +496,8 @@
     var t = state.tickets.get(id) || { id: id, title: "#" + id, status: "open" };
     $("chat-title").textContent = t.title;
     $("chat-sub").textContent = "#" + id + " · " + (STATUS[t.status] || t.status) + " · " + (SEVERITY[t.severity] || "") +
-      (t.sla_due_at ? " · termin " + fmt(t.sla_due_at, true) : "") + (t.queued_until ? " · w kolejce do " + fmt(t.queued_until, true) : "");
+      (t.sla_due_at && active(t) ? " · odpowiedź " + fmt(t.sla_due_at, "due") : "") +
+      (queued(t) ? " · w kolejce do otwarcia: " + fmt(t.queued_until, "at") : "");
     var closed = t.status === "closed";
     $("composer").hidden = closed;
     $("closed-note").hidden = !closed;
@@ -447,8 +510,8 @@
       logEls.forEach(function (el) { el.remove(); });
       logEls = new Map();
       renderedLog = id;
+      pinned = true;
     }
-    var nearBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 80;
     var firstBefore = log.children[1];
     var oldHeight = log.scrollHeight;
     var entries = Array.from((state.msgs.get(id) || new Map()).values()).sort(function (a, b) { return a.seq - b.seq; });
@@ -471,7 +534,12 @@
     });
     logEls.forEach(function (el, key) { if (!keep.has(key)) { el.remove(); logEls.delete(key); } });
     if (log.children[1] !== firstBefore && firstBefore) log.scrollTop += log.scrollHeight - oldHeight;
-    else if (nearBottom || !firstBefore) log.scrollTop = log.scrollHeight;
+    else stick();
+  }
+
+  /** Down to the newest message unless the agent scrolled up: after a render, and when an image loads and grows the log. */
+  function stick() {
+    if (pinned) $("log").scrollTop = $("log").scrollHeight;
   }
 
   function renderMessage(m, mine) {
@@ -483,7 +551,12 @@
     var meta = h("div", { class: "meta", text: who + (m.created_at ? " · " + fmt(m.created_at) : "") +
       (m.seq == null ? (m.state === "failed" ? " · nie wysłano" : " · wysyłanie…") : "") });
     if (m.state === "failed" && m.seq == null) {
-      meta.append(h("button", { type: "button", class: "retry", onclick: function () { transmit(m); schedule(); } }, "Ponów"));
+      // Not sent: again (unless it cannot succeed), back into the reply box, or away.
+      var act = function (label, fn) {
+        return h("button", { type: "button", class: "retry", onclick: function () { fn(); schedule(); } }, label);
+      };
+      if (m.code !== "too_large" && m.code !== "closed_ticket") meta.append(act("Ponów", function () { transmit(m); }));
+      meta.append(act("Edytuj", function () { drop(m, true); }), act("Usuń", function () { drop(m, false); }));
     }
     return h("div", attrs, meta, h("div", { class: "text", text: m.body }), attachments(m.attachments));
   }
@@ -497,7 +570,7 @@
       var image = /^image\//.test(a.content_type);
       return h("a", { href: a.url, target: "_blank", rel: "noopener noreferrer", class: image ? "thumb" : "file",
         title: a.name + " · " + size(a.size) },
-      image ? h("img", { src: a.url, alt: a.name, loading: "lazy" }) : "↓ " + a.name + " · " + size(a.size));
+      image ? h("img", { src: a.url, alt: a.name, onload: stick }) : "↓ " + a.name + " · " + size(a.size));
     }));
   }
 
@@ -534,12 +607,12 @@
       ["Zgłaszający", t.created_by || "—"],
       ["Przeglądarka", ((c.browser || "") + " " + (c.browser_version || "")).trim() || "—"],
       ["Strona", c.page_url ? h("a", { href: c.page_url, target: "_blank", rel: "noopener noreferrer", text: c.page_url }) : "—"],
-      ["Kiedy wystąpiło", c.occurred_at ? fmt(c.occurred_at, true) : "—"],
+      ["Kiedy wystąpiło", c.occurred_at ? fmt(c.occurred_at, "at") : "—"],
       ["Co już próbowano", c.steps_tried || "—"],
       ["Oczekiwania", c.expectations || "—"],
       ["Zamówienie", c.order_url ? h("a", { href: c.order_url, target: "_blank", rel: "noopener noreferrer", text: c.order_url }) : "—"],
-      ["Utworzone", fmt(t.created_at, true)],
-      ["Termin odpowiedzi", fmt(t.sla_due_at, true)]
+      ["Utworzone", fmt(t.created_at, "at")],
+      ["Termin odpowiedzi", fmt(t.sla_due_at, "due")]
     ];
     renderCompleteness(c.completeness);
     var dl = $("customer");
@@ -573,13 +646,18 @@
       send({ type: "presence", status: state.presence });
     });
     document.querySelectorAll("[data-tab]").forEach(function (b) {
-      b.addEventListener("click", function () {
-        state.tab = b.dataset.tab;
-        state.listLimit = INBOX_PAGE;
-        $("filter-status").value = "";
-        list();
-        schedule();
-      });
+      b.addEventListener("click", function () { showTab(b.dataset.tab); });
+    });
+    $("back").addEventListener("click", function () {
+      var id = state.current;
+      state.current = null;
+      render();
+      var item = document.querySelector('#tickets [data-ticket="' + id + '"]');
+      if (item) item.focus();
+    });
+    $("log").addEventListener("scroll", function () {
+      var log = $("log");
+      pinned = log.scrollHeight - log.scrollTop - log.clientHeight < 80;
     });
     $("filter-department").addEventListener("change", function () { state.listLimit = INBOX_PAGE; list(); schedule(); });
     $("more-tickets").addEventListener("click", function () {
