@@ -468,6 +468,7 @@ W.on_welcome = function (f) {
   this.everOnline = true;
   this.agentsOnline = f.agents_online || 0;
   this.service = f.service || this.service;
+  this.week = f.hours;
   this.limits = f.limits || {};
   this.skew = Date.parse(f.now) - Date.now() || 0;
   f.tickets?.forEach((t) => {
@@ -839,11 +840,11 @@ W.when = function (iso, key) {
   return key ? this.t(key, { day: day("days"), dayTo: day("daysTo"), date: p.day + "." + p.month, time: time }) : time;
 };
 
-/** The usual week from welcome.service.hours: "pon.–pt. 9:00–17:00, sob. 9:00–13:00". */
+/** The usual week from welcome.hours: "pon.–pt. 9:00–17:00, sob. 9:00–13:00". */
 W.hours = function () {
   var days = this.t("daysShort").split(" ");
   var clock = (hhmm) => hhmm.replace(/^0/, "");
-  return this.service.hours?.map((r) => days[r.days[0]] + (r.days[1] ? "–" + days[r.days.at(-1)] : "") + " " +
+  return this.week?.map((r) => days[r.days[0]] + (r.days[1] ? "–" + days[r.days.at(-1)] : "") + " " +
     clock(r.opens) + "–" + clock(r.closes)).join(", ") || this.t("hours");
 };
 

@@ -1,4 +1,4 @@
-"""The console and demo routes of server/pages.py, over HTTP against a real server.
+"""The console and demo routes of server/web/pages.py, over HTTP against a real server.
 
 No browser needed; they live here because they start the same subprocess server.
 """

@@ -1,5 +1,5 @@
 """What the widget tells a customer about when support answers: the opening hours from
-the server's calendar (`welcome.service.hours`), one opening and one deadline written
+the server's calendar (`welcome.hours`), one opening and one deadline written
 the way the server's acknowledgment writes them (Warsaw time), and no "queued" on a
 ticket that is closed.
 
