@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from dataclasses import replace
 
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
@@ -125,6 +126,8 @@ async def _hello(a: Adapters, conn: Connection, incoming: Incoming) -> None:
         conn.failed(err, incoming.ref)
         conn.session.close(CLOSE_UNAUTHORIZED, err.message[:100])
         return
+    if request.lang is not None:
+        principal = replace(principal, lang=request.lang)  # the widget's language wins over the token's
     await hello(a, conn, principal, request, incoming.ref)
 
 

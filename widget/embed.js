@@ -443,7 +443,7 @@ W.start = function () {
   this.conn = new Connection({
     url: config.server.replace(/^http/, "ws") + "/ws",
     token: token,
-    hello: () => ({ resume: Object.fromEntries(this.seen) }),
+    hello: () => ({ resume: Object.fromEntries(this.seen), lang: config.lang }),
     onFrame: (f) => { this["on_" + f.type]?.(f); this.schedule(); },
     onState: (state) => { this.state = state; this.schedule(); }
   });

@@ -83,6 +83,9 @@ class Announcer:
             if item.ticket_changed:
                 changed.append(message.ticket)
             audience = "customers" if held and not item.released else item.audience
+            if item.author == "system":
+                # Pomoc's own messages are news to the shop, not to support.
+                audience = "none" if audience == "agents" else "customers"
             remote.append((channel, envelope(self.node_id, event), message.ticket, message.seq, item.author,
                            audience))
         await self._publish_and_count(remote)

@@ -37,6 +37,7 @@ class Hello:
     token: object
     resume: dict[int, int] = field(default_factory=dict)
     feed: bool = True
+    lang: str | None = None  # an extension: the client's language for system messages
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,7 +195,10 @@ def _hello(frame: Mapping[str, Any], limits: Limits) -> Hello:
     feed = frame.get("feed", True)
     if not isinstance(feed, bool):
         raise BadRequest("'feed' must be true or false")
-    return Hello(token=frame.get("token"), resume=resume, feed=feed)
+    lang = frame.get("lang")
+    if lang is not None and lang not in ("pl", "en"):
+        raise BadRequest("'lang' must be 'pl' or 'en'")
+    return Hello(token=frame.get("token"), resume=resume, feed=feed, lang=lang)
 
 
 def _open_ticket(frame: Mapping[str, Any], limits: Limits) -> OpenTicket:

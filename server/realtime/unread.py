@@ -27,8 +27,8 @@ BUILT = "_"
 
 # One call per committed batch of messages: publish each to its channel (unless the
 # channel is empty: the caller published it already) and count it for every other
-# reader (`who`: all | customers | agents — a message held for working hours counts
-# for agents only when released), publishing their new unread state too. ARGV:
+# reader (`who`: all | customers | agents | none — a message held for working hours
+# counts for agents only when released), publishing their new unread state too. ARGV:
 # prefix, node id, then per message: channel, payload, ticket, seq, author, who.
 # Returns {grown (reader, ticket, count)…, tickets whose reader set must be rebuilt}.
 _AFTER_BATCH = """

@@ -41,13 +41,18 @@ class Decision:
     note: str | None  # told to the customer, when the claim is lowered
 
 
-def decide(claimed: str, record: Record) -> Decision:
+def decide(claimed: str, record: Record, lang: str = "pl") -> Decision:
     if claimed not in CLAIMS or not record.overstates:
         return Decision(claimed, claimed, record.overstates, None)
     treated = lower(Severity(claimed)).value
-    note = (f"Większość ostatnich zgłoszeń Twojego sklepu oznaczonych jako pilne okazała się mniej pilna, "
-            f"dlatego to zgłoszenie traktujemy na razie jako „{label(Severity(treated))}”. "
-            f"Konsultant podniesie priorytet, gdy potwierdzi, że sprawa jest „{label(Severity(claimed))}”.")
+    if lang == "en":
+        note = (f"Most of your shop's recent tickets marked urgent turned out less urgent, so for now we treat "
+                f"this one as “{label(Severity(treated), 'en')}”. An agent raises the priority on confirming "
+                f"that it is “{label(Severity(claimed), 'en')}”.")
+    else:
+        note = (f"Większość ostatnich zgłoszeń Twojego sklepu oznaczonych jako pilne okazała się mniej pilna, "
+                f"dlatego to zgłoszenie traktujemy na razie jako „{label(Severity(treated))}”. "
+                f"Konsultant podniesie priorytet, gdy potwierdzi, że sprawa jest „{label(Severity(claimed))}”.")
     return Decision(treated, claimed, True, note)
 
 

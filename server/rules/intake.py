@@ -38,18 +38,28 @@ class Fact:
     key: str
     label: str  # Polish, shown to the customer as a bullet
     weight: int
+    label_en: str = ""
 
 
 FACTS: tuple[Fact, ...] = (
-    Fact("title", "krótki tytuł (2–3 słowa) mówiący, czego dotyczy zgłoszenie", 10),
-    Fact("description", "opis problemu: co dokładnie się dzieje lub co próbujesz zrobić", 25),
-    Fact("where", "gdzie występuje problem – adres strony albo zakładka panelu (np. Ustawienia > Integracje)", 15),
-    Fact("when", "kiedy problem wystąpił (data i godzina)", 10),
-    Fact("steps", "co już sprawdzono lub próbowano zrobić", 10),
-    Fact("screenshots", "zrzuty ekranu całego obszaru z problemem, nie tylko samego komunikatu", 10),
-    Fact("browser", "nazwa i wersja przeglądarki (np. Chrome 131)", 10),
-    Fact("expectations", "czego oczekujesz – jak powinno działać albo co mamy zrobić", 10),
-    Fact("order", "link do zamówienia albo jego numer", 10),
+    Fact("title", "krótki tytuł (2–3 słowa) mówiący, czego dotyczy zgłoszenie", 10,
+         "a short title (2–3 words) saying what the ticket is about"),
+    Fact("description", "opis problemu: co dokładnie się dzieje lub co próbujesz zrobić", 25,
+         "a description: what exactly happens, or what you are trying to do"),
+    Fact("where", "gdzie występuje problem – adres strony albo zakładka panelu (np. Ustawienia > Integracje)", 15,
+         "where the problem happens – the page address or the panel tab (e.g. Settings > Integrations)"),
+    Fact("when", "kiedy problem wystąpił (data i godzina)", 10,
+         "when it happened (date and time)"),
+    Fact("steps", "co już sprawdzono lub próbowano zrobić", 10,
+         "what you have already checked or tried"),
+    Fact("screenshots", "zrzuty ekranu całego obszaru z problemem, nie tylko samego komunikatu", 10,
+         "screenshots of the whole area with the problem, not only the message"),
+    Fact("browser", "nazwa i wersja przeglądarki (np. Chrome 131)", 10,
+         "the browser's name and version (e.g. Chrome 131)"),
+    Fact("expectations", "czego oczekujesz – jak powinno działać albo co mamy zrobić", 10,
+         "what you expect – how it should work or what we should do"),
+    Fact("order", "link do zamówienia albo jego numer", 10,
+         "a link to the order or its number"),
 )
 _FACTS_BY_KEY = {f.key: f for f in FACTS}
 # Questions and suggestions are not failures: there is nothing to reproduce.
@@ -166,18 +176,26 @@ def completeness(title: str, body: str, context: Mapping[str, Any] | None = None
     return Completeness(round(100 * got / total) if total else 100, missing, too_vague)
 
 
-def missing_facts_message(result: Completeness) -> str | None:
-    """The Polish system message asking for the missing facts, or None when the
-    ticket is complete enough to start work."""
+_ASKING = {
+    "pl": ("Dziękujemy za zgłoszenie. Na podstawie tego opisu nie jesteśmy jeszcze w stanie ustalić, "
+           "czego dotyczy problem. Napisz, proszę:",
+           "Dziękujemy za zgłoszenie! Żebyśmy mogli pomóc szybciej, uzupełnij, proszę:",
+           "Im więcej szczegółów w jednej wiadomości, tym sprawniej rozwiążemy sprawę."),
+    "en": ("Thank you for the ticket. From this description we cannot tell yet what the problem is. "
+           "Please write:",
+           "Thank you for the ticket! To help you faster, please add:",
+           "The more details in one message, the sooner we solve it."),
+}
+
+
+def missing_facts_message(result: Completeness, lang: str = "pl") -> str | None:
+    """The system message asking for the missing facts (Polish, or English), or
+    None when the ticket is complete enough to start work."""
     if not result.too_vague and (result.score >= COMPLETE_ENOUGH or not result.missing):
         return None
-    if result.too_vague:
-        opening = ("Dziękujemy za zgłoszenie. Na podstawie tego opisu nie jesteśmy jeszcze w stanie ustalić, "
-                   "czego dotyczy problem. Napisz, proszę:")
-    else:
-        opening = "Dziękujemy za zgłoszenie! Żebyśmy mogli pomóc szybciej, uzupełnij, proszę:"
-    bullets = "\n".join(f"• {fact.label}" for fact in result.missing)
-    closing = "Im więcej szczegółów w jednej wiadomości, tym sprawniej rozwiążemy sprawę."
+    vague, incomplete, closing = _ASKING["en" if lang == "en" else "pl"]
+    opening = vague if result.too_vague else incomplete
+    bullets = "\n".join(f"• {fact.label_en if lang == 'en' else fact.label}" for fact in result.missing)
     return f"{opening}\n{bullets}\n{closing}"
 
 

@@ -114,14 +114,14 @@ class SupportPolicy:
                            warning={**base.warning, **parse_targets(warning, "POMOC_SLA_WARNING")})
         return cls(calendar, policy)
 
-    def intake(self, severity: str, now: datetime, agents_online: int) -> Intake:
+    def intake(self, severity: str, now: datetime, agents_online: int, lang: str = "pl") -> Intake:
         """What a new ticket gets: its deadline, whether it waits, and the acknowledgment."""
         sev = Severity(severity)
         held = queued_until(self.calendar, sev, now)
         # A held ticket's clock starts when support opens; the reaction target counts
         # working time anyway, so the deadline is the same either way.
         due = due_at(self.sla, sev, now, self.calendar)
-        text = acknowledgment(sev, now, due, held, 0 if held else agents_online, self.calendar)
+        text = acknowledgment(sev, now, due, held, 0 if held else agents_online, self.calendar, lang)
         return Intake(sla_due_at=due, queued_until=held, acknowledgment=text,
                       warning_at=warning_at(self.sla, sev, now, self.calendar))
 

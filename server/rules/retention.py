@@ -76,19 +76,38 @@ class LifecyclePolicy:
         return closed_at + self.retention
 
 
-REMINDER_TEXT = (
-    "Czekamy na Twoją odpowiedź w tym zgłoszeniu. Jeśli problem jest już rozwiązany, daj nam znać — "
-    "albo po prostu oznacz zgłoszenie jako rozwiązane.",
-    "Przypominamy po raz drugi: wciąż czekamy na Twoją odpowiedź. Bez niej wkrótce zamkniemy zgłoszenie "
-    "jako rozwiązane.",
-)
-SILENT_RESOLVED_TEXT = (
-    "Nie otrzymaliśmy odpowiedzi mimo dwóch przypomnień, więc oznaczamy zgłoszenie jako rozwiązane. "
-    "Jeśli problem wróci, napisz tutaj albo załóż nowe zgłoszenie."
-)
-CLOSED_TEXT = "Zgłoszenie zostało zamknięte. Nowy problem? Załóż nowe zgłoszenie."
-REOPENED_TEXT = "Klient odpisał — zgłoszenie wraca do obsługi."
+# The system messages of the lifecycle, in the language of the shop user who opened
+# the ticket (Polish unless their token or widget says English).
+REMINDER_TEXT = {
+    "pl": ("Czekamy na Twoją odpowiedź w tym zgłoszeniu. Jeśli problem jest już rozwiązany, daj nam znać — "
+           "albo po prostu oznacz zgłoszenie jako rozwiązane.",
+           "Przypominamy po raz drugi: wciąż czekamy na Twoją odpowiedź. Bez niej wkrótce zamkniemy zgłoszenie "
+           "jako rozwiązane."),
+    "en": ("We are waiting for your reply in this ticket. If the problem is solved already, let us know — "
+           "or simply mark the ticket resolved.",
+           "A second reminder: we are still waiting for your reply. Without it we will soon close the ticket "
+           "as resolved."),
+}
+SILENT_RESOLVED_TEXT = {
+    "pl": ("Nie otrzymaliśmy odpowiedzi mimo dwóch przypomnień, więc oznaczamy zgłoszenie jako rozwiązane. "
+           "Jeśli problem wróci, napisz tutaj albo załóż nowe zgłoszenie."),
+    "en": ("We received no reply after two reminders, so we are marking the ticket resolved. "
+           "If the problem comes back, write here or open a new ticket."),
+}
+CLOSED_TEXT = {
+    "pl": "Zgłoszenie zostało zamknięte. Nowy problem? Załóż nowe zgłoszenie.",
+    "en": "The ticket is closed. A new problem? Open a new ticket.",
+}
+REOPENED_TEXT = {
+    "pl": "Klient odpisał — zgłoszenie wraca do obsługi.",
+    "en": "The customer replied — the ticket is back with support.",
+}
 
 
-def reminder_text(step: int) -> str:
-    return REMINDER_TEXT[min(step, len(REMINDER_TEXT) - 1)]
+def text(catalogue: dict[str, str], lang: str) -> str:
+    return catalogue.get(lang, catalogue["pl"])
+
+
+def reminder_text(step: int, lang: str = "pl") -> str:
+    texts = REMINDER_TEXT.get(lang, REMINDER_TEXT["pl"])
+    return texts[min(step, len(texts) - 1)]

@@ -36,9 +36,17 @@ from server.rules.policy import SupportPolicy
 from server.rules.records import SYSTEM, Author, NewTicket, Ticket
 
 STATUSES = ("open", "waiting_on_customer", "resolved", "closed")
-STATUS_LABELS = {"open": "otwarte", "waiting_on_customer": "czeka na klienta", "resolved": "rozwiązane",
-                 "closed": "zamknięte"}
-FIELD_LABELS = {"severity": "priorytet", "department": "dział", "assignee": "przypisane do"}
+# The notes that record a change, in the ticket's language (its opener's).
+STATUS_LABELS = {
+    "pl": {"open": "otwarte", "waiting_on_customer": "czeka na klienta", "resolved": "rozwiązane",
+           "closed": "zamknięte"},
+    "en": {"open": "open", "waiting_on_customer": "waiting for the customer", "resolved": "resolved",
+           "closed": "closed"},
+}
+FIELD_LABELS = {
+    "pl": {"severity": "priorytet", "department": "dział", "assignee": "przypisane do"},
+    "en": {"severity": "severity", "department": "department", "assignee": "assigned to"},
+}
 # A customer's reply to a ticket in one of these returns it to support.
 REOPENED_BY_REPLY = frozenset({"waiting_on_customer", "resolved"})
 
@@ -173,11 +181,13 @@ def ticket_changes(principal: Principal, ticket: Ticket, requested: Mapping[str,
         # The silent-customer chain runs only while waiting on the customer.
         changes["waiting_since"] = now if status == "waiting_on_customer" else None
         changes["reminders_sent"] = 0
-        notes.append(f"{principal.name}: status {STATUS_LABELS[ticket.status]} → {STATUS_LABELS[status]}.")
+        labels = STATUS_LABELS.get(ticket.lang, STATUS_LABELS["pl"])
+        notes.append(f"{principal.name}: status {labels[ticket.status]} → {labels[status]}.")
     for name in ("severity", "department", "assignee"):
         if name in requested and requested[name] != getattr(ticket, name):
             changes[name] = requested[name]
-            notes.append(f"{principal.name}: {FIELD_LABELS[name]} → {requested[name] or '—'}.")
+            field = FIELD_LABELS.get(ticket.lang, FIELD_LABELS["pl"])[name]
+            notes.append(f"{principal.name}: {field} → {requested[name] or '—'}.")
     release = False
     events: tuple[tuple[str, str, dict[str, Any]], ...] = ()
     if "severity" in changes:
@@ -216,9 +226,10 @@ def plan_ticket(principal: Principal, request: Request, record: Record, agents_o
     """A ticket with its deadline and queue state, and its first messages: the
     customer's description, then the acknowledgment every ticket gets at once (and,
     for a ticket too vague to act on, a request for exactly what is missing)."""
-    conduct = decide(request.severity, record)
+    lang = principal.lang
+    conduct = decide(request.severity, record, lang)
     severity = conduct.severity
-    intake = policy.intake(severity, now, agents_online)
+    intake = policy.intake(severity, now, agents_online, lang)
     events: tuple[tuple[str, str, dict[str, Any]], ...] = ()
     if severity == "critical":
         events = (critical_event(None, request.title, principal.shop, principal.shop_name, now, intake.sla_due_at,
@@ -229,10 +240,10 @@ def plan_ticket(principal: Principal, request: Request, record: Record, agents_o
                     context={**request.context, "completeness": facts.public()}, client_id=request.client_id,
                     sla_due_at=intake.sla_due_at, queued_until=intake.queued_until,
                     sla_warning_at=intake.warning_at, events=events, department=department,
-                    claimed_severity=conduct.claimed, deprioritized=conduct.deprioritized)
+                    claimed_severity=conduct.claimed, deprioritized=conduct.deprioritized, lang=lang)
     acknowledgment = intake.acknowledgment if conduct.note is None else f"{intake.acknowledgment} {conduct.note}"
     first = [(Author.of(principal), request.body), (SYSTEM, acknowledgment)]
-    asking = missing_facts_message(facts)
+    asking = missing_facts_message(facts, lang)
     if asking is not None:
         first.append((SYSTEM, asking))
     return new, first

@@ -20,7 +20,7 @@ from sqlalchemy import and_, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from server.rules.records import SYSTEM, Message
-from server.rules.retention import CLOSED_TEXT, SILENT_RESOLVED_TEXT, LifecyclePolicy, reminder_text
+from server.rules.retention import CLOSED_TEXT, SILENT_RESOLVED_TEXT, LifecyclePolicy, reminder_text, text
 from server.store.models import customers, messages, outbox, read_cursors, shops, tickets
 from server.store.rows import append_message
 
@@ -79,17 +79,18 @@ class Lifecycle:
         for step in range(len(self.policy.reminders)):
             before = self.policy.reminder_due_before(step, now)
             async with self.engine.connect() as conn:
-                due = [r[0] for r in await conn.execute(select(tickets.c.id).where(and_(
+                due = [(r[0], r[1]) for r in await conn.execute(select(tickets.c.id, tickets.c.lang).where(and_(
                     tickets.c.status == "waiting_on_customer", tickets.c.reminders_sent == step,
                     tickets.c.waiting_since <= before)).limit(1000))]
-            for ticket_id in due:
+            for ticket_id, lang in due:
                 async with self.engine.begin() as conn:
                     claimed = await conn.execute(update(tickets).where(and_(
                         tickets.c.id == ticket_id, tickets.c.status == "waiting_on_customer",
                         tickets.c.reminders_sent == step, tickets.c.waiting_since <= before,
                     )).values(reminders_sent=step + 1))
                     if claimed.rowcount == 1:
-                        done.append(Step(ticket_id, await _append_system(conn, ticket_id, reminder_text(step), now)))
+                        done.append(Step(ticket_id, await _append_system(conn, ticket_id,
+                                                                         reminder_text(step, lang), now)))
         return done
 
     async def resolve_silent(self, now: datetime) -> list[Step]:
@@ -106,16 +107,18 @@ class Lifecycle:
             and_(tickets.c.status == "resolved", tickets.c.resolved_at <= before),
             {"status": "closed", "closed_at": now}, CLOSED_TEXT, now)
 
-    async def _transition(self, condition: Any, values: dict[str, Any], note: str, now: datetime) -> list[Step]:
+    async def _transition(self, condition: Any, values: dict[str, Any], note: dict[str, str],
+                          now: datetime) -> list[Step]:
         async with self.engine.connect() as conn:
-            due = [r[0] for r in await conn.execute(select(tickets.c.id).where(condition).limit(1000))]
+            due = [(r[0], r[1]) for r in await conn.execute(select(tickets.c.id, tickets.c.lang).where(condition)
+                                                            .limit(1000))]
         done: list[Step] = []
-        for ticket_id in due:
+        for ticket_id, lang in due:
             async with self.engine.begin() as conn:
                 claimed = await conn.execute(update(tickets).where(and_(tickets.c.id == ticket_id, condition))
                                              .values(**values, updated_at=now))
                 if claimed.rowcount == 1:
-                    done.append(Step(ticket_id, await _append_system(conn, ticket_id, note, now)))
+                    done.append(Step(ticket_id, await _append_system(conn, ticket_id, text(note, lang), now)))
         return done
 
     # ---------------------------------------------------------------- purge

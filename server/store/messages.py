@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.principal import Principal
 from server.rules.records import SYSTEM, Author, Message, Posted
-from server.rules.retention import REOPENED_TEXT
+from server.rules.retention import REOPENED_TEXT, text
 from server.rules.tickets import REOPEN_CHANGES, ClosedUntil, Hold, ThreadState, admit_post
 from server.store.db import single_statements
 from server.store.models import messages, tickets
@@ -55,7 +55,7 @@ class MessageStore:
             row = (await conn.execute(
                 update(tickets).where(tickets.c.id == ticket_id).values(**values)
                 .returning(tickets.c.last_seq, tickets.c.shop_id, tickets.c.status, tickets.c.severity,
-                           tickets.c.queued_until, tickets.c.live_until)
+                           tickets.c.queued_until, tickets.c.live_until, tickets.c.lang)
             )).first()
             state = None if row is None else ThreadState(row[1], row[2], row[3], row[4], row[5])
             admitted = admit_post(principal, ticket_id, state, now, hold, closed_until)
@@ -87,7 +87,7 @@ class MessageStore:
                     # The customer wrote back: the ticket returns to support, the
                     # silent-customer chain stops.
                     await conn.execute(update(tickets).where(tickets.c.id == ticket_id).values(**REOPEN_CHANGES))
-                    notes.append(await append_message(conn, ticket_id, SYSTEM, REOPENED_TEXT,
+                    notes.append(await append_message(conn, ticket_id, SYSTEM, text(REOPENED_TEXT, row[6]),
                                                       f"system:{uuid.uuid4().hex}", now, admitted.queued_until))
                 return Posted(message, state.shop_id, new=True, notes=tuple(notes),
                               ticket_changed=admitted.reopens or (admitted.takes_over and state.queued_at(now)),

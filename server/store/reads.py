@@ -19,7 +19,7 @@ from server.rules.records import Author
 from server.rules.tickets import check_access
 from server.store.db import single_statements
 from server.store.models import customers, messages, read_cursors, tickets
-from server.store.rows import CURSORS, UNREAD_SEQS, insert_for, set_cursor
+from server.store.rows import CURSORS, UNREAD_SEQS, UNREAD_SEQS_FOR_AGENTS, insert_for, set_cursor
 
 
 class ReadStore:
@@ -47,8 +47,9 @@ class ReadStore:
         author = Author.of(principal)
         async with self.single.connect() as conn:
             cursors = {r[0]: r[1] for r in await conn.execute(CURSORS, {"reader": principal.key, "ids": ids})}
-            rows = await conn.execute(UNREAD_SEQS, {"reader": principal.key, "ids": ids, "kind": author.kind,
-                                                    "author": author.id})
+            statement = UNREAD_SEQS_FOR_AGENTS if principal.is_agent else UNREAD_SEQS
+            rows = await conn.execute(statement, {"reader": principal.key, "ids": ids, "kind": author.kind,
+                                                  "author": author.id})
             state: dict[int, tuple[int, list[int]]] = {t: (cursors.get(t, 0), []) for t in ids}
             for ticket_id, seq in rows:
                 state[ticket_id][1].append(seq)
@@ -70,6 +71,8 @@ class ReadStore:
             .where(or_(messages.c.author_kind != author.kind, messages.c.author_id != author.id))
             .group_by(messages.c.ticket_id)
         )
+        if principal.is_agent:
+            query = query.where(messages.c.author_kind != "system")  # Pomoc's own notes are not news to support
         async with self.single.connect() as conn:
             rows = (await conn.execute(query)).all()
         return {r[0]: int(r[1]) for r in rows}

@@ -85,6 +85,8 @@ UNREAD_SEQS = (select(messages.c.ticket_id, messages.c.seq)
                .where(messages.c.ticket_id.in_(bindparam("ids", expanding=True)))
                .where(messages.c.seq > func.coalesce(_cursor.c.seq, 0))
                .where(or_(messages.c.author_kind != bindparam("kind"), messages.c.author_id != bindparam("author"))))
+# Support reads what customers wrote: Pomoc's own system notes are not news to agents.
+UNREAD_SEQS_FOR_AGENTS = UNREAD_SEQS.where(messages.c.author_kind != "system")
 
 
 async def append_message(conn: AsyncConnection, ticket_id: int, author: Author, body: str, client_id: str,

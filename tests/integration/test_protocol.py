@@ -452,3 +452,50 @@ async def test_many_connections_at_once_all_get_welcome(server, clients, tokens,
 
     welcomes = await asyncio.gather(*(one(i) for i in range(50)))
     assert len({w["conn_id"] for w in welcomes}) == 50
+
+
+async def test_system_messages_follow_the_customers_language(server, clients, tokens, shop):
+    customer = await connect(server, clients)
+    await customer.hello(tokens.customer(shop), lang="en")
+    ticket = await open_ticket(customer, title="Payments broken")
+    description = await customer.expect("message", ticket=ticket["id"])
+    ack = await customer.expect("message", ticket=ticket["id"])
+    assert description["author"]["kind"] == "customer"
+    assert ack["body"].startswith("Thank you, we have received your ticket (severity: major).")
+    agent = await agent_following(server, clients, tokens, ticket["id"])
+    await agent.request({"type": "update_ticket", "ticket": ticket["id"], "status": "waiting_on_customer"},
+                        "ticket")
+    note = await customer.expect("message", where=lambda m: m["author"]["kind"] == "system"
+                                 and "status" in m["body"])
+    assert note["body"].endswith("status open → waiting for the customer.")
+    await customer.request({"type": "send", "ticket": ticket["id"], "body": "Still broken"}, "ack")
+    back = await customer.expect("message", where=lambda m: m["author"]["kind"] == "system"
+                                 and "customer replied" in m["body"])
+    assert back["body"] == "The customer replied — the ticket is back with support."
+    # A Polish colleague's hello does not change the ticket's language; the token's claim is the default.
+    polish = await connect(server, clients)
+    welcome = await polish.hello(tokens.customer(shop, sub="clerk"))
+    assert ticket["id"] in [t["id"] for t in welcome["tickets"]]
+    bad = await connect(server, clients)
+    refused = await bad.request({"type": "hello", "token": tokens.customer(shop), "lang": "de"}, "welcome")
+    assert refused["type"] == "error" and refused["code"] == "bad_request"
+
+
+async def test_pomocs_own_system_messages_are_not_unread_for_agents(server, clients, tokens, shop):
+    customer = await connect(server, clients)
+    await customer.hello(tokens.customer(shop))
+    ticket = await open_ticket(customer)
+    assert ticket["last_seq"] >= 2  # the description, then the acknowledgment (and perhaps a request for facts)
+    agent = await connect(server, clients)
+    agent_token = tokens.agent(unique("agent"))
+    welcome = await agent.hello(agent_token)
+    key = str(ticket["id"])
+    assert welcome["unread"].get(key) == 1, welcome["unread"]  # only what the customer wrote
+    await agent.request({"type": "follow", "ticket": ticket["id"]}, "ticket")
+    read = await agent.request({"type": "read", "ticket": ticket["id"], "seq": 1}, "unread")
+    assert read["tickets"][key] == 0
+    more = await customer.request({"type": "send", "ticket": ticket["id"], "body": "I jeszcze to"}, "ack")
+    grown = await agent.expect("unread", where=lambda f: key in f["tickets"])
+    assert grown["tickets"][key] == 1 and more["seq"] > ticket["last_seq"]
+    again = await connect(server, clients)
+    assert (await again.hello(agent_token))["unread"].get(key) == 1
