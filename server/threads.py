@@ -42,7 +42,8 @@ def _me(conn: Connection) -> Principal:
 
 
 async def _charge(a: Adapters, *buckets: tuple[str, str, Limit | None]) -> None:
-    wait = await a.limiter.check(int(a.clock.now().timestamp() * 1000), *buckets)
+    # Limits are about real seconds, whatever POMOC_CLOCK says.
+    wait = await a.limiter.check(int(a.wall.now().timestamp() * 1000), *buckets)
     if wait > 0:
         raise RateLimited(f"too many requests; retry in {wait:g} s", retry_after=wait)
 
@@ -58,7 +59,7 @@ def _attacher(a: Adapters, principal: Principal) -> AttachFn:
 
 async def _views(a: Adapters, conn: Connection, tickets: list[Ticket]) -> list[dict[str, Any]]:
     return await views_for(_me(conn), tickets, conn.session.unread, presence=a.presence, tickets=a.tickets,
-                           now=a.clock.now())
+                           now=a.clock.now(), wall_now=a.wall.now())
 
 
 # ------------------------------------------------------------------- tickets

@@ -46,8 +46,9 @@ _REDIS_DOWN = (RedisError, OSError, TimeoutError)
 
 class Announcer:
     def __init__(self, *, node_id: str, keys: Keys, bus: Bus, router: Router[Session], book: UnreadBook,
-                 reads: ReadStore, tickets: TicketStore, presence: Presence, clock: Clock,
+                 reads: ReadStore, tickets: TicketStore, presence: Presence, clock: Clock, wall: Clock,
                  inbox_interval: float = 1.0) -> None:
+        self.wall = wall
         self.node_id = node_id
         self.keys = keys
         self.bus = bus
@@ -126,7 +127,7 @@ class Announcer:
     # --------------------------------------------------------------- tickets
     async def ticket(self, ticket: Ticket, *, origin: str | None = None, inbox: bool = True) -> None:
         """A ticket was created or changed: its shop, and (unless held) the inbox."""
-        view = (await agent_views(self.presence, [ticket], self.clock.now()))[0]
+        view = (await agent_views(self.presence, [ticket], self.wall.now()))[0]
         frame = views.ticket(view)
         await self._publish(self.keys.shop_channel(ticket.shop_id), Event("ticket", frame, origin))
         if inbox and ticket.queued_until is None:
@@ -152,7 +153,7 @@ class Announcer:
         try:
             # One query and one Redis round trip for every busy ticket of the second.
             found = [t for t in await self.tickets.get_many(pending) if t.queued_until is None]
-            for view in await agent_views(self.presence, found, self.clock.now()):
+            for view in await agent_views(self.presence, found, self.wall.now()):
                 await self._publish(self.keys.inbox_channel, Event("ticket", views.ticket(view)))
         except Exception:
             log.exception("inbox.flush_failed", extra={"tickets": len(pending)})

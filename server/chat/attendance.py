@@ -9,6 +9,10 @@ node's connections, settles expired ones cluster-wide and notices a Redis that l
 its data (each node keeps a marker key; when it vanishes the readers connected here
 are rebuilt from the database). Without Redis everything here fails open: the chat
 works, presence is silent.
+
+Liveness is measured on the real time (the `wall` clock), never on the support
+rules' clock: nodes started at different moments with the same `POMOC_CLOCK` would
+otherwise disagree by seconds about whether each other's connections have expired.
 """
 
 from __future__ import annotations
@@ -46,14 +50,14 @@ def _why(exc: BaseException) -> str:
 
 
 class Attendance:
-    def __init__(self, *, redis: Redis, keys: Keys, node_id: str, settings: Settings, clock: Clock,
+    def __init__(self, *, redis: Redis, keys: Keys, node_id: str, settings: Settings, wall: Clock,
                  presence: Presence, arrivals: Arrivals, connections: Connections, announce: Announcer,
                  readers: Readers, roster: Roster, user_connections: int) -> None:
         self.redis = redis
         self.keys = keys
         self.node_id = node_id
         self.settings = settings
-        self.clock = clock
+        self.wall = wall
         self.presence = presence
         self.arrivals = arrivals
         self.connections = connections
@@ -80,7 +84,9 @@ class Attendance:
         """Count the connection against its user's limit: 0.0, or the seconds to wait
         (fails open without Redis)."""
         try:
-            return await self.connections.open(principal.key, conn_id, self.clock.now(), self.user_connections)
+            wait, self._agents_online = await self.connections.open(principal.key, conn_id, self.wall.now(),
+                                                                    self.user_connections)
+            return wait
         except _REDIS_DOWN as exc:
             log.warning("connections.unavailable", extra={"error": _why(exc)})
             return 0.0
@@ -90,11 +96,13 @@ class Attendance:
         a refresh, and the shop's presence, in one round trip (fails open without Redis)."""
         shop = principal.shop or ""
         try:
-            arrival = await self.arrivals.arrive(principal.key, shop, conn_id, self.clock.now(),
+            arrival = await self.arrivals.arrive(principal.key, shop, conn_id, self.wall.now(),
                                                  self.user_connections, self.announce.customer_presence(shop, True))
         except _REDIS_DOWN as exc:
             log.warning("connections.unavailable", extra={"error": _why(exc)})
             return Arrival(0.0, first_seen=True, shop_online=False)
+        if arrival.agents_online is not None:
+            self._agents_online = arrival.agents_online
         if arrival.shop_online:
             # The shop's first live connection: agents learn the customer is here.
             self.announce.customer_presence_here(shop, True)
@@ -120,7 +128,7 @@ class Attendance:
             return
         try:
             await self._changed(await self.presence.set_agent(principal.id, session.conn_id, "online",
-                                                              self.clock.now()))
+                                                              self.wall.now()))
         except _REDIS_DOWN as exc:
             log.warning("presence.unavailable", extra={"error": _why(exc)})
 
@@ -128,7 +136,7 @@ class Attendance:
         principal = session.principal
         if principal is None:
             return
-        now = self.clock.now()
+        now = self.wall.now()
         try:
             if not principal.is_agent:
                 shop = principal.shop or ""
@@ -144,15 +152,15 @@ class Attendance:
             log.warning("presence.unavailable", extra={"error": _why(exc)})
 
     async def set_status(self, principal: Principal, conn_id: str, status: str) -> None:
-        changes = await self.presence.set_agent(principal.id, conn_id, status, self.clock.now(),
+        changes = await self.presence.set_agent(principal.id, conn_id, status, self.wall.now(),
                                                 every_connection=True)
         await self._changed(changes)
 
     async def _changed(self, changes: Changes) -> None:
         for agent, status in changes.statuses.items():
             await self.announce.presence_changed(views.agent_presence(agent, status))
-        if changes.agents_online != self._agents_online:
-            self._agents_online = changes.agents_online
+        self._agents_online = changes.agents_online
+        if changes.count_changed:  # Redis says this node is the first to see the new count
             await self.announce.presence_changed(views.agents_online(changes.agents_online))
 
     # ------------------------------------------------------------- heartbeat
@@ -160,6 +168,8 @@ class Attendance:
         """Refresh this node's connections, settle expired ones cluster-wide, and
         notice a Redis that lost its data."""
         interval = self.settings.heartbeat_interval.total_seconds()
+        loop = asyncio.get_running_loop()
+        due = loop.time()
         while True:
             try:
                 await self.beat()
@@ -167,10 +177,13 @@ class Attendance:
                 log.warning("presence.heartbeat_failed", extra={"error": _why(exc)})
             except Exception:
                 log.exception("presence.heartbeat_crashed")
-            await asyncio.sleep(interval)
+            # Every `interval` from start to start: a slow beat does not stretch the period
+            # (a connection expires after the TTL without a refresh).
+            due = max(due + interval, loop.time())
+            await asyncio.sleep(due - loop.time())
 
     async def beat(self) -> None:
-        now = self.clock.now()
+        now = self.wall.now()
         # Each node has its own marker: every node must notice the loss for its readers.
         marker = self.keys.alive(self.node_id)
         lifetime = int(self.settings.presence_ttl.total_seconds() * 10) + 60  # dead nodes' markers go away

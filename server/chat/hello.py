@@ -95,7 +95,7 @@ async def _welcome(a: Adapters, conn: Connection, principal: Principal, req: fra
     now = a.clock.now()
     session.reply(views.welcome(
         principal, await views_for(principal, tickets, session.unread, presence=a.presence, tickets=a.tickets,
-                                   now=now),
+                                   now=now, wall_now=a.wall.now()),
         session.unread, agents_online=a.attendance.agents_online, service=a.rules.policy.service(now),
         hours=weekly_hours(a.rules.policy.calendar),
         limits={"max_body_chars": settings.max_body_chars, "max_title_chars": settings.max_title_chars},

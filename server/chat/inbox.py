@@ -32,21 +32,22 @@ async def customers_online(presence: Presence, shop_ids: Iterable[str], now: dat
         return {}
 
 
-async def agent_views(presence: Presence, found: list[Ticket], now: datetime) -> list[dict[str, object]]:
-    """The inbox rows events carry (every agent gets the same; unread is per reader)."""
-    online = await customers_online(presence, (t.shop_id for t in found), now)
+async def agent_views(presence: Presence, found: list[Ticket], wall_now: datetime) -> list[dict[str, object]]:
+    """The inbox rows events carry (every agent gets the same; unread is per reader).
+    Presence is judged on the real time (`wall_now`)."""
+    online = await customers_online(presence, (t.shop_id for t in found), wall_now)
     return [views.agent_ticket(t, customer_online=online.get(t.shop_id)) for t in found]
 
 
 async def views_for(principal: Principal, found: list[Ticket], unread: Mapping[int, int], *, presence: Presence,
-                    tickets: TicketStore, now: datetime) -> list[dict[str, object]]:
-    """Tickets in an answer to this principal (agents also see who is connected and
-    each shop's record)."""
+                    tickets: TicketStore, now: datetime, wall_now: datetime) -> list[dict[str, object]]:
+    """Tickets in an answer to this principal (agents also see who is connected, on
+    the real time, and each shop's record, over the rules' window ending `now`)."""
     if not principal.is_agent:
         return [views.customer_ticket(views.agent_ticket(t), unread.get(t.id, 0)) for t in found]
     if not found:
         return []
-    online = await customers_online(presence, (t.shop_id for t in found), now)
+    online = await customers_online(presence, (t.shop_id for t in found), wall_now)
     records = await tickets.shop_records((t.shop_id for t in found), now - CONDUCT_WINDOW)
     return [views.agent_ticket(t, unread.get(t.id, 0), customer_online=online.get(t.shop_id),
                                shop_record=records[t.shop_id].public()) for t in found]

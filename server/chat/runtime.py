@@ -111,13 +111,14 @@ async def running(settings: Settings, clock: Clock, rules: Rules | None = None) 
     tickets, messages, reads = TicketStore(engine), MessageStore(engine), ReadStore(engine)
     book = UnreadBook(redis, keys)
     presence = Presence(redis, keys, settings.presence_ttl)
+    wall = SystemClock()
     announce = Announcer(node_id=node_id, keys=keys, bus=bus, router=router, book=book, reads=reads,
-                         tickets=tickets, presence=presence, clock=clock)
+                         tickets=tickets, presence=presence, clock=clock, wall=wall)
     readers = Readers(book, reads, tickets, announce, settings.welcome_tickets_max)
     roster = Roster(settings.max_connections)
     connections = Connections(redis, keys, settings.presence_ttl)
     arrivals = Arrivals(redis, keys, settings.presence_ttl, SEEN_FOR)
-    attendance = Attendance(redis=redis, keys=keys, node_id=node_id, settings=settings, clock=clock,
+    attendance = Attendance(redis=redis, keys=keys, node_id=node_id, settings=settings, wall=wall,
                             presence=presence, arrivals=arrivals, connections=connections, announce=announce,
                             readers=readers, roster=roster, user_connections=rules.limits.user_connections)
     writer = MessageWriter(messages, rules.policy.hold, rules.policy.closed_until, announce.committed,
@@ -127,7 +128,7 @@ async def running(settings: Settings, clock: Clock, rules: Rules | None = None) 
                                   max_per_message=settings.attachments_per_message,
                                   max_pixels=settings.attachment_max_pixels)
     a = Adapters(
-        settings=settings, rules=rules, clock=clock, wall=SystemClock(), node_id=node_id,
+        settings=settings, rules=rules, clock=clock, wall=wall, node_id=node_id,
         session_config=session_config(settings), engine=engine, tickets=tickets, messages=messages, reads=reads,
         writer=writer, attachments=attachments, deflections=DeflectionStore(engine, models.help_deflections),
         lifecycle=Lifecycle(engine, rules.lifecycle, settings.purge_batch), redis=redis, keys=keys, bus=bus,

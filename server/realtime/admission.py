@@ -34,9 +34,10 @@ local function admit(conns, penalty_key, conn, now, expires, limit)
 end
 """
 
-# KEYS: connections, penalty. ARGV: conn, now, expires, limit. Returns the count, or -wait.
+# KEYS: connections, penalty, agents online. ARGV: conn, now, expires, limit.
+# Returns {the count or -wait, agents online (for the welcome)}.
 _CONNECT = ADMIT + """
-return admit(KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4]))
+return {admit(KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])), redis.call('SCARD', KEYS[3])}
 """
 
 
@@ -47,16 +48,18 @@ class Connections:
         self.ttl = ttl
         self._connect = redis.register_script(_CONNECT)
 
-    async def open(self, reader: str, conn_id: str, now: datetime, limit: int) -> float:
+    async def open(self, reader: str, conn_id: str, now: datetime, limit: int) -> tuple[float, int]:
         """Count a new connection of `reader`: 0.0 when admitted, else the seconds to
         wait (the user already has `limit` connections, or is cooling down after
-        being closed for abuse)."""
+        being closed for abuse); and how many agents are online."""
         expires = (now + self.ttl).timestamp()
-        result = int(await self._connect(keys=[self.keys.connections(reader), self.keys.penalty(reader)],
-                                         args=[conn_id, now.timestamp(), expires, limit]))
+        raw, agents = await self._connect(
+            keys=[self.keys.connections(reader), self.keys.penalty(reader), self.keys.agents_online],
+            args=[conn_id, now.timestamp(), expires, limit])
+        result = int(raw)
         if result > 0:
-            return 0.0
-        return -result / 1000 if result < -1 else 30.0
+            return 0.0, int(agents)
+        return (-result / 1000 if result < -1 else 30.0), int(agents)
 
     async def penalize(self, reader: str, cooldown: timedelta) -> None:
         """After closing a connection for abuse: refuse the user's hellos for a while,
