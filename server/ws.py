@@ -26,7 +26,7 @@ from server.chat import dispatch
 from server.chat.adapters import Adapters
 from server.chat.connection import Connection
 from server.chat.hello import hello
-from server.errors import CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED, Unauthorized, Unavailable
+from server.errors import CLOSE_FORBIDDEN, CLOSE_HELLO_TIMEOUT, CLOSE_UNAUTHORIZED, Unauthorized, Unavailable
 from server.protocol import frames, views
 from server.protocol.codec import negotiate
 from server.protocol.session import HELLO, Incoming
@@ -80,14 +80,31 @@ async def _read(websocket: WebSocket, conn: Connection, a: Adapters) -> None:
     """Feed the session from the socket until either side closes."""
     session = conn.session
     loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
     hello_timeout = a.settings.hello_timeout.total_seconds()
     deadline = loop.time() + hello_timeout
     try:
         while session.close_code is None:
-            within = deadline - loop.time() if session.state == HELLO else None
-            message = await conn.next_frame(websocket.receive, within)
-            if message is None:
+            # Waiting here is what a close interrupts (the connection cancels this task
+            # then): the loop never waits for a client that may never send again.
+            conn.waiting(task)
+            try:
+                if session.state == HELLO:
+                    message = await asyncio.wait_for(websocket.receive(), max(0.0, deadline - loop.time()))
+                else:
+                    message = await websocket.receive()
+            except TimeoutError:
+                conn.waiting(None)  # closing must not cancel this task: the writer sends the close
+                session.close(CLOSE_HELLO_TIMEOUT, "no hello in time")
                 return
+            except asyncio.CancelledError:
+                if session.close_code is None:
+                    raise  # cancelled from outside (the server is stopping)
+                task.uncancel()
+                return
+            finally:
+                conn.waiting(None)
             if message["type"] == "websocket.disconnect":
                 session.close(message.get("code") or 1000)
                 return
@@ -112,6 +129,7 @@ async def _read(websocket: WebSocket, conn: Connection, a: Adapters) -> None:
                 # A bug must cost one request, not the connection (never 1011).
                 log.exception("ws.handler_failed", extra={"conn_id": session.conn_id})
                 session.reply(views.error(Unavailable("internal error; retry")))
+            del incoming  # nor the last request (a hello holds its token) while idle
     except WebSocketDisconnect as exc:
         session.close(exc.code)
 
@@ -139,11 +157,7 @@ async def _write(websocket: WebSocket, conn: Connection) -> None:
             batch = await conn.outgoing()
             if batch is None:
                 break
-            for data in batch:
-                if binary:
-                    await websocket.send({"type": "websocket.send", "bytes": data})
-                else:
-                    await websocket.send({"type": "websocket.send", "text": data.decode()})
+            await _send_all(websocket, batch, binary)
             # Not kept alive while waiting: an idle connection would hold its last
             # frames (the welcome, kilobytes) for as long as it stays open.
             del batch
@@ -154,6 +168,15 @@ async def _write(websocket: WebSocket, conn: Connection) -> None:
             await websocket.close(code=code, reason=session.close_reason[:120])
     except (WebSocketDisconnect, RuntimeError, OSError):
         session.close(session.close_code or 1006)
+
+
+async def _send_all(websocket: WebSocket, batch: list[bytes], binary: bool) -> None:
+    # A function of its own: its locals (the last frame sent) die with it.
+    for data in batch:
+        if binary:
+            await websocket.send({"type": "websocket.send", "bytes": data})
+        else:
+            await websocket.send({"type": "websocket.send", "text": data.decode()})
 
 
 async def _deny(websocket: WebSocket, status: int, code: str, message: str) -> None:

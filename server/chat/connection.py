@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from server.errors import CLOSE_HELLO_TIMEOUT, PomocError
+from server.errors import PomocError
 from server.protocol import views
 from server.protocol.codec import Codec
 from server.protocol.delivery import Gap
@@ -42,7 +42,7 @@ class Connection:
 
     def __init__(self, a: Adapters, conn_id: str, codec: Codec) -> None:
         self.a = a
-        self.session = Session(conn_id, codec, a.session_config, self._wake)
+        self.session = Session(conn_id, codec, a.session_config, self)
         self._wakeup: asyncio.Future[None] | None = None
         self._drained: asyncio.Future[None] | None = None  # only while a long replay is paced
         self._reader: asyncio.Task[Any] | None = None  # the task waiting for the client's next frame
@@ -50,7 +50,7 @@ class Connection:
         self._tasks: set[asyncio.Task[None]] | None = None
         self._sends: list[asyncio.Task[None]] | None = None
 
-    def _wake(self) -> None:
+    def wake(self) -> None:
         wakeup = self._wakeup
         if wakeup is not None and not wakeup.done():
             wakeup.set_result(None)
@@ -65,26 +65,11 @@ class Connection:
                 reader.cancel()
 
     # --------------------------------------------------------------- reading
-    async def next_frame(self, receive: Any, within: float | None = None) -> Any:
-        """The socket's next message, or None once the session closed meanwhile (or
-        the hello did not come in time)."""
-        task = asyncio.current_task()
-        self._reader = task
-        try:
-            if within is None:
-                return await receive()
-            return await asyncio.wait_for(receive(), max(0.0, within))
-        except TimeoutError:
-            self._reader = None  # closing must not cancel this task: the writer sends the close
-            self.session.close(CLOSE_HELLO_TIMEOUT, "no hello in time")
-            return None
-        except asyncio.CancelledError:
-            if self.session.close_code is None or task is None:
-                raise  # cancelled from outside (the server is stopping)
-            task.uncancel()
-            return None
-        finally:
-            self._reader = None
+    def waiting(self, reader: asyncio.Task[Any] | None) -> None:
+        """The task now waiting for the client's next frame (None: not waiting): a
+        close cancels it, so the endpoint never waits for a client that may never
+        send again."""
+        self._reader = reader
 
     def failed(self, err: PomocError, ref: object) -> None:
         """A request failed: the client hears why; a client closed for abuse cools down."""

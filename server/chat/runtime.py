@@ -27,7 +27,7 @@ from server.chat.readers import Readers
 from server.clock import Clock, SystemClock
 from server.presence import Arrivals, Presence
 from server.protocol import frames
-from server.protocol.events import open_envelope
+from server.protocol.events import open_envelope, own_prefix
 from server.protocol.session import Config, Session
 from server.realtime.admission import Connections
 from server.realtime.bus import Bus
@@ -106,7 +106,7 @@ async def running(settings: Settings, clock: Clock, rules: Rules | None = None) 
     redis, subscriber = open_redis(settings)
     node_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     keys = Keys(settings.redis_prefix)
-    router: Router[Session] = Router(node_id, open_envelope)
+    router: Router[Session] = Router(node_id, open_envelope, own_prefix(node_id))
     bus = Bus(redis, subscriber, router.route_payload)
     tickets, messages, reads = TicketStore(engine), MessageStore(engine), ReadStore(engine)
     book = UnreadBook(redis, keys)

@@ -71,6 +71,11 @@ def envelope(node_id: str, event: Event) -> bytes:
     return orjson.dumps({"n": node_id, "e": body})
 
 
+def own_prefix(node_id: str) -> bytes:
+    """How every envelope this node publishes begins (the sender comes first)."""
+    return envelope(node_id, Event("", {}))[: len(b'{"n":') + len(orjson.dumps(node_id)) + 1]
+
+
 def open_envelope(payload: bytes) -> tuple[str, Event]:
     """(sending node, event) from an envelope; ValueError when it is not one."""
     try:

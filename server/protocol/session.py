@@ -11,8 +11,9 @@ socket, `server.chat.connection` for the rest) feeds it and carries out its effe
   `filled(ticket, …)` — messages fetched from the database for a gap;
   and the use cases' results (`welcome`, `reply`, `own`, `fail`, …);
 - out: `data_to_send()` — encoded frames for the socket; `gaps()` — messages to fetch
-  from the database; `close_code` — close the socket with this code; and a `wake()`
-  call (given at construction) whenever any of those has something new.
+  from the database; `close_code` — close the socket with this code; and a call to
+  its shell's `wake()` (the shell is given at construction) whenever any of those
+  has something new.
 
 States (the connection's life, as a table):
 
@@ -33,9 +34,9 @@ bad frames or rate-limited requests close it with 4429.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from server.errors import (
     CLOSE_RATE_LIMITED,
@@ -64,6 +65,13 @@ class Config:
     max_rate_limited: int = 50  # rate-limited answers per minute before 4429
 
 
+class Shell(Protocol):
+    """What carries out the session's effects: told whenever there is something new
+    to send, to fetch or to close (the session itself never waits)."""
+
+    def wake(self) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Incoming:
     """A valid request from the client, for the use cases to carry out."""
@@ -73,15 +81,15 @@ class Incoming:
 
 
 class Session:
-    __slots__ = ("conn_id", "codec", "config", "_wake", "state", "principal", "feed", "admitted",
+    __slots__ = ("conn_id", "codec", "config", "_shell", "state", "principal", "feed", "admitted",
                  "presence_status", "follows", "unread", "channels", "close_code", "close_reason", "_outbox",
                  "_early", "_gaps", "_bad", "_limited", "_typing_sent")
 
-    def __init__(self, conn_id: str, codec: Codec, config: Config, wake: Callable[[], None]) -> None:
+    def __init__(self, conn_id: str, codec: Codec, config: Config, shell: Shell) -> None:
         self.conn_id = conn_id
         self.codec = codec
         self.config = config
-        self._wake = wake
+        self._shell = shell
         self.state = HELLO
         self.principal: Principal | None = None
         self.feed = True
@@ -189,7 +197,7 @@ class Session:
             self.close(CLOSE_TRY_AGAIN, "too slow to keep up; reconnect and resume")
             return
         self._outbox.append(data)
-        self._wake()
+        self._shell.wake()
 
     @property
     def queued(self) -> int:
@@ -209,7 +217,7 @@ class Session:
             self.close_code = code
             self.close_reason = reason
             self.state = CLOSED
-            self._wake()
+            self._shell.wake()
 
     # ------------------------------------------------------------- tickets
     def follow(self, ticket_id: int, shop: str, cursor: int) -> Follow:
@@ -314,7 +322,7 @@ class Session:
         follow.filling = True
         gaps = self._gaps = self._gaps if self._gaps is not None else []
         gaps.append(Gap(ticket_id, follow.cursor, upto))
-        self._wake()
+        self._shell.wake()
 
     def gaps(self) -> list[Gap]:
         """Fetches the shell must make (each answered by `filled` or `fill_failed`)."""

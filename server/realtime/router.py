@@ -29,9 +29,11 @@ Opener = Callable[[bytes], tuple[str, Any]]
 
 
 class Router(Generic[L]):
-    def __init__(self, node_id: str, open_envelope: Opener) -> None:
+    def __init__(self, node_id: str, open_envelope: Opener, own_prefix: bytes | None = None) -> None:
         self.node_id = node_id
         self._open = open_envelope
+        # How this node's own envelopes begin: recognised without opening them.
+        self._own_prefix = own_prefix
         self._members: dict[str, L | set[L]] = {}
         self._sources: dict[str, Any] = {}
 
@@ -82,6 +84,8 @@ class Router(Generic[L]):
         """An envelope from Redis (events of this node come back too: dropped)."""
         if channel not in self._members:
             return
+        if self._own_prefix is not None and payload.startswith(self._own_prefix):
+            return  # this node's own event, back from Redis
         try:
             node, event = self._open(payload)
         except ValueError:

@@ -29,10 +29,10 @@ class Peer:
 
     def __init__(self, conn_id: str = "c1", codec: Codec = JSON, config: Config | None = None) -> None:
         self.wakes = 0
-        self.session = Session(conn_id, codec, config or Config(), self._wake)
+        self.session = Session(conn_id, codec, config or Config(), self)
         self.sent: list[dict[str, Any]] = []
 
-    def _wake(self) -> None:
+    def wake(self) -> None:
         self.wakes += 1
 
     def frames(self) -> list[dict[str, Any]]:

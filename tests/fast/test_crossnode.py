@@ -86,3 +86,24 @@ def test_the_unread_scripts_envelope_is_an_event_envelope() -> None:
     payload = b'{"e":{"k":"unread","f":{"badge":true,"type":"unread","tickets":{"17":3}}},"n":"node"}'
     node, event = open_envelope(payload)
     assert node == "node" and event.kind == "unread" and event.frame["tickets"] == {"17": 3}
+
+
+def test_a_router_knows_its_own_envelopes_without_opening_them() -> None:
+    from server.protocol.events import own_prefix
+    from server.realtime.router import Router
+
+    opened: list[bytes] = []
+
+    def opener(payload: bytes) -> tuple[str, Event]:
+        opened.append(payload)
+        return open_envelope(payload)
+
+    router: Router = Router("node-a", opener, own_prefix("node-a"))
+    peer = Peer("node-a:1")
+    peer.open_as(customer(), follows={1: ("s1", 0)})
+    router.listen(peer.session, CHANNEL, Source.SHOP)
+    router.route_payload(CHANNEL, envelope("node-a", message_event(message(1, 1, author=AGENT_AUTHOR))))
+    assert opened == [] and peer.frames() == []
+    # A node whose id merely begins like this one's is another node.
+    router.route_payload(CHANNEL, envelope("node-ab", message_event(message(1, 1, author=AGENT_AUTHOR))))
+    assert len(opened) == 1 and [f["seq"] for f in peer.frames()] == [1]
