@@ -1,8 +1,9 @@
 """The error hierarchy and its one mapping to protocol codes, HTTP statuses and close codes.
 
-Code anywhere raises a `PomocError` subclass; the WebSocket loop turns it into an
-`error` frame (or a close, for the few that end a connection) and the HTTP layer into
-`{"error": {"code", "message"}}` with the matching status. Pure module.
+Code anywhere raises a `PomocError` subclass; the connection's session turns it into
+an `error` frame (`server.protocol.views.error`; or a close, for the few that end a
+connection) and the HTTP layer into `{"error": {"code", "message"}}` with the matching
+status. Kernel module: standard library only.
 """
 
 from __future__ import annotations
@@ -67,12 +68,3 @@ CLOSE_UNAUTHORIZED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_HELLO_TIMEOUT = 4408
 CLOSE_RATE_LIMITED = 4429
-
-
-def error_frame(err: PomocError, ref: object = None) -> dict[str, object]:
-    frame: dict[str, object] = {"type": "error", "code": err.code, "message": err.message}
-    if ref is not None:
-        frame["ref"] = ref
-    if err.retry_after is not None:
-        frame["retry_after"] = err.retry_after
-    return frame
