@@ -32,6 +32,11 @@ class ServerProcess:
     proc: subprocess.Popen[bytes] | None = None
 
     @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    @property
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/ws"
 
@@ -75,3 +80,52 @@ class ServerProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
+
+
+def _status(pid: int, field_name: str) -> int:
+    """A `kB` field of /proc/<pid>/status (VmRSS, VmHWM), in bytes; 0 once the process is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith(field_name + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def rss(pid: int) -> int:
+    return _status(pid, "VmRSS")
+
+
+def peak_rss(pid: int) -> int:
+    """The process's high-water mark of resident memory since it started (VmHWM)."""
+    return _status(pid, "VmHWM")
+
+
+def open_fds(pid: int) -> int:
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return 0
+
+
+def children(pid: int) -> list[int]:
+    """Every descendant of `pid` (a process tree: PostgreSQL's backends, the image checker)."""
+    parents: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                ppid = int(stat.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        parents.setdefault(ppid, []).append(int(entry))
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
