@@ -20,6 +20,30 @@ class Role(StrEnum):
     agent = "agent"
 
 
+def reader_key(kind: str, *parts: str) -> str:
+    """The identity of a reader (`Principal.key`): its kind and its ids, one string.
+
+    Ids made of anything but `:` and `%` are joined as they are, `c:<shop>:<user>`
+    and `a:<agent>`, the form every key had before. Any other ids are length-
+    prefixed, `c:%<len>,<len>:<shop>:<user>`, so that shop `a:b` user `c` and shop
+    `a` user `b:c` stay two readers (`c:%3,1:a:b:c` and `c:%1,3:a:b:c`). Either
+    way no key is another key with `:<anything>` added, which is what keeps the
+    Redis names built from a key and a suffix (`server.realtime.keys`) apart too.
+    A key is at most 412 characters for ids of 200 (the columns hold 420).
+    """
+    if not any(":" in part or "%" in part for part in parts):
+        return ":".join((kind, *parts))
+    return f"{kind}:%{','.join(str(len(part)) for part in parts)}:{':'.join(parts)}"
+
+
+def customer_key(shop: str, user: str) -> str:
+    return reader_key("c", shop, user)
+
+
+def agent_key(agent: str) -> str:
+    return reader_key("a", agent)
+
+
 @dataclass(frozen=True, slots=True)
 class Principal:
     role: Role
@@ -41,14 +65,13 @@ class Principal:
 
     @property
     def key(self) -> str:
-        """A reader's identity across roles: `c:<shop>:<sub>` or `a:<sub>`.
+        """A reader's identity across roles: `c:<shop>:<sub>` or `a:<sub>` (see
+        `reader_key`, which keeps it unambiguous for any id).
 
         Customer ids are scoped by shop because each shop platform user id is only
-        unique within its shop's namespace as far as Pomoc can tell. The key is an
-        identity, not a storage name: Redis names are built from it by
-        `server.realtime.keys`, which makes them unambiguous for any id.
+        unique within its shop's namespace as far as Pomoc can tell.
         """
-        return f"a:{self.id}" if self.is_agent else f"c:{self.shop}:{self.id}"
+        return agent_key(self.id) if self.is_agent else customer_key(self.shop or "", self.id)
 
     def public(self) -> dict[str, Any]:
         out: dict[str, Any] = {"role": self.role.value, "id": self.id, "name": self.name}

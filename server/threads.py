@@ -28,7 +28,7 @@ from server.protocol.events import Source
 from server.rules.conduct import WINDOW as CONDUCT_WINDOW
 from server.rules.limits import Limit
 from server.rules.records import Committed, Posted, Ticket
-from server.rules.tickets import Request, check_access, plan_ticket, ticket_changes
+from server.rules.tickets import Request, check_access, check_department, plan_ticket, ticket_changes
 from server.store.rows import AttachFn
 
 log = logging.getLogger(__name__)
@@ -97,6 +97,8 @@ async def open_ticket(a: Adapters, conn: Connection, req: frames.OpenTicket, ref
 
 async def update_ticket(a: Adapters, conn: Connection, req: frames.UpdateTicket, ref: object) -> None:
     principal = _me(conn)
+    if "department" in req.changes:
+        check_department(req.changes["department"], a.rules.departments)
     ticket = await a.tickets.get_for(principal, req.ticket)
     now = a.clock.now()
     change = ticket_changes(principal, ticket, req.changes, now, a.rules.policy)
@@ -112,6 +114,7 @@ async def update_ticket(a: Adapters, conn: Connection, req: frames.UpdateTicket,
 
 async def list_tickets(a: Adapters, conn: Connection, req: frames.ListTickets, ref: object) -> None:
     principal = _me(conn)
+    check_department(req.department, a.rules.departments, everything=True)
     settings = a.settings
     default = settings.inbox_page if principal.is_agent else settings.welcome_tickets_max
     limit = min(req.limit or default, settings.welcome_tickets_max)

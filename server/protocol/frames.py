@@ -1,7 +1,10 @@
 """Client frames: validation of each request type into a typed value (sans-I/O).
 
 `parse(frame, limits)` checks one decoded frame against PROTOCOL.md and returns a
-request dataclass, or raises `BadRequest` / `TooLarge` naming the field. Nothing
+request dataclass, or raises `BadRequest` / `TooLarge` naming the field. Every
+string that may reach the database or Redis is checked here by the rules of
+`server.rules.text` (free text, identifiers, links), so nothing the database would
+refuse gets past the edge to fail a group commit. Nothing
 here touches sockets, the database or Redis, so the tests just feed dicts: it must
 not import starlette, redis, sqlalchemy, asyncio or jwt.
 """
@@ -14,12 +17,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from server.errors import BadRequest, TooLarge
+from server.rules.text import http_link, identifier_problem, text_problem
 
 SEVERITIES = ("critical", "major", "minor", "question", "suggestion")
 STATUSES = ("open", "waiting_on_customer", "resolved", "closed")
 CONTEXT_FIELDS = ("browser", "browser_version", "page_url", "occurred_at", "steps_tried", "expectations",
                   "order_url")
+# Context fields that are links: kept only as absolute http(s) URLs (dropped otherwise).
+LINK_FIELDS = frozenset({"page_url", "order_url"})
 MAX_ID_CHARS = 200
+MAX_ATTACHMENT_ID_CHARS = 64
+MAX_SEQ = 2**31 - 1  # messages.seq is a 32-bit integer in the database
 MAX_CONTEXT_CHARS = 2000
 MAX_ATTACHMENTS = 10
 
@@ -128,8 +136,24 @@ def _int(frame: Mapping[str, Any], name: str, *, required: bool, minimum: int = 
         return None
     if isinstance(value, bool) or not isinstance(value, int):
         raise BadRequest(f"'{name}' must be an integer")
-    if value < minimum or value >= 2**31:
-        raise BadRequest(f"'{name}' must be between {minimum} and {2**31 - 1}")
+    if value < minimum or value > MAX_SEQ:
+        raise BadRequest(f"'{name}' must be between {minimum} and {MAX_SEQ}")
+    return value
+
+
+def _free_text(value: str, name: str) -> str:
+    problem = text_problem(value)
+    if problem is not None:
+        raise BadRequest(f"'{name}' {problem}")
+    return value
+
+
+def _identifier(value: object, name: str, max_chars: int = MAX_ID_CHARS) -> str:
+    if not isinstance(value, str):
+        raise BadRequest(f"'{name}' must be a string of 1 to {max_chars} characters")
+    problem = identifier_problem(value, max_chars)
+    if problem is not None:
+        raise BadRequest(f"'{name}' {problem}")
     return value
 
 
@@ -143,8 +167,7 @@ def _text(frame: Mapping[str, Any], name: str, *, max_chars: int, required: bool
         raise BadRequest(f"'{name}' must be a string")
     if len(value) > max_chars:
         raise TooLarge(f"'{name}' is longer than {max_chars} characters")
-    if "\x00" in value:
-        raise BadRequest(f"'{name}' must not contain NUL characters")
+    _free_text(value, name)
     if required and not value.strip():
         raise BadRequest(f"'{name}' must not be empty")
     return value
@@ -157,20 +180,18 @@ def _client_id(frame: Mapping[str, Any]) -> str:
         return uuid.uuid4().hex
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
-    if not isinstance(value, str) or not value or len(value) > MAX_ID_CHARS:
-        raise BadRequest(f"'client_id' must be a string of 1 to {MAX_ID_CHARS} characters")
-    return value
+    return _identifier(value, "client_id")
 
 
 def _attachments(frame: Mapping[str, Any]) -> tuple[str, ...]:
     value = frame.get("attachments")
     if value is None:
         return ()
-    if not isinstance(value, list) or not all(isinstance(v, str) and 0 < len(v) <= 64 for v in value):
+    if not isinstance(value, list):
         raise BadRequest("'attachments' must be a list of attachment ids")
     if len(value) > MAX_ATTACHMENTS:
         raise BadRequest(f"at most {MAX_ATTACHMENTS} attachments per message")
-    return tuple(value)
+    return tuple(_identifier(v, "attachments", MAX_ATTACHMENT_ID_CHARS) for v in value)
 
 
 def _ticket(frame: Mapping[str, Any]) -> int:
@@ -189,8 +210,8 @@ def _hello(frame: Mapping[str, Any], limits: Limits) -> Hello:
         if len(resume_raw) > 1000:
             raise BadRequest("'resume' names more than 1000 tickets")
         for key, seq in resume_raw.items():
-            if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
-                raise BadRequest("'resume' values must be sequence numbers (integers >= 0)")
+            if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq <= MAX_SEQ:
+                raise BadRequest(f"'resume' values must be sequence numbers (integers from 0 to {MAX_SEQ})")
             resume[ticket_id(key, "resume")] = seq
     feed = frame.get("feed", True)
     if not isinstance(feed, bool):
@@ -220,6 +241,13 @@ def _open_ticket(frame: Mapping[str, Any], limits: Limits) -> OpenTicket:
             raise BadRequest(f"'context.{key}' must be a string")
         if len(value) > MAX_CONTEXT_CHARS:
             raise TooLarge(f"'context.{key}' is longer than {MAX_CONTEXT_CHARS} characters")
+        _free_text(value, f"context.{key}")
+        if key in LINK_FIELDS:
+            # A link the console may show as one: a web page, never javascript: or data:.
+            link = http_link(value, MAX_CONTEXT_CHARS)
+            if link is None:
+                continue
+            value = link
         context[key] = value
     return OpenTicket(title=title, body=body, severity=str(severity), context=context,
                       client_id=_client_id(frame), attachments=_attachments(frame))
@@ -253,8 +281,9 @@ def _list_tickets(frame: Mapping[str, Any], limits: Limits) -> ListTickets:
     if status is not None and status not in STATUSES and status != "queued":
         raise BadRequest(f"'status' must be one of {', '.join(STATUSES)}, queued")
     department = frame.get("department")
-    if department is not None and (not isinstance(department, str) or not 0 < len(department) <= MAX_ID_CHARS):
-        raise BadRequest("'department' must be a department key, or \"*\" for all")
+    if department is not None:
+        # Which keys exist is the configuration's (the use case checks); this is the shape.
+        _identifier(department, "department")
     limit = _int(frame, "limit", required=False, minimum=1)
     if limit is not None and limit > limits.list_page_max:
         raise BadRequest(f"'limit' must be at most {limits.list_page_max}")
@@ -274,9 +303,10 @@ def _update_ticket(frame: Mapping[str, Any], limits: Limits) -> UpdateTicket:
     for name in ("department", "assignee"):
         if name in frame:
             value = frame[name]
-            if value is not None and (not isinstance(value, str) or not value.strip()
-                                      or len(value) > MAX_ID_CHARS):
-                raise BadRequest(f"'{name}' must be a non-empty string or null")
+            if value is not None:
+                if not isinstance(value, str) or not value.strip():
+                    raise BadRequest(f"'{name}' must be a non-empty string or null")
+                _identifier(value, name)
             changes[name] = value
     if not changes:
         raise BadRequest("update_ticket needs at least one of status, severity, department, assignee")

@@ -3,6 +3,14 @@
 All names start with the deployment's prefix (`POMOC_REDIS_PREFIX`), so deployments
 and test runs can share one Redis, and a purge can find every key about a ticket.
 Pure module.
+
+Every name is unambiguous for any id: it is a fixed word (`unread:`, `ch:shop:` …)
+followed by exactly one id, at the end, so two different ids give two names. The
+one kind with something after its id is a reader's unread set of a ticket,
+`unread:<reader>:<ticket>` beside the reader's book `unread:<reader>`; it cannot
+meet another reader's book because no reader key is another one with `:<suffix>`
+added (`server.principal.reader_key`). The Lua scripts build the same names from
+the same parts (`unread.py`, `presence.py`); `tests/unit/test_keys.py` checks both.
 """
 
 from __future__ import annotations
@@ -34,7 +42,13 @@ class Keys:
 
     # -------------------------------------------------------------------- keys
     def unread(self, reader: str) -> str:
+        """A reader's book (hash): the built marker, per ticket its cursor and count."""
         return f"{self.prefix}unread:{reader}"
+
+    def unread_seqs(self, reader: str, ticket_id: int) -> str:
+        """The seqs of one ticket the reader has not read (sorted set); the Lua
+        scripts build it as the book's name + `:` + the ticket."""
+        return f"{self.unread(reader)}:{ticket_id}"
 
     def readers(self, ticket_id: int) -> str:
         return f"{self.prefix}readers:{ticket_id}"

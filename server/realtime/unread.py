@@ -227,7 +227,7 @@ class UnreadBook:
                         book = self.keys.unread(reader)
                         pipe.hget(book, f"n:{ticket_id}")
                         pipe.hdel(book, f"c:{ticket_id}", f"n:{ticket_id}")
-                        pipe.delete(f"{book}:{ticket_id}")
+                        pipe.delete(self.keys.unread_seqs(reader, ticket_id))
                     results = await pipe.execute()
                 for i, reader in enumerate(chunk):
                     count = results[3 * i]

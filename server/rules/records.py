@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from server.principal import Principal
+from server.principal import Principal, agent_key, customer_key
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,8 +30,8 @@ class Author:
     def key(self, shop_id: str) -> str:
         """The reader key of this author (see Principal.key)."""
         if self.kind == "agent":
-            return f"a:{self.id}"
-        return f"c:{shop_id}:{self.id}" if self.kind == "customer" else "system"
+            return agent_key(self.id)
+        return customer_key(shop_id, self.id) if self.kind == "customer" else "system"
 
 
 SYSTEM = Author("system", "pomoc", "Pomoc")

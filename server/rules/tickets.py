@@ -2,6 +2,10 @@
 message may be posted and what posting it does to the ticket.
 
 - Access: an agent sees every ticket, a customer only its own shop's (PROTOCOL.md).
+  A customer hears the same `forbidden` of a ticket that does not exist as of
+  another shop's, so sequential ids tell it nothing about other shops; agents hear
+  `not_found`.
+- Departments: an agent files a ticket under a configured department only.
 - Status transitions, as a table per role; `closed` is final and read-only.
 - The post-admission rule (`admit_post`), the one both ways of storing a message
   (the group commit and the single transaction) apply: the ticket must exist, be
@@ -28,7 +32,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from server.errors import ClosedTicket, Forbidden, NotFound
+from server.errors import BadRequest, ClosedTicket, Forbidden, NotFound, PomocError
 from server.principal import Principal
 from server.rules.conduct import Record, decide, is_downgrade
 from server.rules.intake import Department, completeness, missing_facts_message, route
@@ -65,9 +69,30 @@ Hold = Callable[[str, datetime], "datetime | None"]
 ClosedUntil = Callable[[datetime], "datetime | None"]
 
 
+# The one answer a customer gets for a ticket it may not see, whether it exists or not.
+NOT_YOURS = "this ticket is not one of your shop's tickets, or does not exist"
+
+
 def check_access(principal: Principal, shop_id: str) -> None:
     if not principal.is_agent and principal.shop != shop_id:
-        raise Forbidden("this ticket belongs to another shop")
+        raise Forbidden(NOT_YOURS)
+
+
+def unknown_ticket(principal: Principal, ticket_id: int) -> PomocError:
+    """The error for a ticket that does not exist, as `principal` hears it."""
+    if principal.is_agent:
+        return NotFound(f"ticket {ticket_id} does not exist")
+    return Forbidden(NOT_YOURS)
+
+
+def check_department(value: str | None, departments: Sequence[Department], *, everything: bool = False) -> None:
+    """A department an agent names must be configured (`None` clears it; with
+    `everything`, `"*"` stands for all). Raises BadRequest listing the keys."""
+    keys = [d.key for d in departments]
+    if value is None or value in keys or (everything and value == "*"):
+        return
+    also = ', or "*" for all' if everything else ", or null"
+    raise BadRequest(f"'department' must be one of {', '.join(keys)}{also}")
 
 
 def may_move(principal: Principal, current: str, target: str) -> bool:
@@ -105,9 +130,9 @@ class Admission:
 def admit_post(principal: Principal, ticket_id: int, state: ThreadState | None, now: datetime,
                hold: Hold, closed_until: ClosedUntil) -> Admission:
     """May `principal` post into the ticket now, and what does the post do to it?
-    Raises NotFound, Forbidden or ClosedTicket."""
+    Raises NotFound (agents), Forbidden or ClosedTicket."""
     if state is None:
-        raise NotFound(f"ticket {ticket_id} does not exist")
+        raise unknown_ticket(principal, ticket_id)
     check_access(principal, state.shop_id)
     if state.status == "closed":
         raise ClosedTicket("this ticket is closed; open a new ticket for a new problem")

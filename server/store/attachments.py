@@ -41,6 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from server.errors import BadRequest, ClosedTicket, Forbidden, NotFound, PomocError, Unauthorized
 from server.principal import Principal
+from server.rules.tickets import check_access, unknown_ticket
 from server.store.db import single_statements
 from server.store.filetypes import DEFAULT_MAX_PIXELS, display_name, sniff
 
@@ -224,10 +225,9 @@ class AttachmentStore:
             row = (await conn.execute(
                 select(_tickets.c.shop_id, _tickets.c.status).where(_tickets.c.id == ticket_id))).first()
         if row is None:
-            raise NotFound(f"ticket {ticket_id} does not exist")
+            raise unknown_ticket(principal, ticket_id)
         shop_id, status = str(row[0]), row[1]
-        if not principal.is_agent and principal.shop != shop_id:
-            raise Forbidden("this ticket belongs to another shop")
+        check_access(principal, shop_id)
         if status == "closed":
             raise ClosedTicket("the ticket is closed; open a new one")
         return shop_id
@@ -334,10 +334,9 @@ class AttachmentStore:
         t = self.table
         shop_row = (await conn.execute(select(_tickets.c.shop_id).where(_tickets.c.id == ticket_id))).first()
         if shop_row is None:
-            raise NotFound(f"ticket {ticket_id} does not exist")
+            raise unknown_ticket(principal, ticket_id)
         shop_id = str(shop_row[0])
-        if not principal.is_agent and principal.shop != shop_id:
-            raise Forbidden("this ticket belongs to another shop")
+        check_access(principal, shop_id)
         refusal = await self._refusal(conn, ids, ticket_id, message_id, principal, shop_id)
         if refusal is not None:
             raise refusal

@@ -13,10 +13,9 @@ from datetime import datetime
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from server.errors import NotFound
-from server.principal import Principal
+from server.principal import Principal, customer_key
 from server.rules.records import Author
-from server.rules.tickets import check_access
+from server.rules.tickets import check_access, unknown_ticket
 from server.store.db import single_statements
 from server.store.models import customers, messages, read_cursors, tickets
 from server.store.rows import CURSORS, UNREAD_SEQS, UNREAD_SEQS_FOR_AGENTS, insert_for, set_cursor
@@ -34,7 +33,7 @@ class ReadStore:
             row = (await conn.execute(select(tickets.c.shop_id, tickets.c.last_seq)
                                       .where(tickets.c.id == ticket_id))).first()
             if row is None:
-                raise NotFound(f"ticket {ticket_id} does not exist")
+                raise unknown_ticket(principal, ticket_id)
             check_access(principal, row[0])
             return await set_cursor(conn, self._insert, ticket_id, principal.key, min(seq, row[1]), now)
 
@@ -89,7 +88,7 @@ class ReadStore:
             users: dict[str, list[str]] = {}
             for shop_id, user_id in await conn.execute(select(customers.c.shop_id, customers.c.user_id)
                                                        .where(customers.c.shop_id.in_(set(shops.values())))):
-                users.setdefault(shop_id, []).append(f"c:{shop_id}:{user_id}")
+                users.setdefault(shop_id, []).append(customer_key(shop_id, user_id))
             agents: dict[int, list[str]] = {}
             for ticket_id, reader in await conn.execute(select(read_cursors.c.ticket_id, read_cursors.c.reader)
                                                         .where(read_cursors.c.ticket_id.in_(ids))

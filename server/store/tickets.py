@@ -22,7 +22,7 @@ from server.errors import Forbidden, NotFound
 from server.principal import Principal
 from server.rules.conduct import CLAIMS, Record
 from server.rules.records import SYSTEM, Author, Message, NewTicket, Opened, Ticket
-from server.rules.tickets import check_access
+from server.rules.tickets import check_access, unknown_ticket
 from server.store.db import single_statements
 from server.store.models import ACTIVE_TICKETS, customers, messages, outbox, shops, tickets
 from server.store.rows import (
@@ -38,6 +38,8 @@ from server.store.rows import (
     ticket_row,
     ticket_select,
 )
+
+CLIENT_ID_CHARS = 200  # messages.client_id
 
 
 class TicketStore:
@@ -114,7 +116,13 @@ class TicketStore:
         return [found[i] for i in ids if i in found]
 
     async def get_for(self, principal: Principal, ticket_id: int) -> Ticket:
-        ticket = await self.get(ticket_id)
+        """The ticket if `principal` may see it; a customer hears the same of one
+        that does not exist as of another shop's (`rules.tickets.unknown_ticket`)."""
+        async with self.single.connect() as conn:
+            row = (await conn.execute(ticket_select().where(tickets.c.id == ticket_id))).first()
+        if row is None:
+            raise unknown_ticket(principal, ticket_id)
+        ticket = ticket_row(row)
         check_access(principal, ticket.shop_id)
         return ticket
 
@@ -195,7 +203,10 @@ class TicketStore:
                 payload={**payload, "ticket_id": ticket_id}, created_at=now, next_attempt_at=now, attempts=0))
         out: list[Message] = []
         for i, (author, body) in enumerate(first):
-            client_id = new.client_id if i == 0 else f"{new.client_id}:{i}"
+            # The first messages after the description carry its client id with a
+            # suffix, cut to fit the column (a client id may be as long as the column).
+            suffix = f":{i}"
+            client_id = new.client_id if i == 0 else new.client_id[:CLIENT_ID_CHARS - len(suffix)] + suffix
             out.append(await append_message(conn, ticket_id, author, body, client_id, now, new.queued_until))
         if attachments and attach is not None:
             out[0] = replace(out[0], attachments=tuple(await attach(conn, list(attachments), ticket_id, out[0].id)))

@@ -24,6 +24,7 @@ from starlette.routing import BaseRoute, Route
 from server.clock import Clock
 from server.errors import BadRequest, NotFound, PomocError
 from server.rules.helpsearch import MAX_QUERY_CHARS, HelpIndex
+from server.rules.text import text_problem
 from server.store.deflections import DeflectionStore
 from server.web.http_api import bearer_principal, error_response
 
@@ -63,6 +64,9 @@ def routes(*, index: HelpIndex, deflections_of: Callable[[Request], DeflectionSt
                 raise BadRequest("article must be an article id")
             if query is not None and (not isinstance(query, str) or len(query) > MAX_QUERY_CHARS):
                 raise BadRequest(f"query must be text of at most {MAX_QUERY_CHARS} characters")
+            problem = None if query is None else text_problem(query)
+            if problem is not None:
+                raise BadRequest(f"query {problem}")
             if index.article(article_id) is None:
                 raise NotFound(f"no help article {article_id[:100]!r}")
             await deflections_of(request).record(article_id, principal, query, clock.now())

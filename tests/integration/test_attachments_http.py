@@ -293,7 +293,8 @@ async def test_limits_come_from_arguments(world: World) -> None:
     ("bad signature", 401, "unauthorized"),
     ("expired", 401, "unauthorized"),
     ("other shop's ticket", 403, "forbidden"),
-    ("missing ticket", 404, "not_found"),
+    ("missing ticket", 403, "forbidden"),  # a customer cannot tell it from another shop's
+    ("agent, missing ticket", 404, "not_found"),
     ("ticket id not a number", 404, "not_found"),
     ("closed ticket", 409, "closed_ticket"),
     ("agent before a ticket", 400, "bad_request"),
@@ -318,6 +319,8 @@ async def test_upload_refusals(world: World, case: str, status: int, code: str) 
         url = f"/api/tickets/{world.tickets['b1']}/attachments"
     elif case == "missing ticket":
         url = "/api/tickets/999999/attachments"
+    elif case == "agent, missing ticket":
+        url, headers = "/api/tickets/999999/attachments", world.token(role="agent", sub="agent-1")
     elif case == "ticket id not a number":
         url = "/api/tickets/12abc/attachments"
     elif case == "closed ticket":
