@@ -42,7 +42,7 @@ from server.store import models
 from server.store.attachments import AttachmentStore
 from server.store.db import create_engine
 from server.store.deflections import DeflectionStore
-from server.store.imagecheck import ImageChecker
+from server.store.images import ImageChecker
 from server.store.lifecycle import Lifecycle
 from server.store.messages import MessageStore
 from server.store.reads import ReadStore

@@ -44,7 +44,7 @@ from server.errors import BadRequest, ClosedTicket, Forbidden, NotFound, PomocEr
 from server.principal import Principal
 from server.store.db import single_statements
 from server.store.filetypes import DEFAULT_MAX_PIXELS, ImageClaim, classify, display_name
-from server.store.imagecheck import ImageChecker
+from server.store.images import ImageChecker
 
 log = logging.getLogger(__name__)
 
