@@ -89,8 +89,12 @@ class ImageClaim:
     pil_format: str
     content_type: str
     extensions: tuple[str, ...]
-    # Memory decoding takes, at least, per pixel (measured with Pillow 13: libwebp's
-    # animation decoder keeps several full RGBA canvases).
+    # Memory decoding takes per pixel, for the check to refuse up front what cannot
+    # fit its budget. Measured with Pillow 13: PNG and JPEG about 4 bytes (the
+    # bitmap) plus ~45 MB for the interpreter and the file — that rest is left to the
+    # child's own memory limit; WebP about 25 bytes plus ~65 MB (libwebp keeps several
+    # RGBA canvases, and fails with a bare OSError when it cannot), so its figure
+    # covers the rest too.
     decode_bytes_per_pixel: int = 4
 
 
@@ -101,7 +105,7 @@ _IMAGES: tuple[tuple[bytes, ImageClaim], ...] = (
     (b"GIF87a", ImageClaim("GIF", "image/gif", (".gif",), 1)),
     (b"GIF89a", ImageClaim("GIF", "image/gif", (".gif",), 1)),
 )
-WEBP = ImageClaim("WEBP", "image/webp", (".webp",), 24)
+WEBP = ImageClaim("WEBP", "image/webp", (".webp",), 32)
 # Every claim by its content type (the image checker's command line names one).
 IMAGE_CLAIMS = {claim.content_type: claim for _, claim in _IMAGES} | {WEBP.content_type: WEBP}
 PDF = ("application/pdf", (".pdf",))

@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 PROGRAM = "server.store.imagecheck"
 MiB = 1024 * 1024
 # A 40-megapixel PNG or JPEG needs about 220 MiB of address space (bitmap,
-# interpreter, Pillow, the file); WebP about 24 bytes a pixel.
+# interpreter, Pillow, the file); WebP about 32 bytes a pixel.
 DEFAULT_MEMORY_BYTES = 384 * MiB
 DEFAULT_CPU_SECONDS = 10.0
 DEFAULT_CONCURRENCY = 2

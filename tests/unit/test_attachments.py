@@ -7,10 +7,24 @@ import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from PIL import Image
 
 from server.errors import BadRequest, TooLarge, Unauthorized
 from server.store.attachments import LinkSigner
-from server.store.filetypes import TEXT, EmptyFile, FileKind, UnsupportedType, clean_name, display_name, sniff
+from server.store.filetypes import (
+    IMAGE_CLAIMS,
+    TEXT,
+    EmptyFile,
+    FileKind,
+    ImageClaim,
+    UnsupportedType,
+    _webp_size,
+    check_image,
+    classify,
+    clean_name,
+    display_name,
+    sniff,
+)
 from tests import filesamples as samples
 
 NOW = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
@@ -110,6 +124,34 @@ def test_an_escaped_name_across_a_chunk_boundary_is_still_seen(cut: int) -> None
     # … and a harmless name cut at the seam is not mistaken for an active one.
     harmless = _pdf_with_name_at(b"/JSX", seam - min(cut, 4))
     assert sniff(io.BytesIO(harmless)).content_type == "application/pdf"
+
+
+def _webp(mode: str, size: tuple[int, int], **options: object) -> bytes:
+    out = io.BytesIO()
+    Image.new(mode, size).save(out, format="WEBP", **options)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(("label", "data"), [
+    ("lossy (VP8)", _webp("RGB", (123, 77))),
+    ("lossless (VP8L)", _webp("RGB", (123, 77), lossless=True)),
+    ("with alpha (VP8X)", _webp("RGBA", (123, 77))),
+])
+def test_a_webp_canvas_is_judged_from_its_header(label: str, data: bytes) -> None:
+    # Pillow's WebP decoder allocates its canvases on opening, so the size comes first.
+    assert _webp_size(io.BytesIO(data)) == (123, 77)
+    kind = check_image(io.BytesIO(data), IMAGE_CLAIMS["image/webp"], 40_000_000)
+    assert (kind.width, kind.height) == (123, 77)
+    with pytest.raises(TooLarge):
+        check_image(io.BytesIO(data), IMAGE_CLAIMS["image/webp"], 40_000_000, memory_bytes=123 * 77 * 10)
+    # The same size as a PNG (4 bytes a pixel to decode) fits the same budget.
+    png = samples.image("PNG", (123, 77))
+    assert check_image(io.BytesIO(png), IMAGE_CLAIMS["image/png"], 40_000_000, memory_bytes=123 * 77 * 10).width == 123
+
+
+def test_images_are_only_claimed_by_classify() -> None:
+    claim = classify(io.BytesIO(samples.png_claiming(50_000, 50_000)))
+    assert isinstance(claim, ImageClaim) and claim.content_type == "image/png"
 
 
 def test_refusals_map_to_the_protocol_statuses() -> None:
