@@ -33,6 +33,7 @@ from tests import filesamples as samples
 from tests import services
 from tests.conftest import Tokens, _drop_schema, database_env, migrate, unique
 from tests.servers import ServerProcess, children, open_fds, peak_rss, rss
+from tests.wsclient import join
 
 MiB = 1024 * 1024
 CONCURRENT = 40
@@ -313,6 +314,27 @@ async def test_the_upload_limit_answers_429_with_retry_after(
     not_multipart = await client.post(f"{node.http}/api/attachments", content=b"not a form",
                                       headers={"Authorization": f"Bearer {token}", "Content-Type": "text/plain"})
     assert not_multipart.status_code == 429
+
+
+async def test_an_agent_uploads_on_an_allowance_of_its_own(
+        mode_env: dict[str, str], start: Callable[..., ServerProcess], client: httpx.AsyncClient,
+        clients: list[Any], tokens: Tokens, shop: str) -> None:
+    node = start(mode_env, POMOC_RATE_SHOP_UPLOADS="2/1h")
+    customer, _ = await join(node, clients, tokens.customer(shop))
+    opened = await customer.request({"type": "open_ticket", "title": "Zdjęcia produktów", "body": "Nie widać zdjęć",
+                                     "client_id": str(uuid.uuid4())}, "ticket")
+    assert opened["type"] == "ticket", opened
+    url = f"{node.http}/api/tickets/{opened['ticket']['id']}/attachments"
+
+    async def to_ticket(token: str) -> int:
+        response = await client.post(url, files={"file": ("zrzut.png", samples.png(), "image/png")},
+                                     headers={"Authorization": f"Bearer {token}"})
+        return response.status_code
+
+    shop_token, agent_token = tokens.customer(shop), tokens.agent()
+    # The shop's uploads do not spend the agent's allowance, nor the agent's the shop's.
+    assert [await to_ticket(shop_token) for _ in range(3)] == [201, 201, 429]
+    assert [await to_ticket(agent_token) for _ in range(3)] == [201, 201, 429]
 
 
 # ------------------------------------------------------------------ PDFs
