@@ -13,7 +13,7 @@ secret) — an `<img src>` in the widget cannot send a header.
 
 What this module does not do: serve HTTP (`server.web.attachments_api`), decide what a
 file is (`server.store.filetypes`; images are decoded in a child process,
-`server.store.imagecheck`), parse multipart bodies (`server.web.uploads`), or delete
+`server.store.images`), parse multipart bodies (`server.web.uploads`), or delete
 tickets (the retention job calls `purge_tickets` before it deletes them).
 """
 

@@ -5,8 +5,8 @@
 `201 {"id", "name", "content_type", "size"}`; 413 too large, 415 not an accepted
 type, 401/403/404 as for tickets, 409 closed ticket, 429 (with `Retry-After`) past
 the upload limit — a shop's (`POMOC_RATE_SHOP_UPLOADS`), or an agent's own of the
-same size — charged before the body is read, 503 when images cannot be checked. `GET /api/attachments/{id}` with
-a Bearer token or a signed link → the file, with headers that keep it from ever
+same size — charged before the body is read, 503 when images cannot be checked.
+`GET /api/attachments/{id}` with a Bearer token or a signed link → the file, with headers that keep it from ever
 running as a page in our origin: `nosniff`, a `sandbox` CSP, `Content-Disposition:
 attachment` for everything but images, a private cache.
 
@@ -66,7 +66,7 @@ def routes(*, store_of: Callable[[Request], AttachmentStore], secret: str, clock
         store = store_of(request)
         shop_id = await store.check_target(principal, ticket_id)
         if limiter_of is not None:
-            await charge(limiter_of(request), clock.now(), _bucket(principal, shop_id))
+            await charge(limiter_of(request), clock.now(), _bucket(principal, shop_id), what="uploads")
         received = await receive_upload(request, upload_limits)
         try:
             attachment = await store.save(principal, ticket_id, received, clock.now())

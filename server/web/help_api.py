@@ -64,7 +64,7 @@ def routes(*, index: HelpIndex, deflections_of: Callable[[Request], DeflectionSt
             if limiter_of is not None:
                 bucket = (("agent-deflections", principal.key) if principal.is_agent
                           else ("deflections", principal.shop or ""))
-                await charge(limiter_of(request), clock.now(), (*bucket, deflection_rate))
+                await charge(limiter_of(request), clock.now(), (*bucket, deflection_rate), what="deflections")
             body = await _small_json(request)
             article_id = body.get("article")
             query = body.get("query")

@@ -5,8 +5,8 @@ Every `/api` endpoint authenticates with `Authorization: Bearer <token>` (the sa
 JWT as the WebSocket `hello`, checked against the injected clock), charges its
 fair-use limit in Redis (`charge`, the same buckets the WebSocket side uses) and
 answers errors as `{"error": {"code", "message"}}` with the status `server.errors`
-maps each error to (PROTOCOL.md, HTTP); a 429 or 503 carries `Retry-After` in
-whole seconds.
+maps each error to (PROTOCOL.md, HTTP); an error that says when to try again (a
+429, an upload's 503) carries `Retry-After` in whole seconds.
 """
 
 from __future__ import annotations
@@ -34,14 +34,15 @@ def error_response(err: PomocError) -> JSONResponse:
                         headers=headers or None)
 
 
-async def charge(limiter: RateLimiter | None, now: datetime, *buckets: tuple[str, str, Limit | None]) -> None:
-    """Charge every bucket or none (`RateLimiter.check`); RateLimited when one is
-    spent. `now` is real time: limits are about real seconds."""
+async def charge(limiter: RateLimiter | None, now: datetime, *buckets: tuple[str, str, Limit | None],
+                 what: str = "requests") -> None:
+    """Charge every bucket or none (`RateLimiter.check`); RateLimited ("too many
+    `what`") when one is spent. `now` is real time: limits are about real seconds."""
     if limiter is None:
         return
     wait = await limiter.check(int(now.timestamp() * 1000), *buckets)
     if wait > 0:
-        raise RateLimited(f"too many requests; retry in {math.ceil(wait)} s", retry_after=wait)
+        raise RateLimited(f"too many {what}; try again in {math.ceil(wait)} s", retry_after=wait)
 
 
 def bearer_principal(request: Request, secret: str, now: datetime) -> Principal:
