@@ -26,7 +26,8 @@ DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///pomoc.db"
 DEV_SECRET = "pomoc-embedded-development-secret-change-me"
 HELP_DIR = Path(__file__).resolve().parent.parent / "help"
 RATE_VARIABLES = ("POMOC_RATE_USER_MESSAGES", "POMOC_RATE_SHOP_MESSAGES", "POMOC_RATE_SHOP_TICKETS",
-                  "POMOC_RATE_SHOP_UPLOADS", "POMOC_RATE_AGENT_MESSAGES")
+                  "POMOC_RATE_SHOP_UPLOADS", "POMOC_RATE_AGENT_MESSAGES",
+                  "POMOC_RATE_SHOP_DEFLECTIONS")
 
 
 class SettingsError(ValueError):
@@ -96,6 +97,11 @@ class Settings:
     attachment_link_ttl: timedelta = timedelta(minutes=10)
     attachment_max_pixels: int = 40_000_000
     attachment_unsent_ttl: timedelta = timedelta(hours=24)
+    # Images are decoded in child processes: at most this many at once per node, each
+    # within this address space and CPU time (server.store.imagecheck).
+    image_checks: int = 2
+    image_check_memory: int = 384 * 1024 * 1024
+    image_check_cpu: timedelta = timedelta(seconds=10)
     help_dir: Path = HELP_DIR
     departments: str = ""
     default_department: str = "technical"
@@ -239,6 +245,9 @@ class Settings:
             attachment_link_ttl=seconds("POMOC_ATTACHMENT_LINK_TTL", timedelta(minutes=10)),
             attachment_max_pixels=integer("POMOC_ATTACHMENT_MAX_PIXELS", 40_000_000, minimum=1),
             attachment_unsent_ttl=seconds("POMOC_ATTACHMENT_UNSENT_TTL", timedelta(hours=24)),
+            image_checks=integer("POMOC_IMAGE_CHECKS", 2, minimum=1),
+            image_check_memory=integer("POMOC_IMAGE_CHECK_MEMORY", 384 * 1024 * 1024, minimum=64 * 1024 * 1024),
+            image_check_cpu=seconds("POMOC_IMAGE_CHECK_CPU", timedelta(seconds=10)),
             help_dir=Path(text("POMOC_HELP_DIR", str(HELP_DIR))),
             departments=env.get("POMOC_DEPARTMENTS", ""),
             default_department=text("POMOC_DEFAULT_DEPARTMENT", "technical"),

@@ -42,6 +42,7 @@ from server.store import models
 from server.store.attachments import AttachmentStore
 from server.store.db import create_engine
 from server.store.deflections import DeflectionStore
+from server.store.images import ImageChecker
 from server.store.lifecycle import Lifecycle
 from server.store.messages import MessageStore
 from server.store.reads import ReadStore
@@ -126,7 +127,11 @@ async def running(settings: Settings, clock: Clock, rules: Rules | None = None) 
     attachments = AttachmentStore(engine, models.attachments, settings.attachments_dir, settings.secret,
                                   link_ttl=settings.attachment_link_ttl,
                                   max_per_message=settings.attachments_per_message,
-                                  max_pixels=settings.attachment_max_pixels)
+                                  max_pixels=settings.attachment_max_pixels,
+                                  images=ImageChecker(max_pixels=settings.attachment_max_pixels,
+                                                      memory_bytes=settings.image_check_memory,
+                                                      cpu_seconds=settings.image_check_cpu.total_seconds(),
+                                                      concurrency=settings.image_checks))
     a = Adapters(
         settings=settings, rules=rules, clock=clock, wall=wall, node_id=node_id,
         session_config=session_config(settings), engine=engine, tickets=tickets, messages=messages, reads=reads,

@@ -19,7 +19,7 @@ from server.settings import Settings, SettingsError
 
 _LIMIT_FIELDS = {"POMOC_RATE_USER_MESSAGES": "user_messages", "POMOC_RATE_SHOP_MESSAGES": "shop_messages",
                  "POMOC_RATE_SHOP_TICKETS": "shop_tickets", "POMOC_RATE_SHOP_UPLOADS": "shop_uploads",
-                 "POMOC_RATE_AGENT_MESSAGES": "agent_messages"}
+                 "POMOC_RATE_AGENT_MESSAGES": "agent_messages", "POMOC_RATE_SHOP_DEFLECTIONS": "shop_deflections"}
 
 
 @dataclass(frozen=True)

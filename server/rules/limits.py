@@ -48,5 +48,8 @@ class Limits:
     shop_tickets: Limit | None = Limit(50, timedelta(days=1))
     shop_uploads: Limit | None = Limit(100, timedelta(hours=1))
     agent_messages: Limit | None = Limit(60, timedelta(seconds=10))
+    # "This article answered my question" clicks: counted for the help centre's
+    # statistics, which a flood would skew.
+    shop_deflections: Limit | None = Limit(30, timedelta(hours=1))
     # Concurrent connections of one user (tabs, devices, a leaking integration).
     user_connections: int = 20

@@ -12,7 +12,8 @@ Downloads are authorized either by a Bearer token or by a short-lived signed lin
 secret) — an `<img src>` in the widget cannot send a header.
 
 What this module does not do: serve HTTP (`server.web.attachments_api`), decide what a
-file is (`server.store.filetypes`), parse multipart bodies (`server.web.uploads`), or delete
+file is (`server.store.filetypes`; images are decoded in a child process,
+`server.store.images`), parse multipart bodies (`server.web.uploads`), or delete
 tickets (the retention job calls `purge_tickets` before it deletes them).
 """
 
@@ -43,7 +44,8 @@ from server.errors import BadRequest, ClosedTicket, Forbidden, NotFound, PomocEr
 from server.principal import Principal
 from server.rules.tickets import check_access, unknown_ticket
 from server.store.db import single_statements
-from server.store.filetypes import DEFAULT_MAX_PIXELS, display_name, sniff
+from server.store.filetypes import DEFAULT_MAX_PIXELS, ImageClaim, classify, display_name
+from server.store.images import ImageChecker
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +201,7 @@ class AttachmentStore:
 
     def __init__(self, engine: AsyncEngine, table: Table, root: Path, secret: str, *,
                  link_ttl: timedelta = DEFAULT_LINK_TTL, max_per_message: int = MAX_PER_MESSAGE,
-                 max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+                 max_pixels: int = DEFAULT_MAX_PIXELS, images: ImageChecker | None = None) -> None:
         self.engine = engine
         self.single = single_statements(engine)  # one statement each, its own transaction (see db.single_statements)
         # Built once: history and resume ask this on every page.
@@ -210,6 +212,8 @@ class AttachmentStore:
         self.links = LinkSigner(secret, link_ttl)
         self.max_per_message = max_per_message
         self.max_pixels = max_pixels
+        # Images are decoded in bounded child processes, never in this one.
+        self.images = images or ImageChecker(max_pixels=max_pixels)
 
     # ------------------------------------------------------------------ upload
     async def check_target(self, principal: Principal, ticket_id: int | None) -> str:
@@ -235,9 +239,11 @@ class AttachmentStore:
     async def save(self, principal: Principal, ticket_id: int | None, upload: ReceivedFile,
                    now: datetime) -> Attachment:
         """Check the content, record the row, store the bytes. Raises UnsupportedType,
-        TooLarge (image dimensions), EmptyFile, and the access errors of `check_target`."""
+        TooLarge (image dimensions, or an image too costly to decode), EmptyFile,
+        Unavailable (images cannot be checked now), and the access errors of `check_target`."""
         shop_id = await self.check_target(principal, ticket_id)
-        kind = await anyio.to_thread.run_sync(lambda: sniff(upload.file, max_pixels=self.max_pixels))
+        claimed = await anyio.to_thread.run_sync(classify, upload.file)
+        kind = await self.images.check(upload.file, claimed) if isinstance(claimed, ImageClaim) else claimed
         attachment = Attachment(
             id=secrets.token_urlsafe(16), shop_id=shop_id, ticket_id=ticket_id, message_id=None,
             uploader=principal.key, name=display_name(upload.filename, kind), content_type=kind.content_type,

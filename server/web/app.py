@@ -83,9 +83,11 @@ def create_app(settings: Settings, clock: Clock | None = None, *, extra_tasks: S
         Route("/embed.js", embed_js),
         # Tokens and signed links live on real time, whatever POMOC_CLOCK says.
         *attachments_api.routes(store_of=lambda r: _adapters(r).attachments, secret=settings.secret, clock=wall,
-                                limits=UploadLimits(max_bytes=settings.attachment_max_bytes)),
+                                limits=UploadLimits(max_bytes=settings.attachment_max_bytes),
+                                limiter_of=lambda r: _adapters(r).limiter, upload_rate=rules.limits.shop_uploads),
         *help_api.routes(index=help_index, deflections_of=lambda r: _adapters(r).deflections,
-                         secret=settings.secret, clock=wall),
+                         secret=settings.secret, clock=wall, limiter_of=lambda r: _adapters(r).limiter,
+                         deflection_rate=rules.limits.shop_deflections),
         *pages.routes(settings),
     ]
     # The widget calls /api from the shop's own domain (uploads carry a Bearer token).

@@ -3,8 +3,10 @@
 `POST /api/attachments` (an upload before its ticket exists; customers only),
 `POST /api/tickets/{id}/attachments` (multipart field `file`, Bearer token) →
 `201 {"id", "name", "content_type", "size"}`; 413 too large, 415 not an accepted
-type, 401/403/404 as for tickets, 409 closed ticket. `GET /api/attachments/{id}` with
-a Bearer token or a signed link → the file, with headers that keep it from ever
+type, 401/403/404 as for tickets, 409 closed ticket, 429 (with `Retry-After`) past
+the upload limit — a shop's (`POMOC_RATE_SHOP_UPLOADS`), or an agent's own of the
+same size — charged before the body is read, 503 when images cannot be checked.
+`GET /api/attachments/{id}` with a Bearer token or a signed link → the file, with headers that keep it from ever
 running as a page in our origin: `nosniff`, a `sandbox` CSP, `Content-Disposition:
 attachment` for everything but images, a private cache.
 
@@ -26,8 +28,11 @@ from starlette.routing import BaseRoute, Route
 
 from server.clock import Clock
 from server.errors import NotFound, PomocError
+from server.principal import Principal
+from server.realtime.ratelimit import RateLimiter
+from server.rules.limits import Limit
 from server.store.attachments import AttachmentStore
-from server.web.http_api import bearer_principal, error_response
+from server.web.http_api import bearer_principal, charge, error_response
 from server.web.uploads import UploadLimits, receive_upload
 
 log = logging.getLogger(__name__)
@@ -43,15 +48,25 @@ SECURITY_HEADERS = {
 
 
 def routes(*, store_of: Callable[[Request], AttachmentStore], secret: str, clock: Clock,
-           limits: UploadLimits | None = None) -> list[BaseRoute]:
+           limits: UploadLimits | None = None, limiter_of: Callable[[Request], RateLimiter] | None = None,
+           upload_rate: Limit | None = None) -> list[BaseRoute]:
     """The attachment endpoints. `store_of(request)` returns the process's store
-    (built in the lifespan, e.g. `request.app.state.attachments`)."""
+    (built in the lifespan, e.g. `request.app.state.attachments`), `limiter_of(request)`
+    its rate limiter, which charges `upload_rate` per upload (none: no limit)."""
     upload_limits = limits or UploadLimits()
+
+    def _bucket(principal: Principal, shop_id: str) -> tuple[str, str, Limit | None]:
+        # An agent's uploads are its own: they must not spend the shop's allowance.
+        if principal.is_agent:
+            return ("agent-uploads", principal.key, upload_rate)
+        return ("uploads", shop_id, upload_rate)
 
     async def _upload(request: Request, ticket_id: int | None) -> Response:
         principal = bearer_principal(request, secret, clock.now())
         store = store_of(request)
-        await store.check_target(principal, ticket_id)
+        shop_id = await store.check_target(principal, ticket_id)
+        if limiter_of is not None:
+            await charge(limiter_of(request), clock.now(), _bucket(principal, shop_id), what="uploads")
         received = await receive_upload(request, upload_limits)
         try:
             attachment = await store.save(principal, ticket_id, received, clock.now())

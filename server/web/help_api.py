@@ -5,7 +5,9 @@
 /api/help/deflections` with `{"article": id, "query": "..."}` and a Bearer token
 records that a suggested article answered the customer's question before a ticket
 was opened (seed 001's "virtual assistant"), one row in `help_deflections` per
-event (`server.store.deflections`).
+event (`server.store.deflections`). Deflections are charged to a fair-use limit
+before the body is read (a shop's, `POMOC_RATE_SHOP_DEFLECTIONS`; an agent's own of
+the same size): past it, 429 with `Retry-After`, and nothing is recorded.
 
 The index itself (`server.rules.helpsearch.HelpIndex`) is built once at startup and passed
 in; the store reaches the database through the engine given to it.
@@ -23,10 +25,12 @@ from starlette.routing import BaseRoute, Route
 
 from server.clock import Clock
 from server.errors import BadRequest, NotFound, PomocError
+from server.realtime.ratelimit import RateLimiter
 from server.rules.helpsearch import MAX_QUERY_CHARS, HelpIndex
+from server.rules.limits import Limit
 from server.rules.text import text_problem
 from server.store.deflections import DeflectionStore
-from server.web.http_api import bearer_principal, error_response
+from server.web.http_api import bearer_principal, charge, error_response
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +40,8 @@ _MAX_DEFLECTION_BODY = 4096
 
 
 def routes(*, index: HelpIndex, deflections_of: Callable[[Request], DeflectionStore], secret: str,
-           clock: Clock) -> list[BaseRoute]:
+           clock: Clock, limiter_of: Callable[[Request], RateLimiter] | None = None,
+           deflection_rate: Limit | None = None) -> list[BaseRoute]:
     async def search(request: Request) -> Response:
         try:
             q = request.query_params.get("q", "")
@@ -57,6 +62,10 @@ def routes(*, index: HelpIndex, deflections_of: Callable[[Request], DeflectionSt
     async def deflection(request: Request) -> Response:
         try:
             principal = bearer_principal(request, secret, clock.now())
+            if limiter_of is not None:
+                bucket = (("agent-deflections", principal.key) if principal.is_agent
+                          else ("deflections", principal.shop or ""))
+                await charge(limiter_of(request), clock.now(), (*bucket, deflection_rate), what="deflections")
             body = await _small_json(request)
             article_id = body.get("article")
             query = body.get("query")

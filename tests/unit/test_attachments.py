@@ -7,10 +7,24 @@ import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from PIL import Image
 
 from server.errors import BadRequest, TooLarge, Unauthorized
 from server.store.attachments import LinkSigner
-from server.store.filetypes import TEXT, EmptyFile, FileKind, UnsupportedType, clean_name, display_name, sniff
+from server.store.filetypes import (
+    IMAGE_CLAIMS,
+    TEXT,
+    EmptyFile,
+    FileKind,
+    ImageClaim,
+    UnsupportedType,
+    _webp_size,
+    check_image,
+    classify,
+    clean_name,
+    display_name,
+    sniff,
+)
 from tests import filesamples as samples
 
 NOW = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
@@ -51,6 +65,15 @@ REFUSED = [
     ("PNG signature then garbage", b"\x89PNG\r\n\x1a\n" + b"\x00" * 100, UnsupportedType),
     ("zip named .pdf", samples.zip_archive(), UnsupportedType),
     ("PDF with JavaScript", samples.pdf(b"/OpenAction << /S /JavaScript /JS (app.alert(1)) >> "), UnsupportedType),
+    ("PDF with /J#61vaScript", samples.pdf(b"/OpenAction << /S /J#61vaScript /J#53 (app.alert(1)) >> "),
+     UnsupportedType),
+    ("PDF with /#4Aava#53cript", samples.pdf(b"/OpenAction << /S /#4Aava#53cript >> "), UnsupportedType),
+    ("PDF with /#4a#73 in lower-case hex", samples.pdf(b"/OpenAction << /S /JavaScript /#4a#53 (x) >> "),
+     UnsupportedType),
+    ("PDF with /EmbeddedFiles", samples.pdf(b"/Names << /EmbeddedFiles << /Names [(a.exe) 3 0 R] >> >> "),
+     UnsupportedType),
+    ("PDF with /L#61unch", samples.pdf(b"/OpenAction << /S /L#61unch /F (cmd.exe) >> "), UnsupportedType),
+    ("PDF with /XF#41", samples.pdf(b"/AcroForm << /XF#41 5 0 R >> "), UnsupportedType),
     ("PDF cut short", samples.pdf()[:-30], UnsupportedType),
     ("random binary", bytes(range(256)) * 8, UnsupportedType),
     ("UTF-16 text", "Zamówienie".encode("utf-16"), UnsupportedType),
@@ -67,6 +90,68 @@ REFUSED = [
 def test_disguised_and_broken_files_are_refused(label: str, data: bytes, error: type[Exception]) -> None:
     with pytest.raises(error):
         sniff(io.BytesIO(data))
+
+
+PDF_ACCEPTED = [
+    ("an escaped name that means nothing active", b"/PageMode /Use#4Futlines "),
+    ("names that only start like active ones", b"/JSX 1 /JavaScripts 2 /Launcher 3 /EmbeddedFileX 4 "),
+    ("an escaped solidus is part of the name", b"/A#2FJS 1 "),
+]
+
+
+@pytest.mark.parametrize(("label", "extra"), PDF_ACCEPTED, ids=[p[0] for p in PDF_ACCEPTED])
+def test_pdf_names_are_compared_whole_after_decoding(label: str, extra: bytes) -> None:
+    assert sniff(io.BytesIO(samples.pdf(extra))).content_type == "application/pdf"
+
+
+def _pdf_with_name_at(name: bytes, position: int) -> bytes:
+    """A PDF whose dictionary holds `name` starting at byte `position` (padded by a comment)."""
+    def build(pad: int) -> bytes:
+        return samples.pdf(b"%" + b"x" * pad + b"\n/OpenAction << /S " + name + b" >> ")
+
+    pad = position - build(0).index(name)
+    data = build(pad)
+    assert data.index(name) == position
+    return data
+
+
+@pytest.mark.parametrize("cut", range(0, 17))
+def test_an_escaped_name_across_a_chunk_boundary_is_still_seen(cut: int) -> None:
+    # The scan reads 64 KiB at a time; the name is cut at every position of the seam.
+    seam = 64 * 1024
+    with pytest.raises(UnsupportedType):
+        sniff(io.BytesIO(_pdf_with_name_at(b"/#4Aava#53cript", seam - cut)))
+    # … and a harmless name cut at the seam is not mistaken for an active one.
+    harmless = _pdf_with_name_at(b"/JSX", seam - min(cut, 4))
+    assert sniff(io.BytesIO(harmless)).content_type == "application/pdf"
+
+
+def _webp(mode: str, size: tuple[int, int], **options: object) -> bytes:
+    out = io.BytesIO()
+    Image.new(mode, size).save(out, format="WEBP", **options)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(("label", "data"), [
+    ("lossy (VP8)", _webp("RGB", (123, 77))),
+    ("lossless (VP8L)", _webp("RGB", (123, 77), lossless=True)),
+    ("with alpha (VP8X)", _webp("RGBA", (123, 77))),
+])
+def test_a_webp_canvas_is_judged_from_its_header(label: str, data: bytes) -> None:
+    # Pillow's WebP decoder allocates its canvases on opening, so the size comes first.
+    assert _webp_size(io.BytesIO(data)) == (123, 77)
+    kind = check_image(io.BytesIO(data), IMAGE_CLAIMS["image/webp"], 40_000_000)
+    assert (kind.width, kind.height) == (123, 77)
+    with pytest.raises(TooLarge):
+        check_image(io.BytesIO(data), IMAGE_CLAIMS["image/webp"], 40_000_000, memory_bytes=123 * 77 * 10)
+    # The same size as a PNG (4 bytes a pixel to decode) fits the same budget.
+    png = samples.image("PNG", (123, 77))
+    assert check_image(io.BytesIO(png), IMAGE_CLAIMS["image/png"], 40_000_000, memory_bytes=123 * 77 * 10).width == 123
+
+
+def test_images_are_only_claimed_by_classify() -> None:
+    claim = classify(io.BytesIO(samples.png_claiming(50_000, 50_000)))
+    assert isinstance(claim, ImageClaim) and claim.content_type == "image/png"
 
 
 def test_refusals_map_to_the_protocol_statuses() -> None:
