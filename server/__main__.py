@@ -67,6 +67,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if settings.secret == DEV_SECRET:
         demo_token = mint(settings.secret, role="agent", sub="agent-1", name="Demo agent", now=datetime.now(UTC))
         print(f"  e.g. an agent token: {demo_token}", flush=True)
+        print(f"  the console signed in with it: {base}/agent#token={demo_token}", flush=True)
     extra: list[ExtraTask] = [_run_jobs] if settings.run_jobs_in_web else []
     config = uvicorn.Config(
         create_app(settings, clock, extra_tasks=extra), host=host, port=port,

@@ -281,10 +281,11 @@ C._connect = async function () {
       this._state("online");
     }
     if (frame.type === "authenticated") this.token = this.next;
-    // A minute before expiry (halfway for short tokens), by the server's clock.
-    if (frame.expires_in >= 0 && this.options.renew !== false) {
+    // A minute before expiry (halfway for short tokens), by the server's clock; at most 23 days (setTimeout's range).
+    var s = frame.expires_in;
+    if (s >= 0 && this.options.renew !== false) {
       clearTimeout(this.renewer);
-      this.renewer = setTimeout(() => this.renew(), Math.max(frame.expires_in - 60, frame.expires_in / 2) * 1000);
+      this.renewer = setTimeout(() => this.renew(), Math.min(Math.max(s - 60, s / 2), 2e6) * 1000);
     }
     this.options.onFrame(frame);
   };
