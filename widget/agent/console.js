@@ -694,7 +694,10 @@
     $("renew").addEventListener("submit", function (e) {
       e.preventDefault();
       var token = $("renew-token").value.trim();
-      if (token && conn) conn.renew(token);
+      if (!token || !conn) return;
+      if (!conn.ready) { $("renew-error").textContent = "Brak połączenia — spróbuj za chwilę."; return; }
+      $("renew-error").textContent = "";
+      conn.renew(token);
     });
     $("signout").addEventListener("click", signOut);
     $("presence").addEventListener("click", function () {
