@@ -17,6 +17,7 @@ keep agent tokens short-lived and let the login renew them).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from dataclasses import replace
 
@@ -29,6 +30,9 @@ from server.protocol.session import OPEN, Incoming, Session
 from server.web.tokens import authenticate
 
 log = logging.getLogger(__name__)
+# The expiry callback reads no context variable: one shared, empty context instead of a
+# copy per connection (each idle connection holds its timer until its token expires).
+_TIMER_CONTEXT = contextvars.Context()
 
 
 def _expired(session: Session) -> None:
@@ -57,7 +61,7 @@ class Expiry:
         if principal is None or session.state != OPEN or not principal.expires:
             return
         delay = max(0.0, principal.expires - a.wall.now().timestamp())
-        self._handle = asyncio.get_running_loop().call_later(delay, _expired, session)
+        self._handle = asyncio.get_running_loop().call_later(delay, _expired, session, context=_TIMER_CONTEXT)
 
     def cancel(self) -> None:
         if self._handle is not None:
