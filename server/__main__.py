@@ -26,6 +26,8 @@ from server.logs import configure_logging
 from server.rules.config import Rules
 from server.settings import DEV_SECRET, Settings, SettingsError
 
+log = logging.getLogger(__name__)
+
 
 def _settings() -> Settings:
     """The settings, with the support rules they configure checked too."""
@@ -54,12 +56,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"Pomoc listening on {base}  (WebSocket {base.replace('http', 'ws', 1)}/ws)", flush=True)
     print(f"  database: {settings.database_url.split('@')[-1]}   redis: "
           f"{'in-process stand-in' if settings.embedded_redis else settings.redis_url.split('@')[-1]}", flush=True)
+    if settings.demo and not settings.embedded_data:
+        # Allowed only by POMOC_DEMO_ON_REAL_DATA (settings refuse it otherwise): say so loudly.
+        log.warning("demo.on_real_data", extra={
+            "variable": "POMOC_DEMO_ON_REAL_DATA",
+            "detail": "the demo is on with a real database or Redis: /demo/token hands anyone an agent token"})
     if settings.demo and (WIDGET_DIR / "demo.html").is_file():
         print(f"  demo shop with the widget: {base}/demo   agent console: {base}/agent", flush=True)
     print("  a token: python -m server token --role customer --sub u1 --shop s1 --shop-name 'My shop'", flush=True)
     if settings.secret == DEV_SECRET:
         demo_token = mint(settings.secret, role="agent", sub="agent-1", name="Demo agent", now=datetime.now(UTC))
         print(f"  e.g. an agent token: {demo_token}", flush=True)
+        print(f"  the console signed in with it: {base}/agent#token={demo_token}", flush=True)
     extra: list[ExtraTask] = [_run_jobs] if settings.run_jobs_in_web else []
     config = uvicorn.Config(
         create_app(settings, clock, extra_tasks=extra), host=host, port=port,

@@ -113,6 +113,9 @@ class Settings:
     max_rate_limited: int = 50
     run_jobs_in_web: bool = True
     demo: bool = True
+    # POMOC_DEMO on a real database or Redis hands anyone an agent token: refused
+    # unless this loudly named override says so.
+    demo_on_real_data: bool = False
     log_level: str = "INFO"
 
     @property
@@ -122,6 +125,11 @@ class Settings:
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def embedded_data(self) -> bool:
+        """A SQLite file and the in-process Redis stand-in: one machine's own data."""
+        return self.is_sqlite and self.embedded_redis
 
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -256,7 +264,13 @@ class Settings:
             max_rate_limited=integer("POMOC_MAX_RATE_LIMITED", 50, minimum=1),
             run_jobs_in_web=flag("POMOC_JOBS_IN_WEB", embedded),
             demo=flag("POMOC_DEMO", embedded),
+            demo_on_real_data=flag("POMOC_DEMO_ON_REAL_DATA", False),
             log_level=text("POMOC_LOG_LEVEL", "INFO").upper(),
         )
+        if settings.demo and not settings.embedded_data and not settings.demo_on_real_data:
+            raise SettingsError(
+                "POMOC_DEMO is on with a real database or Redis (DATABASE_URL / REDIS_URL): the demo hands "
+                "anyone an agent token at /demo/token. Turn POMOC_DEMO off, or set "
+                "POMOC_DEMO_ON_REAL_DATA=1 if this really is a throwaway demo deployment")
         return settings
 

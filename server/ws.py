@@ -6,7 +6,9 @@ or full (503). After it, two short loops around the connection's sans-I/O sessio
 
 - this coroutine reads: each frame is fed to the session; a valid request is carried
   out — a `hello` authenticated here, at the edge (`server.web.tokens`), then
-  handed to `server.chat.hello`, anything else to `server.chat.dispatch`;
+  handed to `server.chat.hello`, an `auth` (a fresh token) checked here too
+  (`server.web.reauth`, which also ends the connection with 4401 when its token
+  expires), anything else to `server.chat.dispatch`;
 - one task writes: whatever the session has to send, then the close frame.
 
 A bug in a handler costs one request (`unavailable`), never the connection.
@@ -30,6 +32,7 @@ from server.errors import CLOSE_FORBIDDEN, CLOSE_HELLO_TIMEOUT, CLOSE_UNAUTHORIZ
 from server.protocol import frames, views
 from server.protocol.codec import negotiate
 from server.protocol.session import HELLO, Incoming
+from server.web import reauth
 from server.web.tokens import authenticate
 
 log = logging.getLogger(__name__)
@@ -84,6 +87,7 @@ async def _read(websocket: WebSocket, conn: Connection, a: Adapters) -> None:
     assert task is not None
     hello_timeout = a.settings.hello_timeout.total_seconds()
     deadline = loop.time() + hello_timeout
+    expiry = reauth.Expiry()
     try:
         while session.close_code is None:
             # Waiting here is what a close interrupts (the connection cancels this task
@@ -123,6 +127,9 @@ async def _read(websocket: WebSocket, conn: Connection, a: Adapters) -> None:
                     await _hello(a, conn, incoming)
                     # A hello that failed on a dependency may be said again, in time.
                     deadline = loop.time() + hello_timeout
+                    expiry.arm(a, session)
+                elif isinstance(incoming.request, frames.Auth):
+                    reauth.renew(a, conn, incoming, expiry)
                 else:
                     await dispatch.carry_out(a, conn, incoming)
             except Exception:
@@ -132,6 +139,8 @@ async def _read(websocket: WebSocket, conn: Connection, a: Adapters) -> None:
             del incoming  # nor the last request (a hello holds its token) while idle
     except WebSocketDisconnect as exc:
         session.close(exc.code)
+    finally:
+        expiry.cancel()
 
 
 async def _hello(a: Adapters, conn: Connection, incoming: Incoming) -> None:

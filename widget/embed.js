@@ -2,8 +2,8 @@
  * Pomoc widget: the POMOC button of a shop admin panel and the support chat behind it.
  * One dependency-free script, one global (`Pomoc`), its UI in a Shadow DOM. Configured by
  * data-* attributes on its <script> (data-mount, data-token-url, data-lang, data-server) or
- * `Pomoc.init({mount, token, tokenUrl, lang, server})`, `token` giving a Promise of a fresh
- * JWT (asked again after 4401). Protocol: PROTOCOL.md (pomoc.v1.json); reconnects with
+ * `Pomoc.init({mount, getToken, tokenUrl, lang, server})`, getToken() giving a Promise of a fresh JWT
+ * (asked again before expiry and after 4401; `token` is its old name, or one JWT). Protocol: PROTOCOL.md; reconnects with
  * capped, jittered backoff and resumes; messages are kept per (ticket, seq), so a replay
  * shows nothing twice; sends carry a client_id and go again until acked.
  * `Pomoc.Connection` is that connection, reused by the agent console.
@@ -195,8 +195,8 @@ async function fetchToken(url) {
 // ---- connection
 /**
  * One lasting WebSocket to /ws: hello on each (re)connect, backoff with jitter,
- * a fresh token after 4401, keepalive pings. Options: url, token (() => Promise),
- * hello (() => extra hello fields), onFrame, onState(state), onClose(code, reason).
+ * a fresh token after 4401 and before expiry (`auth`, unless renew: false), keepalive pings. Options: url,
+ * token (() => Promise), renew, hello (() => extra hello fields), onFrame, onState(state), onClose(code, reason).
  */
 function Connection(options) {
   this.options = options;
@@ -219,6 +219,7 @@ C.stop = function () {
   this.stopped = true;
   window.removeEventListener("online", this._online);
   clearTimeout(this.timer);
+  clearTimeout(this.renewer);
   clearInterval(this.pinger);
   this.ws?.close(1000, "bye");
   this.ws = null;
@@ -243,6 +244,12 @@ C._state = function (state) { this.options.onState?.(state); };
 /** The token, or a fresh one from the provider. */
 C.getToken = async function () {
   return this.token || (this.token = await this.options.token());
+};
+
+/** Renew the token on this socket: a fresh one from the provider unless given. */
+C.renew = async function (token) {
+  try { token ||= await this.options.token(); } catch { /* then 4401 at expiry */ }
+  if (token) this.send({ type: "auth", token: this.next = token, ref: "auth" });
 };
 
 C._connect = async function () {
@@ -272,6 +279,13 @@ C._connect = async function () {
       this.attempt = 0;
       this._keepalive();
       this._state("online");
+    }
+    if (frame.type === "authenticated") this.token = this.next;
+    // A minute before expiry (halfway for short tokens), by the server's clock; at most 23 days (setTimeout's range).
+    var s = frame.expires_in;
+    if (s >= 0 && this.options.renew !== false) {
+      clearTimeout(this.renewer);
+      this.renewer = setTimeout(() => this.renew(), Math.min(Math.max(s - 60, s / 2), 2e6) * 1000);
     }
     this.options.onFrame(frame);
   };
@@ -438,11 +452,12 @@ W.start = function () {
   host.attachShadow({ mode: "open" }).append(h("style", { text: CSS }), this.root);
   this.buildShell();
 
-  var token = config.token || (config.tokenUrl && (() => fetchToken(config.tokenUrl)));
-  if (!token) throw new Error("Pomoc: give a token provider (token) or a token URL (data-token-url)");
+  var t = config.token, get = t?.call ? t : config.tokenUrl && (() => fetchToken(config.tokenUrl));
+  if (!t && !get) throw new Error("Pomoc: give getToken, a token or a token URL (data-token-url)");
   this.conn = new Connection({
     url: config.server.replace(/^http/, "ws") + "/ws",
-    token: token,
+    token: get || (async () => t),
+    renew: !!get,
     hello: () => ({ resume: Object.fromEntries(this.seen), lang: config.lang }),
     onFrame: (f) => { this["on_" + f.type]?.(f); this.schedule(); },
     onState: (state) => { this.state = state; this.schedule(); }
@@ -1206,7 +1221,7 @@ function configFrom(script, options) {
   var lang = o.lang || data.lang || (document.documentElement.lang || "pl").slice(0, 2);
   return {
     mount: o.mount || data.mount,
-    token: o.token,
+    token: o.getToken || o.token,
     tokenUrl: o.tokenUrl || data.tokenUrl,
     lang: LANGS.includes(lang) ? lang : "pl",
     server: (o.server || data.server || serverFromScript(script)).replace(/\/$/, "")

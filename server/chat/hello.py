@@ -92,15 +92,15 @@ async def _welcome(a: Adapters, conn: Connection, principal: Principal, req: fra
 
     ids = [t.id for t in tickets]
     session.unread.update(await a.readers.snapshot_for(principal, set(ids) | set(session.follows)))
-    now = a.clock.now()
+    now, wall_now = a.clock.now(), a.wall.now()
     session.reply(views.welcome(
         principal, await views_for(principal, tickets, session.unread, presence=a.presence, tickets=a.tickets,
-                                   now=now, wall_now=a.wall.now()),
+                                   now=now, wall_now=wall_now),
         session.unread, agents_online=a.attendance.agents_online, service=a.rules.policy.service(now),
         hours=weekly_hours(a.rules.policy.calendar),
         limits={"max_body_chars": settings.max_body_chars, "max_title_chars": settings.max_title_chars},
         incomplete=incomplete, conn_id=session.conn_id, now=now,
-        departments=[(d.key, d.name) for d in a.rules.departments], more=more), ref)
+        departments=[(d.key, d.name) for d in a.rules.departments], more=more, wall_now=wall_now), ref)
     codec = session.codec
     for ticket_id in sorted(replay):
         for message in replay[ticket_id]:

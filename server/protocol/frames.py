@@ -49,6 +49,13 @@ class Hello:
 
 
 @dataclass(frozen=True, slots=True)
+class Auth:
+    """An extension: a fresh token for the connection's principal, said after the welcome."""
+
+    token: object
+
+
+@dataclass(frozen=True, slots=True)
 class OpenTicket:
     title: str
     body: str
@@ -113,7 +120,7 @@ class Ping:
     pass
 
 
-Request = (Hello | OpenTicket | Send | Read | Typing | History | ListTickets | Follow | UpdateTicket | Presence
+Request = (Hello | Auth | OpenTicket | Send | Read | Typing | History | ListTickets | Follow | UpdateTicket | Presence
            | Ping)
 
 
@@ -322,6 +329,7 @@ def _presence(frame: Mapping[str, Any], limits: Limits) -> Presence:
 
 PARSERS: dict[str, Callable[[Mapping[str, Any], Limits], Request]] = {
     "hello": _hello,
+    "auth": lambda f, lim: Auth(token=f.get("token")),
     "open_ticket": _open_ticket,
     "send": _send,
     "read": _read,

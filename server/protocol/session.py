@@ -24,6 +24,7 @@ States (the connection's life, as a table):
 | WELCOMING  | `opened()` after the welcome    | OPEN (events that came meanwhile go out in order) |
 | WELCOMING  | `hello_failed()`                | HELLO (the client may say hello again) |
 | OPEN       | `hello` frame                   | OPEN, `error bad_request` |
+| OPEN       | `auth` frame                    | OPEN (the edge checks the new token: `authenticated` or an error) |
 | any        | `close(code)`                   | CLOSED: nothing more is queued |
 
 Backpressure: the outbox is bounded; a client that cannot keep up is closed with

@@ -10,7 +10,7 @@ redis, sqlalchemy, asyncio or jwt, and reads no clock.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from server.errors import PomocError
@@ -122,6 +122,18 @@ def pong(now: datetime) -> dict[str, Any]:
     return {"type": "pong", "now": now.isoformat()}
 
 
+def expiry(expires: float, wall_now: datetime) -> dict[str, Any]:
+    """When the connection's token expires: the instant, and the seconds left by the
+    server's clock (so a client need not trust its own)."""
+    return {"expires_at": datetime.fromtimestamp(expires, UTC).isoformat(),
+            "expires_in": max(0, int(expires - wall_now.timestamp()))}
+
+
+def authenticated(expires: float, wall_now: datetime) -> dict[str, Any]:
+    """The answer to `auth`: the connection lives on until the new token's expiry."""
+    return {"type": "authenticated", **expiry(expires, wall_now)}
+
+
 def error(err: PomocError, ref: object = None) -> dict[str, Any]:
     frame: dict[str, Any] = {"type": "error", "code": err.code, "message": err.message}
     if ref is not None:
@@ -136,7 +148,7 @@ def welcome(principal: Principal, ticket_views: list[dict[str, Any]], counts: Ma
             agents_online: int, service: Mapping[str, Any], hours: list[dict[str, Any]],
             limits: Mapping[str, int], incomplete: Iterable[int],
             conn_id: str, now: datetime, departments: Sequence[tuple[str, str]] = (),
-            more: bool = False) -> dict[str, Any]:
+            more: bool = False, wall_now: datetime | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {
         "type": "welcome",
         "principal": principal.public(),
@@ -151,6 +163,8 @@ def welcome(principal: Principal, ticket_views: list[dict[str, Any]], counts: Ma
         "conn_id": conn_id,
         "now": now.isoformat(),
     }
+    if principal.expires and wall_now is not None:
+        out.update(expiry(principal.expires, wall_now))  # tokens live on real time (wall_now)
     if principal.is_agent:
         out["departments"] = [{"key": key, "name": name} for key, name in departments]
         out["tickets_more"] = more

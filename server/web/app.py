@@ -31,6 +31,7 @@ from server.rules.config import Rules
 from server.rules.helpsearch import HelpIndex
 from server.settings import Settings
 from server.web import attachments_api, help_api, pages
+from server.web.headers import SecurityHeaders
 from server.web.uploads import UploadLimits
 from server.ws import websocket_endpoint
 
@@ -90,8 +91,10 @@ def create_app(settings: Settings, clock: Clock | None = None, *, extra_tasks: S
                          deflection_rate=rules.limits.shop_deflections),
         *pages.routes(settings),
     ]
+    # Outermost: every response, the CORS preflights too, gets its security headers.
     # The widget calls /api from the shop's own domain (uploads carry a Bearer token).
-    middleware = [Middleware(CORSMiddleware, allow_origins=list(settings.allowed_origins),
+    middleware = [Middleware(SecurityHeaders, framers=settings.allowed_origins),
+                  Middleware(CORSMiddleware, allow_origins=list(settings.allowed_origins),
                              allow_methods=["GET", "POST", "HEAD"], allow_headers=["Authorization", "Content-Type"],
                              max_age=600)]
     return Starlette(routes=routes, lifespan=lifespan, middleware=middleware)

@@ -2,7 +2,8 @@
 
 Routes only; the pages themselves are static files under `widget/`, except the help
 articles (`/help/{id}`, the `url` of `/api/help/search` hits), rendered from their
-Markdown in `settings.help_dir` by a deliberately small renderer below. The console
+Markdown in `settings.help_dir` by a deliberately small renderer below (styled by
+`/help.css`: the pages carry no inline script or style, see `server.web.headers`). The console
 page learns whether demo sign-in is available from a `<meta name="pomoc-demo">`
 tag filled in here, so the static file needs no templating engine. The demo routes
 (`/demo`, `/demo/token`) exist only when `settings.demo` is true (embedded mode);
@@ -50,13 +51,7 @@ _HELP_PAGE = """<!doctype html>
 <html lang="pl"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="referrer" content="no-referrer"><link rel="icon" href="/favicon.svg" type="image/svg+xml">
 <title>{title} — Pomoc</title>
-<style>body{{margin:0;background:#f4f6f9;color:#1d2733;
-font:15px/1.6 system-ui,-apple-system,"Segoe UI",Roboto,Arial,sans-serif}}
-header{{background:#17324d;color:#fff;padding:12px 24px;font-weight:800;letter-spacing:.04em}}
-main{{max-width:760px;margin:24px auto;background:#fff;border:1px solid #e1e7ee;border-radius:10px;
-padding:8px 32px 24px}}
-h1{{font-size:24px;color:#17324d}}h3{{font-size:18px;margin-top:28px}}
-code{{background:#eef3f8;padding:0 4px;border-radius:4px}}</style>
+<link rel="stylesheet" href="/help.css">
 </head><body><header>POMOC · centrum pomocy</header><main><h1>{title}</h1>
 {body}</main></body></html>"""
 
@@ -134,6 +129,9 @@ def routes(settings: Settings) -> list[BaseRoute]:
     async def console_css(request: Request) -> Response:
         return FileResponse(AGENT_DIR / "console.css", media_type="text/css; charset=utf-8", headers=_PAGE_CACHE)
 
+    async def help_css(request: Request) -> Response:
+        return FileResponse(WIDGET_DIR / "help.css", media_type="text/css; charset=utf-8", headers=_PAGE_CACHE)
+
     async def favicon(request: Request) -> Response:
         return FileResponse(WIDGET_DIR / "favicon.svg", media_type="image/svg+xml",
                             headers={"Cache-Control": "public, max-age=86400"})
@@ -168,5 +166,6 @@ def routes(settings: Settings) -> list[BaseRoute]:
         Route("/favicon.ico", favicon),
         Route("/demo", demo_page),
         Route("/demo/token", demo_token),
+        Route("/help.css", help_css),
         Route("/help/{article_id}", help_article),
     ]

@@ -277,7 +277,7 @@ HOST_PAGE = """<!doctype html>
 </body></html>"""
 
 
-async def test_console_sign_in_by_pasted_or_url_token_and_presence(pomoc: PomocServer, open_tab: OpenTab) -> None:
+async def test_console_sign_in_by_pasted_or_fragment_token_and_presence(pomoc: PomocServer, open_tab: OpenTab) -> None:
     token = pomoc.token("agent", "a-7", name="Ewa")
     agent = await open_tab(1440, 860)
     console = agent.page
@@ -294,11 +294,11 @@ async def test_console_sign_in_by_pasted_or_url_token_and_presence(pomoc: PomocS
     await expect(presence).to_have_text("Zaraz wracam")
 
     second = (await open_tab(1440, 860)).page
-    await second.goto(pomoc.base + "/agent?token=" + token)
+    await second.goto(pomoc.base + "/agent#token=" + token)
     await expect(second.locator("#conn")).to_have_text("Połączono")
     assert "token=" not in second.url  # kept out of the address bar and history
     invalid = (await open_tab()).page
-    await invalid.goto(pomoc.base + "/agent?token=not-a-token")
+    await invalid.goto(pomoc.base + "/agent#token=not-a-token")
     await expect(invalid.locator("#signin-error")).to_contain_text("nieważny")
     assert agent.errors == []
 

@@ -48,7 +48,7 @@ async def test_the_console_lists_the_most_urgent_page_and_more_on_request(browse
         page = await context.new_page()
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
-        await page.goto(server.base + "/agent?token=" + server.token("agent", "a-1", name="Ewa"))
+        await page.goto(server.base + "/agent#token=" + server.token("agent", "a-1", name="Ewa"))
         tickets = page.locator("#tickets button.ticket")
         await expect(tickets).to_have_count(2)
         await expect(tickets.first).to_contain_text("Problem critical")
@@ -72,7 +72,7 @@ async def test_off_hours_the_empty_open_tab_says_tickets_wait_in_the_queue(serve
         await open_ticket(server, n, "question")
     tab = await open_tab(1440, 860, server=server)
     page = tab.page
-    await page.goto(server.base + "/agent?token=" + server.token("agent", "a-1", name="Ewa"))
+    await page.goto(server.base + "/agent#token=" + server.token("agent", "a-1", name="Ewa"))
     await expect(page.get_by_role("tab", name="Otwarte")).to_have_attribute("aria-selected", "true")
     await expect(page.locator("#tickets .empty")).to_contain_text("Brak otwartych zgłoszeń — 2 czekają w kolejce.")
     await page.get_by_role("button", name="Pokaż kolejkę").click()
@@ -87,7 +87,7 @@ async def test_a_click_on_an_inbox_item_lands_while_updates_arrive(pomoc: PomocS
     await open_ticket(pomoc, 1, "major")
     tab = await open_tab(1440, 860)
     page = tab.page
-    await page.goto(pomoc.base + "/agent?token=" + pomoc.token("agent", "a-1", name="Ewa"))
+    await page.goto(pomoc.base + "/agent#token=" + pomoc.token("agent", "a-1", name="Ewa"))
     item = page.locator("#tickets .ticket", has_text="Problem major")
     await expect(item).to_be_visible()
     box = await item.evaluate("el => { const r = el.getBoundingClientRect(); return [r.x + r.width / 2, r.y + 12]; }")

@@ -104,7 +104,7 @@ async def test_a_closed_ticket_never_says_queued(servers: Servers, open_tab: Ope
 
     # Nor does the console, for the same ticket.
     console = (await open_tab(1440, 900, server=server)).page
-    await console.goto(server.base + "/agent?token=" + server.token("agent", "a-2", name="Ola"))
+    await console.goto(server.base + "/agent#token=" + server.token("agent", "a-2", name="Ola"))
     await console.locator("#filter-status").select_option("closed")
     await console.locator(".ticket", has_text="Stawka VAT").click()
     await expect(console.locator("#chat-sub")).to_contain_text("zamknięte")

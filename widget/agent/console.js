@@ -4,8 +4,12 @@
  * keepalive) is `Pomoc.Connection` from /embed.js; this file keeps the inbox, the
  * followed threads and the screen in step with the frames.
  *
- * Sign-in: a pasted agent token (kept in sessionStorage for this tab), `?token=` in
- * the URL, or — when the server runs the demo — the demo agent (`?demo=1`).
+ * Sign-in: a pasted agent token (kept in sessionStorage for this tab), `#token=` in the
+ * URL's fragment (never sent to a server; removed from the address bar at once), or —
+ * when the server runs the demo — the demo agent (`?demo=1`). A token in the query
+ * string (`?token=`) is not accepted: query strings reach server logs and history.
+ * A connection lasts as long as its token (PROTOCOL.md, `auth`): the demo agent's is
+ * renewed by itself; before a pasted one expires a banner asks for a new one.
  */
 (function () {
   "use strict";
@@ -24,6 +28,7 @@
   var TYPING_EVERY_MS = 2000;
   var INBOX_PAGE = 50;
   var TYPING_SHOWN_MS = 5000;
+  var RENEW_WARN_S = 300; // the renewal banner: five minutes before a pasted token expires (halfway for short ones)
 
   var $ = function (id) { return document.getElementById(id); };
   var demoAvailable = (document.querySelector('meta[name="pomoc-demo"]') || {}).content === "1";
@@ -48,7 +53,10 @@
     presence: "online",
     online: false,
     everOnline: false,
-    typingSentAt: 0
+    typingSentAt: 0,
+    token: null,           // a pasted token (null for the demo agent, whose tokens come from /demo/token)
+    expiresAt: 0,          // when the connection's token expires (this browser's clock, from expires_in)
+    renewAt: 0             // when the renewal banner shows
   };
   var conn = null;
 
@@ -121,6 +129,16 @@
     return (await res.json()).token;
   }
 
+  /** A customer-supplied URL as a link only when it is http(s); anything else (javascript:, data:, …) stays text. */
+  function safeLink(url) {
+    var parsed = null;
+    try { parsed = new URL(url); } catch (e) { /* not an absolute URL: text */ }
+    if (!parsed || (parsed.protocol !== "http:" && parsed.protocol !== "https:")) {
+      return h("span", { class: "url-text", text: url });
+    }
+    return h("a", { href: parsed.href, target: "_blank", rel: "noopener noreferrer", text: url });
+  }
+
   function signIn(token, demo) {
     try {
       sessionStorage.setItem(DEMO_KEY, demo ? "1" : "");
@@ -128,10 +146,12 @@
     } catch (e) { /* private mode: the token lives only in memory */ }
     $("signin").hidden = true;
     $("app").hidden = false;
-    var provider = demo ? demoToken : function () { return Promise.resolve(token); };
+    state.token = demo ? null : token;
+    var provider = demo ? demoToken : function () { return Promise.resolve(state.token); };
     conn = new Pomoc.Connection({
       url: location.origin.replace(/^http/, "ws") + "/ws",
       token: provider,
+      renew: !!demo, // a pasted token is renewed by pasting another (the banner)
       // hello.resume re-follows the threads we had open and replays what they missed.
       hello: function () {
         var resume = {};
@@ -160,6 +180,7 @@
   // ------------------------------------------------------------------ frames
   var handlers = {
     welcome: function (f) {
+      expiry(f);
       state.me = f.principal;
       state.everOnline = true;
       $("agent-name").textContent = f.principal.name;
@@ -211,8 +232,22 @@
       state.typing.set(f.ticket, { name: (f.who && f.who.name) || "Klient", until: Date.now() + TYPING_SHOWN_MS });
     },
     presence: function () { /* other agents' presence: not shown yet */ },
+    authenticated: function (f) {
+      expiry(f);
+      if (state.token != null && conn.token) {
+        state.token = conn.token; // the renewed token, for reconnects and this tab's next load
+        try { sessionStorage.setItem(TOKEN_KEY, conn.token); } catch (e) { /* in memory only */ }
+      }
+      $("renew-token").value = "";
+      $("renew-error").textContent = "";
+    },
     error: function (f) {
       var ref = typeof f.ref === "string" ? f.ref : "";
+      if (ref === "auth") {
+        $("renew-error").textContent = f.code === "forbidden" ? "Ten token jest dla kogoś innego — wklej swój."
+          : "Token jest nieważny albo wygasł — wklej nowy.";
+        return;
+      }
       if (ref.indexOf("send:") === 0) {
         var p = state.pending.get(ref.slice(5));
         // Sent again by itself after the pause, unless edited or discarded meanwhile.
@@ -225,6 +260,14 @@
       $("chat-error").textContent = ERRORS[f.code] || "Błąd: " + f.message;
     }
   };
+
+  /** When the connection's token expires, from the server's expires_in (no trust in this browser's clock). */
+  function expiry(f) {
+    if (typeof f.expires_in !== "number") return;
+    var now = Date.now();
+    state.expiresAt = now + f.expires_in * 1000;
+    state.renewAt = now + Math.max(f.expires_in - RENEW_WARN_S, f.expires_in / 2) * 1000;
+  }
 
   function onFrame(f) {
     var fn = handlers[f.type];
@@ -384,9 +427,21 @@
   function render() {
     $("app").classList.toggle("reading", state.current != null); // phones show the inbox or the open ticket
     renderConn();
+    renderRenew();
     renderInbox();
     renderChat();
     renderSide();
+  }
+
+  /** The renewal banner: a pasted token about to expire, and how long it has left. */
+  function renderRenew() {
+    var now = Date.now();
+    var show = state.token != null && state.expiresAt > now && now >= state.renewAt;
+    $("renew").hidden = !show;
+    if (!show) return;
+    var left = Math.max(0, Math.round((state.expiresAt - now) / 1000));
+    $("renew-title").textContent = "Token wygasa za " + (left < 60 ? left + " s" : Math.round(left / 60) + " min") +
+      " — wklej nowy, aby pozostać zalogowanym.";
   }
 
   function renderConn() {
@@ -606,11 +661,11 @@
       ["Klient połączony", h("span", { class: "online-" + (t.customer_online == null ? "unknown" : t.customer_online), text: online })],
       ["Zgłaszający", t.created_by || "—"],
       ["Przeglądarka", ((c.browser || "") + " " + (c.browser_version || "")).trim() || "—"],
-      ["Strona", c.page_url ? h("a", { href: c.page_url, target: "_blank", rel: "noopener noreferrer", text: c.page_url }) : "—"],
+      ["Strona", c.page_url ? safeLink(c.page_url) : "—"],
       ["Kiedy wystąpiło", c.occurred_at ? fmt(c.occurred_at, "at") : "—"],
       ["Co już próbowano", c.steps_tried || "—"],
       ["Oczekiwania", c.expectations || "—"],
-      ["Zamówienie", c.order_url ? h("a", { href: c.order_url, target: "_blank", rel: "noopener noreferrer", text: c.order_url }) : "—"],
+      ["Zamówienie", c.order_url ? safeLink(c.order_url) : "—"],
       ["Utworzone", fmt(t.created_at, "at")],
       ["Termin odpowiedzi", fmt(t.sla_due_at, "due")]
     ];
@@ -636,6 +691,14 @@
       if (token) signIn(token, false);
     });
     $("demo-signin").addEventListener("click", function () { signIn(null, true); });
+    $("renew").addEventListener("submit", function (e) {
+      e.preventDefault();
+      var token = $("renew-token").value.trim();
+      if (!token || !conn) return;
+      if (!conn.ready) { $("renew-error").textContent = "Brak połączenia — spróbuj za chwilę."; return; }
+      $("renew-error").textContent = "";
+      conn.renew(token);
+    });
     $("signout").addEventListener("click", signOut);
     $("presence").addEventListener("click", function () {
       state.presence = state.presence === "online" ? "away" : "online";
@@ -694,26 +757,33 @@
     setInterval(function () {
       var now = Date.now();
       state.typing.forEach(function (v, id) { if (v.until <= now) { state.typing.delete(id); schedule(); } });
+      renderRenew();
     }, 1000);
   }
 
   function boot() {
     wire();
     var params = new URLSearchParams(location.search);
-    var urlToken = params.get("token");
-    if (urlToken) {
-      // Keep the token out of the address bar, history and screenshots.
+    var fragment = new URLSearchParams(location.hash.slice(1));
+    var notice = "";
+    if (params.has("token")) {
+      // Not accepted: a query string reaches server and proxy logs, history and Referer headers.
       params.delete("token");
-      history.replaceState(null, "", location.pathname + (params.toString() ? "?" + params : ""));
-      return signIn(urlToken, false);
+      notice = "Token w adresie (?token=) nie jest przyjmowany — wklej go tutaj.";
     }
+    var hashToken = fragment.get("token");
+    if (hashToken || notice) {
+      // Keep the token out of the address bar, history and screenshots.
+      history.replaceState(null, "", location.pathname + (params.toString() ? "?" + params : ""));
+    }
+    if (hashToken) return signIn(hashToken, false);
     if (params.get("demo") === "1" && demoAvailable) return signIn(null, true);
     var saved = null;
     var demo = false;
     try { saved = sessionStorage.getItem(TOKEN_KEY); demo = sessionStorage.getItem(DEMO_KEY) === "1"; } catch (e) { /* ignore */ }
     if (demo && demoAvailable) return signIn(null, true);
     if (saved) return signIn(saved, false);
-    showSignin("");
+    showSignin(notice);
   }
 
   boot();
