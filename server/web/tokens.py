@@ -15,6 +15,7 @@ import jwt
 
 from server.errors import Unauthorized
 from server.principal import LANGS, PLANS, Principal, Role
+from server.rules.text import identifier_problem
 
 _MAX_ID = 200
 
@@ -36,8 +37,11 @@ def _claim_str(claims: dict[str, Any], name: str, *, required: bool) -> str | No
         value = str(value)
     if not isinstance(value, str) or not value.strip():
         raise Unauthorized(f"token claim {name!r} must be a non-empty string")
-    if len(value) > _MAX_ID:
-        raise Unauthorized(f"token claim {name!r} is too long")
+    # Claims become database keys and Redis names: the same rule as ids in frames,
+    # so a NUL in a `sub` is refused here instead of failing a write later.
+    problem = identifier_problem(value, _MAX_ID)
+    if problem is not None:
+        raise Unauthorized(f"token claim {name!r} {problem}")
     return value
 
 
@@ -85,8 +89,10 @@ def authenticate(token: object, secret: str, now: datetime) -> Principal:
     if role == Role.agent:
         name = _required(claims, "name")
         departments = claims.get("departments") or []
-        if not isinstance(departments, list) or not all(isinstance(d, str) for d in departments):
-            raise Unauthorized("token claim 'departments' must be a list of strings")
+        if not isinstance(departments, list) or not all(
+            isinstance(d, str) and identifier_problem(d, _MAX_ID) is None for d in departments
+        ):
+            raise Unauthorized("token claim 'departments' must be a list of printable strings")
         return Principal(
             role=Role.agent,
             id=sub,

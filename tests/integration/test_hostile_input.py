@@ -323,3 +323,21 @@ async def test_http_and_https_links_are_kept(server, clients, tokens: Tokens, sh
     context = (await agent.request({"type": "follow", "ticket": ticket["id"]}, "ticket"))["ticket"]["context"]
     assert context["page_url"] == "https://sklep.example/admin/orders?page=2"
     assert context["order_url"] == "HTTP://sklep.example/admin/orders/55"
+
+
+@pytest.mark.parametrize("claims", [
+    {"sub": "own\x00er"},
+    {"shop_name": "Sklep\x00"},
+    {"name": "Ania\x1b[31m"},
+    {"email": "a@b.pl\x00"},
+])
+async def test_a_token_claim_the_database_would_refuse_is_unauthorized_naming_it(
+        server, clients, tokens: Tokens, shop, claims):
+    claims = dict(claims)  # the parameter is shared by both databases' runs
+    sub = claims.pop("sub", "owner")
+    client = await Client.connect(server.url)
+    clients.append(client)
+    reply = await client.request({"type": "hello", "token": tokens.customer(shop, sub=sub, **claims)}, "welcome")
+    assert (reply["type"], reply["code"]) == ("error", "unauthorized"), reply
+    assert await client.wait_closed(10) == 4401
+    assert "Traceback" not in server_log(server)
