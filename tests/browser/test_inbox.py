@@ -106,3 +106,17 @@ async def test_a_click_on_an_inbox_item_lands_while_updates_arrive(pomoc: PomocS
     await page.mouse.up()
     await expect(page.locator("#chat-title")).to_have_text("Problem major")
     assert tab.errors == []
+
+
+async def test_the_console_offers_exactly_the_configured_departments(servers: Servers, browser: Browser) -> None:
+    server = await servers(POMOC_DEPARTMENTS="payments:Płatności:przelew;returns:Zwroty:zwrot",
+                           POMOC_DEFAULT_DEPARTMENT="payments")
+    context = await browser.new_context(viewport={"width": 1440, "height": 860}, locale="pl-PL")
+    page = await context.new_page()
+    await page.goto(server.base + "/agent#token=" + server.token("agent", "a-1", name="Ewa"))
+    options = page.locator("#filter-department option")
+    await expect(options.filter(has_text="Zwroty")).to_have_count(1)
+    # The built-in list (e.g. "Faktury") is gone: the server would refuse a department it does not know.
+    await expect(options.filter(has_text="Faktury")).to_have_count(0)
+    await expect(page.locator("#act-department option")).to_have_count(2)
+    await context.close()

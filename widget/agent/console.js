@@ -19,8 +19,8 @@
   var PLAN = { trial: "TRIAL", standard: "standard", priority: "priorytet" };
   var ERRORS = { rate_limited: "Za dużo wiadomości naraz — spróbuj za chwilę.", too_large: "Tekst jest za długi.",
     closed_ticket: "To zgłoszenie jest zamknięte.", forbidden: "Brak uprawnień do tego zgłoszenia." };
-  // The server's default departments (server/intake.py DEFAULT_DEPARTMENTS; POMOC_DEPARTMENTS may
-  // change them — keys seen on tickets but missing here are added as they come).
+  // The server's default departments until welcome says which are configured (POMOC_DEPARTMENTS);
+  // keys seen on tickets but missing here are added as they come.
   var DEPARTMENTS = { payments: "Płatności", invoicing: "Faktury", shipping: "Wysyłka", orders: "Zamówienia",
     products: "Produkty", domains: "Domeny i poczta", sales: "Handel", technical: "Techniczny" };
   var TOKEN_KEY = "pomoc-agent-token";
@@ -183,6 +183,12 @@
       expiry(f);
       state.me = f.principal;
       state.everOnline = true;
+      if (f.departments && f.departments.length) {
+        // The server refuses departments it does not know: offer exactly the configured ones.
+        DEPARTMENTS = {};
+        f.departments.forEach(function (d) { DEPARTMENTS[d.key] = d.name; });
+        state.departmentsChanged = true;
+      }
       $("agent-name").textContent = f.principal.name;
       (f.tickets || []).forEach(function (t) {
         upsert(t, true);
@@ -464,12 +470,13 @@
     var keys = Object.keys(DEPARTMENTS);
     [["filter-department", 2], ["act-department", 0]].forEach(function (pair) {
       var select = $(pair[0]);
-      if (select.options.length - pair[1] === keys.length) return;
+      if (!state.departmentsChanged && select.options.length - pair[1] === keys.length) return;
       var keep = select.value;
       select.length = pair[1];
       keys.forEach(function (k) { select.append(h("option", { value: k, text: DEPARTMENTS[k] })); });
       select.value = keep;
     });
+    state.departmentsChanged = false;
     var counts = {};
     ["open", "waiting_on_customer", "queued", "resolved"].forEach(function (tab) {
       counts[tab] = all.filter(function (t) { return inTabPlain(t, tab); }).length;
