@@ -8,9 +8,9 @@ increment that arrives after the read that covered it, two nodes reporting messa
 out of order, or a rebuild from the database running beside live traffic all end in
 the same state. The count is the set's size; the badge is "any count above zero".
 
-A batch whose call started past its deadline is refused by the script (Redis was
-hanging; the caller publishes the batch again once Redis answers), so a hanging
-Redis that wakes does not publish it a second time.
+A batch whose call reaches Redis past its deadline is refused by the script (Redis
+was hanging, the caller gave up and keeps the batch to publish it once Redis
+answers): a hung Redis that wakes does not publish and count it on its own as well.
 
 Redis is not the source of truth. A reader whose hash lacks the built marker (Redis
 restarted or was flushed) is rebuilt from the database's messages and read cursors
