@@ -28,13 +28,7 @@ from redis.asyncio import Redis
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from server.realtime.admission import Connections
-from server.realtime.bus import Bus
-from server.realtime.clients import open_redis
-from server.realtime.health import RedisDown, RedisHealth
 from server.realtime.keys import Keys
-from server.realtime.ratelimit import RateLimiter
-from server.realtime.unread import UnreadBook
 from server.rules.limits import Limit, Limits
 from server.settings import Settings
 from tests import services
@@ -378,6 +372,14 @@ async def test_a_frozen_redis_blocks_nothing_and_nothing_lands_late(frozen_pair,
 async def test_calls_that_missed_their_deadline_change_nothing_when_redis_wakes():
     """What a frozen Redis took in and carries out when it wakes — rate-limit
     charges, admissions, publishes — finds its deadline passed and does nothing."""
+    # Imported here: the test above also runs against code that predates these.
+    from server.realtime.admission import Connections
+    from server.realtime.bus import Bus
+    from server.realtime.clients import open_redis
+    from server.realtime.health import RedisDown, RedisHealth
+    from server.realtime.ratelimit import RateLimiter
+    from server.realtime.unread import UnreadBook
+
     server = PrivateRedis().start()
     health = RedisHealth(0.5)
     redis, subscriber, probe = open_redis(Settings(redis_url=server.url, redis_timeout=timedelta(seconds=0.5)),
