@@ -135,7 +135,8 @@ class Announcer:
             await self._count(remote)
         except _REDIS_DOWN as exc:
             log.warning("bus.batch_failed", extra={"messages": len(remote), "error": str(exc) or repr(exc)})
-            self._keep([_Kept(item[0], item[1], item) for item in remote])
+            if not self.health.up:  # not answering: kept until it does (an error answer is not retried)
+                self._keep([_Kept(item[0], item[1], item) for item in remote])
 
     async def _count(self, remote: list[Counted]) -> None:
         """Publish and count a batch (raises when Redis did not take it)."""
@@ -246,7 +247,7 @@ class Announcer:
             if keep:
                 self._keep([_Kept(channel, payload)])
             return
-        if not await self.bus.publish(channel, payload) and keep:
+        if not await self.bus.publish(channel, payload) and keep and not self.health.up:
             self._keep([_Kept(channel, payload)])
 
     # ------------------------------------------------------- the backlog
@@ -284,9 +285,15 @@ class Announcer:
                 except _REDIS_DOWN as exc:
                     log.warning("announce.replay_failed", extra={"error": str(exc) or repr(exc)})
                     done = False
-                if not done:
-                    self._put_back(chunk)
+                if not done and not self.health.up:
+                    self._put_back(chunk)  # not answering again: the next time it does
                     break
+                if not done:
+                    # An error answer (not a hang): retrying would not help, and the
+                    # other nodes fetch these messages from the database at the next gap.
+                    log.warning("announce.replay_dropped", extra={"events": len(chunk)})
+                    self.dropped += len(chunk)
+                    continue
                 sent += len(chunk)
         finally:
             self._replaying = False
