@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 from redis.asyncio import Redis
 
 from server.realtime.admission import ADMIT
+from server.realtime.health import LATE, RedisHealth
 from server.realtime.keys import Keys
 
 # A connection's field holds "status|expires"; a connection that closed leaves a
@@ -236,10 +237,12 @@ class Presence:
 # live connection, and how many agents are online (for the welcome). A shop's field
 # per connection holds its expiry; a closed connection leaves its negated expiry as
 # a tombstone until then. KEYS: connections, penalty, seen, shop presence, agents
-# online. ARGV: conn, now, expires, limit, seen ttl (s), then the channels and
-# payload of the announcement. Returns {admitted count or -wait, first seen (0/1),
-# shop came online (0/1), agents online}.
-_ARRIVE = ADMIT + """
+# online. ARGV: conn, now, expires, limit, seen ttl (s), deadline (ms, Redis's
+# clock), then the channels and payload of the announcement. Returns {admitted count
+# or -wait, first seen (0/1), shop came online (0/1), agents online}; {0, 0, 0, 0}
+# when started past the deadline (nothing done: the caller went on without it).
+_ARRIVE = LATE + ADMIT + """
+if late(ARGV[6]) then return {0, 0, 0, 0} end
 local conn, now, expires = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local count = admit(KEYS[1], KEYS[2], conn, now, expires, tonumber(ARGV[4]))
 if count < 0 then return {count, 0, 0, 0} end
@@ -253,7 +256,7 @@ end
 redis.call('HSET', KEYS[4], conn, expires)
 redis.call('PEXPIRE', KEYS[4], math.floor((tonumber(expires) - now) * 1000) + 60000)
 if online == 0 then
-  for i = 6, #ARGV - 1 do redis.call('PUBLISH', ARGV[i], ARGV[#ARGV]) end
+  for i = 7, #ARGV - 1 do redis.call('PUBLISH', ARGV[i], ARGV[#ARGV]) end
 end
 return {count, first, 1 - online, redis.call('SCARD', KEYS[5])}
 """
@@ -286,8 +289,9 @@ class Arrivals:
     marker and the shop's presence in one Redis call each (a reconnect storm costs
     one round trip per hello for all of them)."""
 
-    def __init__(self, redis: Redis, keys: Keys, ttl: timedelta, seen_for: timedelta) -> None:
+    def __init__(self, redis: Redis, keys: Keys, ttl: timedelta, seen_for: timedelta, health: RedisHealth) -> None:
         self.redis = redis
+        self.health = health
         self.keys = keys
         self.ttl = ttl
         self.seen_for = seen_for
@@ -301,8 +305,11 @@ class Arrivals:
         count, first, online, agents = await self._arrive(
             keys=[self.keys.connections(reader), self.keys.penalty(reader), self.keys.seen(reader),
                   self.keys.customer_connections(shop_id), self.keys.agents_online],
-            args=[conn_id, now.timestamp(), expires, limit, int(self.seen_for.total_seconds()), *channels, payload])
+            args=[conn_id, now.timestamp(), expires, limit, int(self.seen_for.total_seconds()),
+                  self.health.deadline_ms(), *channels, payload])
         count = int(count)
+        if count == 0:
+            raise self.health.late()
         wait = 0.0 if count > 0 else (-count / 1000 if count < -1 else 30.0)
         return Arrival(wait, bool(int(first)), bool(int(online)), int(agents))
 

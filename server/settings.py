@@ -55,6 +55,8 @@ class Settings:
     # Prefix of every Redis key and channel, so several deployments (or test runs)
     # can share one Redis.
     redis_prefix: str = "pomoc:"
+    # The deadline of every Redis call; past it the node goes on as if Redis were down.
+    redis_timeout: timedelta = timedelta(seconds=1)
     database_schema: str | None = None
     database_pool_size: int = 10
     clock_start: datetime | None = None
@@ -221,6 +223,7 @@ class Settings:
             host=text("HOST", "127.0.0.1"),
             port=integer("PORT", 8000, minimum=1),
             redis_prefix=text("POMOC_REDIS_PREFIX", "pomoc:"),
+            redis_timeout=seconds("POMOC_REDIS_TIMEOUT", timedelta(seconds=1)),
             database_schema=schema,
             database_pool_size=integer("POMOC_DATABASE_POOL_SIZE", 10, minimum=1),
             clock_start=clock_start,

@@ -11,8 +11,16 @@ shutdown, so a worker that releases the queue and exits still updates them).
 
 Events that are not stored (typing, presence, unread answers) go out here too, so
 every channel name, envelope and local dispatch is in one place. Redis failures
-never fail the caller: the message is stored and acknowledged; other nodes catch up
-from the database.
+never fail the caller: the message is stored and acknowledged.
+
+While Redis does not answer (down, or past the deadline of its calls, see
+`server.realtime.health`) what this node could not publish is kept, in order, in a
+bounded backlog (`BACKLOG_MAX` events; past it the oldest go), and once Redis
+answers again it is published and counted, oldest first, before anything newer:
+the other nodes' live connections get it then (a connection that already has a
+message drops the copy by its seq), and a node whose subscriber reconnected
+meanwhile fetches it from the database anyway. Typing and presence events are not
+kept: they would be stale.
 """
 
 from __future__ import annotations
@@ -20,7 +28,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -33,6 +43,7 @@ from server.protocol import views
 from server.protocol.events import Event, envelope
 from server.protocol.session import Session
 from server.realtime.bus import Bus
+from server.realtime.health import RedisHealth
 from server.realtime.keys import Keys
 from server.realtime.router import Router
 from server.realtime.unread import UnreadBook
@@ -42,13 +53,29 @@ from server.store.tickets import TicketStore
 
 log = logging.getLogger(__name__)
 _REDIS_DOWN = (RedisError, OSError, TimeoutError)
+BACKLOG_MAX = 20_000  # events kept while Redis does not answer (a few MB at most)
+_REPLAY_CHUNK = 500  # events per Redis call when the backlog goes out
+
+# A stored message on its way out: (channel, payload, ticket, seq, author, who).
+Counted = tuple[str, bytes, int, int, str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class _Kept:
+    """An event this node could not publish yet: a stored message (to be counted
+    unread too) or any other event."""
+
+    channel: str
+    payload: bytes
+    message: Counted | None = None
 
 
 class Announcer:
     def __init__(self, *, node_id: str, keys: Keys, bus: Bus, router: Router[Session], book: UnreadBook,
                  reads: ReadStore, tickets: TicketStore, presence: Presence, clock: Clock, wall: Clock,
-                 inbox_interval: float = 1.0) -> None:
+                 health: RedisHealth, inbox_interval: float = 1.0) -> None:
         self.wall = wall
+        self.health = health
         self.node_id = node_id
         self.keys = keys
         self.bus = bus
@@ -61,13 +88,17 @@ class Announcer:
         self.inbox_interval = inbox_interval
         self._inbox_pending: dict[int, None] = {}
         self._inbox_wakeup = asyncio.Event()
+        self._backlog: deque[_Kept] = deque()
+        self._replaying = False
+        self.dropped = 0  # kept events that had to go (the backlog was full)
+        health.on_up(self.replay)
 
     # -------------------------------------------------------------- messages
     async def committed(self, items: Sequence[Committed]) -> None:
         """Stored messages: to everyone who follows their tickets, into every other
         reader's unread count, and (unless held) the agents' inboxes."""
         now = self.clock.now()
-        remote: list[tuple[str, bytes, int, int, str, str]] = []
+        remote: list[Counted] = []
         changed: list[int] = []
         for item in items:
             message = item.message
@@ -94,14 +125,22 @@ class Announcer:
         for ticket in await self.tickets.get_many(dict.fromkeys(changed)):
             await self.ticket(ticket)
 
-    async def _publish_and_count(self, remote: list[tuple[str, bytes, int, int, str, str]]) -> None:
+    async def _publish_and_count(self, remote: list[Counted]) -> None:
         if not remote:
             return
+        if self._backlog or not self.health.up:
+            self._keep([_Kept(item[0], item[1], item) for item in remote])
+            return
         try:
-            grown, rebuild = await self.book.publish_and_count(self.node_id, remote)
+            await self._count(remote)
         except _REDIS_DOWN as exc:
             log.warning("bus.batch_failed", extra={"messages": len(remote), "error": str(exc) or repr(exc)})
-            return
+            if not self.health.up:  # not answering: kept until it does (an error answer is not retried)
+                self._keep([_Kept(item[0], item[1], item) for item in remote])
+
+    async def _count(self, remote: list[Counted]) -> None:
+        """Publish and count a batch (raises when Redis did not take it)."""
+        grown, rebuild = await self.book.publish_and_count(self.node_id, remote)
         self._local_unread(grown)
         if not rebuild:
             return
@@ -169,11 +208,12 @@ class Announcer:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             await self.flush_inbox()
+            await self.replay()  # what is still kept, if Redis answers now
 
     # ------------------------------------------------------- not stored, live
     async def typing(self, shop_id: str, ticket_id: int, who: Principal, origin: str) -> None:
         await self._publish(self.keys.shop_channel(shop_id),
-                            Event("typing", views.typing(ticket_id, who), origin, side=who.role.value))
+                            Event("typing", views.typing(ticket_id, who), origin, side=who.role.value), keep=False)
 
     async def unread(self, reader: str, counts: dict[int, int], badge: bool, *, origin: str | None = None,
                      ref: object = None) -> None:
@@ -184,7 +224,7 @@ class Announcer:
         await self._publish(self.keys.reader_channel(reader), event)
 
     async def presence_changed(self, frame: dict[str, Any]) -> None:
-        await self._publish(self.keys.presence_channel, Event("presence", frame))
+        await self._publish(self.keys.presence_channel, Event("presence", frame), keep=False)
 
     def customer_presence(self, shop_id: str, online: bool) -> tuple[list[str], bytes]:
         """Where a shop's presence change goes and the payload other nodes get (for
@@ -198,6 +238,78 @@ class Announcer:
         for channel in (self.keys.inbox_channel, self.keys.shop_channel(shop_id)):
             self.router.route(channel, event)
 
-    async def _publish(self, channel: str, event: Event) -> None:
+    async def _publish(self, channel: str, event: Event, *, keep: bool = True) -> None:
+        """To this node's connections at once, and to the other nodes through Redis (or,
+        with `keep`, once Redis answers again)."""
         self.router.route(channel, event)
-        await self.bus.publish(channel, envelope(self.node_id, event))
+        payload = envelope(self.node_id, event)
+        if self._backlog or not self.health.up:
+            if keep:
+                self._keep([_Kept(channel, payload)])
+            return
+        if not await self.bus.publish(channel, payload) and keep and not self.health.up:
+            self._keep([_Kept(channel, payload)])
+
+    # ------------------------------------------------------- the backlog
+    def _keep(self, entries: list[_Kept]) -> None:
+        if not self._backlog:
+            log.warning("announce.keeping", extra={"events": len(entries)})
+        for entry in entries:
+            if len(self._backlog) >= BACKLOG_MAX:
+                self._backlog.popleft()
+                if not self.dropped % 1000:
+                    log.warning("announce.backlog_full", extra={"dropped": self.dropped + 1})
+                self.dropped += 1
+            self._backlog.append(entry)
+
+    @property
+    def backlog(self) -> int:
+        return len(self._backlog)
+
+    async def replay(self) -> None:
+        """Redis answers again: what was kept goes out, oldest first, before anything
+        newer (which keeps joining the backlog until it is empty)."""
+        if self._replaying or not self._backlog:
+            return
+        self._replaying = True
+        sent = 0
+        try:
+            while self._backlog and self.health.up:
+                chunk = self._take_run()
+                try:
+                    if chunk[0].message is not None:
+                        await self._count([entry.message for entry in chunk if entry.message is not None])
+                        done = True
+                    else:
+                        done = await self.bus.publish_many([(entry.channel, entry.payload) for entry in chunk])
+                except _REDIS_DOWN as exc:
+                    log.warning("announce.replay_failed", extra={"error": str(exc) or repr(exc)})
+                    done = False
+                if not done and not self.health.up:
+                    self._put_back(chunk)  # not answering again: the next time it does
+                    break
+                if not done:
+                    # An error answer (not a hang): retrying would not help, and the
+                    # other nodes fetch these messages from the database at the next gap.
+                    log.warning("announce.replay_dropped", extra={"events": len(chunk)})
+                    self.dropped += len(chunk)
+                    continue
+                sent += len(chunk)
+        finally:
+            self._replaying = False
+            log.info("announce.replayed", extra={"events": sent, "left": len(self._backlog), "dropped": self.dropped})
+
+    def _take_run(self) -> list[_Kept]:
+        """The oldest events of one kind (stored messages, or other events), up to a chunk."""
+        backlog = self._backlog
+        counted = backlog[0].message is not None
+        chunk: list[_Kept] = []
+        while backlog and len(chunk) < _REPLAY_CHUNK and (backlog[0].message is not None) == counted:
+            chunk.append(backlog.popleft())
+        return chunk
+
+    def _put_back(self, chunk: list[_Kept]) -> None:
+        room = BACKLOG_MAX - len(self._backlog)
+        for entry in reversed(chunk[len(chunk) - room:] if room < len(chunk) else chunk):
+            self._backlog.appendleft(entry)
+        self.dropped += max(0, len(chunk) - room)

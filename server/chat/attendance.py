@@ -152,8 +152,14 @@ class Attendance:
             log.warning("presence.unavailable", extra={"error": _why(exc)})
 
     async def set_status(self, principal: Principal, conn_id: str, status: str) -> None:
-        changes = await self.presence.set_agent(principal.id, conn_id, status, self.wall.now(),
-                                                every_connection=True)
+        try:
+            changes = await self.presence.set_agent(principal.id, conn_id, status, self.wall.now(),
+                                                    every_connection=True)
+        except _REDIS_DOWN as exc:
+            # Best effort, like every presence change without Redis: the connection
+            # keeps its status and the next heartbeat carries it once Redis answers.
+            log.warning("presence.unavailable", extra={"error": _why(exc)})
+            return
         await self._changed(changes)
 
     async def _changed(self, changes: Changes) -> None:

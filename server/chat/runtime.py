@@ -2,7 +2,8 @@
 
 `running(settings, clock)` is the one place a process is put together — the web
 server and the worker both enter it, so whatever one runs the other runs too: the
-bus subscriber, the group-commit writer, the agents' inbox feed (announcements from
+Redis health probe (and, when Redis answers again, the replay of what could not be
+published meanwhile), the bus subscriber, the group-commit writer, the agents' inbox feed (announcements from
 a worker's queue release reach the inboxes like a web node's), the heartbeat, and
 the catch-up after Redis comes back. Tasks are owned by `Background`: a failure is
 logged (never silent) and shutdown cancels and awaits every one.
@@ -32,6 +33,7 @@ from server.protocol.session import Config, Session
 from server.realtime.admission import Connections
 from server.realtime.bus import Bus
 from server.realtime.clients import open_redis
+from server.realtime.health import RedisHealth
 from server.realtime.keys import Keys
 from server.realtime.ratelimit import RateLimiter
 from server.realtime.router import Router
@@ -104,21 +106,24 @@ async def running(settings: Settings, clock: Clock, rules: Rules | None = None) 
     """This process's adapters, with its background tasks running until the block ends."""
     rules = rules or Rules.from_settings(settings)
     engine = create_engine(settings)
-    redis, subscriber = open_redis(settings)
+    # Every Redis call has a deadline; one call that misses it, or cannot connect,
+    # makes every user of Redis here skip it until the probe gets an answer again.
+    health = RedisHealth(settings.redis_timeout.total_seconds())
+    redis, subscriber, probe = open_redis(settings, health)
     node_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     keys = Keys(settings.redis_prefix)
     router: Router[Session] = Router(node_id, open_envelope, own_prefix(node_id))
-    bus = Bus(redis, subscriber, router.route_payload)
+    bus = Bus(redis, subscriber, router.route_payload, health)
     tickets, messages, reads = TicketStore(engine), MessageStore(engine), ReadStore(engine)
-    book = UnreadBook(redis, keys)
+    book = UnreadBook(redis, keys, health)
     presence = Presence(redis, keys, settings.presence_ttl)
     wall = SystemClock()
     announce = Announcer(node_id=node_id, keys=keys, bus=bus, router=router, book=book, reads=reads,
-                         tickets=tickets, presence=presence, clock=clock, wall=wall)
+                         tickets=tickets, presence=presence, clock=clock, wall=wall, health=health)
     readers = Readers(book, reads, tickets, announce, settings.welcome_tickets_max)
     roster = Roster(settings.max_connections)
-    connections = Connections(redis, keys, settings.presence_ttl)
-    arrivals = Arrivals(redis, keys, settings.presence_ttl, SEEN_FOR)
+    connections = Connections(redis, keys, settings.presence_ttl, health)
+    arrivals = Arrivals(redis, keys, settings.presence_ttl, SEEN_FOR, health)
     attendance = Attendance(redis=redis, keys=keys, node_id=node_id, settings=settings, wall=wall,
                             presence=presence, arrivals=arrivals, connections=connections, announce=announce,
                             readers=readers, roster=roster, user_connections=rules.limits.user_connections)
@@ -138,10 +143,11 @@ async def running(settings: Settings, clock: Clock, rules: Rules | None = None) 
         writer=writer, attachments=attachments, deflections=DeflectionStore(engine, models.help_deflections),
         lifecycle=Lifecycle(engine, rules.lifecycle, settings.purge_batch), redis=redis, keys=keys, bus=bus,
         router=router, book=book, presence=presence, arrivals=arrivals, connections=connections,
-        limiter=RateLimiter(redis, keys, rules.limits), announce=announce, readers=readers, attendance=attendance,
-        roster=roster,
+        limiter=RateLimiter(redis, keys, rules.limits, health), announce=announce, readers=readers,
+        attendance=attendance, roster=roster,
     )
     background = Background()
+    background.start("redis-health", health.run(probe.time))
     background.start("bus", bus.run())
     background.start("writer", writer.run())
     background.start("heartbeat", attendance.run_heartbeat())

@@ -296,6 +296,10 @@ class Session:
             assert self.principal is not None
             follow = self.follow(ticket_id, self.principal.shop or "", 0)
         seq = event.frame["seq"]
+        if event.origin == self.conn_id and seq > follow.cursor:
+            # This connection's own message (it gets the ack, never a copy), known
+            # before the ack: a gap fill that comes back first must not copy it.
+            follow.own.add(seq)
         if follow.filling:
             follow.pending.append(event)
             return

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 
 from redis.asyncio import Redis
 
+from server.realtime.health import LATE, RedisHealth
 from server.realtime.keys import Keys
 
 # Open connections per user: a hash of connection → expiry, refreshed by the heartbeat,
@@ -34,16 +35,20 @@ local function admit(conns, penalty_key, conn, now, expires, limit)
 end
 """
 
-# KEYS: connections, penalty, agents online. ARGV: conn, now, expires, limit.
-# Returns {the count or -wait, agents online (for the welcome)}.
-_CONNECT = ADMIT + """
+# KEYS: connections, penalty, agents online. ARGV: conn, now, expires, limit, deadline
+# (ms, Redis's clock). Returns {the count or -wait, agents online (for the welcome)},
+# or {0, 0} when started past the deadline (nothing counted: the caller let the
+# connection in without counting it long ago, and its heartbeat counts it).
+_CONNECT = LATE + ADMIT + """
+if late(ARGV[5]) then return {0, 0} end
 return {admit(KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])), redis.call('SCARD', KEYS[3])}
 """
 
 
 class Connections:
-    def __init__(self, redis: Redis, keys: Keys, ttl: timedelta) -> None:
+    def __init__(self, redis: Redis, keys: Keys, ttl: timedelta, health: RedisHealth) -> None:
         self.redis = redis
+        self.health = health
         self.keys = keys
         self.ttl = ttl
         self._connect = redis.register_script(_CONNECT)
@@ -55,8 +60,10 @@ class Connections:
         expires = (now + self.ttl).timestamp()
         raw, agents = await self._connect(
             keys=[self.keys.connections(reader), self.keys.penalty(reader), self.keys.agents_online],
-            args=[conn_id, now.timestamp(), expires, limit])
+            args=[conn_id, now.timestamp(), expires, limit, self.health.deadline_ms()])
         result = int(raw)
+        if result == 0:
+            raise self.health.late()
         if result > 0:
             return 0.0, int(agents)
         return (-result / 1000 if result < -1 else 30.0), int(agents)

@@ -10,9 +10,19 @@ the node's own events coming back and hands the rest to the local connections).
 When the subscriber connection breaks (Redis restarted, network cut) the bus
 reconnects with capped backoff, re-subscribes every channel its listeners need and
 then lets `returned()` waiters go, so the connections can fetch from the database
-what they missed meanwhile. What is *not* guaranteed: delivery of events published
-while Redis was unreachable — messages are recovered from the database by sequence
-number; typing and presence events are simply lost, which is harmless.
+what they missed meanwhile. A Redis that hangs instead (stopped, stalled) breaks
+nothing visibly, so the subscriber pings it every second and counts the connection
+gone when nothing came back for a few seconds. Connecting, subscribing and pinging
+all have the deadline of every Redis call (`POMOC_REDIS_TIMEOUT`), and a hello
+waits for its subscriptions' confirmation no longer than that.
+
+Publishing goes through a script that refuses to publish once Redis's clock is past
+the call's deadline (`server.realtime.health`): a publish that timed out is not
+carried out later when a hanging Redis wakes, and `publish` answers False, so the
+caller can keep the event and publish it again, in order, once Redis is back (see
+`server.chat.announce`). What the bus alone does *not* guarantee: delivery of events
+published while Redis was unreachable — messages are recovered from the database by
+sequence number; typing and presence events are simply lost, which is harmless.
 """
 
 from __future__ import annotations
@@ -21,25 +31,41 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from server.realtime.health import LATE, RedisHealth
+
 log = logging.getLogger(__name__)
 
 Deliver = Callable[[str, bytes], None]
-_SUBSCRIBE_WAIT = 5.0
-_PING_EVERY = 10.0
-_DEAD_AFTER = 25.0
+_RESUBSCRIBE_WAIT = 5.0  # for every channel's confirmation after a reconnect, before the catch-up
+_PING_EVERY = 1.0
+_REDIS_DOWN = (RedisError, OSError)  # OSError: the builtin TimeoutError of a deadline too
+
+# ARGV: deadline (ms, Redis's clock), then channel, payload pairs. Returns how many
+# were published, or -1 when started past the deadline (none).
+_PUBLISH = LATE + """
+if late(ARGV[1]) then return -1 end
+for i = 2, #ARGV, 2 do redis.call('PUBLISH', ARGV[i], ARGV[i + 1]) end
+return (#ARGV - 1) / 2
+"""
 
 
 class Bus:
-    def __init__(self, redis: Redis, subscriber: Redis, deliver: Deliver) -> None:
+    def __init__(self, redis: Redis, subscriber: Redis, deliver: Deliver, health: RedisHealth) -> None:
         self._redis = redis
         self._subscriber = subscriber
         self._deliver = deliver
+        self.health = health
+        self._timeout = health.timeout
+        # Nothing back on the subscriber connection for this long (pings go every second): gone.
+        self._dead_after = _PING_EVERY + 2 * self._timeout + 1.0
+        self._publish = redis.register_script(_PUBLISH)
+        self._suspect = False  # a write to the subscriber connection failed: make a new one
         # The channels wanted: a plain set, so thousands of idle connections' channels
         # cost one entry each.
         self._channels: set[str] = set()
@@ -58,27 +84,28 @@ class Bus:
 
     # ------------------------------------------------------------ subscribing
     async def subscribe(self, channel: str) -> None:
-        """Want `channel`; returns once Redis confirmed the subscription (or at once
-        while Redis is unreachable: the reconnect will subscribe)."""
+        """Want `channel`; returns once Redis confirmed the subscription, or after the
+        deadline, or at once while Redis is unreachable (the reconnect will subscribe)
+        or known to be down (the subscription is sent; Redis confirms it when it answers)."""
         self._channels.add(channel)
-        if channel in self._confirmed:
+        if channel in self._confirmed or not self.connected:
             return
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(channel, []).append(waiter)
-        if len(self._waiters[channel]) == 1 and self._pubsub is not None and self.connected:
-            try:
-                await self._pubsub.subscribe(channel)
-            except (RedisError, OSError) as exc:
-                log.warning("bus.subscribe_failed", extra={"channel": channel, "error": repr(exc)})
-                self._forget_waiter(channel, waiter)
-                return
-        if not self.connected:
-            self._forget_waiter(channel, waiter)
-            return
+        writing = False
         try:
-            await asyncio.wait_for(asyncio.shield(waiter), _SUBSCRIBE_WAIT)
-        except TimeoutError:
-            log.warning("bus.subscribe_slow", extra={"channel": channel})
+            async with asyncio.timeout(self._timeout):
+                if len(self._waiters[channel]) == 1 and self._pubsub is not None:
+                    writing = True
+                    await self._pubsub.subscribe(channel)
+                    writing = False
+                if self.connected and self.health.up:
+                    await asyncio.shield(waiter)
+        except _REDIS_DOWN as exc:  # the deadline's TimeoutError too
+            if writing:
+                self._suspect = True  # the connection may be left half-written: a new one
+            log.warning("bus.subscribe_failed" if writing else "bus.subscribe_slow",
+                        extra={"channel": channel, "error": str(exc) or repr(exc)})
         finally:
             self._forget_waiter(channel, waiter)
 
@@ -102,22 +129,39 @@ class Bus:
         if channel in self._channels:  # wanted again meanwhile
             return
         try:
-            await self._pubsub.unsubscribe(channel)
+            async with asyncio.timeout(self._timeout):
+                await self._pubsub.unsubscribe(channel)
         except (RedisError, OSError, AttributeError):
             pass  # the reconnect path only re-subscribes channels still listened to
 
     # ------------------------------------------------------------- publishing
-    async def publish(self, channel: str, payload: bytes) -> None:
-        # Always try, even while this node's own subscriber is reconnecting: another
-        # node may already be back and caught up, and would never hear of this event.
-        # (If Redis is really down the attempt fails fast; the other nodes recover
-        # messages from the database when they resubscribe.)
+    async def publish(self, channel: str, payload: bytes) -> bool:
+        """Publish to the other nodes; False when it was not (Redis unreachable, too
+        slow, or known to be down): the caller may keep it for later."""
+        return await self.publish_many([(channel, payload)])
+
+    async def publish_many(self, items: Sequence[tuple[str, bytes]]) -> bool:
+        """Publish several events, in order, in one call: all of them or none."""
+        if not items:
+            return True
+        # Tried even while this node's own subscriber is reconnecting: another node
+        # may already be back and caught up, and would never hear of these events.
+        args: list[str | bytes | int] = [self.health.deadline_ms()]
+        for channel, payload in items:
+            args += [channel, payload]
         try:
-            await self._redis.publish(channel, payload)
-            self.published += 1
-        except (RedisError, OSError) as exc:
-            self.publish_failures += 1
-            log.warning("bus.publish_failed", extra={"channel": channel, "error": repr(exc)})
+            done = int(await self._publish(args=args))
+        except _REDIS_DOWN as exc:
+            self.publish_failures += len(items)
+            log.warning("bus.publish_failed", extra={"events": len(items), "error": str(exc) or repr(exc)})
+            return False
+        if done < 0:
+            self.health.late()
+            self.publish_failures += len(items)
+            log.warning("bus.publish_late", extra={"events": len(items)})
+            return False
+        self.published += len(items)
+        return True
 
     async def returned(self) -> None:
         """Wait until the subscriber has reconnected after losing Redis and every
@@ -159,7 +203,7 @@ class Bus:
     async def _after_resubscribe(self) -> None:
         # Wait until Redis confirmed every channel, so that nothing published from
         # here on is missed, then let the connections catch up from the database.
-        deadline = time.monotonic() + _SUBSCRIBE_WAIT
+        deadline = time.monotonic() + _RESUBSCRIBE_WAIT
         while time.monotonic() < deadline and self.connected and not self._channels <= self._confirmed:
             waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             pending = next(iter(self._channels - self._confirmed))
@@ -175,11 +219,17 @@ class Bus:
 
     async def _connect(self) -> None:
         pubsub = self._subscriber.pubsub()
-        await pubsub.ping()  # opens the connection; raises if Redis is unreachable
+        self._suspect = False
+        try:
+            async with asyncio.timeout(self._timeout):
+                await pubsub.ping()  # opens the connection; raises if Redis is unreachable
+                channels = list(self._channels)
+                if channels:
+                    await pubsub.subscribe(*channels)
+        except BaseException:
+            await self._close(pubsub)
+            raise
         self._pubsub = pubsub
-        channels = list(self._channels)
-        if channels:
-            await pubsub.subscribe(*channels)
         self._connected.set()
         log.info("bus.connected", extra={"channels": len(channels)})
 
@@ -188,12 +238,16 @@ class Bus:
         last_seen = last_ping = time.monotonic()
         while True:
             now = time.monotonic()
-            if now - last_ping > _PING_EVERY:
-                await pubsub.ping()
+            if self._suspect:
+                raise TimeoutError("a write to the subscriber connection failed")
+            if now - last_seen > self._dead_after:
+                self.health.down("no answer on the subscriber connection")
+                raise TimeoutError(f"no answer from Redis on the subscriber connection for {now - last_seen:.1f} s")
+            if now - last_ping >= _PING_EVERY:
+                async with asyncio.timeout(self._timeout):
+                    await pubsub.ping()
                 last_ping = now
-            if now - last_seen > _DEAD_AFTER:
-                raise TimeoutError("no answer from Redis on the subscriber connection")
-            message = await pubsub.get_message(timeout=1.0)
+            message = await pubsub.get_message(timeout=_PING_EVERY)
             if message is None:
                 continue
             last_seen = time.monotonic()
@@ -213,10 +267,14 @@ class Bus:
     async def _close_pubsub(self) -> None:
         pubsub, self._pubsub = self._pubsub, None
         if pubsub is not None:
-            try:
+            await self._close(pubsub)
+
+    async def _close(self, pubsub: Any) -> None:
+        try:
+            async with asyncio.timeout(self._timeout):
                 await pubsub.aclose()
-            except Exception:  # closing a broken connection may fail in many ways; it is gone either way
-                log.debug("bus.close_failed", exc_info=True)
+        except Exception:  # closing a broken connection may fail in many ways; it is gone either way
+            log.debug("bus.close_failed", exc_info=True)
 
     async def stop(self) -> None:
         self._stopping = True

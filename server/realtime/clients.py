@@ -1,38 +1,102 @@
-"""The Redis clients of a process: one for commands, one for the subscriber.
+"""The Redis clients of a process: one for commands, one for the subscriber, and the probe.
 
-The command pool blocks (up to 10 s) for a free connection instead of failing
-under load, and commands time out after 10 s; the subscriber has no read timeout
+Every command and pipeline of the command client has a deadline
+(`POMOC_REDIS_TIMEOUT`: the pool's wait for a free connection, connecting, and the
+answer, all within it) and consults the process's `RedisHealth` first: while Redis
+is known to be down a call fails at once with `RedisDown`, and a call that cannot
+connect or misses its deadline marks it down (`server.realtime.health`). A broken
+connection (Redis restarted) is retried once on a fresh one, a timeout never: a
+hanging Redis costs one deadline, not three. The subscriber has no read timeout
 (it is idle by nature) and no retries of its own, because the bus owns the
-reconnect and must know when it happened. Embedded mode uses the in-process
-stand-in (fakeredis, with Lua) for both.
+reconnect, its pings and their deadlines. The probe shares the command pool but
+not the health check. Embedded mode uses the in-process stand-in (fakeredis, with
+Lua) behind the same deadlines.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.client import Pipeline
+from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.driver_info import DriverInfo
-from redis.retry import Retry
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from server.realtime.health import RedisDown, RedisHealth
 from server.settings import Settings
 
+# What says "Redis is not answering" (as opposed to an error answer such as NOSCRIPT).
+_NOT_ANSWERING = (RedisConnectionError, RedisTimeoutError, OSError)
 
-def open_redis(settings: Settings) -> tuple[Redis, Redis]:
-    """A command client and a separate subscriber client."""
+
+async def _within(health: RedisHealth, call: Callable[[], Awaitable[Any]]) -> Any:
+    health.check()
+    try:
+        async with asyncio.timeout(health.timeout):
+            return await call()
+    except RedisDown:
+        raise
+    except _NOT_ANSWERING as exc:  # builtin TimeoutError (the deadline) is an OSError
+        health.down(exc)
+        raise RedisDown(f"Redis did not answer within {health.timeout:g} s: {str(exc) or type(exc).__name__}") \
+            from exc
+
+
+class GuardedRedis(Redis):
+    """A command client whose every command and pipeline has the deadline and skips
+    Redis while it is known to be down."""
+
+    def __init__(self, *, health: RedisHealth, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.health = health
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        run = super().execute_command
+        return await _within(self.health, lambda: run(*args, **options))  # type: ignore[no-untyped-call]
+
+    def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> Pipeline:
+        return GuardedPipeline(self.health, self.connection_pool, self.response_callbacks, transaction, shard_hint)
+
+
+class GuardedPipeline(Pipeline):
+    def __init__(self, health: RedisHealth, *args: Any) -> None:
+        super().__init__(*args)
+        self.health = health
+
+    async def execute(self, raise_on_error: bool = True) -> list[Any]:
+        run = super().execute
+        try:
+            result: list[Any] = await _within(self.health, lambda: run(raise_on_error))
+        finally:
+            await self.reset()  # type: ignore[no-untyped-call]  # skipped or cut short: nothing stays queued for a next use
+        return result
+
+
+def open_redis(settings: Settings, health: RedisHealth) -> tuple[GuardedRedis, Redis, Redis]:
+    """The command client, a separate subscriber client, and the probe's client."""
+    timeout = settings.redis_timeout.total_seconds()
     if settings.embedded_redis:
         import fakeredis
 
         server = fakeredis.FakeServer()
-        return fakeredis.FakeAsyncRedis(server=server), fakeredis.FakeAsyncRedis(server=server)
+        pool = fakeredis.FakeAsyncRedis(server=server).connection_pool
+        return (GuardedRedis(connection_pool=pool, health=health), fakeredis.FakeAsyncRedis(server=server),
+                Redis(connection_pool=pool))
     # One DriverInfo for every connection: without it redis-py looks its own version up
     # in the installed packages' metadata for each new connection (milliseconds each,
     # a tenth of a node's CPU while a reconnect storm grows the pool).
     driver = DriverInfo()
-    pool = BlockingConnectionPool.from_url(
-        settings.redis_url, max_connections=64, timeout=10, socket_timeout=10, socket_connect_timeout=2,
-        socket_keepalive=True, health_check_interval=30,
-        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2), driver_info=driver,
+    blocking = BlockingConnectionPool.from_url(
+        settings.redis_url, max_connections=64, timeout=timeout, socket_timeout=timeout,
+        socket_connect_timeout=timeout, socket_keepalive=True, health_check_interval=30,
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 1, supported_errors=(RedisConnectionError,)),
+        driver_info=driver,
     )
-    subscriber = Redis.from_url(settings.redis_url, socket_timeout=None, socket_connect_timeout=2,
+    subscriber = Redis.from_url(settings.redis_url, socket_timeout=None, socket_connect_timeout=timeout,
                                 socket_keepalive=True, retry=Retry(NoBackoff(), 0), driver_info=driver)
-    return Redis(connection_pool=pool), subscriber
+    return GuardedRedis(connection_pool=blocking, health=health), subscriber, Redis(connection_pool=blocking)

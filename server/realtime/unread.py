@@ -8,6 +8,10 @@ increment that arrives after the read that covered it, two nodes reporting messa
 out of order, or a rebuild from the database running beside live traffic all end in
 the same state. The count is the set's size; the badge is "any count above zero".
 
+A batch whose call reaches Redis past its deadline is refused by the script (Redis
+was hanging, the caller gave up and keeps the batch to publish it once Redis
+answers): a hung Redis that wakes does not publish and count it on its own as well.
+
 Redis is not the source of truth. A reader whose hash lacks the built marker (Redis
 restarted or was flushed) is rebuilt from the database's messages and read cursors
 before it is used; a ticket whose reader set is missing is rebuilt from the shop's
@@ -21,6 +25,7 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
+from server.realtime.health import LATE, RedisHealth
 from server.realtime.keys import Keys
 
 BUILT = "_"
@@ -29,12 +34,15 @@ BUILT = "_"
 # channel is empty: the caller published it already) and count it for every other
 # reader (`who`: all | customers | agents | none — a message held for working hours
 # counts for agents only when released), publishing their new unread state too. ARGV:
-# prefix, node id, then per message: channel, payload, ticket, seq, author, who.
-# Returns {grown (reader, ticket, count)…, tickets whose reader set must be rebuilt}.
-_AFTER_BATCH = """
+# prefix, node id, deadline (ms, Redis's clock), then per message: channel, payload,
+# ticket, seq, author, who. Returns {grown (reader, ticket, count)…, tickets whose
+# reader set must be rebuilt}, or -1 when started past the deadline (nothing done:
+# the caller keeps the batch for later, see `server.chat.announce`).
+_AFTER_BATCH = LATE + """
+if late(ARGV[3]) then return -1 end
 local prefix, node = ARGV[1], ARGV[2]
 local grown, rebuild = {}, {}
-for i = 3, #ARGV, 6 do
+for i = 4, #ARGV, 6 do
   local channel, payload, ticket = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local seq, author, who = tonumber(ARGV[i + 3]), ARGV[i + 4], ARGV[i + 5]
   if channel ~= '' then redis.call('PUBLISH', channel, payload) end
@@ -154,8 +162,9 @@ def parse_book(raw: dict[bytes | str, bytes | str]) -> tuple[bool, dict[int, int
 class UnreadBook:
     """The Redis adapter; the database side comes in as plain data from the caller."""
 
-    def __init__(self, redis: Redis, keys: Keys) -> None:
+    def __init__(self, redis: Redis, keys: Keys, health: RedisHealth) -> None:
         self.redis = redis
+        self.health = health
         self.keys = keys
         self._after_batch = redis.register_script(_AFTER_BATCH)
         self._sync = redis.register_script(_SYNC)
@@ -166,10 +175,13 @@ class UnreadBook:
         """Publish a batch of messages and count them for their readers in one call.
         Items: (channel, payload, ticket, seq, author, who). Returns who grew to what
         (reader, ticket, count) and the tickets whose reader set must be rebuilt."""
-        args: list[bytes | str | int] = [self.keys.prefix, node_id]
+        args: list[bytes | str | int] = [self.keys.prefix, node_id, self.health.deadline_ms()]
         for item in items:
             args.extend(item)
-        grown_raw, rebuild_raw = await self._after_batch(args=args)
+        raw = await self._after_batch(args=args)
+        if not isinstance(raw, list):
+            raise self.health.late()
+        grown_raw, rebuild_raw = raw
         grown = [(_text(grown_raw[i]), int(grown_raw[i + 1]), int(grown_raw[i + 2]))
                  for i in range(0, len(grown_raw), 3)]
         return grown, [int(t) for t in rebuild_raw]

@@ -180,6 +180,20 @@ def test_an_own_message_ahead_of_the_cursor_fills_the_gap_without_echoing_it() -
     assert [f["seq"] for f in peer.frames()] == [3, 4]
 
 
+def test_an_own_message_ahead_of_the_cursor_is_not_echoed_by_a_fill_that_beats_the_ack() -> None:
+    peer = opened_customer(t1=2)
+    # The node routes the stored message to its sender's connection before the ack
+    # is recorded; the gap fill it asks for may come back first.
+    peer.session.deliver(Source.SHOP, message_event(message(1, 5), origin="c1"))
+    assert peer.session.gaps() == [Gap(1, 2, 5)]
+    codec = peer.session.codec
+    peer.session.filled(1, [(s, False, codec.encode(views.message(message(1, s, author=AGENT_AUTHOR))))
+                            for s in (3, 4, 5)])
+    peer.session.own(1, 5)
+    assert [f["seq"] for f in peer.frames()] == [3, 4]
+    assert peer.session.follows[1].cursor == 5
+
+
 def test_held_messages_reach_customers_but_not_agents_until_released() -> None:
     cust = opened_customer(t1=0)
     support = Peer("c2")
