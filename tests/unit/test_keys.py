@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from server.presence import Beat, Presence
 from server.principal import Principal, Role, agent_key, customer_key
+from server.realtime.health import RedisHealth
 from server.realtime.keys import Keys
 from server.realtime.unread import UnreadBook
 from server.rules.records import Author
@@ -110,7 +111,7 @@ async def test_the_lua_scripts_build_the_names_keys_builds() -> None:
     keys = Keys("t:")
     first, second, third = customer_key("a:b", "c"), customer_key("a", "b:c"), customer_key("a", "b")
     try:
-        book = UnreadBook(redis, keys)
+        book = UnreadBook(redis, keys, RedisHealth(5.0))
         await book.set_readers({5: [first, second, third]})
         for reader in (first, second, third):
             await book.sync(reader, {5: (0, [])})
