@@ -110,7 +110,7 @@ class Settings:
     # Seconds a client has to complete a request's head (then 408 and close).
     handshake_timeout: timedelta = timedelta(seconds=5)
     # Proxies whose X-Forwarded-For names the client (uvicorn's forwarded_allow_ips).
-    forwarded_allow_ips: str = "127.0.0.1"
+    forwarded_allow_ips: str = "127.0.0.1,::1"
     # uvicorn's HTTP and WebSocket implementations (docs/performance.md, "Server stack").
     uvicorn_http: str = "httptools"
     uvicorn_ws: str = "websockets-sansio"
@@ -266,7 +266,8 @@ class Settings:
             max_pending=integer("POMOC_MAX_PENDING", 1000, minimum=1),
             max_pending_per_address=integer("POMOC_MAX_PENDING_PER_ADDRESS", 100, minimum=1),
             handshake_timeout=seconds("POMOC_HANDSHAKE_TIMEOUT", timedelta(seconds=5)),
-            forwarded_allow_ips=text("POMOC_FORWARDED_ALLOW_IPS", "127.0.0.1"),
+            # uvicorn's own variable still works, as it did before Pomoc had one.
+            forwarded_allow_ips=text("POMOC_FORWARDED_ALLOW_IPS", text("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")),
             uvicorn_http=choice("POMOC_UVICORN_HTTP", "httptools", HTTP_IMPLEMENTATIONS),
             uvicorn_ws=choice("POMOC_UVICORN_WS", "websockets-sansio", WS_IMPLEMENTATIONS),
             writer_concurrency=integer("POMOC_WRITER_CONCURRENCY", 1, minimum=1),
