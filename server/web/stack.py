@@ -89,6 +89,8 @@ class RequestHead:
             self._total += end + 1 - pos
             pos = end + 1
             self._line, self._cr = 0, False
+            if self._total > limits.head_bytes:
+                return 431  # checked per line: a chunk of empty or tiny lines costs no more than one
             if length == 0:
                 if self._lines:
                     self.done = True
@@ -96,11 +98,13 @@ class RequestHead:
             self._lines += 1
             if length > limits.line_bytes:
                 return 414 if self._lines == 1 else 431
+            if self._lines > limits.lines + 1:  # the request line and `lines` header lines
+                return 431
         if self.done:
             return None
-        if self._line > limits.line_bytes + 1:
+        if self._line > limits.line_bytes + self._cr:  # a CR at the end may be the CRLF's
             return 414 if self._lines == 0 else 431
-        if self._total > limits.head_bytes or self._lines > limits.lines:
+        if self._total > limits.head_bytes:
             return 431
         return None
 
