@@ -8,8 +8,9 @@ For each combination of `--http` (`POMOC_UVICORN_HTTP`) and `--ws`
 (`POMOC_UVICORN_WS`) one server is started on the same fresh database, and:
 
 1. **upgrades**: `--upgrades` (500) bare WebSocket upgrades (connect, 101, close;
-   no hello), `--concurrency` (64) in flight: upgrades per second — the HTTP parser,
-   the WebSocket handshake and the endpoint's admission, nothing else;
+   no hello), `--concurrency` (64) in flight: upgrades per second and the server's
+   CPU per upgrade (until it is quiet again) — the HTTP parser, the WebSocket
+   handshake, the endpoint's admission and the close, nothing else;
 2. **hellos**: `--connections` (2,000) customers, each its own shop, connect + upgrade
    + `hello` → `welcome` (`_fastws.FastClient`, 4 loopback sources), held: hellos
    per second and the server's CPU per hello;
@@ -110,8 +111,10 @@ async def one_combination(env: Env, http: str, ws: str, args: argparse.Namespace
         await asyncio.gather(*(c.close() for c in warm))
         await upgrades(server.port, 50, args.concurrency, src)
         await wait_quiet(server.pid)
+        cpu0 = proc_cpu_seconds(server.pid)
         out["upgrades_per_s"] = await upgrades(server.port, args.upgrades, args.concurrency, src)
-        await wait_quiet(server.pid)
+        await wait_quiet(server.pid)  # the closes are handled after the client is done
+        out["cpu_us_per_upgrade"] = (proc_cpu_seconds(server.pid) - cpu0) / args.upgrades * 1e6
         rss0 = proc_rss(server.pid)
 
         gate = asyncio.Semaphore(args.concurrency)
@@ -154,7 +157,8 @@ async def one_combination(env: Env, http: str, ws: str, args: argparse.Namespace
     return out
 
 
-FIGURES = [("upgrades_per_s", "upgrades/s", "{:.0f}"), ("hellos_per_s", "hellos/s", "{:.0f}"),
+FIGURES = [("upgrades_per_s", "upgrades/s", "{:.0f}"), ("cpu_us_per_upgrade", "CPU µs/upgrade", "{:.0f}"),
+           ("hellos_per_s", "hellos/s", "{:.0f}"),
            ("cpu_us_per_hello", "CPU µs/hello", "{:.0f}"), ("kib_per_conn", "KiB/idle conn", "{:.1f}"),
            ("pongs_per_s", "pongs/s", "{:.0f}"), ("cpu_us_per_pong", "CPU µs/pong", "{:.0f}")]
 
