@@ -5,7 +5,7 @@ except touching the socket (that is `server.ws`): it wakes the socket writer whe
 there is something to send, fetches the gaps the session wants from the database,
 paces long replays, bounds the sends waiting for their commit, subscribes the
 channels the connection listens on and, at the end, undoes it all. `Roster` is every
-connection on this node (for the heartbeat, a drain, the connection cap).
+connection on this node (for the heartbeat, a drain, the connection budgets).
 """
 
 from __future__ import annotations
