@@ -38,6 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SUBPROTOCOL = "pomoc.v1.json"
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
+UNLIMITED_PENDING = 1_000_000
 
 
 def log(*parts: object) -> None:
@@ -337,6 +338,11 @@ class Env:
             "POMOC_CLOCK": self.clock,
             "POMOC_REDIS_PREFIX": self.prefix,
             "POMOC_ALLOWED_ORIGINS": "*",
+            # Every tool connects thousands of sockets from a few loopback addresses: the
+            # budgets for connections yet to say hello (per address and per node) would
+            # refuse or evict them as a flood. A tool measuring those sets its own.
+            "POMOC_MAX_PENDING_PER_ADDRESS": str(UNLIMITED_PENDING),
+            "POMOC_MAX_PENDING": str(UNLIMITED_PENDING),
         })
         if getattr(self.args, "rate_limits", "on") == "off":
             env.update(RATE_LIMITS_OFF)

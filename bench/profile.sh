@@ -19,6 +19,7 @@ port_base=${PORT_BASE:-18300}
     --pomoc-env POMOC_CLOCK="$clock" --pomoc-env POMOC_REDIS_PREFIX="pbench-prof-$$:" \
     --pomoc-env POMOC_RATE_USER_MESSAGES=off --pomoc-env POMOC_RATE_SHOP_MESSAGES=off \
     --pomoc-env POMOC_RATE_AGENT_MESSAGES=off --pomoc-env POMOC_RATE_SHOP_TICKETS=off \
+    --pomoc-env POMOC_MAX_PENDING_PER_ADDRESS=1000000 \
     > "$out/harness.md" 2> "$out/harness.err" &
 harness=$!
 for _ in $(seq 1 600); do   # at most ~5 min

@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import os
+import resource
 import signal
 import socket
 import sys
@@ -43,6 +44,7 @@ def _settings() -> Settings:
 def cmd_serve(args: argparse.Namespace) -> int:
     from server.store.db import migrate
     from server.web.app import WIDGET_DIR, ExtraTask, clock_for, create_app
+    from server.web.stack import uvicorn_config
     from server.web.tokens import mint
 
     settings = _settings()
@@ -69,16 +71,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"  e.g. an agent token: {demo_token}", flush=True)
         print(f"  the console signed in with it: {base}/agent#token={demo_token}", flush=True)
     extra: list[ExtraTask] = [_run_jobs] if settings.run_jobs_in_web else []
-    config = uvicorn.Config(
-        create_app(settings, clock, extra_tasks=extra), host=host, port=port,
-        log_level="debug" if settings.log_level == "DEBUG" else "warning",
-        ws_max_size=settings.max_frame_bytes, ws_ping_interval=20, ws_ping_timeout=20,
-        timeout_graceful_shutdown=10, lifespan="on", access_log=False, log_config=None,
-        proxy_headers=True, server_header=False,
-    )
+    try:
+        config = uvicorn_config(create_app(settings, clock, extra_tasks=extra), settings)
+    except ImportError as exc:
+        print(f"configuration error: POMOC_UVICORN_WS={settings.uvicorn_ws} needs {exc.name}", file=sys.stderr)
+        return 2
+    raise_fd_limit()
     server = GracefulServer(config)
     server.run()
     return 0
+
+
+def raise_fd_limit() -> None:
+    """Every socket is a file descriptor: the soft limit goes up to the hard one, so a
+    flood of connections meets the connection budgets, not EMFILE."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if want > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+        except (ValueError, OSError) as exc:
+            logging.getLogger(__name__).warning("serve.fd_limit", extra={"soft": soft, "error": str(exc)})
 
 
 async def _run_jobs(a: Any) -> None:

@@ -9,6 +9,9 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
+from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
@@ -28,6 +31,30 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
         return json.dumps(out, ensure_ascii=False)
+
+
+class Tally:
+    """Repeated events (sockets refused during a flood) as one log line per interval:
+    the first at once, then the counts summed, logged with the next event after the
+    interval has passed. The log stays readable while a flood lasts."""
+
+    def __init__(self, logger: logging.Logger, event: str, interval: float = 10.0, level: int = logging.WARNING,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.logger = logger
+        self.event = event
+        self.interval = interval
+        self.level = level
+        self.clock = clock
+        self.counts: Counter[str] = Counter()
+        self._next = 0.0
+
+    def add(self, kind: str) -> None:
+        self.counts[kind] += 1
+        now = self.clock()
+        if now >= self._next:
+            self.logger.log(self.level, self.event, extra=dict(self.counts))
+            self.counts.clear()
+            self._next = now + self.interval
 
 
 def configure_logging(level: str = "INFO") -> None:

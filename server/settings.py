@@ -29,6 +29,9 @@ RATE_VARIABLES = ("POMOC_RATE_USER_MESSAGES", "POMOC_RATE_SHOP_MESSAGES", "POMOC
                   "POMOC_RATE_SHOP_UPLOADS", "POMOC_RATE_AGENT_MESSAGES",
                   "POMOC_RATE_SHOP_DEFLECTIONS")
 
+HTTP_IMPLEMENTATIONS = ("httptools", "h11")
+WS_IMPLEMENTATIONS = ("websockets-sansio", "websockets", "wsproto")
+
 
 class SettingsError(ValueError):
     """A configuration value is wrong; the message names the variable."""
@@ -108,6 +111,17 @@ class Settings:
     departments: str = ""
     default_department: str = "technical"
     max_connections: int = 10_000
+    # Connections not yet identified by a hello's token: the node's budget (beyond it the
+    # oldest is closed with 1013) and each client address's (beyond it: 503 before the upgrade).
+    max_pending: int = 1000
+    max_pending_per_address: int = 100
+    # Seconds a client has to complete a request's head (then 408 and close).
+    handshake_timeout: timedelta = timedelta(seconds=5)
+    # Proxies whose X-Forwarded-For names the client (uvicorn's forwarded_allow_ips).
+    forwarded_allow_ips: str = "127.0.0.1,::1"
+    # uvicorn's HTTP and WebSocket implementations (docs/performance.md, "Server stack").
+    uvicorn_http: str = "httptools"
+    uvicorn_ws: str = "websockets-sansio"
     # Group-commit batches in flight per node. One is as fast on a local PostgreSQL
     # (measured); more helps when commits wait on a remote database.
     writer_concurrency: int = 1
@@ -165,6 +179,12 @@ class Settings:
             if value <= 0:
                 raise SettingsError(f"{name} must be positive, got {raw!r}")
             return timedelta(seconds=value)
+
+        def choice(name: str, default: str, allowed: tuple[str, ...]) -> str:
+            value = text(name, default).lower()
+            if value not in allowed:
+                raise SettingsError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+            return value
 
         def flag(name: str, default: bool) -> bool:
             raw = env.get(name, "").strip().lower()
@@ -263,6 +283,13 @@ class Settings:
             departments=env.get("POMOC_DEPARTMENTS", ""),
             default_department=text("POMOC_DEFAULT_DEPARTMENT", "technical"),
             max_connections=integer("POMOC_MAX_CONNECTIONS", 10_000, minimum=1),
+            max_pending=integer("POMOC_MAX_PENDING", 1000, minimum=1),
+            max_pending_per_address=integer("POMOC_MAX_PENDING_PER_ADDRESS", 100, minimum=1),
+            handshake_timeout=seconds("POMOC_HANDSHAKE_TIMEOUT", timedelta(seconds=5)),
+            # uvicorn's own variable still works, as it did before Pomoc had one.
+            forwarded_allow_ips=text("POMOC_FORWARDED_ALLOW_IPS", text("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")),
+            uvicorn_http=choice("POMOC_UVICORN_HTTP", "httptools", HTTP_IMPLEMENTATIONS),
+            uvicorn_ws=choice("POMOC_UVICORN_WS", "websockets-sansio", WS_IMPLEMENTATIONS),
             writer_concurrency=integer("POMOC_WRITER_CONCURRENCY", 1, minimum=1),
             max_rate_limited=integer("POMOC_MAX_RATE_LIMITED", 50, minimum=1),
             run_jobs_in_web=flag("POMOC_JOBS_IN_WEB", embedded),

@@ -1,7 +1,9 @@
 """The WebSocket endpoint (`GET /ws`): the edge between a socket and Pomoc.
 
 Before the upgrade it refuses a disallowed Origin (403), a node that is going away
-or full (503). After it, two short loops around the connection's sans-I/O session
+or full (503), and a client address with too many connections that have not said
+hello yet (503; the roster's budgets, `server.chat.connection.Roster`). After it,
+two short loops around the connection's sans-I/O session
 (`server.protocol.session`, glued to the rest by `server.chat.connection`):
 
 - this coroutine reads: each frame is fed to the session; a valid request is carried
@@ -53,13 +55,18 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     if a.roster.draining:
         await _deny(websocket, 503, "unavailable", "the server is restarting; retry")
         return
-    if a.roster.full:
-        await _deny(websocket, 503, "unavailable", "this server is full; retry (possibly another node)")
-        return
     codec, subprotocol = negotiate(websocket.scope.get("subprotocols") or [])
-    await websocket.accept(subprotocol=subprotocol)
     conn = Connection(a, f"{a.node_id}:{uuid.uuid4().hex[:12]}", codec)
-    a.roster.add(conn)
+    # The peer, or the client a trusted proxy names (uvicorn's forwarded_allow_ips).
+    refused = a.roster.admit(conn, websocket.client.host if websocket.client else "")
+    if refused is not None:
+        await _deny(websocket, 503, "unavailable", refused)
+        return
+    try:
+        await websocket.accept(subprotocol=subprotocol)
+    except BaseException:
+        a.roster.discard(conn)
+        raise
     # This coroutine reads; one task writes. (Two tasks and an asyncio.wait per
     # connection cost over a kilobyte each of thousands of idle connections.)
     writer = asyncio.ensure_future(_write(websocket, conn))
@@ -153,6 +160,7 @@ async def _hello(a: Adapters, conn: Connection, incoming: Incoming) -> None:
         conn.failed(err, incoming.ref)
         conn.session.close(CLOSE_UNAUTHORIZED, err.message[:100])
         return
+    a.roster.identified(conn)  # no longer counted against the budgets of connections yet to say hello
     if request.lang is not None:
         principal = replace(principal, lang=request.lang)  # the widget's language wins over the token's
     await hello(a, conn, principal, request, incoming.ref)

@@ -5,7 +5,7 @@ except touching the socket (that is `server.ws`): it wakes the socket writer whe
 there is something to send, fetches the gaps the session wants from the database,
 paces long replays, bounds the sends waiting for their commit, subscribes the
 channels the connection listens on and, at the end, undoes it all. `Roster` is every
-connection on this node (for the heartbeat, a drain, the connection cap).
+connection on this node (for the heartbeat, a drain, the connection budgets).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter
 from collections.abc import Coroutine, Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -20,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from server.errors import PomocError
+from server.errors import CLOSE_TRY_AGAIN, PomocError
+from server.logs import Tally
 from server.protocol import views
 from server.protocol.codec import Codec
 from server.protocol.delivery import Gap
@@ -217,12 +219,27 @@ async def with_links(a: Adapters, found: list[Message]) -> list[Message]:
 
 
 class Roster:
-    """Every connection on this node, and the short tasks that outlive theirs."""
+    """Every connection on this node, and the short tasks that outlive theirs.
 
-    def __init__(self, max_connections: int) -> None:
+    A connection is *pending* from its admission until its hello's token is
+    accepted (`identified`). Pending connections have budgets of their own, so that
+    sockets which never say hello cannot keep real users out: per client address
+    (`max_pending_per_address`; a new socket beyond it is refused before the upgrade)
+    and per node (`max_pending`; beyond it, or when the node is full, the oldest
+    pending connection is closed with 1013 to make room). Only a node full of
+    identified connections refuses everyone."""
+
+    def __init__(self, max_connections: int, max_pending: int | None = None,
+                 max_pending_per_address: int | None = None) -> None:
         self.max_connections = max_connections
+        self.max_pending = max_pending or max_connections
+        self.max_pending_per_address = max_pending_per_address or self.max_pending
         self.draining = False
         self._connections: set[Connection] = set()
+        self._pending: dict[Connection, str] = {}  # in order of admission: the oldest first
+        self._per_address: Counter[str] = Counter()
+        self._evicted: set[Connection] = set()  # closing to make room; no longer counted
+        self._pressure = Tally(log, "ws.pending_pressure")
         self._all_closed = asyncio.Event()
         self._detached: set[asyncio.Task[None]] = set()
 
@@ -230,16 +247,54 @@ class Roster:
         return len(self._connections)
 
     @property
-    def full(self) -> bool:
-        return len(self._connections) >= self.max_connections
+    def pending(self) -> int:
+        return len(self._pending)
 
-    def add(self, connection: Connection) -> None:
+    def admit(self, connection: Connection, address: str) -> str | None:
+        """Count a new connection in as pending, making room by closing the oldest
+        pending one if needed; or why it is refused."""
+        if self._per_address[address] >= self.max_pending_per_address:
+            self._pressure.add("refused_address")
+            return "too many connections from this address have not said hello yet; retry"
+        while self._pending and (len(self._pending) >= self.max_pending or self._live() >= self.max_connections):
+            self._evict_oldest()
+        if self._live() >= self.max_connections:
+            self._pressure.add("refused_full")
+            return "this server is full; retry (possibly another node)"
         self._connections.add(connection)
+        self._pending[connection] = address
+        self._per_address[address] += 1
+        return None
+
+    def identified(self, connection: Connection) -> None:
+        """The connection's hello carried a valid token: it is pending no more."""
+        self._unpend(connection)
 
     def discard(self, connection: Connection) -> None:
+        self._unpend(connection)
+        self._evicted.discard(connection)
         self._connections.discard(connection)
         if not self._connections:
             self._all_closed.set()
+
+    def _live(self) -> int:
+        return len(self._connections) - len(self._evicted)
+
+    def _unpend(self, connection: Connection) -> None:
+        address = self._pending.pop(connection, None)
+        if address is not None:
+            left = self._per_address[address] - 1
+            if left:
+                self._per_address[address] = left
+            else:
+                del self._per_address[address]
+
+    def _evict_oldest(self) -> None:
+        oldest = next(iter(self._pending))
+        self._unpend(oldest)
+        self._evicted.add(oldest)
+        self._pressure.add("evicted")
+        oldest.session.close(CLOSE_TRY_AGAIN, "too many connections waiting for hello; retry")
 
     def sessions(self) -> list[Session]:
         return [c.session for c in self._connections]

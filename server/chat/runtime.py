@@ -121,7 +121,7 @@ async def running(settings: Settings, clock: Clock, rules: Rules | None = None) 
     announce = Announcer(node_id=node_id, keys=keys, bus=bus, router=router, book=book, reads=reads,
                          tickets=tickets, presence=presence, clock=clock, wall=wall, health=health)
     readers = Readers(book, reads, tickets, announce, settings.welcome_tickets_max)
-    roster = Roster(settings.max_connections)
+    roster = Roster(settings.max_connections, settings.max_pending, settings.max_pending_per_address)
     connections = Connections(redis, keys, settings.presence_ttl, health)
     arrivals = Arrivals(redis, keys, settings.presence_ttl, SEEN_FOR, health)
     attendance = Attendance(redis=redis, keys=keys, node_id=node_id, settings=settings, wall=wall,

@@ -29,6 +29,8 @@ TOOLS = {
                    "sent "],
     "flood.py": ["flood: ", "quiet delivery", "flood delivery", "ratio flood/quiet delivery",
                  "closed with 4429", "rate_limited without retry_after: 0"],
+    "stack.py": ["stack: medians over the rounds", "| httptools | websockets-sansio |", "| h11 | websockets-sansio |",
+                 "server warnings/errors in the logs: 0"],
     "purge.py": ["purge: ", "dry run: ", "deleted_messages", "msg/s", "largest single DELETE",
                  "dry run == purge == seeded old", "old rows all gone: yes; recent and open rows all kept: yes"],
 }
