@@ -15,7 +15,7 @@ import contextlib
 import logging
 from collections.abc import Coroutine, Iterable
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -32,6 +32,15 @@ if TYPE_CHECKING:
     from server.chat.adapters import Adapters
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class Overdue(TimeoutError):
+    """A dependency did not answer in time (the work was abandoned to unwind)."""
+
+
+# What a request that fails on the database raises (Overdue and every other timeout
+# included: TimeoutError is an OSError).
 DATABASE_DOWN = (OperationalError, DBAPIError, PoolTimeout, OSError)
 MAX_SENDS_IN_FLIGHT = 64
 FILL_ATTEMPTS = 5
@@ -110,6 +119,35 @@ class Connection:
                 await self._drained
             finally:
                 self._drained = None
+
+    async def flushed(self) -> None:
+        """Wait until the socket writer has taken everything queued (a replay reads its
+        next page from the database only then: one page in the outbox, one being
+        written, whatever was missed)."""
+        while self.session.queued and self.session.close_code is None:
+            self._drained = asyncio.get_running_loop().create_future()
+            try:
+                await self._drained
+            finally:
+                self._drained = None
+
+    async def bounded(self, work: Coroutine[Any, Any, T], seconds: float) -> T:
+        """`work`'s result if it finishes within `seconds`; else it is cancelled and
+        left to unwind on its own (its database calls are bounded too) while this
+        raises `Overdue` at once: a hung dependency costs the client `seconds`, not
+        however long the unwinding takes."""
+        task = asyncio.ensure_future(work)
+        try:
+            await asyncio.wait({task}, timeout=seconds)
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+        if task.done():
+            return task.result()
+        task.cancel()
+        task.add_done_callback(_unwound)
+        self.a.roster.keep(task)
+        raise Overdue(f"no answer within {seconds:g} s")
 
     # ------------------------------------------------------------- channels
     async def listen(self, channels: Iterable[tuple[str, Source]]) -> None:
@@ -216,6 +254,12 @@ async def with_links(a: Adapters, found: list[Message]) -> list[Message]:
     return [replace(m, attachments=tuple(entries[m.id])) if m.id in entries else m for m in found]
 
 
+def _unwound(task: asyncio.Future[Any]) -> None:
+    # Abandoned work that failed while unwinding: its error was answered already.
+    if not task.cancelled() and task.exception() is not None:
+        log.debug("ws.abandoned_failed", extra={"error": repr(task.exception())})
+
+
 class Roster:
     """Every connection on this node, and the short tasks that outlive theirs."""
 
@@ -224,7 +268,7 @@ class Roster:
         self.draining = False
         self._connections: set[Connection] = set()
         self._all_closed = asyncio.Event()
-        self._detached: set[asyncio.Task[None]] = set()
+        self._detached: set[asyncio.Future[Any]] = set()
 
     def __len__(self) -> int:
         return len(self._connections)
@@ -244,7 +288,7 @@ class Roster:
     def sessions(self) -> list[Session]:
         return [c.session for c in self._connections]
 
-    def keep(self, task: asyncio.Task[None]) -> None:
+    def keep(self, task: asyncio.Future[Any]) -> None:
         self._detached.add(task)
         task.add_done_callback(self._detached.discard)
 

@@ -122,12 +122,15 @@ def pong(now: datetime) -> dict[str, Any]:
     return {"type": "pong", "now": now.isoformat()}
 
 
-def error(err: PomocError, ref: object = None) -> dict[str, Any]:
+def error(err: PomocError, ref: object = None, *, tickets: Sequence[int] | None = None) -> dict[str, Any]:
+    """An `error`; `tickets` names the tickets it is about (a resume's refused ones)."""
     frame: dict[str, Any] = {"type": "error", "code": err.code, "message": err.message}
     if ref is not None:
         frame["ref"] = ref
     if err.retry_after is not None:
         frame["retry_after"] = err.retry_after
+    if tickets is not None:
+        frame["tickets"] = list(tickets)
     return frame
 
 

@@ -4,6 +4,16 @@
 PostgreSQL (asyncpg) with the pragmas and pool each needs; `migrate(settings)` runs
 Alembic to head. An optional schema (`POMOC_DATABASE_SCHEMA`) lets several
 deployments or test runs share one PostgreSQL database.
+
+Every wait on the database is bounded by `POMOC_DATABASE_TIMEOUT`: connecting,
+each statement (COMMIT included) and waiting for a pooled connection; SQLite waits
+as long for a lock. A database that hangs (stopped, partitioned) then costs a
+request `unavailable`, never a client waiting forever. A statement that timed out
+is cancelled and, if the cancel is not answered in time either, its connection is
+dropped, so nothing is reused in an unknown state. These bounds do not tell whether
+a COMMIT that timed out took effect: callers that must know rely on idempotent
+retries (a send's `client_id`). Maintenance (migrations, exports) keeps the
+connect bound only: a migration may rightly run one long statement.
 """
 
 from __future__ import annotations
@@ -17,11 +27,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from server.settings import Settings
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+MAINTENANCE_LOCK_WAIT = 30.0  # seconds a migration waits for SQLite's write lock
 
 
-def create_engine(settings: Settings) -> AsyncEngine:
+def create_engine(settings: Settings, *, maintenance: bool = False) -> AsyncEngine:
+    timeout = settings.database_timeout.total_seconds()
+    statements: float | None = None if maintenance else timeout
     if settings.is_sqlite:
-        engine = create_async_engine(settings.database_url, connect_args={"timeout": 30})
+        lock_wait = MAINTENANCE_LOCK_WAIT if maintenance else timeout
+        engine = create_async_engine(settings.database_url, connect_args={"timeout": lock_wait})
+        busy_ms = max(1, round(lock_wait * 1000))
 
         @event.listens_for(engine.sync_engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -31,7 +46,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute(f"PRAGMA busy_timeout={busy_ms}")
             cur.close()
 
         return engine
@@ -42,9 +57,12 @@ def create_engine(settings: Settings) -> AsyncEngine:
         settings.database_url,
         pool_size=settings.database_pool_size,
         max_overflow=settings.database_pool_size,
-        pool_timeout=30,
+        pool_timeout=timeout,
         pool_pre_ping=False,
-        connect_args={"server_settings": server_settings, "command_timeout": 60},
+        # `timeout` bounds connecting (TCP and the startup exchange), `command_timeout`
+        # every statement asyncpg runs, including the COMMIT and ROLLBACK of a
+        # transaction and the cancel request sent after a timeout.
+        connect_args={"server_settings": server_settings, "timeout": timeout, "command_timeout": statements},
     )
 
 
