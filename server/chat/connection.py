@@ -17,9 +17,6 @@ from collections.abc import Coroutine, Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
-
 from server.errors import PomocError
 from server.protocol import views
 from server.protocol.codec import Codec
@@ -27,6 +24,7 @@ from server.protocol.delivery import Gap
 from server.protocol.events import Source
 from server.protocol.session import Session
 from server.rules.records import Message
+from server.store.db import DATABASE_DOWN
 
 if TYPE_CHECKING:
     from server.chat.adapters import Adapters
@@ -36,12 +34,10 @@ T = TypeVar("T")
 
 
 class Overdue(TimeoutError):
-    """A dependency did not answer in time (the work was abandoned to unwind)."""
+    """A dependency did not answer in time (the work was abandoned to unwind); one of
+    DATABASE_DOWN, as every TimeoutError is an OSError."""
 
 
-# What a request that fails on the database raises (Overdue and every other timeout
-# included: TimeoutError is an OSError).
-DATABASE_DOWN = (OperationalError, DBAPIError, PoolTimeout, OSError)
 MAX_SENDS_IN_FLIGHT = 64
 FILL_ATTEMPTS = 5
 

@@ -27,7 +27,7 @@ import logging
 from dataclasses import dataclass
 
 from server.chat.adapters import Adapters
-from server.chat.connection import DATABASE_DOWN, Connection, with_links
+from server.chat.connection import Connection, with_links
 from server.chat.inbox import views_for
 from server.errors import CLOSE_RATE_LIMITED, Forbidden, RateLimited, Unavailable
 from server.principal import Principal
@@ -36,6 +36,7 @@ from server.protocol.events import Source
 from server.rules.policy import weekly_hours
 from server.rules.records import Message, Ticket
 from server.rules.tickets import check_access
+from server.store.db import DATABASE_DOWN, describe
 
 log = logging.getLogger(__name__)
 REPLAY_PAGE = 100  # messages a replay reads from the database at a time
@@ -69,7 +70,7 @@ async def hello(a: Adapters, conn: Connection, principal: Principal, req: frames
                                     a.settings.database_timeout.total_seconds())
     except Exception as exc:
         if isinstance(exc, DATABASE_DOWN):
-            log.warning("ws.hello_failed", extra={"conn_id": session.conn_id, "error": _why(exc)})
+            log.warning("ws.hello_failed", extra={"conn_id": session.conn_id, "error": describe(exc)})
         else:
             log.exception("ws.hello_failed", extra={"conn_id": session.conn_id})
         # Undo it all: the client may say hello again on this connection.
@@ -81,7 +82,7 @@ async def hello(a: Adapters, conn: Connection, principal: Principal, req: frames
     try:
         replayed = await _replay(a, conn, principal, replay)
     except DATABASE_DOWN as exc:
-        log.warning("ws.replay_failed", extra={"conn_id": session.conn_id, "error": _why(exc)})
+        log.warning("ws.replay_failed", extra={"conn_id": session.conn_id, "error": describe(exc)})
         session.fill_failed()  # 1013: the client reconnects and resumes from what it got
         return
     session.opened()
@@ -220,7 +221,3 @@ async def _replay(a: Adapters, conn: Connection, principal: Principal, replay: R
 
 async def _page(a: Adapters, ticket_id: int, after: int, upto: int) -> list[Message]:
     return await with_links(a, await a.messages.replay_page(ticket_id, after, upto, REPLAY_PAGE))
-
-
-def _why(exc: BaseException) -> str:
-    return str(exc) or type(exc).__name__

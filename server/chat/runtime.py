@@ -122,7 +122,8 @@ async def running(settings: Settings, clock: Clock, rules: Rules | None = None) 
                             presence=presence, arrivals=arrivals, connections=connections, announce=announce,
                             readers=readers, roster=roster, user_connections=rules.limits.user_connections)
     writer = MessageWriter(messages, rules.policy.hold, rules.policy.closed_until, announce.committed,
-                           concurrency=settings.writer_concurrency)
+                           concurrency=settings.writer_concurrency,
+                           timeout=settings.database_timeout.total_seconds())
     attachments = AttachmentStore(engine, models.attachments, settings.attachments_dir, settings.secret,
                                   link_ttl=settings.attachment_link_ttl,
                                   max_per_message=settings.attachments_per_message,

@@ -22,12 +22,17 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from server.settings import Settings
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 MAINTENANCE_LOCK_WAIT = 30.0  # seconds a migration waits for SQLite's write lock
+# What a request that fails on the database raises: a driver error, no pooled
+# connection in time, a network error or any timeout (TimeoutError is an OSError).
+DATABASE_DOWN = (OperationalError, DBAPIError, PoolTimeout, OSError)
 
 
 def create_engine(settings: Settings, *, maintenance: bool = False) -> AsyncEngine:
@@ -93,3 +98,40 @@ def migrate(settings: Settings, revision: str = "head") -> None:
     from alembic import command
 
     command.upgrade(alembic_config(settings), revision)
+
+
+def refused(exc: BaseException) -> bool:
+    """Whether the database (or its driver) refused the data itself: a value it cannot
+    store (NUL in PostgreSQL text, a string that is not valid Unicode, too long) or a
+    broken constraint. Retrying the same row can only fail again; a database that is
+    down or slow is not this."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, UnicodeError | DataError | IntegrityError):
+            return True
+        state = getattr(current, "sqlstate", None)
+        if isinstance(state, str) and state[:2] in ("22", "23"):  # data exception, integrity violation
+            return True
+        orig = getattr(current, "orig", None)
+        current = orig if isinstance(orig, BaseException) else current.__cause__
+    return False
+
+
+def describe(exc: BaseException) -> str:
+    """A database failure named for a log line: its types and SQLSTATE, never the
+    text of a statement's error, which may quote its values (a message body)."""
+    parts = [type(exc).__name__]
+    orig = getattr(exc, "orig", None)
+    if isinstance(orig, BaseException) and type(orig).__name__ not in parts:
+        parts.append(type(orig).__name__)
+    cause = exc.__cause__ if exc.__cause__ is not None else orig
+    for current in (exc, orig, cause):
+        state = getattr(current, "sqlstate", None)
+        if isinstance(state, str):
+            parts.append(state)
+            break
+    if isinstance(exc, OSError) and str(exc):
+        parts.append(str(exc).splitlines()[0][:200])  # a network error names no data
+    return " ".join(parts)
