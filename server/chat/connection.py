@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Coroutine, Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -24,7 +25,7 @@ from server.protocol.delivery import Gap
 from server.protocol.events import Source
 from server.protocol.session import Session
 from server.rules.records import Message
-from server.store.db import DATABASE_DOWN
+from server.store.db import DATABASE_DOWN, Pulse
 
 if TYPE_CHECKING:
     from server.chat.adapters import Adapters
@@ -127,14 +128,21 @@ class Connection:
             finally:
                 self._drained = None
 
-    async def bounded(self, work: Coroutine[Any, Any, T], seconds: float) -> T:
-        """`work`'s result if it finishes within `seconds`; else it is cancelled and
-        left to unwind on its own (its database calls are bounded too) while this
-        raises `Overdue` at once: a hung dependency costs the client `seconds`, not
-        however long the unwinding takes."""
+    async def bounded(self, work: Coroutine[Any, Any, T], seconds: float, pulse: Pulse) -> T:
+        """`work`'s result, unless the database stays silent for `seconds` (`pulse`:
+        no statement of this node answered) before it is done: then it is cancelled
+        and left to unwind on its own (its database calls are bounded too) while this
+        raises `Overdue` at once. A hung database costs the client `seconds`, not
+        however long the unwinding takes; a busy node that is still being answered
+        finishes the work."""
         task = asyncio.ensure_future(work)
+        started = time.monotonic()
         try:
-            await asyncio.wait({task}, timeout=seconds)
+            while not task.done():
+                left = seconds - pulse.silent_for(started)
+                if left <= 0:
+                    break
+                await asyncio.wait({task}, timeout=left)
         except asyncio.CancelledError:
             task.cancel()
             raise
@@ -143,7 +151,7 @@ class Connection:
         task.cancel()
         task.add_done_callback(_unwound)
         self.a.roster.keep(task)
-        raise Overdue(f"no answer within {seconds:g} s")
+        raise Overdue(f"the database did not answer for {seconds:g} s")
 
     # ------------------------------------------------------------- channels
     async def listen(self, channels: Iterable[tuple[str, Source]]) -> None:

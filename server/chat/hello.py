@@ -8,10 +8,11 @@ and which of its messages were missed (the newest `resume_max` per ticket); the
 unread counts; then the `welcome` (and one `error forbidden` naming every resumed
 ticket the principal may not see), the replay, and whatever arrived meanwhile.
 
-Everything up to the welcome must finish within `POMOC_DATABASE_TIMEOUT`. A hello
-that fails or runs out of time on a dependency (or on a bug) undoes the admission
-and the subscriptions and is answered `unavailable`: the client may say hello again
-on the same connection.
+Everything up to the welcome is abandoned once the database has not answered for
+`POMOC_DATABASE_TIMEOUT` (a busy node still being answered goes on). A hello that
+fails or is abandoned on a dependency (or on a bug) undoes the admission and the
+subscriptions and is answered `unavailable`: the client may say hello again on the
+same connection.
 
 The replay is streamed: a page of `REPLAY_PAGE` messages is read from the database,
 queued for the socket, and the next page is read only once the socket writer has
@@ -67,7 +68,7 @@ async def hello(a: Adapters, conn: Connection, principal: Principal, req: frames
     session.authenticated(principal, req.feed)
     try:
         replay = await conn.bounded(_welcome(a, conn, principal, req, ref, first_seen),
-                                    a.settings.database_timeout.total_seconds())
+                                    a.settings.database_timeout.total_seconds(), a.writer.pulse)
     except Exception as exc:
         if isinstance(exc, DATABASE_DOWN):
             log.warning("ws.hello_failed", extra={"conn_id": session.conn_id, "error": describe(exc)})
@@ -198,7 +199,7 @@ async def _replay(a: Adapters, conn: Connection, principal: Principal, replay: R
     for ticket_id in sorted(replay.windows):
         after, upto = replay.windows[ticket_id]
         while after < upto and session.close_code is None:
-            page = await conn.bounded(_page(a, ticket_id, after, upto), timeout)
+            page = await conn.bounded(_page(a, ticket_id, after, upto), timeout, a.writer.pulse)
             if not page:
                 break
             after = page[-1].seq

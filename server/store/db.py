@@ -18,6 +18,7 @@ connect bound only: a migration may rightly run one long statement.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,37 @@ def create_engine(settings: Settings, *, maintenance: bool = False) -> AsyncEngi
         # transaction and the cancel request sent after a timeout.
         connect_args={"server_settings": server_settings, "timeout": timeout, "command_timeout": statements},
     )
+
+
+class Pulse:
+    """When the database last answered a statement (monotonic seconds).
+
+    A request gives up on the database only once it has been silent that long: a
+    node too busy to run a request quickly is not a database that hangs, and
+    answering its clients `unavailable` would only bring their retries on top."""
+
+    __slots__ = ("answered_at",)
+
+    def __init__(self) -> None:
+        self.answered_at = time.monotonic()
+
+    def beat(self) -> None:
+        self.answered_at = time.monotonic()
+
+    def silent_for(self, since: float) -> float:
+        """Seconds without an answer, counted from `since` at the earliest."""
+        return time.monotonic() - max(self.answered_at, since)
+
+
+def watch(engine: AsyncEngine) -> Pulse:
+    """A pulse that beats whenever a statement through `engine` completes."""
+    pulse = Pulse()
+
+    def answered(*_: Any) -> None:
+        pulse.beat()
+
+    event.listen(engine.sync_engine, "after_cursor_execute", answered)
+    return pulse
 
 
 def single_statements(engine: AsyncEngine) -> AsyncEngine:

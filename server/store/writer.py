@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -48,7 +49,7 @@ from server.errors import BadRequest, PomocError, Unavailable
 from server.principal import Principal
 from server.rules.records import Author, Committed, Message, Posted
 from server.rules.tickets import Admission, ClosedUntil, Hold, ThreadState, admit_post
-from server.store.db import DATABASE_DOWN, describe, refused
+from server.store.db import DATABASE_DOWN, Pulse, describe, refused
 from server.store.messages import MessageStore
 from server.store.rows import AttachFn
 
@@ -105,8 +106,9 @@ class Pending:
     done: asyncio.Future[Posted] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
     # Set inside the transaction, handed to the sender only after the commit.
     result: Posted | None = None
-    # Answers `unavailable` if the send is not done in time.
+    # Answers `unavailable` once the database has been silent too long.
     expiry: asyncio.TimerHandle | None = None
+    submitted_at: float = field(default_factory=time.monotonic)
 
     @property
     def key(self) -> tuple[int, str, str, str]:
@@ -115,8 +117,11 @@ class Pending:
 
 class MessageWriter:
     def __init__(self, store: MessageStore, hold: Hold, closed_until: ClosedUntil, on_commit: OnCommit,
-                 max_batch: int = 500, concurrency: int = 1, timeout: float = 5.0) -> None:
+                 max_batch: int = 500, concurrency: int = 1, timeout: float = 5.0,
+                 pulse: Pulse | None = None) -> None:
         self.timeout = timeout
+        # Beats whenever the database answers (the writer's own commits included).
+        self.pulse = pulse or Pulse()
         self.closed_until = closed_until
         self.store = store
         self.concurrency = concurrency
@@ -165,9 +170,15 @@ class MessageWriter:
         return pending.done
 
     def _expire(self, pending: Pending) -> None:
-        """Not committed in time: the sender hears `unavailable` (and may retry with the
-        same client_id); if its batch commits after all, the message is announced."""
+        """Not committed while the database stayed silent for `timeout`: the sender
+        hears `unavailable` (and may retry with the same client_id); if its batch
+        commits after all, the message is announced. A send merely queued behind a
+        busy node's other work (the database answering meanwhile) waits on."""
         if pending.done.done():
+            return
+        silent = self.pulse.silent_for(pending.submitted_at)
+        if silent < self.timeout:
+            pending.expiry = asyncio.get_running_loop().call_later(self.timeout - silent, self._expire, pending)
             return
         self._doubt(pending.key)
         pending.done.set_exception(Unavailable(f"the database did not answer within {self.timeout:g} s; retry"))
@@ -395,12 +406,14 @@ class MessageWriter:
             if result is None:
                 continue
             if pending.done.done():
-                if result.new:
+                if result.new:  # its sender heard `unavailable`: announced now, not on its retry
+                    self._uncertain.pop(pending.key, None)
                     stored.append((result, pending.origin, pending.principal.key))
                 continue
             result = self._settled(pending.key, result)
             stored.append((result, pending.origin, pending.principal.key))
             pending.done.set_result(result)
+        self.pulse.beat()
         await self._announce(stored)
         self.batches += 1
         self.messages += len(batch)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from server.errors import BadRequest
+from server.errors import BadRequest, Unavailable
 from server.principal import Principal, Role
 from server.rules.config import Rules
 from server.rules.records import Committed, NewTicket, Posted
@@ -22,6 +22,7 @@ from server.settings import Settings
 from server.store.db import create_engine, migrate
 from server.store.messages import MessageStore
 from server.store.models import messages
+from server.store.models import tickets as tickets_table
 from server.store.tickets import TicketStore
 from server.store.writer import MessageWriter
 from tests import services
@@ -117,3 +118,41 @@ async def test_one_refused_row_fails_only_its_own_send(stores):
 
 async def writer_send(writer: MessageWriter, who: Principal, ticket: int, body: str, client_id: str) -> Posted:
     return await writer.post(who, ticket, body, client_id, NOW)
+
+
+async def test_a_send_that_runs_out_of_time_is_stored_once_and_announced_once(stores):
+    """The database does not answer in time (here: the ticket's row is locked by another
+    transaction; a hung server looks the same from the writer): the sender hears
+    `unavailable`. The batch commits after all once the lock goes; the message is
+    announced then, and the sender's retry is answered with the stored seq."""
+    kind, writer, tickets, announced = stores
+    if not writer.batched:
+        pytest.skip("SQLite stores each send in its own transaction, bounded by its lock wait")
+    writer.timeout = 0.5
+    ticket = (await tickets.open(CUSTOMER, NewTicket("Blokada", "Opis", "question", {}, "open-lock"), [],
+                                 NOW)).ticket.id
+    async with writer.engine.connect() as holder:
+        await holder.execute(select(tickets_table.c.id).where(tickets_table.c.id == ticket).with_for_update())
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(Unavailable):
+            await asyncio.wait_for(writer_send(writer, CUSTOMER, ticket, "czekam", "late-1"), 5)
+        took = asyncio.get_running_loop().time() - started
+        await holder.rollback()
+    # The stuck batch goes on and commits: announced once, its sender's retry gets its seq.
+    first = await until(lambda: [c for c in announced if c.message.client_id == "late-1"])
+    again = await writer_send(writer, CUSTOMER, ticket, "czekam", "late-1")
+    print(f"\n[{kind}] unavailable after {took:.2f} s (timeout 0.5 s); committed late as seq "
+          f"{first[0].message.seq}, the retry acked with seq {again.message.seq}")
+    assert took < 0.5 + 2
+    assert again.message.seq == first[0].message.seq and again.message.body == "czekam"
+    await writer_send(writer, CUSTOMER, ticket, "dalej", "late-2")
+    assert [c.message.client_id for c in announced if c.message.ticket == ticket] == ["late-1", "late-2"]
+
+
+async def until(check, timeout: float = 10.0):
+    """The first truthy result of `check`, polled until `timeout`."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not (found := check()):
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)  # polling a condition, bounded by the deadline
+    return found
