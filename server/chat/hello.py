@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from server.chat.adapters import Adapters
 from server.chat.connection import Connection, with_links
@@ -50,6 +50,7 @@ class Replay:
 
     windows: dict[int, tuple[int, int]]  # ticket → (replay after this seq, up to this seq)
     queued: frozenset[int]  # tickets waiting in the off-hours queue (agents see their held messages)
+    listed: int = 0  # tickets the welcome listed
 
 
 async def hello(a: Adapters, conn: Connection, principal: Principal, req: frames.Hello, ref: object) -> None:
@@ -89,7 +90,7 @@ async def hello(a: Adapters, conn: Connection, principal: Principal, req: frames
     session.opened()
     await a.attendance.connected(session)
     log.info("ws.hello", extra={"conn_id": session.conn_id, "role": principal.role.value,
-                                "tickets": len(session.follows), "replayed": replayed})
+                                "tickets": replay.listed, "replayed": replayed})
 
 
 async def _welcome(a: Adapters, conn: Connection, principal: Principal, req: frames.Hello, ref: object,
@@ -143,7 +144,7 @@ async def _welcome(a: Adapters, conn: Connection, principal: Principal, req: fra
         named = ", ".join(map(str, denied[:DENIED_NAMED])) + (" …" if len(denied) > DENIED_NAMED else "")
         session.reply(views.error(Forbidden(f"resume: {len(denied)} ticket(s) are not yours or do not exist: "
                                             f"{named}"), tickets=denied), ref)
-    return replay
+    return replace(replay, listed=len(tickets))
 
 
 async def _resume(a: Adapters, conn: Connection, principal: Principal, asked: dict[int, int],
