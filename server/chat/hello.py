@@ -73,13 +73,15 @@ async def hello(a: Adapters, conn: Connection, principal: Principal, req: frames
     except Exception as exc:
         if isinstance(exc, DATABASE_DOWN):
             log.warning("ws.hello_failed", extra={"conn_id": session.conn_id, "error": describe(exc)})
+            why = "the database is unavailable; say hello again"
         else:
             log.exception("ws.hello_failed", extra={"conn_id": session.conn_id})
+            why = "internal error; say hello again"
         # Undo it all: the client may say hello again on this connection.
         conn.unlisten()
         await a.attendance.release(principal, session.conn_id)
         session.hello_failed()
-        conn.failed(Unavailable("the database is unavailable; say hello again"), ref)
+        conn.failed(Unavailable(why), ref)
         return
     try:
         replayed = await _replay(a, conn, principal, replay)

@@ -23,12 +23,14 @@ What a failure costs. A row the database refuses (`server.store.db.refused`: NUL
 PostgreSQL text, a string that is not valid Unicode) fails its batch; the batch is
 then stored again one send at a time, so only the guilty sender hears an error
 (`bad_request`: it can never be stored) and every other send commits. A database
-that is down or hung fails the batch's senders at once with `unavailable`, and no
-sender waits longer than `timeout` seconds for its answer, even while a commit is
-stuck: past that it hears `unavailable` and the stuck work unwinds on its own (the
-engine bounds every statement). Such a send may still have been committed (a COMMIT
-whose answer was lost); the client's retry with the same `client_id` is then
-answered with the stored seq, and, since nobody was told of it yet, announced.
+that is down fails the batch's senders at once with `unavailable`; one that hangs
+does too, once it has been silent for `timeout` seconds (the `pulse`: no statement
+of this node answered), even while a commit is stuck: the stuck work unwinds on its
+own (the engine bounds every statement). A send that waits behind a busy node's
+other work while the database answers is not failed. A send answered `unavailable`
+may still have been committed (a COMMIT whose answer was lost, a stuck batch that
+went through): it is announced when that becomes known, and the client's retry with
+the same `client_id` is answered with the stored seq.
 """
 
 from __future__ import annotations
@@ -297,6 +299,11 @@ class MessageWriter:
                 if refused(exc):
                     log.warning("writer.refused", extra={"ticket_id": pending.ticket_id, "error": describe(exc)})
                     _fail(pending, BadRequest(REFUSED_TEXT))
+                    continue
+                if not _down(exc):  # a bug: this send fails, the others are tried
+                    log.exception("writer.post_failed", extra={"ticket_id": pending.ticket_id})
+                    self._doubt(pending.key)
+                    _fail(pending, Unavailable("internal error; retry"))
                     continue
                 # The database is down: every waiting sender hears it now.
                 log.warning("writer.batch_failed", extra={"size": len(batch) - index, "error": describe(exc)})
