@@ -11,6 +11,7 @@ import asyncio
 import json
 import sqlite3
 import time
+import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -127,6 +128,14 @@ def _state(pid: int) -> str:
         return ""  # gone
 
 
+def ready(node: ServerProcess) -> bool:
+    try:
+        with urllib.request.urlopen(node.http + "/readyz", timeout=10) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
 def log_events(node: ServerProcess) -> list[dict]:
     events = []
     for line in node.log().splitlines():
@@ -208,6 +217,7 @@ async def test_a_frozen_postgresql_answers_unavailable_in_time_and_loses_nothing
         ack = await customer.request({"type": "send", "ticket": tid, "body": f"po {i}", "client_id": f"after-{i}"},
                                      "ack")
         acked[f"after-{i}"] = ack["seq"]
+    assert await asyncio.to_thread(ready, node), "the node reports ready again, without a restart"
 
     # Every acknowledged message is in the database once, with the seq it was acked with.
     rows = await stored(node, tid)
