@@ -29,7 +29,7 @@ def _run(connection: Connection) -> None:
 
 
 async def _main() -> None:
-    engine = create_engine(settings)
+    engine = create_engine(settings, maintenance=True)
     try:
         async with engine.connect() as conn:
             if settings.database_schema and conn.dialect.name == "postgresql":

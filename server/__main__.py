@@ -224,7 +224,7 @@ def cmd_export_shop(args: argparse.Namespace) -> int:
     settings = _settings()
 
     async def run() -> dict[str, Any]:
-        engine = create_engine(settings)
+        engine = create_engine(settings, maintenance=True)
         try:
             return await Lifecycle(engine, Rules.from_settings(settings).lifecycle).export_shop(args.shop)
         finally:

@@ -62,6 +62,9 @@ class Settings:
     redis_timeout: timedelta = timedelta(seconds=1)
     database_schema: str | None = None
     database_pool_size: int = 10
+    # The longest the database may take to connect, run a statement or commit before
+    # the request is answered `unavailable` (a hung database must not hang clients).
+    database_timeout: timedelta = timedelta(seconds=5)
     clock_start: datetime | None = None
     timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("Europe/Warsaw"))
     hello_timeout: timedelta = timedelta(seconds=10)
@@ -246,6 +249,7 @@ class Settings:
             redis_timeout=seconds("POMOC_REDIS_TIMEOUT", timedelta(seconds=1)),
             database_schema=schema,
             database_pool_size=integer("POMOC_DATABASE_POOL_SIZE", 10, minimum=1),
+            database_timeout=seconds("POMOC_DATABASE_TIMEOUT", timedelta(seconds=5)),
             clock_start=clock_start,
             timezone=tz,
             hello_timeout=seconds("POMOC_HELLO_TIMEOUT", timedelta(seconds=10)),

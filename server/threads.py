@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.chat.adapters import Adapters
-from server.chat.connection import DATABASE_DOWN, Connection, with_links
+from server.chat.connection import Connection, with_links
 from server.chat.inbox import views_for
 from server.errors import BadRequest, Forbidden, PomocError, RateLimited, Unauthorized, Unavailable
 from server.principal import Principal
@@ -29,6 +29,7 @@ from server.rules.conduct import WINDOW as CONDUCT_WINDOW
 from server.rules.limits import Limit
 from server.rules.records import Committed, Posted, Ticket
 from server.rules.tickets import Request, check_access, check_department, plan_ticket, ticket_changes
+from server.store.db import DATABASE_DOWN, describe
 from server.store.rows import AttachFn
 
 log = logging.getLogger(__name__)
@@ -170,7 +171,7 @@ async def _acked_later(conn: Connection, pending: asyncio.Future[Posted], ref: o
         conn.failed(err, ref)
         return
     except DATABASE_DOWN as exc:
-        log.error("ws.dependency_failed", extra={"conn_id": conn.session.conn_id, "error": str(exc) or repr(exc)})
+        log.warning("ws.dependency_failed", extra={"conn_id": conn.session.conn_id, "error": describe(exc)})
         conn.failed(Unavailable("the database is unavailable; retry"), ref)
         return
     _acked(conn, posted, ref)

@@ -48,6 +48,7 @@ from server.realtime.keys import Keys
 from server.realtime.router import Router
 from server.realtime.unread import UnreadBook
 from server.rules.records import Committed, Ticket
+from server.store.db import DATABASE_DOWN, describe
 from server.store.reads import ReadStore
 from server.store.tickets import TicketStore
 
@@ -194,6 +195,12 @@ class Announcer:
             found = [t for t in await self.tickets.get_many(pending) if t.queued_until is None]
             for view in await agent_views(self.presence, found, self.wall.now()):
                 await self._publish(self.keys.inbox_channel, Event("ticket", views.ticket(view)))
+        except DATABASE_DOWN as exc:
+            # Tried again at the next flush (about a second): an inbox row lags, none is lost.
+            log.warning("inbox.flush_failed", extra={"tickets": len(pending), "error": describe(exc)})
+            for ticket_id in pending:
+                self._inbox_pending.setdefault(ticket_id, None)
+            self._inbox_wakeup.set()
         except Exception:
             log.exception("inbox.flush_failed", extra={"tickets": len(pending)})
 

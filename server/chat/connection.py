@@ -13,13 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import Counter
 from collections.abc import Coroutine, Iterable
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
-
-from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from server.errors import CLOSE_TRY_AGAIN, PomocError
 from server.logs import Tally
@@ -29,12 +27,20 @@ from server.protocol.delivery import Gap
 from server.protocol.events import Source
 from server.protocol.session import Session
 from server.rules.records import Message
+from server.store.db import DATABASE_DOWN, Pulse
 
 if TYPE_CHECKING:
     from server.chat.adapters import Adapters
 
 log = logging.getLogger(__name__)
-DATABASE_DOWN = (OperationalError, DBAPIError, PoolTimeout, OSError)
+T = TypeVar("T")
+
+
+class Overdue(TimeoutError):
+    """A dependency did not answer in time (the work was abandoned to unwind); one of
+    DATABASE_DOWN, as every TimeoutError is an OSError."""
+
+
 MAX_SENDS_IN_FLIGHT = 64
 FILL_ATTEMPTS = 5
 
@@ -112,6 +118,42 @@ class Connection:
                 await self._drained
             finally:
                 self._drained = None
+
+    async def flushed(self) -> None:
+        """Wait until the socket writer has taken everything queued (a replay reads its
+        next page from the database only then: one page in the outbox, one being
+        written, whatever was missed)."""
+        while self.session.queued and self.session.close_code is None:
+            self._drained = asyncio.get_running_loop().create_future()
+            try:
+                await self._drained
+            finally:
+                self._drained = None
+
+    async def bounded(self, work: Coroutine[Any, Any, T], seconds: float, pulse: Pulse) -> T:
+        """`work`'s result, unless the database stays silent for `seconds` (`pulse`:
+        no statement of this node answered) before it is done: then it is cancelled
+        and left to unwind on its own (its database calls are bounded too) while this
+        raises `Overdue` at once. A hung database costs the client `seconds`, not
+        however long the unwinding takes; a busy node that is still being answered
+        finishes the work."""
+        task = asyncio.ensure_future(work)
+        started = time.monotonic()
+        try:
+            while not task.done():
+                left = seconds - pulse.silent_for(started)
+                if left <= 0:
+                    break
+                await asyncio.wait({task}, timeout=left)
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+        if task.done():
+            return task.result()
+        task.cancel()
+        task.add_done_callback(_unwound)
+        self.a.roster.keep(task)
+        raise Overdue(f"the database did not answer for {seconds:g} s")
 
     # ------------------------------------------------------------- channels
     async def listen(self, channels: Iterable[tuple[str, Source]]) -> None:
@@ -218,6 +260,12 @@ async def with_links(a: Adapters, found: list[Message]) -> list[Message]:
     return [replace(m, attachments=tuple(entries[m.id])) if m.id in entries else m for m in found]
 
 
+def _unwound(task: asyncio.Future[Any]) -> None:
+    # Abandoned work that failed while unwinding: its error was answered already.
+    if not task.cancelled() and task.exception() is not None:
+        log.debug("ws.abandoned_failed", extra={"error": repr(task.exception())})
+
+
 class Roster:
     """Every connection on this node, and the short tasks that outlive theirs.
 
@@ -241,7 +289,7 @@ class Roster:
         self._evicted: set[Connection] = set()  # closing to make room; no longer counted
         self._pressure = Tally(log, "ws.pending_pressure")
         self._all_closed = asyncio.Event()
-        self._detached: set[asyncio.Task[None]] = set()
+        self._detached: set[asyncio.Future[Any]] = set()
 
     def __len__(self) -> int:
         return len(self._connections)
@@ -299,7 +347,7 @@ class Roster:
     def sessions(self) -> list[Session]:
         return [c.session for c in self._connections]
 
-    def keep(self, task: asyncio.Task[None]) -> None:
+    def keep(self, task: asyncio.Future[Any]) -> None:
         self._detached.add(task)
         task.add_done_callback(self._detached.discard)
 

@@ -13,10 +13,11 @@ from typing import Any
 
 from server import threads
 from server.chat.adapters import Adapters
-from server.chat.connection import DATABASE_DOWN, Connection
+from server.chat.connection import Connection
 from server.errors import PomocError, Unavailable
 from server.protocol import frames
 from server.protocol.session import Incoming
+from server.store.db import DATABASE_DOWN, describe
 
 log = logging.getLogger(__name__)
 
@@ -43,5 +44,5 @@ async def carry_out(a: Adapters, conn: Connection, incoming: Incoming) -> None:
     except PomocError as err:
         conn.failed(err, ref)
     except DATABASE_DOWN as exc:
-        log.error("ws.dependency_failed", extra={"conn_id": conn.session.conn_id, "error": str(exc) or repr(exc)})
+        log.warning("ws.dependency_failed", extra={"conn_id": conn.session.conn_id, "error": describe(exc)})
         conn.failed(Unavailable("the database is unavailable; retry"), ref)

@@ -4,19 +4,31 @@ In order: admission (the user's connection limit and cool-down, one Redis call);
 the channels it listens on (subscribed before anything is read, so nothing
 committed after the reads can be missed); the tickets it sees (a customer's shop,
 an agent's inbox page, most urgent first); for a `resume`, where each thread stands
-and the messages missed since (the newest `resume_max` per ticket); the unread
-counts; then the `welcome`, the replay, and whatever arrived meanwhile. A hello
-that fails on a dependency undoes the admission and the subscriptions, and the
-client may say hello again on the same connection.
+and which of its messages were missed (the newest `resume_max` per ticket); the
+unread counts; then the `welcome` (and one `error forbidden` naming every resumed
+ticket the principal may not see), the replay, and whatever arrived meanwhile.
+
+Everything up to the welcome is abandoned once the database has not answered for
+`POMOC_DATABASE_TIMEOUT` (a busy node still being answered goes on). A hello that
+fails or is abandoned on a dependency (or on a bug) undoes the admission and the
+subscriptions and is answered `unavailable`: the client may say hello again on the
+same connection.
+
+The replay is streamed: a page of `REPLAY_PAGE` messages is read from the database,
+queued for the socket, and the next page is read only once the socket writer has
+taken it, so a replay costs the node about two pages of memory however much was
+missed. A replay that fails on the database after the welcome closes the connection
+with 1013: the client reconnects and resumes from what it got.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass, replace
 
 from server.chat.adapters import Adapters
-from server.chat.connection import DATABASE_DOWN, Connection, with_links
+from server.chat.connection import Connection, with_links
 from server.chat.inbox import views_for
 from server.errors import CLOSE_RATE_LIMITED, Forbidden, RateLimited, Unavailable
 from server.principal import Principal
@@ -25,8 +37,20 @@ from server.protocol.events import Source
 from server.rules.policy import weekly_hours
 from server.rules.records import Message, Ticket
 from server.rules.tickets import check_access
+from server.store.db import DATABASE_DOWN, describe
 
 log = logging.getLogger(__name__)
+REPLAY_PAGE = 100  # messages a replay reads from the database at a time
+DENIED_NAMED = 10  # refused tickets named in the error's text (all are in its `tickets`)
+
+
+@dataclass(frozen=True, slots=True)
+class Replay:
+    """What a resume still has to send after the welcome."""
+
+    windows: dict[int, tuple[int, int]]  # ticket → (replay after this seq, up to this seq)
+    queued: frozenset[int]  # tickets waiting in the off-hours queue (agents see their held messages)
+    listed: int = 0  # tickets the welcome listed
 
 
 async def hello(a: Adapters, conn: Connection, principal: Principal, req: frames.Hello, ref: object) -> None:
@@ -44,18 +68,36 @@ async def hello(a: Adapters, conn: Connection, principal: Principal, req: frames
         return
     session.authenticated(principal, req.feed)
     try:
-        await _welcome(a, conn, principal, req, ref, first_seen)
-    except DATABASE_DOWN as exc:
-        log.error("ws.hello_failed", extra={"conn_id": session.conn_id, "error": str(exc) or repr(exc)})
+        replay = await conn.bounded(_welcome(a, conn, principal, req, ref, first_seen),
+                                    a.settings.database_timeout.total_seconds(), a.writer.pulse)
+    except Exception as exc:
+        if isinstance(exc, DATABASE_DOWN):
+            log.warning("ws.hello_failed", extra={"conn_id": session.conn_id, "error": describe(exc)})
+            why = "the database is unavailable; say hello again"
+        else:
+            log.exception("ws.hello_failed", extra={"conn_id": session.conn_id})
+            why = "internal error; say hello again"
         # Undo it all: the client may say hello again on this connection.
         conn.unlisten()
         await a.attendance.release(principal, session.conn_id)
         session.hello_failed()
-        conn.failed(Unavailable("the database is unavailable; say hello again"), ref)
+        conn.failed(Unavailable(why), ref)
+        return
+    try:
+        replayed = await _replay(a, conn, principal, replay)
+    except DATABASE_DOWN as exc:
+        log.warning("ws.replay_failed", extra={"conn_id": session.conn_id, "error": describe(exc)})
+        session.fill_failed()  # 1013: the client reconnects and resumes from what it got
+        return
+    session.opened()
+    await a.attendance.connected(session)
+    log.info("ws.hello", extra={"conn_id": session.conn_id, "role": principal.role.value,
+                                "tickets": replay.listed, "replayed": replayed})
 
 
 async def _welcome(a: Adapters, conn: Connection, principal: Principal, req: frames.Hello, ref: object,
-                   first_seen: bool) -> None:
+                   first_seen: bool) -> Replay:
+    """Everything up to the welcome (sent here); returns what the replay has to send."""
     session = conn.session
     keys, settings = a.keys, a.settings
     channels = [(keys.reader_channel(principal.key), Source.READER), (keys.presence_channel, Source.PRESENCE)]
@@ -82,13 +124,11 @@ async def _welcome(a: Adapters, conn: Connection, principal: Principal, req: fra
         for ticket in tickets:
             session.follow(ticket.id, ticket.shop_id, ticket.last_seq)
 
-    replay: dict[int, list[Message]] = {}
+    replay = Replay({}, frozenset())
     incomplete: set[int] = set()
     denied: list[int] = []
-    queued: set[int] = set()
     if req.resume:
-        replay, incomplete, denied, queued = await _resume(a, conn, principal, req.resume,
-                                                            {t.id: t for t in tickets})
+        replay, incomplete, denied = await _resume(a, conn, principal, req.resume, {t.id: t for t in tickets})
 
     ids = [t.id for t in tickets]
     session.unread.update(await a.readers.snapshot_for(principal, set(ids) | set(session.follows)))
@@ -101,26 +141,19 @@ async def _welcome(a: Adapters, conn: Connection, principal: Principal, req: fra
         limits={"max_body_chars": settings.max_body_chars, "max_title_chars": settings.max_title_chars},
         incomplete=incomplete, conn_id=session.conn_id, now=now,
         departments=[(d.key, d.name) for d in a.rules.departments], more=more, wall_now=wall_now), ref)
-    codec = session.codec
-    for ticket_id in sorted(replay):
-        for message in replay[ticket_id]:
-            if principal.is_agent and message.held_at(now) and ticket_id not in queued:
-                continue  # a held follow-up reaches agents when the queue releases it
-            await conn.room()
-            session.push(codec.encode(views.message(message)))
-    for ticket_id in denied:
-        session.reply(views.error(Forbidden(f"resume: ticket {ticket_id} is not yours or does not exist")), ref)
-    session.opened()
-    await a.attendance.connected(session)
-    log.info("ws.hello", extra={"conn_id": session.conn_id, "role": principal.role.value,
-                                "tickets": len(tickets), "replayed": sum(map(len, replay.values()))})
+    if denied:
+        # One frame however many: a thousand refusals must not crowd out the welcome.
+        named = ", ".join(map(str, denied[:DENIED_NAMED])) + (" …" if len(denied) > DENIED_NAMED else "")
+        session.reply(views.error(Forbidden(f"resume: {len(denied)} ticket(s) are not yours or do not exist: "
+                                            f"{named}"), tickets=denied), ref)
+    return replace(replay, listed=len(tickets))
 
 
 async def _resume(a: Adapters, conn: Connection, principal: Principal, asked: dict[int, int],
-                  known: dict[int, Ticket]) -> tuple[dict[int, list[Message]], set[int], list[int], set[int]]:
-    """The missed messages of every ticket the client may resume, the tickets where
-    more were missed than a replay holds, the ones it may not resume, and those that
-    wait in the off-hours queue."""
+                  known: dict[int, Ticket]) -> tuple[Replay, set[int], list[int]]:
+    """Where the replay of every ticket the client may resume starts and ends, the
+    tickets where more were missed than a replay holds, and the ones it may not
+    resume. Reads no message: the replay does, a page at a time."""
     session = conn.session
     others = {t.id: t for t in await a.tickets.get_many(t for t in asked if t not in known)}
     resumed: dict[int, Ticket] = {}
@@ -140,22 +173,55 @@ async def _resume(a: Adapters, conn: Connection, principal: Principal, asked: di
         # Resuming a ticket follows it again (listed in the inbox or not).
         await conn.listen((a.keys.shop_channel(t.shop_id), Source.SHOP) for t in resumed.values())
     # Where each thread stands, read after subscribing; a customer's listed tickets
-    # were listed after subscribing: fresh enough.
+    # were listed after subscribing: fresh enough. Whatever is committed later
+    # arrives as events, held until the replay is out.
     stale = {t for t in resumed if principal.is_agent or t not in known}
     lasts = await a.messages.last_seqs(stale) if stale else {}
-    resume: dict[int, int] = {}
+    windows: dict[int, tuple[int, int]] = {}
     for ticket_id, found in resumed.items():
         last = lasts.get(ticket_id, 0) if ticket_id in stale else found.last_seq
-        resume[ticket_id] = min(asked[ticket_id], last)
-        follow = session.follow(ticket_id, found.shop_id, resume[ticket_id])
-        follow.cursor = resume[ticket_id]
-    replay, incomplete = await a.messages.missed(resume, a.settings.resume_max)
-    # One attachments query for the whole replay, not one per ticket.
-    linked = iter(await with_links(a, [m for msgs in replay.values() for m in msgs]))
-    replay = {t: [next(linked) for _ in msgs] for t, msgs in replay.items()}
-    for ticket_id, missed in replay.items():
-        # The newest messages were replayed (for an incomplete ticket, older ones come with `history`).
-        session.follows[ticket_id].cursor = missed[-1].seq
+        windows[ticket_id] = (min(asked[ticket_id], last), last)
+    starts, incomplete = await a.messages.replay_starts(windows, a.settings.resume_max)
+    for ticket_id, found in resumed.items():
+        # For an incomplete ticket only the newest are replayed (older ones come with `history`).
+        follow = session.follow(ticket_id, found.shop_id, starts[ticket_id])
+        follow.cursor = starts[ticket_id]
     now = a.clock.now()
-    queued = {t.id for t in resumed.values() if t.queued_until is not None and t.queued_until > now}
-    return replay, incomplete, denied, queued
+    queued = frozenset(t.id for t in resumed.values() if t.queued_until is not None and t.queued_until > now)
+    replay = Replay({t: (starts[t], upto) for t, (_, upto) in windows.items() if starts[t] < upto}, queued)
+    return replay, incomplete, sorted(denied)
+
+
+async def _replay(a: Adapters, conn: Connection, principal: Principal, replay: Replay) -> int:
+    """Send the missed messages, ticket by ticket, oldest first, a page at a time;
+    returns how many were sent."""
+    session = conn.session
+    codec = session.codec
+    timeout = a.settings.database_timeout.total_seconds()
+    sent = 0
+    for ticket_id in sorted(replay.windows):
+        after, upto = replay.windows[ticket_id]
+        while after < upto and session.close_code is None:
+            page = await conn.bounded(_page(a, ticket_id, after, upto), timeout, a.writer.pulse)
+            if not page:
+                break
+            after = page[-1].seq
+            now = a.clock.now()
+            page.reverse()
+            while page and session.close_code is None:
+                message = page.pop()  # gone once encoded: a page is held once, not twice
+                if principal.is_agent and message.held_at(now) and ticket_id not in replay.queued:
+                    continue  # a held follow-up reaches agents when the queue releases it
+                await conn.room()
+                session.push(codec.encode(views.message(message)))
+                sent += 1
+            del page
+            await conn.flushed()
+        follow = session.follows.get(ticket_id)
+        if follow is not None:
+            follow.cursor = max(follow.cursor, upto)
+    return sent
+
+
+async def _page(a: Adapters, ticket_id: int, after: int, upto: int) -> list[Message]:
+    return await with_links(a, await a.messages.replay_page(ticket_id, after, upto, REPLAY_PAGE))

@@ -42,7 +42,7 @@ from server.rules.config import Rules
 from server.settings import Settings
 from server.store import models
 from server.store.attachments import AttachmentStore
-from server.store.db import create_engine
+from server.store.db import create_engine, watch
 from server.store.deflections import DeflectionStore
 from server.store.images import ImageChecker
 from server.store.lifecycle import Lifecycle
@@ -128,7 +128,8 @@ async def running(settings: Settings, clock: Clock, rules: Rules | None = None) 
                             presence=presence, arrivals=arrivals, connections=connections, announce=announce,
                             readers=readers, roster=roster, user_connections=rules.limits.user_connections)
     writer = MessageWriter(messages, rules.policy.hold, rules.policy.closed_until, announce.committed,
-                           concurrency=settings.writer_concurrency)
+                           concurrency=settings.writer_concurrency,
+                           timeout=settings.database_timeout.total_seconds(), pulse=watch(engine))
     attachments = AttachmentStore(engine, models.attachments, settings.attachments_dir, settings.secret,
                                   link_ttl=settings.attachment_link_ttl,
                                   max_per_message=settings.attachments_per_message,

@@ -134,12 +134,15 @@ def authenticated(expires: float, wall_now: datetime) -> dict[str, Any]:
     return {"type": "authenticated", **expiry(expires, wall_now)}
 
 
-def error(err: PomocError, ref: object = None) -> dict[str, Any]:
+def error(err: PomocError, ref: object = None, *, tickets: Sequence[int] | None = None) -> dict[str, Any]:
+    """An `error`; `tickets` names the tickets it is about (a resume's refused ones)."""
     frame: dict[str, Any] = {"type": "error", "code": err.code, "message": err.message}
     if ref is not None:
         frame["ref"] = ref
     if err.retry_after is not None:
         frame["retry_after"] = err.retry_after
+    if tickets is not None:
+        frame["tickets"] = list(tickets)
     return frame
 
 

@@ -4,24 +4,45 @@
 PostgreSQL (asyncpg) with the pragmas and pool each needs; `migrate(settings)` runs
 Alembic to head. An optional schema (`POMOC_DATABASE_SCHEMA`) lets several
 deployments or test runs share one PostgreSQL database.
+
+Every wait on the database is bounded by `POMOC_DATABASE_TIMEOUT`: connecting,
+each statement (COMMIT included) and waiting for a pooled connection; SQLite waits
+as long for a lock. A database that hangs (stopped, partitioned) then costs a
+request `unavailable`, never a client waiting forever. A statement that timed out
+is cancelled and, if the cancel is not answered in time either, its connection is
+dropped, so nothing is reused in an unknown state. These bounds do not tell whether
+a COMMIT that timed out took effect: callers that must know rely on idempotent
+retries (a send's `client_id`). Maintenance (migrations, exports) keeps the
+connect bound only: a migration may rightly run one long statement.
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from server.settings import Settings
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+MAINTENANCE_LOCK_WAIT = 30.0  # seconds a migration waits for SQLite's write lock
+# What a request that fails on the database raises: a driver error, no pooled
+# connection in time, a network error or any timeout (TimeoutError is an OSError).
+DATABASE_DOWN = (OperationalError, DBAPIError, PoolTimeout, OSError)
 
 
-def create_engine(settings: Settings) -> AsyncEngine:
+def create_engine(settings: Settings, *, maintenance: bool = False) -> AsyncEngine:
+    timeout = settings.database_timeout.total_seconds()
+    statements: float | None = None if maintenance else timeout
     if settings.is_sqlite:
-        engine = create_async_engine(settings.database_url, connect_args={"timeout": 30})
+        lock_wait = MAINTENANCE_LOCK_WAIT if maintenance else timeout
+        engine = create_async_engine(settings.database_url, connect_args={"timeout": lock_wait})
+        busy_ms = max(1, round(lock_wait * 1000))
 
         @event.listens_for(engine.sync_engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -31,7 +52,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute(f"PRAGMA busy_timeout={busy_ms}")
             cur.close()
 
         return engine
@@ -42,10 +63,44 @@ def create_engine(settings: Settings) -> AsyncEngine:
         settings.database_url,
         pool_size=settings.database_pool_size,
         max_overflow=settings.database_pool_size,
-        pool_timeout=30,
+        pool_timeout=timeout,
         pool_pre_ping=False,
-        connect_args={"server_settings": server_settings, "command_timeout": 60},
+        # `timeout` bounds connecting (TCP and the startup exchange), `command_timeout`
+        # every statement asyncpg runs, including the COMMIT and ROLLBACK of a
+        # transaction and the cancel request sent after a timeout.
+        connect_args={"server_settings": server_settings, "timeout": timeout, "command_timeout": statements},
     )
+
+
+class Pulse:
+    """When the database last answered a statement (monotonic seconds).
+
+    A request gives up on the database only once it has been silent that long: a
+    node too busy to run a request quickly is not a database that hangs, and
+    answering its clients `unavailable` would only bring their retries on top."""
+
+    __slots__ = ("answered_at",)
+
+    def __init__(self) -> None:
+        self.answered_at = time.monotonic()
+
+    def beat(self) -> None:
+        self.answered_at = time.monotonic()
+
+    def silent_for(self, since: float) -> float:
+        """Seconds without an answer, counted from `since` at the earliest."""
+        return time.monotonic() - max(self.answered_at, since)
+
+
+def watch(engine: AsyncEngine) -> Pulse:
+    """A pulse that beats whenever a statement through `engine` completes."""
+    pulse = Pulse()
+
+    def answered(*_: Any) -> None:
+        pulse.beat()
+
+    event.listen(engine.sync_engine, "after_cursor_execute", answered)
+    return pulse
 
 
 def single_statements(engine: AsyncEngine) -> AsyncEngine:
@@ -75,3 +130,40 @@ def migrate(settings: Settings, revision: str = "head") -> None:
     from alembic import command
 
     command.upgrade(alembic_config(settings), revision)
+
+
+def refused(exc: BaseException) -> bool:
+    """Whether the database (or its driver) refused the data itself: a value it cannot
+    store (NUL in PostgreSQL text, a string that is not valid Unicode, too long) or a
+    broken constraint. Retrying the same row can only fail again; a database that is
+    down or slow is not this."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, UnicodeError | DataError | IntegrityError):
+            return True
+        state = getattr(current, "sqlstate", None)
+        if isinstance(state, str) and state[:2] in ("22", "23"):  # data exception, integrity violation
+            return True
+        orig = getattr(current, "orig", None)
+        current = orig if isinstance(orig, BaseException) else current.__cause__
+    return False
+
+
+def describe(exc: BaseException) -> str:
+    """A database failure named for a log line: its types and SQLSTATE, never the
+    text of a statement's error, which may quote its values (a message body)."""
+    parts = [type(exc).__name__]
+    orig = getattr(exc, "orig", None)
+    if isinstance(orig, BaseException) and type(orig).__name__ not in parts:
+        parts.append(type(orig).__name__)
+    cause = exc.__cause__ if exc.__cause__ is not None else orig
+    for current in (exc, orig, cause):
+        state = getattr(current, "sqlstate", None)
+        if isinstance(state, str):
+            parts.append(state)
+            break
+    if isinstance(exc, OSError) and str(exc):
+        parts.append(str(exc).splitlines()[0][:200])  # a network error names no data
+    return " ".join(parts)

@@ -1,5 +1,5 @@
 """Messages in the database: storing one in its own transaction, and reading threads
-back (history pages, gap fills, the replay of a resume).
+back (history pages, gap fills, the replay of a resume, read a page at a time).
 
 `post` is the single-transaction way to store a send (SQLite, sends with files, a
 customer reply that reopens its ticket); the group commit (`server.store.writer`)
@@ -27,7 +27,8 @@ from server.store.models import messages, tickets
 from server.store.rows import (
     LAST_SEQS,
     MESSAGE_COLUMNS,
-    MISSED,
+    REPLAY_PAGE,
+    REPLAY_START,
     AttachFn,
     append_message,
     insert_for,
@@ -127,22 +128,34 @@ class MessageStore:
             )).order_by(messages.c.seq))).all()
         return [message_row(r) for r in rows]
 
-    async def missed(self, resume: Mapping[int, int], max_per_ticket: int
-                     ) -> tuple[dict[int, list[Message]], set[int]]:
-        """For each ticket, the newest `max_per_ticket` messages after the client's seq,
-        oldest first, and the tickets where more were missed than that."""
-        out: dict[int, list[Message]] = {}
+    async def replay_starts(self, windows: Mapping[int, tuple[int, int]], max_per_ticket: int
+                            ) -> tuple[dict[int, int], set[int]]:
+        """Where each ticket's replay of the messages in its window `(after, upto]`
+        starts (after this seq): at `after`, or, where more than `max_per_ticket` were
+        missed, just before the newest that many; and the tickets where more were
+        missed. Only a window wider than the replay costs a query (on the index)."""
+        starts = {t: after for t, (after, _) in windows.items()}
         incomplete: set[int] = set()
+        wide = {t: w for t, w in windows.items() if w[1] - w[0] > max_per_ticket}
+        if not wide:
+            return starts, incomplete
         async with self.single.connect() as conn:
-            for ticket_id, last in resume.items():
-                rows = (await conn.execute(MISSED, {"ticket": ticket_id, "after": last,
-                                                    "limit": max_per_ticket + 1})).all()
-                if len(rows) > max_per_ticket:
+            for ticket_id, (after, upto) in wide.items():
+                older = (await conn.execute(REPLAY_START, {"ticket": ticket_id, "after": after, "upto": upto,
+                                                           "skip": max_per_ticket})).scalar()
+                if older is not None:
+                    starts[ticket_id] = int(older)
                     incomplete.add(ticket_id)
-                    rows = rows[:max_per_ticket]
-                if rows:
-                    out[ticket_id] = [message_row(r) for r in reversed(rows)]
-        return out, incomplete
+        return starts, incomplete
+
+    async def replay_page(self, ticket_id: int, after_seq: int, upto_seq: int, limit: int) -> list[Message]:
+        """One page of a replay, oldest first: the ticket's messages with
+        `after_seq < seq <= upto_seq`, at most `limit` (keyset on (ticket, seq): the
+        next page starts after this one's last seq)."""
+        async with self.single.connect() as conn:
+            rows = (await conn.execute(REPLAY_PAGE, {"ticket": ticket_id, "after": after_seq, "upto": upto_seq,
+                                                     "limit": limit})).all()
+        return [message_row(r) for r in rows]
 
     async def last_seqs(self, ticket_ids: Iterable[int]) -> dict[int, int]:
         ids = list(ticket_ids)

@@ -71,9 +71,13 @@ def insert_for(engine: AsyncEngine) -> Any:
 # statement nor recomputes its cache key per call (the bulk of a small query's cost).
 SHOP_TICKETS = (ticket_select().where(tickets.c.shop_id == bindparam("shop"))
                 .order_by(tickets.c.id.desc()).limit(bindparam("limit")))
-MISSED = (select(*MESSAGE_COLUMNS)
-          .where(messages.c.ticket_id == bindparam("ticket"), messages.c.seq > bindparam("after"))
-          .order_by(messages.c.seq.desc()).limit(bindparam("limit")))
+_IN_WINDOW = and_(messages.c.ticket_id == bindparam("ticket"), messages.c.seq > bindparam("after"),
+                  messages.c.seq <= bindparam("upto"))
+# A resume's replay: the seq just older than the newest `skip` of a window (an
+# index-only walk down (ticket_id, seq)), then pages from there on.
+REPLAY_START = (select(messages.c.seq).where(_IN_WINDOW).order_by(messages.c.seq.desc())
+                .limit(1).offset(bindparam("skip")))
+REPLAY_PAGE = select(*MESSAGE_COLUMNS).where(_IN_WINDOW).order_by(messages.c.seq).limit(bindparam("limit"))
 LAST_SEQS = select(tickets.c.id, tickets.c.last_seq).where(tickets.c.id.in_(bindparam("ids", expanding=True)))
 CURSORS = (select(read_cursors.c.ticket_id, read_cursors.c.seq)
            .where(read_cursors.c.reader == bindparam("reader"),

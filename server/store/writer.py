@@ -18,27 +18,48 @@ send by the same rule (`server.rules.tickets.admit_post`).
 Whatever the writer stores it hands, once committed, to `on_commit` (the announce
 path, `server.chat.announce`): a whole batch at once, so that telling everyone
 about it costs one call to Redis however many messages it holds.
+
+What a failure costs. A row the database refuses (`server.store.db.refused`: NUL in
+PostgreSQL text, a string that is not valid Unicode) fails its batch; the batch is
+then stored again one send at a time, so only the guilty sender hears an error
+(`bad_request`: it can never be stored) and every other send commits. A database
+that is down fails the batch's senders at once with `unavailable`; one that hangs
+does too, once it has been silent for `timeout` seconds (the `pulse`: no statement
+of this node answered), even while a commit is stuck: the stuck work unwinds on its
+own (the engine bounds every statement). A send that waits behind a busy node's
+other work while the database answers is not failed. A send answered `unavailable`
+may still have been committed (a COMMIT whose answer was lost, a stuck batch that
+went through): it is announced when that becomes known, and the client's retry with
+the same `client_id` is answered with the stored seq.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from server.errors import PomocError
+from server.errors import BadRequest, PomocError, Unavailable
 from server.principal import Principal
 from server.rules.records import Author, Committed, Message, Posted
 from server.rules.tickets import Admission, ClosedUntil, Hold, ThreadState, admit_post
+from server.store.db import DATABASE_DOWN, Pulse, describe, refused
 from server.store.messages import MessageStore
 from server.store.rows import AttachFn
 
 log = logging.getLogger(__name__)
+# Sends whose outcome a failure left unknown, remembered so that a retry found
+# stored is announced (at most this many: the newest).
+UNCERTAIN_MAX = 10_000
+REFUSED_TEXT = "the database refused this message (e.g. a character it cannot store); it was not stored"
 
 # Tells everyone about committed messages (the announce path).
 OnCommit = Callable[[list[Committed]], Awaitable[None]]
@@ -87,6 +108,9 @@ class Pending:
     done: asyncio.Future[Posted] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
     # Set inside the transaction, handed to the sender only after the commit.
     result: Posted | None = None
+    # Answers `unavailable` once the database has been silent too long.
+    expiry: asyncio.TimerHandle | None = None
+    submitted_at: float = field(default_factory=time.monotonic)
 
     @property
     def key(self) -> tuple[int, str, str, str]:
@@ -95,7 +119,11 @@ class Pending:
 
 class MessageWriter:
     def __init__(self, store: MessageStore, hold: Hold, closed_until: ClosedUntil, on_commit: OnCommit,
-                 max_batch: int = 500, concurrency: int = 1) -> None:
+                 max_batch: int = 500, concurrency: int = 1, timeout: float = 5.0,
+                 pulse: Pulse | None = None) -> None:
+        self.timeout = timeout
+        # Beats whenever the database answers (the writer's own commits included).
+        self.pulse = pulse or Pulse()
         self.closed_until = closed_until
         self.store = store
         self.concurrency = concurrency
@@ -108,14 +136,26 @@ class MessageWriter:
         self._wakeup = asyncio.Event()
         self.batches = 0
         self.messages = 0
+        self._uncertain: OrderedDict[tuple[int, str, str, str], None] = OrderedDict()
 
     async def post(self, principal: Principal, ticket_id: int, body: str, client_id: str, now: datetime,
                    attachments: tuple[str, ...] = (), attach: AttachFn | None = None,
                    origin: str | None = None) -> Posted:
         """Store a send and tell everyone; returns once it is committed."""
         if not self.batched or attachments:
-            posted = await self.store.post(principal, ticket_id, body, client_id, now, self.hold, self.closed_until,
-                                           attachments=attachments, attach=attach)
+            key = (ticket_id, principal.role.value, principal.id, client_id)
+            try:
+                posted = await self.store.post(principal, ticket_id, body, client_id, now, self.hold,
+                                               self.closed_until, attachments=attachments, attach=attach)
+            except PomocError:
+                raise
+            except Exception as exc:
+                if refused(exc):
+                    log.warning("writer.refused", extra={"ticket_id": ticket_id, "error": describe(exc)})
+                    raise BadRequest(REFUSED_TEXT) from exc
+                self._doubt(key)  # the commit may have happened: a retry found stored is announced
+                raise
+            posted = self._settled(key, posted)
             await self._announce([(posted, origin, principal.key)])
             return posted
         return await self.submit(principal, ticket_id, body, client_id, now, origin)
@@ -125,9 +165,40 @@ class MessageWriter:
         """Queue a send (batched writers only); the future resolves after its commit,
         and the message is announced with its batch."""
         pending = Pending(principal, ticket_id, body, client_id, now, origin)
+        pending.expiry = asyncio.get_running_loop().call_later(self.timeout, self._expire, pending)
+        pending.done.add_done_callback(_stop_expiry(pending))
         self._waiting.append(pending)
         self._wakeup.set()
         return pending.done
+
+    def _expire(self, pending: Pending) -> None:
+        """Not committed while the database stayed silent for `timeout`: the sender
+        hears `unavailable` (and may retry with the same client_id); if its batch
+        commits after all, the message is announced. A send merely queued behind a
+        busy node's other work (the database answering meanwhile) waits on."""
+        if pending.done.done():
+            return
+        silent = self.pulse.silent_for(pending.submitted_at)
+        if silent < self.timeout:
+            pending.expiry = asyncio.get_running_loop().call_later(self.timeout - silent, self._expire, pending)
+            return
+        self._doubt(pending.key)
+        pending.done.set_exception(Unavailable(f"the database did not answer within {self.timeout:g} s; retry"))
+
+    def _doubt(self, key: tuple[int, str, str, str]) -> None:
+        self._uncertain[key] = None
+        self._uncertain.move_to_end(key)
+        while len(self._uncertain) > UNCERTAIN_MAX:
+            self._uncertain.popitem(last=False)
+
+    def _settled(self, key: tuple[int, str, str, str], posted: Posted) -> Posted:
+        """A send answered now: a repeat of one whose outcome was unknown is news to
+        everyone but the database (its first attempt was never announced)."""
+        if key in self._uncertain:
+            del self._uncertain[key]
+            if not posted.new:
+                return replace(posted, new=True)
+        return posted
 
     async def run(self) -> None:
         """The writer loop (one per node); runs until cancelled.
@@ -143,6 +214,8 @@ class MessageWriter:
                 self._wakeup.clear()
                 while self._waiting:
                     await slots.acquire()
+                    # Sends that ran out of time while waiting were answered already.
+                    self._waiting = [p for p in self._waiting if not p.done.done()]
                     batch: list[Pending] = []
                     rest: list[Pending] = []
                     held = set(busy)
@@ -192,23 +265,54 @@ class MessageWriter:
                 if not pending.done.done():
                     pending.done.cancel()
             raise
-        except Exception:
-            log.exception("writer.batch_failed", extra={"size": len(batch)})
+        except Exception as exc:
             retry = [p for p in batch if not p.done.done()]
             for pending in retry:
                 pending.result = None
-            await self._one_by_one(retry)
+            if refused(exc):
+                # One row the database will not take: find it by storing one at a
+                # time, so that nobody else's send fails with it.
+                log.warning("writer.batch_refused", extra={"size": len(batch), "error": describe(exc)})
+                await self._one_by_one(retry)
+            elif _down(exc):
+                # Down or hung: one by one would only wait `timeout` per send. The
+                # outcome of a COMMIT that failed this way is unknown.
+                log.warning("writer.batch_failed", extra={"size": len(batch), "error": describe(exc)})
+                for pending in batch:
+                    self._doubt(pending.key)
+                for pending in retry:
+                    _fail(pending, Unavailable("the database is unavailable; retry"))
+            else:
+                log.exception("writer.batch_failed", extra={"size": len(batch)})
+                await self._one_by_one(retry)
 
     async def _one_by_one(self, batch: list[Pending]) -> None:
-        for pending in batch:
+        for index, pending in enumerate(batch):
+            if pending.done.done():
+                continue  # ran out of time meanwhile: answered already
             try:
                 posted = await self.store.post(pending.principal, pending.ticket_id, pending.body, pending.client_id,
                                                pending.now, self.hold, self.closed_until)
             except PomocError as exc:
                 _fail(pending, exc)
-            except Exception as exc:  # the database is down: every waiting sender hears it
-                _fail(pending, exc)
+            except Exception as exc:
+                if refused(exc):
+                    log.warning("writer.refused", extra={"ticket_id": pending.ticket_id, "error": describe(exc)})
+                    _fail(pending, BadRequest(REFUSED_TEXT))
+                    continue
+                if not _down(exc):  # a bug: this send fails, the others are tried
+                    log.exception("writer.post_failed", extra={"ticket_id": pending.ticket_id})
+                    self._doubt(pending.key)
+                    _fail(pending, Unavailable("internal error; retry"))
+                    continue
+                # The database is down: every waiting sender hears it now.
+                log.warning("writer.batch_failed", extra={"size": len(batch) - index, "error": describe(exc)})
+                for rest in batch[index:]:
+                    self._doubt(rest.key)
+                    _fail(rest, Unavailable("the database is unavailable; retry"))
+                return
             else:
+                posted = self._settled(pending.key, posted)
                 _resolve(pending, posted)
                 await self._announce([(posted, pending.origin, pending.principal.key)])
 
@@ -301,18 +405,41 @@ class MessageWriter:
                                           message.queued_until)
                         _resolve_later(pending, message, tickets[pending.ticket_id]["shop_id"], new=True,
                                        queued=message.ticket in queued_tickets)
-        # Committed: now the senders may hear about it, then everyone else.
+        # Committed: now the senders may hear about it, then everyone else (a send
+        # that ran out of time is announced too: it was committed after all).
         stored: list[tuple[Posted, str | None, str]] = []
         for pending in batch:
             result = pending.result
-            if result is not None and not pending.done.done():
-                stored.append((result, pending.origin, pending.principal.key))
-                pending.done.set_result(result)
+            if result is None:
+                continue
+            if pending.done.done():
+                if result.new:  # its sender heard `unavailable`: announced now, not on its retry
+                    self._uncertain.pop(pending.key, None)
+                    stored.append((result, pending.origin, pending.principal.key))
+                continue
+            result = self._settled(pending.key, result)
+            stored.append((result, pending.origin, pending.principal.key))
+            pending.done.set_result(result)
+        self.pulse.beat()
         await self._announce(stored)
         self.batches += 1
         self.messages += len(batch)
         if slow:
             await self._one_by_one(slow)
+
+
+def _down(exc: BaseException) -> bool:
+    """The database is unreachable, hung or failing as a whole (not this data)."""
+    return isinstance(exc, DATABASE_DOWN) or isinstance(exc, asyncpg.PostgresError | asyncpg.InterfaceError)
+
+
+def _stop_expiry(pending: Pending) -> Callable[[asyncio.Future[Posted]], None]:
+    def stop(_: asyncio.Future[Posted]) -> None:
+        if pending.expiry is not None:
+            pending.expiry.cancel()
+            pending.expiry = None
+
+    return stop
 
 
 def _message(row: Any) -> Message:
