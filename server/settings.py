@@ -13,10 +13,14 @@ names the variable on error too. Kernel module: standard library only.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from email.utils import parseaddr
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 EMBEDDED_REDIS = "memory://"
@@ -81,6 +85,20 @@ class Settings:
     sla_warnings: str = ""
     webhook_url: str | None = None
     webhook_secret: str = ""
+    # Mail and SMS (docs/notifications.md): SMTP (none: the local mailbox), the sender,
+    # how long an agent's reply stays unread before it is mailed, the links in mails,
+    # and the on-call team's addresses, phones and SMS gateway.
+    smtp_url: str | None = None
+    mail_from: str = "Pomoc <no-reply@localhost>"
+    mail_delay: timedelta = timedelta(minutes=2)
+    panel_url: str = ""
+    public_url: str = ""
+    oncall_emails: tuple[str, ...] = ()
+    oncall_phones: tuple[str, ...] = ()
+    sms_url: str | None = None
+    sms_gateway: str = "pomoc"
+    sms_token: str = ""
+    sms_from: str = ""
     jobs_interval: timedelta = timedelta(seconds=5)
     silent_reminders: str = ""
     silent_resolve: str = ""
@@ -108,6 +126,12 @@ class Settings:
     run_jobs_in_web: bool = True
     demo: bool = True
     log_level: str = "INFO"
+
+    @property
+    def public_base(self) -> str:
+        """Where browsers reach this deployment (unsubscribe links); POMOC_PUBLIC_URL
+        or, unset, the address `serve` listens on."""
+        return self.public_url or f"http://{self.host}:{self.port}"
 
     @property
     def embedded_redis(self) -> bool:
@@ -225,6 +249,7 @@ class Settings:
             sla_warnings=env.get("POMOC_SLA_WARNING", ""),
             webhook_url=webhook_url,
             webhook_secret=env.get("POMOC_WEBHOOK_SECRET", "") or secret,
+            **_notification_settings(env, seconds),
             jobs_interval=seconds("POMOC_JOBS_INTERVAL", timedelta(seconds=5)),
             silent_reminders=env.get("POMOC_SILENT_REMINDERS", ""),
             silent_resolve=env.get("POMOC_SILENT_RESOLVE", ""),
@@ -251,3 +276,28 @@ class Settings:
         )
         return settings
 
+
+_ADDRESS = re.compile(r"[^@\s<>,;\"]+@[^@\s<>,;\"]+")
+
+
+def _notification_settings(env: Mapping[str, str], seconds: Callable[[str, timedelta], timedelta]
+                           ) -> dict[str, Any]:
+    """The mail and SMS block of `from_env` (POMOC_SMTP_URL … POMOC_SMS_FROM)."""
+    def url(name: str, schemes: tuple[str, ...]) -> str | None:
+        value = env.get(name, "").strip() or None
+        if value is not None and (not value.startswith(schemes) or not urlsplit(value).hostname
+                                  or not value.isascii()):
+            raise SettingsError(f"{name} must be a {' or '.join(s + '//host…' for s in schemes)} URL")
+        return value
+
+    smtp_url = url("POMOC_SMTP_URL", ("smtp:", "smtps:"))
+    mail_from = env.get("POMOC_MAIL_FROM", "").strip() or "Pomoc <no-reply@localhost>"
+    _, address = parseaddr(mail_from)
+    if not _ADDRESS.fullmatch(address) or any(c in mail_from for c in "\r\n"):
+        raise SettingsError(f"POMOC_MAIL_FROM must be an address like 'Pomoc <no-reply@shop.example>', "
+                            f"got {mail_from!r}")
+    panel_url = url("POMOC_PANEL_URL", ("http:", "https:")) or ""
+    if panel_url and "{ticket}" not in panel_url:
+        raise SettingsError("POMOC_PANEL_URL must contain {ticket}, e.g. https://panel.example/pomoc?ticket={ticket}")
+    public_url = (url("POMOC_PUBLIC_URL", ("http:", "https:")) or "").rstrip("/")
+    return {"smtp_url": smtp_url, "mail_from": mail_from, "panel_url": panel_url, "public_url": public_url}
