@@ -300,4 +300,5 @@ def _notification_settings(env: Mapping[str, str], seconds: Callable[[str, timed
     if panel_url and "{ticket}" not in panel_url:
         raise SettingsError("POMOC_PANEL_URL must contain {ticket}, e.g. https://panel.example/pomoc?ticket={ticket}")
     public_url = (url("POMOC_PUBLIC_URL", ("http:", "https:")) or "").rstrip("/")
-    return {"smtp_url": smtp_url, "mail_from": mail_from, "panel_url": panel_url, "public_url": public_url}
+    return {"smtp_url": smtp_url, "mail_from": mail_from, "panel_url": panel_url, "public_url": public_url,
+            "mail_delay": seconds("POMOC_MAIL_DELAY", timedelta(minutes=2))}

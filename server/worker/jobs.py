@@ -41,6 +41,7 @@ class Jobs:
             ("lifecycle.resolve_silent", self.resolve_silent),
             ("lifecycle.close_resolved", self.close_resolved),
             # After everything that queues mail this round, so it goes out this round.
+            ("mail.replies", self.notify.queue_replies),
             ("mail.deliver", self.notify.deliver_mail),
             ("retention.purge", self.purge),
             ("attachments.sweep", self.sweep_attachments),

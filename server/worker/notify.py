@@ -1,4 +1,5 @@
-"""The notification jobs of a worker: mail delivery.
+"""The notification jobs of a worker: the unread-reply mails it decides on itself, and
+mail delivery.
 
 Built once per `Jobs` from the process's adapters and settings: the transport
 (SMTP when `POMOC_SMTP_URL` is set, else the local mailbox), the mail settings,
@@ -9,15 +10,23 @@ the support calendar. Each job is a method taking `now`, like every job in
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
+
+from redis.exceptions import RedisError
 
 from server.chat.adapters import Adapters
+from server.realtime.online import users_online
+from server.rules.notices import replies_mail
+from server.store.mailwatch import ReplyWatch
 from server.store.notifications import NotificationStore
 from server.worker.compose import MailSettings
 from server.worker.mail import MailDelivery
 from server.worker.smtp import MailboxTransport, SmtpTransport, Transport
 
 log = logging.getLogger(__name__)
+# Replies older than this are not mailed any more (a worker that was down for a week
+# does not send week-old news); at least a few delays, whatever POMOC_MAIL_DELAY is.
+REPLY_LOOKBACK = timedelta(days=7)
 
 
 def transport_for(a: Adapters, store: NotificationStore, mail: MailSettings) -> Transport:
@@ -31,11 +40,36 @@ class Notifier:
     def __init__(self, a: Adapters) -> None:
         self.a = a
         self.store = NotificationStore(a.engine)
+        self.watch = ReplyWatch(a.engine)
         self.mail_settings = MailSettings.from_settings(a.settings)
         self.transport = transport_for(a, self.store, self.mail_settings)
         self.mail = MailDelivery(store=self.store, transport=self.transport, settings=self.mail_settings,
                                  calendar=a.rules.policy.calendar, tickets=a.tickets, messages=a.messages,
                                  wall=a.wall)
+
+    async def queue_replies(self, now: datetime) -> int:
+        """One mail per ticket whose agent replies stayed unread for POMOC_MAIL_DELAY
+        while its opener had no connection open (`server.rules.notices.replies_mail`)."""
+        delay = self.a.settings.mail_delay
+        pending = await self.watch.pending_replies(now - max(REPLY_LOOKBACK, 4 * delay), now)
+        due = [p for p in pending
+               if replies_mail(p.replies, p.read_seq, p.mailed_seq, False, now, delay).send]
+        if not due:
+            return 0
+        online: dict[str, bool] | None
+        try:
+            online = await users_online(self.a.redis, self.a.keys, (p.reader for p in due), self.a.wall.now())
+        except (RedisError, OSError, TimeoutError) as exc:
+            # Presence unknown: mail anyway; what was read in the panel is still left out.
+            log.warning("mail.presence_unknown", extra={"tickets": len(due), "error": str(exc) or repr(exc)})
+            online = None
+        queued = 0
+        for p in due:
+            decision = replies_mail(p.replies, p.read_seq, p.mailed_seq,
+                                    None if online is None else online.get(p.reader, False), now, delay)
+            if decision.send and await self.watch.queue_replies(p, decision.send, now):
+                queued += 1
+        return queued
 
     async def deliver_mail(self, now: datetime) -> int:
         done = await self.mail.deliver_due(now)
