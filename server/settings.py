@@ -278,6 +278,8 @@ class Settings:
 
 
 _ADDRESS = re.compile(r"[^@\s<>,;\"]+@[^@\s<>,;\"]+")
+_PHONE = re.compile(r"\+?[0-9]{6,15}")
+SMS_GATEWAYS = ("pomoc", "smsapi")
 
 
 def _notification_settings(env: Mapping[str, str], seconds: Callable[[str, timedelta], timedelta]
@@ -300,5 +302,26 @@ def _notification_settings(env: Mapping[str, str], seconds: Callable[[str, timed
     if panel_url and "{ticket}" not in panel_url:
         raise SettingsError("POMOC_PANEL_URL must contain {ticket}, e.g. https://panel.example/pomoc?ticket={ticket}")
     public_url = (url("POMOC_PUBLIC_URL", ("http:", "https:")) or "").rstrip("/")
+    emails = tuple(e.strip() for e in env.get("POMOC_ONCALL_EMAILS", "").split(",") if e.strip())
+    for email in emails:
+        if not _ADDRESS.fullmatch(email):
+            raise SettingsError(f"POMOC_ONCALL_EMAILS: {email!r} is not an e-mail address")
+    phones = tuple(p.strip().replace(" ", "") for p in env.get("POMOC_ONCALL_PHONES", "").split(",") if p.strip())
+    for phone in phones:
+        if not _PHONE.fullmatch(phone):
+            raise SettingsError(f"POMOC_ONCALL_PHONES: {phone!r} is not a phone number (digits, optional +)")
+    gateway = env.get("POMOC_SMS_GATEWAY", "").strip().lower() or "pomoc"
+    if gateway not in SMS_GATEWAYS:
+        raise SettingsError(f"POMOC_SMS_GATEWAY must be one of {', '.join(SMS_GATEWAYS)}, got {gateway!r}")
+    sms_url = url("POMOC_SMS_URL", ("http:", "https:"))
+    token = env.get("POMOC_SMS_TOKEN", "").strip()
+    if gateway == "smsapi":
+        sms_url = sms_url or "https://api.smsapi.pl/sms.do"
+        if not token:
+            raise SettingsError("POMOC_SMS_TOKEN must be set for POMOC_SMS_GATEWAY=smsapi (an SMSAPI OAuth token)")
+    if phones and not sms_url:
+        raise SettingsError("POMOC_ONCALL_PHONES needs POMOC_SMS_URL (or POMOC_SMS_GATEWAY=smsapi)")
     return {"smtp_url": smtp_url, "mail_from": mail_from, "panel_url": panel_url, "public_url": public_url,
-            "mail_delay": seconds("POMOC_MAIL_DELAY", timedelta(minutes=2))}
+            "mail_delay": seconds("POMOC_MAIL_DELAY", timedelta(minutes=2)),
+            "oncall_emails": emails, "oncall_phones": phones, "sms_url": sms_url, "sms_gateway": gateway,
+            "sms_token": token, "sms_from": env.get("POMOC_SMS_FROM", "").strip()}

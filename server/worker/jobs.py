@@ -32,7 +32,7 @@ class Jobs:
     def __init__(self, a: Adapters, client: httpx.AsyncClient | None = None) -> None:
         self.a = a
         self.client = client or httpx.AsyncClient(timeout=10.0, follow_redirects=False)
-        self.notify = Notifier(a)
+        self.notify = Notifier(a, self.client)
         self.jobs: list[tuple[str, Callable[[datetime], Awaitable[int]]]] = [
             ("queue.release", self.release_queue),
             ("sla.escalate", self.escalate),
@@ -42,7 +42,9 @@ class Jobs:
             ("lifecycle.close_resolved", self.close_resolved),
             # After everything that queues mail this round, so it goes out this round.
             ("mail.replies", self.notify.queue_replies),
+            ("oncall.page", self.notify.page_oncall),
             ("mail.deliver", self.notify.deliver_mail),
+            ("sms.deliver", self.notify.deliver_sms),
             ("retention.purge", self.purge),
             ("attachments.sweep", self.sweep_attachments),
         ]

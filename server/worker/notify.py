@@ -1,5 +1,5 @@
-"""The notification jobs of a worker: the unread-reply mails it decides on itself, and
-mail delivery.
+"""The notification jobs of a worker: the unread-reply mails and the on-call team's
+mails and SMS it decides on itself, and the delivery of mail and SMS.
 
 Built once per `Jobs` from the process's adapters and settings: the transport
 (SMTP when `POMOC_SMTP_URL` is set, else the local mailbox), the mail settings,
@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
+import httpx
 from redis.exceptions import RedisError
 
 from server.chat.adapters import Adapters
@@ -19,14 +20,19 @@ from server.realtime.online import users_online
 from server.rules.notices import replies_mail
 from server.store.mailwatch import ReplyWatch
 from server.store.notifications import NotificationStore
+from server.store.oncall import fan_out
 from server.worker.compose import MailSettings
 from server.worker.mail import MailDelivery
+from server.worker.sms import SmsDelivery, gateway_for
 from server.worker.smtp import MailboxTransport, SmtpTransport, Transport
 
 log = logging.getLogger(__name__)
 # Replies older than this are not mailed any more (a worker that was down for a week
 # does not send week-old news); at least a few delays, whatever POMOC_MAIL_DELAY is.
 REPLY_LOOKBACK = timedelta(days=7)
+# Escalations older than this are not paged any more (a team configured today is not
+# woken for last week's).
+ONCALL_LOOKBACK = timedelta(days=1)
 
 
 def transport_for(a: Adapters, store: NotificationStore, mail: MailSettings) -> Transport:
@@ -37,7 +43,7 @@ def transport_for(a: Adapters, store: NotificationStore, mail: MailSettings) -> 
 
 
 class Notifier:
-    def __init__(self, a: Adapters) -> None:
+    def __init__(self, a: Adapters, client: httpx.AsyncClient) -> None:
         self.a = a
         self.store = NotificationStore(a.engine)
         self.watch = ReplyWatch(a.engine)
@@ -46,6 +52,8 @@ class Notifier:
         self.mail = MailDelivery(store=self.store, transport=self.transport, settings=self.mail_settings,
                                  calendar=a.rules.policy.calendar, tickets=a.tickets, messages=a.messages,
                                  wall=a.wall)
+        gateway = gateway_for(a.settings)
+        self.sms = SmsDelivery(self.store, gateway, a.rules.policy.calendar, client) if gateway else None
 
     async def queue_replies(self, now: datetime) -> int:
         """One mail per ticket whose agent replies stayed unread for POMOC_MAIL_DELAY
@@ -77,3 +85,13 @@ class Notifier:
             log.info("mail.delivered", extra={"sent": done.sent, "failed": done.failed, "dropped": done.dropped,
                                               "transport": self.transport.name})
         return done.sent
+
+    async def page_oncall(self, now: datetime) -> int:
+        """Every new escalation (`ticket.critical` at once, `sla.warning`, `sla.breached`)
+        as a mail to each POMOC_ONCALL_EMAILS and an SMS to each POMOC_ONCALL_PHONES."""
+        settings = self.a.settings
+        return await fan_out(self.a.engine, now, now - ONCALL_LOOKBACK, settings.oncall_emails,
+                             settings.oncall_phones)
+
+    async def deliver_sms(self, now: datetime) -> int:
+        return 0 if self.sms is None else await self.sms.deliver_due(now)

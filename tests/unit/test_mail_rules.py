@@ -323,3 +323,31 @@ def test_only_escalations_reach_the_oncall_team() -> None:
     for event in ("ticket.critical", "sla.warning", "sla.breached"):
         assert oncall_channels(event) == ("mail", "sms")
     assert oncall_channels("ticket.opened") == ()
+
+
+def test_oncall_and_sms_settings() -> None:
+    s = Settings.from_env({"POMOC_ONCALL_EMAILS": "dyzur@pomoc.pl, szef@pomoc.pl",
+                           "POMOC_ONCALL_PHONES": "+48 500 600 700,48600700800", "POMOC_SMS_GATEWAY": "smsapi",
+                           "POMOC_SMS_TOKEN": "t0k3n", "POMOC_SMS_FROM": "Pomoc", "POMOC_MAIL_DELAY": "300"})
+    assert s.oncall_emails == ("dyzur@pomoc.pl", "szef@pomoc.pl")
+    assert s.oncall_phones == ("+48500600700", "48600700800")
+    assert (s.sms_gateway, s.sms_url, s.sms_token, s.sms_from) == ("smsapi", "https://api.smsapi.pl/sms.do",
+                                                                   "t0k3n", "Pomoc")
+    assert s.mail_delay == timedelta(minutes=5)
+    relay = Settings.from_env({"POMOC_ONCALL_PHONES": "+48500600700", "POMOC_SMS_URL": "https://sms.example/send"})
+    assert (relay.sms_gateway, relay.sms_url) == ("pomoc", "https://sms.example/send")
+
+
+@pytest.mark.parametrize(("env", "name"), [
+    ({"POMOC_ONCALL_EMAILS": "dyzur"}, "POMOC_ONCALL_EMAILS"),
+    ({"POMOC_ONCALL_PHONES": "+48 500-600", "POMOC_SMS_URL": "https://s.example"}, "POMOC_ONCALL_PHONES"),
+    ({"POMOC_ONCALL_PHONES": "+48500600700"}, "POMOC_SMS_URL"),
+    ({"POMOC_SMS_GATEWAY": "twilio"}, "POMOC_SMS_GATEWAY"),
+    ({"POMOC_SMS_GATEWAY": "smsapi"}, "POMOC_SMS_TOKEN"),
+    ({"POMOC_SMS_URL": "ftp://sms.example"}, "POMOC_SMS_URL"),
+    ({"POMOC_MAIL_DELAY": "0"}, "POMOC_MAIL_DELAY"),
+    ({"POMOC_MAIL_DELAY": "soon"}, "POMOC_MAIL_DELAY"),
+])
+def test_bad_oncall_settings_name_the_variable(env: dict[str, str], name: str) -> None:
+    with pytest.raises(SettingsError, match=name):
+        Settings.from_env(env)
