@@ -122,6 +122,15 @@ class NotificationStore:
             await conn.execute(update(notifications).where(notifications.c.id == row_id).values(
                 finished_at=now, outcome=outcome, locked_until=None, last_error=error[:500] if error else None))
 
+    async def finish_many(self, row_ids: Iterable[int], now: datetime, outcome: str) -> None:
+        """Record several rows as ended the same way, in one statement."""
+        ids = list(row_ids)
+        if not ids:
+            return
+        async with self.engine.begin() as conn:
+            await conn.execute(update(notifications).where(notifications.c.id.in_(ids)).values(
+                finished_at=now, outcome=outcome, locked_until=None, last_error=None))
+
     async def retry(self, row_id: int, attempts: int, error: str, now: datetime) -> bool:
         """Try again after the backoff; False (and given up) after MAX_ATTEMPTS."""
         if attempts >= MAX_ATTEMPTS:

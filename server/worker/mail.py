@@ -3,17 +3,19 @@
 Each run claims due mail rows in batches (`server.store.notifications`, leased: two
 workers never send one row at once), drops what must not go any more (the user
 turned that mail off; every reply of an unread-replies mail was read in the panel
-meanwhile), renders the rest in the recipient's language and sends them through
-one transport session per batch. A sent row is recorded as sent; a temporary
-failure (SMTP down, a 4xx) is tried again with capped exponential backoff for about
-a day; a permanent one (5xx) is recorded as rejected. A worker that dies between
-sending and recording sends that mail again after the lease, with the same
-Message-ID. Rows whose lease would run out before their turn are handed back, so a
-slow server never lets a second worker send them too.
+meanwhile), renders the rest in the recipient's language and sends them, a batch
+shared over up to four SMTP connections at once. Sent rows are recorded every ten
+mails and at the end of each share; a temporary failure (SMTP down, a 4xx) is tried
+again with capped exponential backoff for about a day; a permanent one (5xx) is
+recorded as rejected. A worker that dies between sending and recording sends those
+mails again after the lease (at most the last ten of a share), with the same
+Message-IDs. Rows whose lease would run out before
+their turn are handed back, so a slow server never lets a second worker send them too.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -32,6 +34,9 @@ from server.worker.compose import MailSettings, compose
 from server.worker.smtp import PermanentFailure, TemporaryFailure, Transport
 
 log = logging.getLogger(__name__)
+# Sent mails are recorded every this many (one UPDATE for all of them) and at the end of
+# each share: a worker killed in between sends at most these again, with their Message-IDs.
+RECORD_EVERY = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +52,7 @@ class Delivered:
 class MailDelivery:
     def __init__(self, *, store: NotificationStore, transport: Transport, settings: MailSettings,
                  calendar: WorkingCalendar, tickets: TicketStore, messages: MessageStore, wall: Clock,
-                 batch: int = 50, budget: float = 30.0) -> None:
+                 batch: int = 50, budget: float = 30.0, connections: int = 4) -> None:
         self.store = store
         self.transport = transport
         self.settings = settings
@@ -57,6 +62,8 @@ class MailDelivery:
         self.wall = wall
         self.batch = batch
         self.budget = budget  # seconds one run may spend before leaving the rest to the next
+        # SMTP connections a batch is shared over (the local mailbox is one table: one).
+        self.connections = connections if transport.name != "mailbox" else 1
 
     async def deliver_due(self, now: datetime) -> Delivered:
         done = Delivered()
@@ -98,8 +105,22 @@ class MailDelivery:
             ready.append((row, message))
         if not ready:
             return Delivered(dropped=dropped)
-        sent = failed = 0
-        pending = list(ready)
+        # Several connections at once: a remote server's round trips, not this worker,
+        # are what a mail waits for.
+        lanes = [ready[i::self.connections] for i in range(min(self.connections, len(ready)))]
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(self._lane(lane, now, claimed_at)) for lane in lanes]
+        done = Delivered(dropped=dropped)
+        for task in tasks:
+            done += task.result()
+        return done
+
+    async def _lane(self, lane: list[tuple[Claimed, EmailMessage]], now: datetime, claimed_at: float) -> Delivered:
+        """Send one share of a batch through one transport session."""
+        sent: list[int] = []
+        recorded = failed = 0
+        outcome = "mailbox" if self.transport.name == "mailbox" else "sent"
+        pending = list(lane)
         try:
             async with self.transport.session() as send:
                 while pending:
@@ -120,15 +141,19 @@ class MailDelivery:
                         await self._retry(row, str(exc), now)
                         failed += 1
                     else:
-                        await self.store.finish(row.id, now, "mailbox" if self.transport.name == "mailbox" else "sent")
-                        sent += 1
+                        sent.append(row.id)
                     pending.pop(0)
+                    if len(sent) - recorded >= RECORD_EVERY:
+                        await self.store.finish_many(sent[recorded:], now, outcome)
+                        recorded = len(sent)
         except TemporaryFailure as exc:
-            # The server could not be reached: every mail not yet tried waits for the backoff.
+            # The server could not be reached (or went away): what was not tried waits for the backoff.
             for row, _ in pending:
                 await self._retry(row, str(exc), now)
                 failed += 1
-        return Delivered(sent, failed, dropped)
+        finally:
+            await self.store.finish_many(sent[recorded:], now, outcome)
+        return Delivered(len(sent), failed)
 
     async def _retry(self, row: Claimed, error: str, now: datetime) -> None:
         again = await self.store.retry(row.id, row.attempts, error, now)

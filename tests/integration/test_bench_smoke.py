@@ -29,6 +29,7 @@ TOOLS = {
                    "sent "],
     "flood.py": ["flood: ", "quiet delivery", "flood delivery", "ratio flood/quiet delivery",
                  "closed with 4429", "rate_limited without retry_after: 0"],
+    "mail.py": ["mail: ", "delivered 300/300; duplicates: 0; recorded sent: 300", "target: all"],
     "purge.py": ["purge: ", "dry run: ", "deleted_messages", "msg/s", "largest single DELETE",
                  "dry run == purge == seeded old", "old rows all gone: yes; recent and open rows all kept: yes"],
 }
