@@ -4,13 +4,14 @@ Each run claims due mail rows in batches (`server.store.notifications`, leased: 
 workers never send one row at once), drops what must not go any more (the user
 turned that mail off; every reply of an unread-replies mail was read in the panel
 meanwhile), renders the rest in the recipient's language and sends them, a batch
-shared over up to four SMTP connections at once. Sent rows are recorded every ten
-mails and at the end of each share; a temporary failure (SMTP down, a 4xx) is tried
-again with capped exponential backoff for about a day; a permanent one (5xx) is
-recorded as rejected. A worker that dies between sending and recording sends those
-mails again after the lease (at most the last ten of a share), with the same
-Message-IDs. Rows whose lease would run out before
-their turn are handed back, so a slow server never lets a second worker send them too.
+shared over up to four SMTP connections at once (one ticket's mails over one, in
+order). Sent rows are recorded every ten mails and at the end of each share; a
+temporary failure (SMTP down, a 4xx) is tried again with capped exponential backoff
+for about a day; a permanent one (5xx) is recorded as rejected. A worker that dies
+between sending and recording sends those mails again after the lease (at most the
+last ten of a share), with the same Message-IDs. Rows whose lease would run out
+before their turn are handed back, so a slow server never lets a second worker send
+them too.
 """
 
 from __future__ import annotations
@@ -106,8 +107,12 @@ class MailDelivery:
         if not ready:
             return Delivered(dropped=dropped)
         # Several connections at once: a remote server's round trips, not this worker,
-        # are what a mail waits for.
-        lanes = [ready[i::self.connections] for i in range(min(self.connections, len(ready)))]
+        # are what a mail waits for. One ticket's mails share a connection, so they leave
+        # in the order they were queued (an acknowledgment before the closing).
+        shares: dict[int, list[tuple[Claimed, EmailMessage]]] = {}
+        for row, message in ready:
+            shares.setdefault((row.ticket_id or row.id) % self.connections, []).append((row, message))
+        lanes = list(shares.values())
         async with asyncio.TaskGroup() as group:
             tasks = [group.create_task(self._lane(lane, now, claimed_at)) for lane in lanes]
         done = Delivered(dropped=dropped)
