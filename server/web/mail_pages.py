@@ -36,8 +36,9 @@ header{{background:#17324d;color:#fff;padding:12px 24px;font-weight:800;letter-s
 main{{max-width:760px;margin:24px auto;background:#fff;border:1px solid #e1e7ee;border-radius:10px;
 padding:8px 32px 24px}}
 h1{{font-size:22px;color:#17324d}} button{{font:inherit;font-weight:700;background:#17324d;color:#fff;border:0;
-border-radius:6px;padding:10px 18px;cursor:pointer}} pre{{white-space:pre-wrap;background:#f4f6f9;padding:12px;
-border-radius:6px}} article{{border-top:1px solid #e1e7ee;padding-top:8px}} iframe{{width:100%;height:420px;
+border-radius:6px;padding:10px 18px;cursor:pointer}}
+pre{{white-space:pre-wrap;overflow-wrap:anywhere;background:#f4f6f9;padding:12px;border-radius:6px}}
+article{{border-top:1px solid #e1e7ee;padding-top:8px}} iframe{{width:100%;height:420px;
 border:1px solid #e1e7ee;border-radius:6px}} small{{color:#5b6b7b}}</style>
 </head><body><header>POMOC</header><main><h1>{title}</h1>
 {body}</main></body></html>"""
