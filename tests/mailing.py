@@ -62,7 +62,12 @@ async def run_jobs(node: ServerProcess, at: datetime | str) -> dict[str, int]:
         sys.executable, "-m", "server", "jobs", "--once", "--at", at if isinstance(at, str) else at.isoformat(),
         cwd=ROOT, env={**os.environ, **node.env, "PYTHONPATH": str(ROOT)},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), 90)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), 120)
+    except TimeoutError:
+        proc.kill()
+        _, err = await proc.communicate()
+        raise AssertionError(f"jobs --once --at {at} ran over 120 s; its log:\n{err.decode()[-3000:]}") from None
     assert proc.returncode == 0, err.decode()[-3000:]
     done: dict[str, int] = json.loads(out.decode().strip().splitlines()[-1])["done"]
     return done

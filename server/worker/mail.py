@@ -94,7 +94,9 @@ class MailDelivery:
             ticket = found.get(row.ticket_id) if row.ticket_id else None
             try:
                 message = await self._message(row, ticket)
-            except Exception as exc:  # a row that cannot be rendered must not block the others
+            except (ValueError, LookupError, TypeError) as exc:
+                # Data this code cannot word must not block the others (a database error
+                # is not caught: the job fails and the rows come back after the lease).
                 log.exception("mail.render_failed", extra={"notification_id": row.id, "kind": row.kind})
                 await self.store.finish(row.id, now, "rejected", f"render: {type(exc).__name__}")
                 dropped += 1

@@ -22,6 +22,10 @@ WEDNESDAY_BEFORE_CHRISTMAS = "2026-12-23T16:30:00+01:00"
 SATURDAY_NOON = "2026-11-21T12:00:00+01:00"
 
 
+# Each test runs several `jobs --once` processes one after another: on a loaded machine
+# that takes longer than the suite's default of 120 s.
+pytestmark = pytest.mark.timeout(300)
+
 @pytest.fixture
 def inbox() -> Iterator[Inbox]:
     yield from smtp_inbox()

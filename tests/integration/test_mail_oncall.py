@@ -59,6 +59,10 @@ def database(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
         _drop_schema(settings.database_schema)
 
 
+# Each test runs several `jobs --once` processes one after another: on a loaded machine
+# that takes longer than the suite's default of 120 s.
+pytestmark = pytest.mark.timeout(300)
+
 @pytest.fixture
 async def engine(database: Settings) -> AsyncIterator[AsyncEngine]:
     engine = create_engine(database)

@@ -22,6 +22,10 @@ from tests.wsclient import Client, join
 DELAY = timedelta(seconds=120)  # POMOC_MAIL_DELAY's default
 
 
+# Each test runs several `jobs --once` processes one after another: on a loaded machine
+# that takes longer than the suite's default of 120 s.
+pytestmark = pytest.mark.timeout(300)
+
 @pytest.fixture
 def inbox() -> Iterator[Inbox]:
     yield from smtp_inbox()
