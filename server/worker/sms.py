@@ -102,7 +102,8 @@ class SmsApiGateway:
 
     @staticmethod
     def idx(delivery: Claimed) -> str:
-        """SMSAPI's own idempotency id of a notification (letters and digits, ≤ 36)."""
+        """The `idx` SMSAPI deduplicates a notification's SMS on: 36 letters and digits,
+        the same for every attempt."""
         return "pomoc" + hashlib.sha256(delivery.key.encode()).hexdigest()[:31]
 
     async def send(self, client: httpx.AsyncClient, to: str, text: str, delivery: Claimed, at: datetime) -> None:
