@@ -13,10 +13,14 @@ names the variable on error too. Kernel module: standard library only.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from email.utils import parseaddr
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 EMBEDDED_REDIS = "memory://"
@@ -90,6 +94,20 @@ class Settings:
     sla_warnings: str = ""
     webhook_url: str | None = None
     webhook_secret: str = ""
+    # Mail and SMS (docs/notifications.md): SMTP (none: the local mailbox), the sender,
+    # how long an agent's reply stays unread before it is mailed, the links in mails,
+    # and the on-call team's addresses, phones and SMS gateway.
+    smtp_url: str | None = None
+    mail_from: str = "Pomoc <no-reply@localhost>"
+    mail_delay: timedelta = timedelta(minutes=2)
+    panel_url: str = ""
+    public_url: str = ""
+    oncall_emails: tuple[str, ...] = ()
+    oncall_phones: tuple[str, ...] = ()
+    sms_url: str | None = None
+    sms_gateway: str = "pomoc"
+    sms_token: str = ""
+    sms_from: str = ""
     jobs_interval: timedelta = timedelta(seconds=5)
     silent_reminders: str = ""
     silent_resolve: str = ""
@@ -136,6 +154,12 @@ class Settings:
     # unless this loudly named override says so.
     demo_on_real_data: bool = False
     log_level: str = "INFO"
+
+    @property
+    def public_base(self) -> str:
+        """Where browsers reach this deployment (unsubscribe links); POMOC_PUBLIC_URL
+        or, unset, the address `serve` listens on."""
+        return self.public_url or f"http://{self.host}:{self.port}"
 
     @property
     def embedded_redis(self) -> bool:
@@ -266,6 +290,7 @@ class Settings:
             sla_warnings=env.get("POMOC_SLA_WARNING", ""),
             webhook_url=webhook_url,
             webhook_secret=env.get("POMOC_WEBHOOK_SECRET", "") or secret,
+            **_notification_settings(env, seconds),
             jobs_interval=seconds("POMOC_JOBS_INTERVAL", timedelta(seconds=5)),
             silent_reminders=env.get("POMOC_SILENT_REMINDERS", ""),
             silent_resolve=env.get("POMOC_SILENT_RESOLVE", ""),
@@ -308,3 +333,52 @@ class Settings:
                 "POMOC_DEMO_ON_REAL_DATA=1 if this really is a throwaway demo deployment")
         return settings
 
+
+_ADDRESS = re.compile(r"[^@\s<>,;\"]+@[^@\s<>,;\"]+")
+_PHONE = re.compile(r"\+?[0-9]{6,15}")
+SMS_GATEWAYS = ("pomoc", "smsapi")
+
+
+def _notification_settings(env: Mapping[str, str], seconds: Callable[[str, timedelta], timedelta]
+                           ) -> dict[str, Any]:
+    """The mail and SMS block of `from_env` (POMOC_SMTP_URL … POMOC_SMS_FROM)."""
+    def url(name: str, schemes: tuple[str, ...]) -> str | None:
+        value = env.get(name, "").strip() or None
+        if value is not None and (not value.startswith(schemes) or not urlsplit(value).hostname
+                                  or not value.isascii()):
+            raise SettingsError(f"{name} must be a {' or '.join(s + '//host…' for s in schemes)} URL")
+        return value
+
+    smtp_url = url("POMOC_SMTP_URL", ("smtp:", "smtps:"))
+    mail_from = env.get("POMOC_MAIL_FROM", "").strip() or "Pomoc <no-reply@localhost>"
+    _, address = parseaddr(mail_from)
+    if not _ADDRESS.fullmatch(address) or any(c in mail_from for c in "\r\n"):
+        raise SettingsError(f"POMOC_MAIL_FROM must be an address like 'Pomoc <no-reply@shop.example>', "
+                            f"got {mail_from!r}")
+    panel_url = url("POMOC_PANEL_URL", ("http:", "https:")) or ""
+    if panel_url and "{ticket}" not in panel_url:
+        raise SettingsError("POMOC_PANEL_URL must contain {ticket}, e.g. https://panel.example/pomoc?ticket={ticket}")
+    public_url = (url("POMOC_PUBLIC_URL", ("http:", "https:")) or "").rstrip("/")
+    emails = tuple(e.strip() for e in env.get("POMOC_ONCALL_EMAILS", "").split(",") if e.strip())
+    for email in emails:
+        if not _ADDRESS.fullmatch(email):
+            raise SettingsError(f"POMOC_ONCALL_EMAILS: {email!r} is not an e-mail address")
+    phones = tuple(p.strip().replace(" ", "") for p in env.get("POMOC_ONCALL_PHONES", "").split(",") if p.strip())
+    for phone in phones:
+        if not _PHONE.fullmatch(phone):
+            raise SettingsError(f"POMOC_ONCALL_PHONES: {phone!r} is not a phone number (digits, optional +)")
+    gateway = env.get("POMOC_SMS_GATEWAY", "").strip().lower() or "pomoc"
+    if gateway not in SMS_GATEWAYS:
+        raise SettingsError(f"POMOC_SMS_GATEWAY must be one of {', '.join(SMS_GATEWAYS)}, got {gateway!r}")
+    sms_url = url("POMOC_SMS_URL", ("http:", "https:"))
+    token = env.get("POMOC_SMS_TOKEN", "").strip()
+    if gateway == "smsapi":
+        sms_url = sms_url or "https://api.smsapi.pl/sms.do"
+        if not token:
+            raise SettingsError("POMOC_SMS_TOKEN must be set for POMOC_SMS_GATEWAY=smsapi (an SMSAPI OAuth token)")
+    if phones and not sms_url:
+        raise SettingsError("POMOC_ONCALL_PHONES needs POMOC_SMS_URL (or POMOC_SMS_GATEWAY=smsapi)")
+    return {"smtp_url": smtp_url, "mail_from": mail_from, "panel_url": panel_url, "public_url": public_url,
+            "mail_delay": seconds("POMOC_MAIL_DELAY", timedelta(minutes=2)),
+            "oncall_emails": emails, "oncall_phones": phones, "sms_url": sms_url, "sms_gateway": gateway,
+            "sms_token": token, "sms_from": env.get("POMOC_SMS_FROM", "").strip()}

@@ -27,6 +27,7 @@ from server.protocol import frames, views
 from server.protocol.events import Source
 from server.rules.conduct import WINDOW as CONDUCT_WINDOW
 from server.rules.limits import Limit
+from server.rules.notices import acknowledgment_notice, status_notice
 from server.rules.records import Committed, Posted, Ticket
 from server.rules.tickets import Request, check_access, check_department, plan_ticket, ticket_changes
 from server.store.db import DATABASE_DOWN, describe
@@ -78,7 +79,9 @@ async def open_ticket(a: Adapters, conn: Connection, req: frames.OpenTicket, ref
                                                 len(req.attachments)),
                              record, await a.attendance.refresh_agents_online(), now, a.rules.policy,
                              a.rules.departments, a.rules.default_department)
-    opened = await a.tickets.open(principal, new, first, now, req.attachments, attach=_attacher(a, principal))
+    ack = acknowledgment_notice(principal, new, first, a.rules.policy.calendar)
+    opened = await a.tickets.open(principal, new, first, now, req.attachments, attach=_attacher(a, principal),
+                                  notices=[ack] if ack else [])
     ticket = opened.ticket
     session = conn.session
     follow = session.follow(ticket.id, ticket.shop_id, 0)
@@ -104,8 +107,10 @@ async def update_ticket(a: Adapters, conn: Connection, req: frames.UpdateTicket,
     now = a.clock.now()
     change = ticket_changes(principal, ticket, req.changes, now, a.rules.policy)
     if change.fields:
+        done = status_notice(principal, ticket, change.fields)
         ticket, notes, released = await a.tickets.update(ticket.id, change.fields, change.notes, now,
-                                                         release=change.release_held, events=change.events)
+                                                         release=change.release_held, events=change.events,
+                                                         notices=[done] if done else [])
         await a.announce.ticket(ticket)
         await a.announce.committed([Committed(ticket.shop_id, note, None, "system") for note in notes]
                                    + [Committed(ticket.shop_id, m, None, m.author.key(ticket.shop_id),

@@ -22,9 +22,11 @@ class Received:
 
 @dataclass
 class Receiver:
-    """Records every POST; answers with the queued statuses, then 200."""
+    """Records every POST; answers with the queued statuses, then 200 (with `reply` as a
+    JSON body, when set: an SMS gateway's answer)."""
 
     statuses: list[int] = field(default_factory=list)
+    reply: bytes = b""
     requests: list[Received] = field(default_factory=list)
     _changed: threading.Condition = field(default_factory=threading.Condition)
     _server: ThreadingHTTPServer | None = None
@@ -40,8 +42,11 @@ class Receiver:
                     receiver.requests.append(Received(dict(self.headers), body))
                     receiver._changed.notify_all()
                 self.send_response(status)
-                self.send_header("Content-Length", "0")
+                if receiver.reply:
+                    self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(receiver.reply)))
                 self.end_headers()
+                self.wfile.write(receiver.reply)
 
             def log_message(self, *args: object) -> None:
                 pass

@@ -11,7 +11,7 @@ lock; it is idempotent and never touches a ticket before its retention ends.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -19,10 +19,12 @@ from typing import Any
 from sqlalchemy import and_, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from server.rules.notices import Notice, reminder_notice, silent_resolved_notice
 from server.rules.records import SYSTEM, Message
 from server.rules.retention import CLOSED_TEXT, SILENT_RESOLVED_TEXT, LifecyclePolicy, reminder_text, text
 from server.store.models import customers, messages, outbox, read_cursors, shops, tickets
-from server.store.rows import append_message
+from server.store.notifications import queue_notice
+from server.store.rows import append_message, insert_for
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +73,7 @@ class Lifecycle:
         self.engine = engine
         self.policy = policy
         self.batch = batch
+        self._insert = insert_for(engine)
 
     # -------------------------------------------------------- silent customer
     async def remind(self, now: datetime) -> list[Step]:
@@ -89,8 +92,12 @@ class Lifecycle:
                         tickets.c.reminders_sent == step, tickets.c.waiting_since <= before,
                     )).values(reminders_sent=step + 1))
                     if claimed.rowcount == 1:
-                        done.append(Step(ticket_id, await _append_system(conn, ticket_id,
-                                                                         reminder_text(step, lang), now)))
+                        body = reminder_text(step, lang)
+                        message = await _append_system(conn, ticket_id, body, now)
+                        # Seed 002's two contact attempts: in the chat and by mail.
+                        await queue_notice(conn, self._insert, ticket_id, reminder_notice(step, body), message.seq,
+                                           now)
+                        done.append(Step(ticket_id, message))
         return done
 
     async def resolve_silent(self, now: datetime) -> list[Step]:
@@ -99,7 +106,8 @@ class Lifecycle:
         return await self._transition(
             and_(tickets.c.status == "waiting_on_customer", tickets.c.reminders_sent >= reminders,
                  tickets.c.waiting_since <= before),
-            {"status": "resolved", "resolved_at": now, "waiting_since": None}, SILENT_RESOLVED_TEXT, now)
+            {"status": "resolved", "resolved_at": now, "waiting_since": None}, SILENT_RESOLVED_TEXT, now,
+            mail=silent_resolved_notice)
 
     async def close_resolved(self, now: datetime) -> list[Step]:
         before = self.policy.close_resolved_before(now)
@@ -108,7 +116,7 @@ class Lifecycle:
             {"status": "closed", "closed_at": now}, CLOSED_TEXT, now)
 
     async def _transition(self, condition: Any, values: dict[str, Any], note: dict[str, str],
-                          now: datetime) -> list[Step]:
+                          now: datetime, mail: Callable[[str], Notice] | None = None) -> list[Step]:
         async with self.engine.connect() as conn:
             due = [(r[0], r[1]) for r in await conn.execute(select(tickets.c.id, tickets.c.lang).where(condition)
                                                             .limit(1000))]
@@ -118,7 +126,11 @@ class Lifecycle:
                 claimed = await conn.execute(update(tickets).where(and_(tickets.c.id == ticket_id, condition))
                                              .values(**values, updated_at=now))
                 if claimed.rowcount == 1:
-                    done.append(Step(ticket_id, await _append_system(conn, ticket_id, text(note, lang), now)))
+                    body = text(note, lang)
+                    message = await _append_system(conn, ticket_id, body, now)
+                    if mail is not None:
+                        await queue_notice(conn, self._insert, ticket_id, mail(body), message.seq, now)
+                    done.append(Step(ticket_id, message))
         return done
 
     # ---------------------------------------------------------------- purge

@@ -31,6 +31,7 @@ from sqlalchemy.sql.expression import false, text
 from sqlalchemy.types import TypeDecorator
 
 from server.store.attachments_schema import attachment_table, help_deflection_table
+from server.store.notifications_schema import notification_tables
 
 metadata = MetaData()
 
@@ -192,3 +193,10 @@ Index("ix_outbox_pending", outbox.c.delivered_at, outbox.c.next_attempt_at)
 # Ticket intake: uploads (bytes on disk, see server.store.attachments) and help-centre deflections.
 attachments = attachment_table(metadata)
 help_deflections = help_deflection_table(metadata)
+
+# Mail and SMS notifications, opt-outs, mailed reply cursors and the local mailbox.
+notifications, mail_optouts, mail_cursors, mailbox = notification_tables(metadata)
+# Agent replies by time, for the unread-reply mails (only agents' messages are indexed).
+_AGENT = text("author_kind = 'agent'")
+Index("ix_messages_agent_replies", messages.c.created_at, postgresql_where=_AGENT, sqlite_where=_AGENT)
+AGENT_MESSAGES = text("messages.author_kind = 'agent'")

@@ -21,10 +21,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from server.errors import Forbidden, NotFound
 from server.principal import Principal
 from server.rules.conduct import CLAIMS, Record
+from server.rules.notices import Notice
 from server.rules.records import SYSTEM, Author, Message, NewTicket, Opened, Ticket
 from server.rules.tickets import check_access, unknown_ticket
 from server.store.db import single_statements
 from server.store.models import ACTIVE_TICKETS, customers, messages, outbox, shops, tickets
+from server.store.notifications import queue_notice
 from server.store.rows import (
     MESSAGE_COLUMNS,
     SHOP_TICKETS,
@@ -160,9 +162,11 @@ class TicketStore:
 
     # ---------------------------------------------------------------- writing
     async def open(self, principal: Principal, new: NewTicket, first: Sequence[tuple[Author, str]],
-                   now: datetime, attachments: Sequence[str] = (), attach: AttachFn | None = None) -> Opened:
+                   now: datetime, attachments: Sequence[str] = (), attach: AttachFn | None = None,
+                   notices: Sequence[Notice] = ()) -> Opened:
         """Create a ticket with its first messages (the customer's body, then e.g. the
-        acknowledgment). Idempotent on the customer's `client_id`."""
+        acknowledgment) and its mails (the acknowledgment's). Idempotent on the
+        customer's `client_id`."""
         if principal.shop is None:
             raise Forbidden("only customers open tickets")
         async with self.engine.begin() as conn:
@@ -182,7 +186,8 @@ class TicketStore:
                 ).on_conflict_do_nothing().returning(tickets.c.id)
                 ticket_id = (await conn.execute(ins)).scalar()
                 if ticket_id is not None:
-                    return await self._opened(conn, principal, ticket_id, new, first, now, attachments, attach)
+                    return await self._opened(conn, principal, ticket_id, new, first, now, attachments, attach,
+                                              notices)
         # A retried open_ticket: answer with what the first attempt stored.
         async with self.single.connect() as conn:
             row = (await conn.execute(ticket_select().where(and_(
@@ -196,7 +201,7 @@ class TicketStore:
 
     async def _opened(self, conn: AsyncConnection, principal: Principal, ticket_id: int, new: NewTicket,
                       first: Sequence[tuple[Author, str]], now: datetime, attachments: Sequence[str],
-                      attach: AttachFn | None) -> Opened:
+                      attach: AttachFn | None, notices: Sequence[Notice] = ()) -> Opened:
         for event, key, payload in new.events:
             await conn.execute(outbox.insert().values(
                 ticket_id=ticket_id, event=event, dedup_key=f"{key}:{ticket_id}",
@@ -212,15 +217,24 @@ class TicketStore:
             out[0] = replace(out[0], attachments=tuple(await attach(conn, list(attachments), ticket_id, out[0].id)))
         # The opener has seen what the reply to open_ticket shows them.
         await set_cursor(conn, self._insert, ticket_id, principal.key, len(out), now)
+        # The opener's address as of now: the worker mails them when they are not here.
+        await conn.execute(self._insert(customers).values(
+            shop_id=principal.shop, user_id=principal.id, name=principal.name, email=principal.email,
+            first_seen_at=now, last_seen_at=now,
+        ).on_conflict_do_update(index_elements=[customers.c.shop_id, customers.c.user_id],
+                                set_={"email": principal.email, "last_seen_at": now}))
+        for notice in notices:
+            await queue_notice(conn, self._insert, ticket_id, notice, 0, now)
         row = (await conn.execute(ticket_select().where(tickets.c.id == ticket_id))).one()
         return Opened(ticket_row(row), tuple(out), created=True)
 
     async def update(self, ticket_id: int, changes: Mapping[str, Any], notes: Iterable[str], now: datetime, *,
-                     release: bool = False, events: Iterable[tuple[str, str, dict[str, Any]]] = ()
-                     ) -> tuple[Ticket, list[Message], list[Message]]:
+                     release: bool = False, events: Iterable[tuple[str, str, dict[str, Any]]] = (),
+                     notices: Sequence[Notice] = ()) -> tuple[Ticket, list[Message], list[Message]]:
         """Apply field changes, add one system message per note, store the change's
-        notifications and (`release`) hand its held messages to the agents, in one
-        transaction. Returns the ticket, the notes and the released messages."""
+        notifications (escalations and mails) and (`release`) hand its held messages
+        to the agents, in one transaction. Returns the ticket, the notes and the
+        released messages."""
         async with self.engine.begin() as conn:
             values = dict(changes)
             values["updated_at"] = now
@@ -236,5 +250,7 @@ class TicketStore:
                     index_elements=[outbox.c.dedup_key]))
             added = [await append_message(conn, ticket_id, SYSTEM, note, f"system:{uuid.uuid4().hex}", now, None)
                      for note in notes]
+            for notice in notices:
+                await queue_notice(conn, self._insert, ticket_id, notice, added[-1].seq if added else 0, now)
             row = (await conn.execute(ticket_select().where(tickets.c.id == ticket_id))).one()
         return ticket_row(row), added, released

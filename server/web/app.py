@@ -30,7 +30,8 @@ from server.clock import Clock, OffsetClock, SystemClock
 from server.rules.config import Rules
 from server.rules.helpsearch import HelpIndex
 from server.settings import Settings
-from server.web import attachments_api, help_api, pages
+from server.store.notifications import NotificationStore
+from server.web import attachments_api, help_api, mail_pages, pages
 from server.web.headers import SecurityHeaders
 from server.web.uploads import UploadLimits
 from server.ws import websocket_endpoint
@@ -90,6 +91,8 @@ def create_app(settings: Settings, clock: Clock | None = None, *, extra_tasks: S
                          secret=settings.secret, clock=wall, limiter_of=lambda r: _adapters(r).limiter,
                          deflection_rate=rules.limits.shop_deflections),
         *pages.routes(settings),
+        *mail_pages.routes(settings, store_of=lambda r: NotificationStore(_adapters(r).engine),
+                           clock_of=lambda r: _adapters(r).clock, demo_email=pages.DEMO_CUSTOMER_EMAIL),
     ]
     # Outermost: every response, the CORS preflights too, gets its security headers.
     # The widget calls /api from the shop's own domain (uploads carry a Bearer token).

@@ -15,6 +15,9 @@ One ASGI middleware, `SecurityHeaders`, and a table of policies by path:
 - `/embed.js`: loaded by shops' pages from their own origins, so no frame rules (it
   is no document) and `Cross-Origin-Resource-Policy: cross-origin`, which keeps it
   loadable from pages that isolate themselves (COEP);
+- the mail pages (`/mail/…`, the unsubscribe links; `/demo/mailbox`): plain HTML
+  with their own inline styles and a form posting to Pomoc, no script, never framed;
+  a mail's HTML is shown in a sandboxed `srcdoc` frame, which inherits this policy;
 - anything else (the JSON API, probes, the favicon, errors): nothing may run or frame it.
 
 Every response also gets `X-Content-Type-Options: nosniff` and `Referrer-Policy:
@@ -39,6 +42,9 @@ CONSOLE = {"Content-Security-Policy": f"{_OWN}; style-src 'self'; frame-ancestor
 DEMO = {"Content-Security-Policy": f"{_OWN}; style-src 'self' 'unsafe-inline'; frame-ancestors 'self'",
         "X-Frame-Options": "SAMEORIGIN"}
 SCRIPT = {"Cross-Origin-Resource-Policy": "cross-origin"}
+MAIL = {"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
+                                   "base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+        "X-Frame-Options": "DENY"}
 NOTHING = {"Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'", "X-Frame-Options": "DENY"}
 
 
@@ -58,6 +64,8 @@ def policy_for(path: str, help_headers: Mapping[str, str]) -> Mapping[str, str]:
         return DEMO
     if path == "/embed.js":
         return SCRIPT
+    if path.startswith("/mail/") or path == "/demo/mailbox":
+        return MAIL
     return NOTHING
 
 

@@ -32,6 +32,8 @@ DEMO_SHOP = "demo-shop"
 DEMO_SHOP_NAME = "Sklep Demo"
 DEMO_CUSTOMER = "demo-owner"
 DEMO_CUSTOMER_NAME = "Właściciel sklepu"
+# Mail to the demo owner stays in the local mailbox (/demo/mailbox) unless SMTP is set up.
+DEMO_CUSTOMER_EMAIL = "wlasciciel@sklep-demo.example"
 DEMO_AGENT = "demo-agent"
 DEMO_AGENT_NAME = "Agnieszka (demo)"
 
@@ -146,15 +148,16 @@ def routes(settings: Settings) -> list[BaseRoute]:
             return _not_found()
         role = request.query_params.get("role", "customer")
         now = request.app.state.adapters.wall.now()  # tokens live on real time, whatever POMOC_CLOCK says
+        email = None
         if role == "customer":
-            sub, name = DEMO_CUSTOMER, DEMO_CUSTOMER_NAME
+            sub, name, email = DEMO_CUSTOMER, DEMO_CUSTOMER_NAME, DEMO_CUSTOMER_EMAIL
         elif role == "agent":
             sub, name = DEMO_AGENT, DEMO_AGENT_NAME
         else:
             return JSONResponse({"error": {"code": "bad_request", "message": "role must be customer or agent"}},
                                 status_code=400)
         token = mint(settings.secret, role=role, sub=sub, now=now, shop=DEMO_SHOP, shop_name=DEMO_SHOP_NAME,
-                     plan="trial", name=name)
+                     plan="trial", name=name, email=email)
         return JSONResponse({"token": token}, headers={"Cache-Control": "no-store"})
 
     return [

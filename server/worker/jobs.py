@@ -22,6 +22,7 @@ from server.rules.records import Committed
 from server.store import escalation, queue
 from server.store.lifecycle import Step
 from server.worker import webhook
+from server.worker.notify import Notifier
 from server.worker.retention import purge
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,7 @@ class Jobs:
     def __init__(self, a: Adapters, client: httpx.AsyncClient | None = None) -> None:
         self.a = a
         self.client = client or httpx.AsyncClient(timeout=10.0, follow_redirects=False)
+        self.notify = Notifier(a, self.client)
         self.jobs: list[tuple[str, Callable[[datetime], Awaitable[int]]]] = [
             ("queue.release", self.release_queue),
             ("sla.escalate", self.escalate),
@@ -38,6 +40,11 @@ class Jobs:
             ("lifecycle.remind", self.remind),
             ("lifecycle.resolve_silent", self.resolve_silent),
             ("lifecycle.close_resolved", self.close_resolved),
+            # After everything that queues mail this round, so it goes out this round.
+            ("mail.replies", self.notify.queue_replies),
+            ("oncall.page", self.notify.page_oncall),
+            ("mail.deliver", self.notify.deliver_mail),
+            ("sms.deliver", self.notify.deliver_sms),
             ("retention.purge", self.purge),
             ("attachments.sweep", self.sweep_attachments),
         ]

@@ -150,7 +150,17 @@ async def test_pages_still_work_under_their_policies(pomoc: PomocServer, open_ta
     await article.add_init_script(f"({VIOLATIONS})()")
     await article.goto(pomoc.base + "/help/platnosci-przelewy24")
     await expect(article.locator("header")).to_have_css("background-color", "rgb(23, 50, 77)")  # /help.css
-    for each in (page, console, article):
+
+    # The mail pages: the demo owner's mailbox and an unsubscribe link's page, styled, never scripted.
+    mailbox = (await open_tab()).page
+    await mailbox.add_init_script(f"({VIOLATIONS})()")
+    await mailbox.goto(pomoc.base + "/demo/mailbox")
+    await expect(mailbox.locator("header")).to_have_css("background-color", "rgb(23, 50, 77)")
+    unsubscribe = (await open_tab()).page
+    await unsubscribe.add_init_script(f"({VIOLATIONS})()")
+    await unsubscribe.goto(pomoc.base + "/mail/unsubscribe/not-a-link")
+    await expect(unsubscribe.locator("header")).to_have_css("background-color", "rgb(23, 50, 77)")
+    for each in (page, console, article, mailbox, unsubscribe):
         assert await each.evaluate("window.__violations") == [], each.url
     assert customer.errors == [] and agent.errors == []
 
