@@ -1089,7 +1089,8 @@ W.renderChat = function () {
   // Kept at the newest message unless the reader scrolls up (see stick).
   this.pinned = true;
   this.logEl = h("div.log", { role: "log", "aria-live": "polite", "aria-label": t("conversation", { title: tk.title }), tabindex: "0",
-    onscroll: (e) => { this.pinned = e.target.scrollHeight - e.target.scrollTop - e.target.clientHeight < 60; } }, this.olderBtn);
+    // stick()'s own scroll must not unpin: an image may grow the log before its load event.
+    onscroll: (e) => { var l = e.target; if (l.scrollTop !== this.autoTop) this.pinned = l.scrollHeight - l.scrollTop - l.clientHeight < 60; } }, this.olderBtn);
   this.typingEl = h("div.typing", { "aria-live": "polite" });
   this.noteEl = h("div", { role: "status" });
   this.chatErrorEl = h("div.error.pad", { role: "alert" });
@@ -1187,7 +1188,8 @@ W.updateChat = function () {
 
 /** Down to the newest message if the reader is there: after a render, and when an image loads and grows the log. */
 W.stick = function () {
-  if (this.pinned) this.logEl.scrollTop = this.logEl.scrollHeight;
+  var l = this.logEl;
+  if (this.pinned) { l.scrollTop = l.scrollHeight; this.autoTop = l.scrollTop; }
 };
 
 W.renderMessage = function (m) {

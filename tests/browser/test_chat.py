@@ -350,7 +350,15 @@ async def test_a_chat_with_images_opens_at_the_newest_message(pomoc: PomocServer
     await expect(page.locator(".msg[data-seq] img")).to_have_count(4)
     release.set()
     # Every image loaded, the log taller than its box, and still scrolled to the newest message.
-    await page.wait_for_function(LOG_AT_END)
+    try:
+        await page.wait_for_function(LOG_AT_END)
+    except Exception:
+        state = await page.evaluate("""() => {
+          const log = document.querySelector("[data-pomoc]").shadowRoot.querySelector(".log");
+          return {imgs: [...log.querySelectorAll("img")].map((i) => [i.complete, i.naturalWidth, i.src.slice(-40)]),
+                  sh: log.scrollHeight, st: log.scrollTop, ch: log.clientHeight};
+        }""")
+        raise AssertionError(state) from None
     await expect(page.locator(".msg[data-seq]").last).to_be_in_viewport()
     assert customer.errors == []
 
