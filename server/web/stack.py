@@ -212,62 +212,55 @@ def _peer(transport: asyncio.BaseTransport) -> str:
     return str(peer[0]) if isinstance(peer, tuple) and peer else ""
 
 
-class BoundedHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with every request head bounded (`HeadGuard`)."""
+class _BoundedHeads:
+    """What both HTTP implementations share: every request head bounded (`HeadGuard`).
+    Mixed in before uvicorn's protocol class; `_between_requests` says when the next
+    bytes start a new request on a keep-alive connection."""
 
     limits: ClassVar[HeadLimits] = HeadLimits()
     refused: ClassVar[Tally] = Tally(log, "http.refused")
+    guard: HeadGuard
+    transport: asyncio.Transport
+    loop: asyncio.AbstractEventLoop
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.guard = HeadGuard(self.limits, self.refused, self.loop)
 
+    def _between_requests(self) -> bool:
+        raise NotImplementedError
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(cast(asyncio.Transport, transport))
+        super().connection_made(cast(asyncio.Transport, transport))  # type: ignore[misc]
         self.guard.begin(self.transport)
 
     def data_received(self, data: bytes) -> None:
         guard = self.guard
-        if not guard.reading and (self.cycle is None or self.cycle.response_complete) and not self.pipeline:
+        if not guard.reading and self._between_requests():
             guard.begin(self.transport)  # the next request on a keep-alive connection
         if guard.feed(data):
-            super().data_received(data)
+            super().data_received(data)  # type: ignore[misc]
 
     def eof_received(self) -> None:
         self.guard.eof()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.guard.stop()
-        super().connection_lost(exc)
+        super().connection_lost(exc)  # type: ignore[misc]
 
 
-class BoundedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with every request head bounded (`HeadGuard`)."""
+class BoundedHttpToolsProtocol(_BoundedHeads, HttpToolsProtocol):
+    """uvicorn's httptools protocol with every request head bounded."""
 
-    limits: ClassVar[HeadLimits] = HeadLimits()
-    refused: ClassVar[Tally] = Tally(log, "http.refused")
+    def _between_requests(self) -> bool:
+        return (self.cycle is None or self.cycle.response_complete) and not self.pipeline
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.guard = HeadGuard(self.limits, self.refused, self.loop)
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(cast(asyncio.Transport, transport))
-        self.guard.begin(self.transport)
+class BoundedH11Protocol(_BoundedHeads, H11Protocol):
+    """uvicorn's h11 protocol with every request head bounded."""
 
-    def data_received(self, data: bytes) -> None:
-        guard = self.guard
-        if not guard.reading and (self.cycle is None or self.cycle.response_complete):
-            guard.begin(self.transport)
-        if guard.feed(data):
-            super().data_received(data)
-
-    def eof_received(self) -> None:
-        self.guard.eof()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.guard.stop()
-        super().connection_lost(exc)
+    def _between_requests(self) -> bool:
+        return self.cycle is None or self.cycle.response_complete
 
 
 class BoundedWebSocketsSansIOProtocol(WebSocketsSansIOProtocol):
