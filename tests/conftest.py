@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from hypothesis import settings as hypothesis_settings
 
+from server.settings import Settings
+from server.store.db import migrate as migrate_store
 from server.web.tokens import mint
 from tests import services
 from tests.servers import ROOT, ServerProcess
@@ -71,6 +73,24 @@ def _drop_schema(schema: str) -> None:
             await conn.close()
 
     asyncio.run(drop())
+
+
+def fresh_store(kind: str, directory: Path, name: str) -> Settings:
+    """Settings for stores used in-process: a new SQLite file in `directory` or a new
+    PostgreSQL schema, migrated (`drop_store` removes the schema)."""
+    if kind == "sqlite":
+        settings = Settings(database_url=f"sqlite+aiosqlite:///{directory / (name + '.db')}")
+    else:
+        services.require("PostgreSQL", services.POSTGRES_URL)
+        settings = Settings(database_url=services.POSTGRES_URL,
+                            database_schema=f"{services.PG_SCHEMA}_{name}_{uuid.uuid4().hex[:6]}")
+    migrate_store(settings)
+    return settings
+
+
+def drop_store(settings: Settings) -> None:
+    if settings.database_schema:
+        _drop_schema(settings.database_schema)
 
 
 def database_env(kind: str, tmp: Path, schema: str | None = None) -> dict[str, str]:

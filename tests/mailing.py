@@ -11,7 +11,6 @@ import sys
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -48,13 +47,6 @@ class MailServers:
     def stop(self) -> None:
         for node in self.started:
             node.stop()
-
-
-def smtp_inbox() -> Iterator[Inbox]:
-    """A started SMTP server, stopped afterwards (for a fixture to yield from)."""
-    box = Inbox().start()
-    yield box
-    box.stop()
 
 
 async def run_jobs(node: ServerProcess, at: datetime | str) -> dict[str, int]:

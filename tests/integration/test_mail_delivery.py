@@ -26,7 +26,7 @@ from server.rules.notices import Notice
 from server.rules.policy import SupportPolicy
 from server.rules.records import SYSTEM, Author, NewTicket
 from server.settings import Settings
-from server.store.db import create_engine, migrate
+from server.store.db import create_engine
 from server.store.messages import MessageStore
 from server.store.models import notifications
 from server.store.notifications import NotificationStore
@@ -34,8 +34,7 @@ from server.store.tickets import TicketStore
 from server.worker.compose import MailSettings
 from server.worker.mail import MailDelivery
 from server.worker.smtp import MailboxTransport, SmtpTransport, Transport
-from tests import services
-from tests.conftest import _drop_schema
+from tests.conftest import drop_store, fresh_store
 from tests.smtp import Inbox, self_signed, server_context
 
 NOW = datetime(2026, 11, 18, 9, 0, tzinfo=UTC)
@@ -46,16 +45,9 @@ MAIL = MailSettings("Pomoc <no-reply@pomoc.test>", "no-reply@pomoc.test", "pomoc
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def database(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    if request.param == "sqlite":
-        settings = Settings(database_url=f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('mail') / 'm.db'}")
-    else:
-        services.require("PostgreSQL", services.POSTGRES_URL)
-        settings = Settings(database_url=services.POSTGRES_URL,
-                            database_schema=f"{services.PG_SCHEMA}_mail_{uuid.uuid4().hex[:6]}")
-    migrate(settings)
+    settings = fresh_store(request.param, tmp_path_factory.mktemp("mail"), "mail")
     yield settings
-    if settings.database_schema:
-        _drop_schema(settings.database_schema)
+    drop_store(settings)
 
 
 @dataclass
@@ -94,13 +86,6 @@ async def world(database: Settings) -> AsyncIterator[World]:
         await conn.execute(update(notifications).where(notifications.c.finished_at.is_(None))
                            .values(finished_at=NOW, outcome="test"))
     await engine.dispose()
-
-
-@pytest.fixture
-def inbox() -> Iterator[Inbox]:
-    box = Inbox().start()
-    yield box
-    box.stop()
 
 
 async def outcome(world: World, ticket_id: int) -> list[tuple[str, str | None, int]]:

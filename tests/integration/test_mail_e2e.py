@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Iterator
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import pytest
 
 from tests.conftest import unique
-from tests.mailing import PANEL, MailServers, http, links, open_ticket, run_jobs, smtp_inbox, unsubscribe_url
+from tests.mailing import PANEL, http, links, open_ticket, run_jobs, unsubscribe_url
 from tests.smtp import Inbox
 from tests.wsclient import join
 
@@ -25,18 +23,6 @@ SATURDAY_NOON = "2026-11-21T12:00:00+01:00"
 # Each test runs several `jobs --once` processes one after another: on a loaded machine
 # that takes longer than the suite's default of 120 s.
 pytestmark = pytest.mark.timeout(300)
-
-@pytest.fixture
-def inbox() -> Iterator[Inbox]:
-    yield from smtp_inbox()
-
-
-@pytest.fixture
-def mail_clock(server_env: dict[str, str], tmp_path: Path, inbox: Inbox) -> Iterator[MailServers]:
-    servers = MailServers(server_env, tmp_path, inbox)
-    yield servers
-    servers.stop()
-
 
 async def test_the_acknowledgment_mail_states_the_chats_deadline_threads_and_unsubscribes(
         mail_clock, clients, inbox: Inbox) -> None:

@@ -25,15 +25,14 @@ from server.rules.policy import SupportPolicy
 from server.rules.records import SYSTEM, Author, NewTicket
 from server.rules.tickets import critical_event
 from server.settings import Settings
-from server.store.db import create_engine, migrate
+from server.store.db import create_engine
 from server.store.models import notifications, outbox
 from server.store.notifications import NotificationStore
 from server.store.oncall import fan_out
 from server.store.tickets import TicketStore
 from server.worker.sms import PomocGateway, SmsApiGateway, SmsDelivery
-from tests import services
-from tests.conftest import _drop_schema, unique
-from tests.mailing import MailServers, open_ticket, run_jobs, smtp_inbox
+from tests.conftest import drop_store, fresh_store, unique
+from tests.mailing import MailServers, open_ticket, run_jobs
 from tests.receiver import Receiver
 from tests.smtp import Inbox
 from tests.wsclient import join
@@ -47,16 +46,9 @@ EMAILS = ("dyzur@pomoc.test", "kierownik@pomoc.test")
 # ------------------------------------------------------------- in process
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def database(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    if request.param == "sqlite":
-        settings = Settings(database_url=f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('oncall') / 'o.db'}")
-    else:
-        services.require("PostgreSQL", services.POSTGRES_URL)
-        settings = Settings(database_url=services.POSTGRES_URL,
-                            database_schema=f"{services.PG_SCHEMA}_oncall_{uuid.uuid4().hex[:6]}")
-    migrate(settings)
+    settings = fresh_store(request.param, tmp_path_factory.mktemp("oncall"), "oncall")
     yield settings
-    if settings.database_schema:
-        _drop_schema(settings.database_schema)
+    drop_store(settings)
 
 
 # Each test runs several `jobs --once` processes one after another: on a loaded machine
@@ -151,11 +143,6 @@ async def test_the_smsapi_gateway_speaks_smsapi_and_retries_its_errors(engine: A
 
 
 # ------------------------------------------------------------ end to end
-@pytest.fixture
-def inbox() -> Iterator[Inbox]:
-    yield from smtp_inbox()
-
-
 @pytest.fixture
 def hooks() -> Iterator[tuple[Receiver, Receiver]]:
     sms, webhook = Receiver().start(), Receiver().start()

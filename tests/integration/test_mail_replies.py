@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
 
 from server.realtime.keys import Keys
 from tests.conftest import unique
-from tests.mailing import MailServers, open_ticket, run_jobs, smtp_inbox
+from tests.mailing import open_ticket, run_jobs
 from tests.servers import ServerProcess
 from tests.smtp import Inbox
 from tests.wsclient import Client, join
@@ -25,18 +23,6 @@ DELAY = timedelta(seconds=120)  # POMOC_MAIL_DELAY's default
 # Each test runs several `jobs --once` processes one after another: on a loaded machine
 # that takes longer than the suite's default of 120 s.
 pytestmark = pytest.mark.timeout(300)
-
-@pytest.fixture
-def inbox() -> Iterator[Inbox]:
-    yield from smtp_inbox()
-
-
-@pytest.fixture
-def mail_clock(server_env: dict[str, str], tmp_path: Path, inbox: Inbox) -> Iterator[MailServers]:
-    servers = MailServers(server_env, tmp_path, inbox)
-    yield servers
-    servers.stop()
-
 
 async def connections(node: ServerProcess, reader: str) -> int:
     client = aioredis.Redis.from_url(node.env["REDIS_URL"])

@@ -7,7 +7,6 @@ would be)."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -17,12 +16,11 @@ import pytest
 from server.principal import Principal, Role
 from server.rules.records import SYSTEM, Author, NewTicket
 from server.settings import Settings
-from server.store.db import create_engine, migrate
+from server.store.db import create_engine
 from server.store.queue import Released, release_due
 from server.store.rows import append_message
 from server.store.tickets import TicketStore
-from tests import services
-from tests.conftest import _drop_schema
+from tests.conftest import drop_store, fresh_store
 
 SATURDAY = datetime.fromisoformat("2026-11-21T12:00:00+01:00")
 MONDAY = datetime.fromisoformat("2026-11-23T09:00:00+01:00")
@@ -33,16 +31,10 @@ HELD = 4  # held messages per ticket
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def settings(request, tmp_path: Path) -> AsyncIterator[Settings]:
-    if request.param == "sqlite":
-        settings = Settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'q.db'}")
-    else:
-        services.require("PostgreSQL", services.POSTGRES_URL)
-        settings = Settings(database_url=services.POSTGRES_URL,
-                            database_schema=f"{services.PG_SCHEMA}_q_{uuid.uuid4().hex[:6]}")
-    await asyncio.to_thread(migrate, settings)
+    # Migrations run their own event loop: in a thread, beside this test's.
+    settings = await asyncio.to_thread(fresh_store, request.param, tmp_path, "q")
     yield settings
-    if settings.database_schema:
-        await asyncio.to_thread(_drop_schema, settings.database_schema)
+    await asyncio.to_thread(drop_store, settings)
 
 
 async def queue_tickets(settings: Settings, count: int) -> tuple[set[int], int]:

@@ -6,7 +6,6 @@ rows injected straight into the writer."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
@@ -18,15 +17,14 @@ from server.errors import BadRequest, Unavailable
 from server.principal import Principal, Role
 from server.rules.config import Rules
 from server.rules.records import Committed, NewTicket, Posted
-from server.settings import Settings
-from server.store.db import create_engine, migrate
+from server.store.db import create_engine
 from server.store.messages import MessageStore
 from server.store.models import messages
 from server.store.models import tickets as tickets_table
 from server.store.tickets import TicketStore
 from server.store.writer import MessageWriter
 from tests import services
-from tests.conftest import _drop_schema
+from tests.conftest import drop_store, fresh_store
 
 NOW = datetime.fromisoformat(services.WORKING_CLOCK)
 CUSTOMER = Principal(Role.customer, "owner", "Ola", shop="shop-w", shop_name="Sklep", plan="standard")
@@ -39,13 +37,7 @@ NUL = "z zerem \x00 w środku"
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def stores(request, tmp_path: Path) -> AsyncIterator[tuple[str, MessageWriter, TicketStore, list]]:
-    if request.param == "sqlite":
-        settings = Settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'w.db'}")
-    else:
-        services.require("PostgreSQL", services.POSTGRES_URL)
-        settings = Settings(database_url=services.POSTGRES_URL,
-                            database_schema=f"{services.PG_SCHEMA}_w_{uuid.uuid4().hex[:6]}")
-    await asyncio.to_thread(migrate, settings)
+    settings = await asyncio.to_thread(fresh_store, request.param, tmp_path, "w")
     engine = create_engine(settings)
     rules = Rules.from_settings(settings)
     announced: list[Committed] = []
@@ -61,8 +53,7 @@ async def stores(request, tmp_path: Path) -> AsyncIterator[tuple[str, MessageWri
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await engine.dispose()
-        if settings.database_schema:
-            await asyncio.to_thread(_drop_schema, settings.database_schema)
+        await asyncio.to_thread(drop_store, settings)
 
 
 async def test_one_refused_row_fails_only_its_own_send(stores):
