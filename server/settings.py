@@ -138,6 +138,9 @@ class Settings:
     max_pending_per_address: int = 100
     # Seconds a client has to complete a request's head (then 408 and close).
     handshake_timeout: timedelta = timedelta(seconds=5)
+    # Seconds a closing connection gets to take its last frames and the close frame
+    # (a peer that does not read them is then cut off without one).
+    close_grace: timedelta = timedelta(seconds=10)
     # Proxies whose X-Forwarded-For names the client (uvicorn's forwarded_allow_ips).
     forwarded_allow_ips: str = "127.0.0.1,::1"
     # uvicorn's HTTP and WebSocket implementations (docs/performance.md, "Server stack").
@@ -315,6 +318,7 @@ class Settings:
             max_pending=integer("POMOC_MAX_PENDING", 1000, minimum=1),
             max_pending_per_address=integer("POMOC_MAX_PENDING_PER_ADDRESS", 100, minimum=1),
             handshake_timeout=seconds("POMOC_HANDSHAKE_TIMEOUT", timedelta(seconds=5)),
+            close_grace=seconds("POMOC_CLOSE_GRACE", timedelta(seconds=10)),
             # uvicorn's own variable still works, as it did before Pomoc had one.
             forwarded_allow_ips=text("POMOC_FORWARDED_ALLOW_IPS", text("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")),
             uvicorn_http=choice("POMOC_UVICORN_HTTP", "httptools", HTTP_IMPLEMENTATIONS),

@@ -35,10 +35,14 @@ from server.protocol import frames, views
 from server.protocol.codec import negotiate
 from server.protocol.session import HELLO, Incoming
 from server.web import reauth
+from server.web.stack import HEARD
 from server.web.tokens import authenticate
 
 log = logging.getLogger(__name__)
-CLOSE_GRACE = 10.0  # seconds a closing connection gets to take its last frames
+
+
+def _never_heard() -> bool:
+    return False
 
 
 def origin_allowed(origin: str | None, allowed: tuple[str, ...]) -> bool:
@@ -58,7 +62,8 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     codec, subprotocol = negotiate(websocket.scope.get("subprotocols") or [])
     conn = Connection(a, f"{a.node_id}:{uuid.uuid4().hex[:12]}", codec)
     # The peer, or the client a trusted proxy names (uvicorn's forwarded_allow_ips).
-    refused = a.roster.admit(conn, websocket.client.host if websocket.client else "")
+    heard = websocket.scope.get(HEARD) or _never_heard  # only the sans-I/O stack tells
+    refused = a.roster.admit(conn, websocket.client.host if websocket.client else "", heard)
     if refused is not None:
         await _deny(websocket, 503, "unavailable", refused)
         return
@@ -79,7 +84,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
             # The writer sends what is due and the close frame as soon as the socket
             # takes them; a peer that never reads is cut loose after the grace period.
             try:
-                await asyncio.wait_for(writer, CLOSE_GRACE)
+                await asyncio.wait_for(writer, a.settings.close_grace.total_seconds())
             except (TimeoutError, asyncio.CancelledError):
                 writer.cancel()
         await conn.finish()

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 from collections import Counter
-from collections.abc import Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -266,6 +267,13 @@ def _unwound(task: asyncio.Future[Any]) -> None:
         log.debug("ws.abandoned_failed", extra={"error": repr(task.exception())})
 
 
+EVICTION_LOOKAHEAD = 32  # pending connections looked at for a silent one to close
+
+
+def _silent() -> bool:
+    return False
+
+
 class Roster:
     """Every connection on this node, and the short tasks that outlive theirs.
 
@@ -274,8 +282,10 @@ class Roster:
     sockets which never say hello cannot keep real users out: per client address
     (`max_pending_per_address`; a new socket beyond it is refused before the upgrade)
     and per node (`max_pending`; beyond it, or when the node is full, the oldest
-    pending connection is closed with 1013 to make room). Only a node full of
-    identified connections refuses everyone."""
+    pending connection is closed with 1013 to make room: the oldest of those that have
+    sent nothing since the upgrade, when the edge can tell (`heard`), so a flood of
+    silent sockets cannot push out a real user whose hello is still being read).
+    Only a node full of identified connections refuses everyone."""
 
     def __init__(self, max_connections: int, max_pending: int | None = None,
                  max_pending_per_address: int | None = None) -> None:
@@ -284,7 +294,8 @@ class Roster:
         self.max_pending_per_address = max_pending_per_address or self.max_pending
         self.draining = False
         self._connections: set[Connection] = set()
-        self._pending: dict[Connection, str] = {}  # in order of admission: the oldest first
+        # In order of admission, the oldest first: the client's address, and whether it has sent anything.
+        self._pending: dict[Connection, tuple[str, Callable[[], bool]]] = {}
         self._per_address: Counter[str] = Counter()
         self._evicted: set[Connection] = set()  # closing to make room; no longer counted
         self._pressure = Tally(log, "ws.pending_pressure")
@@ -298,9 +309,10 @@ class Roster:
     def pending(self) -> int:
         return len(self._pending)
 
-    def admit(self, connection: Connection, address: str) -> str | None:
+    def admit(self, connection: Connection, address: str, heard: Callable[[], bool] = _silent) -> str | None:
         """Count a new connection in as pending, making room by closing the oldest
-        pending one if needed; or why it is refused."""
+        silent pending one if needed; or why it is refused. `heard` tells whether the
+        client has sent anything yet."""
         if self._per_address[address] >= self.max_pending_per_address:
             self._pressure.add("refused_address")
             return "too many connections from this address have not said hello yet; retry"
@@ -310,7 +322,7 @@ class Roster:
             self._pressure.add("refused_full")
             return "this server is full; retry (possibly another node)"
         self._connections.add(connection)
-        self._pending[connection] = address
+        self._pending[connection] = (address, heard)
         self._per_address[address] += 1
         return None
 
@@ -329,8 +341,9 @@ class Roster:
         return len(self._connections) - len(self._evicted)
 
     def _unpend(self, connection: Connection) -> None:
-        address = self._pending.pop(connection, None)
-        if address is not None:
+        entry = self._pending.pop(connection, None)
+        if entry is not None:
+            address = entry[0]
             left = self._per_address[address] - 1
             if left:
                 self._per_address[address] = left
@@ -338,7 +351,13 @@ class Roster:
                 del self._per_address[address]
 
     def _evict_oldest(self) -> None:
-        oldest = next(iter(self._pending))
+        # Walks past the connections whose hello is on its way, but only so far: a
+        # client that sends a partial frame and stalls is "heard" too, and a walk over
+        # every pending connection per admission would make a flood of those costly.
+        oldest = next((c for c, (_, heard) in itertools.islice(self._pending.items(), EVICTION_LOOKAHEAD)
+                       if not heard()), None)
+        if oldest is None:
+            oldest = next(iter(self._pending))
         self._unpend(oldest)
         self._evicted.add(oldest)
         self._pressure.add("evicted")

@@ -14,7 +14,10 @@ linger that drains what the peer is still sending, so a reset does not destroy t
 answer). Bodies are not counted here (the upload endpoints bound them).
 
 `BoundedWebSocketsSansIOProtocol` closes a connection whose text frame is not UTF-8
-with 1007 and one log line, where uvicorn logs a traceback for it.
+with 1007 and one log line, where uvicorn logs a traceback for it, and marks in the
+scope (`Heard`, under `HEARD`) the moment the client first sends bytes after the
+upgrade, before the app has read them: the roster makes room by closing silent
+sockets before one whose hello is on its way.
 
 `uvicorn_config` is the one place the server's uvicorn options are set; which HTTP
 and WebSocket implementations run is a setting (`POMOC_UVICORN_HTTP`,
@@ -263,10 +266,40 @@ class BoundedH11Protocol(_BoundedHeads, H11Protocol):
         return self.cycle is None or self.cycle.response_complete
 
 
+HEARD = "pomoc.heard"  # the scope key of a connection's `Heard`
+
+
+class Heard:
+    """Whether the client has sent anything since the upgrade; the protocol sets it
+    as the bytes arrive, the app only reads it."""
+
+    __slots__ = ("yes",)
+
+    def __init__(self) -> None:
+        self.yes = False
+
+    def __call__(self) -> bool:
+        return self.yes
+
+
 class BoundedWebSocketsSansIOProtocol(WebSocketsSansIOProtocol):
     """uvicorn's sans-I/O `websockets` protocol; a text frame that is not UTF-8 is a
     client's mistake: close 1007 and one log line (uvicorn logs it as an error with a
-    traceback)."""
+    traceback). Bytes after the upgrade mark the connection's `Heard`."""
+
+    heard: Heard | None = None
+
+    def handle_connect(self, event: Any) -> None:
+        super().handle_connect(event)
+        # A mutable marker, so that any copy of the scope the app makes still sees it.
+        self.heard = Heard()
+        self.scope[HEARD] = self.heard  # type: ignore[literal-required]
+
+    def data_received(self, data: bytes) -> None:
+        heard = self.heard
+        if heard is not None and not heard.yes and self.handshake_complete:
+            heard.yes = True
+        super().data_received(data)
 
     def send_receive_event_to_app(self) -> None:
         if self.curr_msg_data_type != "text":

@@ -26,7 +26,9 @@ def limited(server_env, tmp_path_factory):
     env.update({"POMOC_REDIS_PREFIX": f"{services.REDIS_PREFIX}{uuid.uuid4().hex[:6]}:",
                 "POMOC_RATE_USER_MESSAGES": "10/1m", "POMOC_RATE_SHOP_MESSAGES": "15/1m",
                 "POMOC_RATE_SHOP_TICKETS": "3/1d", "POMOC_MAX_USER_CONNECTIONS": "3",
-                "POMOC_MAX_RATE_LIMITED": "20", "POMOC_SEND_QUEUE_MAX": "200", "POMOC_RATE_AGENT_MESSAGES": "off"})
+                "POMOC_MAX_RATE_LIMITED": "20", "POMOC_SEND_QUEUE_MAX": "200", "POMOC_RATE_AGENT_MESSAGES": "off",
+                # The slow reader reads again once its flood is stored, however long that takes here.
+                "POMOC_CLOSE_GRACE": "300"})
     nodes = [ServerProcess(dict(env), log_path=tmp / f"fair-{i}.log").start() for i in range(2)]
     yield nodes
     for node in nodes:
