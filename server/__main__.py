@@ -17,7 +17,7 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Coroutine, Iterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -143,12 +143,52 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     async def work() -> None:
         async with running(settings, clock_for(settings)) as a:
-            await _run_jobs(a)
+            if settings.worker_metrics_port is None:
+                await _run_jobs(a)
+                return
+            async with _worker_metrics(a, settings.host, settings.worker_metrics_port):
+                await _run_jobs(a)
 
     print(f"Pomoc worker: jobs every {settings.jobs_interval.total_seconds():g} s", flush=True)
+    if settings.worker_metrics_port is not None:
+        print(f"  metrics: http://{settings.host}:{settings.worker_metrics_port}/metrics", flush=True)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_until_signalled(work()))
     return 0
+
+
+class _QuietServer(uvicorn.Server):
+    """A uvicorn server inside a process that handles its own signals (the worker)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@contextlib.asynccontextmanager
+async def _worker_metrics(a: Any, host: str, port: int) -> AsyncIterator[None]:
+    """The worker's `/metrics` on a port of its own, for as long as the block runs.
+    The socket is bound here, before the jobs start: a port that is taken stops the
+    worker with the reason instead of leaving it running unobserved."""
+    from server.chat.scrape import Scrape
+    from server.web import metrics_api
+
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        listening = socket.create_server((host, port), family=family)
+    except OSError as exc:
+        raise SystemExit(f"POMOC_WORKER_METRICS_PORT: cannot listen on {host}:{port}: {exc}") from None
+    config = uvicorn.Config(metrics_api.app(Scrape(a), a.settings.metrics_token), lifespan="off",
+                            log_config=None, access_log=False, server_header=False)
+    server = _QuietServer(config)
+    task = asyncio.ensure_future(server.serve(sockets=[listening]))
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        listening.close()
 
 
 async def _until_signalled(work: Coroutine[Any, Any, None]) -> None:

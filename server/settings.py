@@ -152,6 +152,9 @@ class Settings:
     # Rate-limited answers a connection may collect within a minute before it is closed (4429).
     max_rate_limited: int = 50
     run_jobs_in_web: bool = True
+    # /metrics: the bearer token a scrape must carry (none: open), and the worker's own port (none: not served).
+    metrics_token: str | None = None
+    worker_metrics_port: int | None = None
     demo: bool = True
     # POMOC_DEMO on a real database or Redis hands anyone an agent token: refused
     # unless this loudly named override says so.
@@ -265,6 +268,9 @@ class Settings:
         webhook_url = env.get("POMOC_WEBHOOK_URL", "").strip() or None
         if webhook_url and not webhook_url.startswith(("http://", "https://")):
             raise SettingsError("POMOC_WEBHOOK_URL must be an http:// or https:// URL")
+        worker_metrics_port = integer("POMOC_WORKER_METRICS_PORT", 0, minimum=1)
+        if worker_metrics_port > 65535:
+            raise SettingsError(f"POMOC_WORKER_METRICS_PORT must be a port (1-65535), got {worker_metrics_port}")
         settings = cls(
             database_url=database_url,
             redis_url=redis_url,
@@ -326,6 +332,8 @@ class Settings:
             writer_concurrency=integer("POMOC_WRITER_CONCURRENCY", 1, minimum=1),
             max_rate_limited=integer("POMOC_MAX_RATE_LIMITED", 50, minimum=1),
             run_jobs_in_web=flag("POMOC_JOBS_IN_WEB", embedded),
+            metrics_token=env.get("POMOC_METRICS_TOKEN", "").strip() or None,
+            worker_metrics_port=worker_metrics_port or None,
             demo=flag("POMOC_DEMO", embedded),
             demo_on_real_data=flag("POMOC_DEMO_ON_REAL_DATA", False),
             log_level=text("POMOC_LOG_LEVEL", "INFO").upper(),

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from dataclasses import replace
 
@@ -33,7 +34,7 @@ from server.chat.hello import hello
 from server.errors import CLOSE_FORBIDDEN, CLOSE_HELLO_TIMEOUT, CLOSE_UNAUTHORIZED, Unauthorized, Unavailable
 from server.protocol import frames, views
 from server.protocol.codec import negotiate
-from server.protocol.session import HELLO, Incoming
+from server.protocol.session import HELLO, OPEN, Incoming
 from server.web import reauth
 from server.web.stack import HEARD
 from server.web.tokens import authenticate
@@ -158,17 +159,25 @@ async def _read(websocket: WebSocket, conn: Connection, a: Adapters) -> None:
 async def _hello(a: Adapters, conn: Connection, incoming: Incoming) -> None:
     request = incoming.request
     assert isinstance(request, frames.Hello)
+    started = time.perf_counter()
     try:
         # Tokens come from other systems on real time: POMOC_CLOCK moves only the support rules.
         principal = authenticate(request.token, a.settings.secret, a.wall.now())
     except Unauthorized as err:
         conn.failed(err, incoming.ref)
         conn.session.close(CLOSE_UNAUTHORIZED, err.message[:100])
+        a.metrics.hello_seconds.labels("none", "refused").observe(time.perf_counter() - started)
         return
     a.roster.identified(conn)  # no longer counted against the budgets of connections yet to say hello
     if request.lang is not None:
         principal = replace(principal, lang=request.lang)  # the widget's language wins over the token's
-    await hello(a, conn, principal, request, incoming.ref)
+    session = conn.session
+    try:
+        await hello(a, conn, principal, request, incoming.ref)
+    finally:
+        # ok: welcomed; refused: closed (a limit, a replay that failed); failed: may say hello again.
+        outcome = "ok" if session.state == OPEN else "refused" if session.close_code is not None else "failed"
+        a.metrics.hello_seconds.labels(principal.role.value, outcome).observe(time.perf_counter() - started)
 
 
 async def _write(websocket: WebSocket, conn: Connection) -> None:

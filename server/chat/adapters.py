@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.clock import Clock
+from server.metrics import Metrics
 from server.presence import Arrivals, Presence
 from server.protocol.session import Config, Session
 from server.realtime.admission import Connections
@@ -72,3 +73,4 @@ class Adapters:
     readers: Readers
     attendance: Attendance
     roster: Roster
+    metrics: Metrics  # this process's registry and instruments

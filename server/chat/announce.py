@@ -37,6 +37,7 @@ from redis.exceptions import RedisError
 
 from server.chat.inbox import agent_views
 from server.clock import Clock
+from server.metrics import Metrics
 from server.presence import Presence
 from server.principal import Principal
 from server.protocol import views
@@ -74,8 +75,9 @@ class _Kept:
 class Announcer:
     def __init__(self, *, node_id: str, keys: Keys, bus: Bus, router: Router[Session], book: UnreadBook,
                  reads: ReadStore, tickets: TicketStore, presence: Presence, clock: Clock, wall: Clock,
-                 health: RedisHealth, inbox_interval: float = 1.0) -> None:
+                 health: RedisHealth, inbox_interval: float = 1.0, metrics: Metrics | None = None) -> None:
         self.wall = wall
+        self.metrics = metrics or Metrics()
         self.health = health
         self.node_id = node_id
         self.keys = keys
@@ -101,9 +103,13 @@ class Announcer:
         now = self.clock.now()
         remote: list[Counted] = []
         changed: list[int] = []
+        stored: dict[str, int] = {}
         for item in items:
             message = item.message
             held = message.held_at(now)
+            if not item.released:  # a release announces what was stored (and counted) before
+                kind = message.author.kind
+                stored[kind] = stored.get(kind, 0) + 1
             if item.released:
                 event = Event("release", views.message(message))
             else:
@@ -121,6 +127,7 @@ class Announcer:
                 audience = "none" if audience == "agents" else "customers"
             remote.append((channel, envelope(self.node_id, event), message.ticket, message.seq, item.author,
                            audience))
+        self.metrics.stored(stored)  # once per batch and author kind
         await self._publish_and_count(remote)
         # The post changed these tickets too (reopened, taken out of the queue).
         for ticket in await self.tickets.get_many(dict.fromkeys(changed)):

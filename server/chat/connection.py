@@ -301,6 +301,7 @@ class Roster:
         self._pressure = Tally(log, "ws.pending_pressure")
         self._all_closed = asyncio.Event()
         self._detached: set[asyncio.Future[Any]] = set()
+        self._delivered_closed = 0  # messages delivered to connections that are gone
 
     def __len__(self) -> int:
         return len(self._connections)
@@ -331,6 +332,8 @@ class Roster:
         self._unpend(connection)
 
     def discard(self, connection: Connection) -> None:
+        if connection in self._connections:
+            self._delivered_closed += connection.session.delivered
         self._unpend(connection)
         self._evicted.discard(connection)
         self._connections.discard(connection)
@@ -362,6 +365,19 @@ class Roster:
         self._evicted.add(oldest)
         self._pressure.add("evicted")
         oldest.session.close(CLOSE_TRY_AGAIN, "too many connections waiting for hello; retry")
+
+    def by_role(self) -> dict[str, int]:
+        """Open connections by role, and those not identified yet (read at scrape time)."""
+        counts = {"customer": 0, "agent": 0, "pending": len(self._pending)}
+        for connection in self._connections:
+            principal = connection.session.principal
+            if principal is not None and connection not in self._pending:
+                counts[principal.role.value] = counts.get(principal.role.value, 0) + 1
+        return counts
+
+    def delivered(self) -> int:
+        """Messages delivered to this node's connections so far (read at scrape time)."""
+        return self._delivered_closed + sum(c.session.delivered for c in self._connections)
 
     def sessions(self) -> list[Session]:
         return [c.session for c in self._connections]

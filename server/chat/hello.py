@@ -90,6 +90,8 @@ async def hello(a: Adapters, conn: Connection, principal: Principal, req: frames
         session.fill_failed()  # 1013: the client reconnects and resumes from what it got
         return
     session.opened()
+    if replayed:
+        a.metrics.messages_replayed.inc(replayed)
     await a.attendance.connected(session)
     log.info("ws.hello", extra={"conn_id": session.conn_id, "role": principal.role.value,
                                 "tickets": replay.listed, "replayed": replayed})

@@ -26,6 +26,7 @@ from server.chat.attendance import SEEN_FOR, Attendance
 from server.chat.connection import Roster
 from server.chat.readers import Readers
 from server.clock import Clock, SystemClock
+from server.metrics import Metrics
 from server.presence import Arrivals, Presence
 from server.protocol import frames
 from server.protocol.events import open_envelope, own_prefix
@@ -42,7 +43,7 @@ from server.rules.config import Rules
 from server.settings import Settings
 from server.store import models
 from server.store.attachments import AttachmentStore
-from server.store.db import create_engine, watch
+from server.store.db import count_errors, create_engine, watch
 from server.store.deflections import DeflectionStore
 from server.store.images import ImageChecker
 from server.store.lifecycle import Lifecycle
@@ -102,14 +103,18 @@ async def _catch_up_after_redis(a: Adapters) -> None:
 
 
 @contextlib.asynccontextmanager
-async def running(settings: Settings, clock: Clock, rules: Rules | None = None) -> AsyncIterator[Adapters]:
+async def running(settings: Settings, clock: Clock, rules: Rules | None = None,
+                  metrics: Metrics | None = None) -> AsyncIterator[Adapters]:
     """This process's adapters, with its background tasks running until the block ends."""
     rules = rules or Rules.from_settings(settings)
+    # The process's own registry: two apps in one process never share a counter.
+    metrics = metrics or Metrics()
     engine = create_engine(settings)
+    count_errors(engine, metrics.database_failed)
     # Every Redis call has a deadline; one call that misses it, or cannot connect,
     # makes every user of Redis here skip it until the probe gets an answer again.
     health = RedisHealth(settings.redis_timeout.total_seconds())
-    redis, subscriber, probe = open_redis(settings, health)
+    redis, subscriber, probe = open_redis(settings, health, metrics.redis_failed)
     node_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     keys = Keys(settings.redis_prefix)
     router: Router[Session] = Router(node_id, open_envelope, own_prefix(node_id))
@@ -119,9 +124,11 @@ async def running(settings: Settings, clock: Clock, rules: Rules | None = None) 
     presence = Presence(redis, keys, settings.presence_ttl)
     wall = SystemClock()
     announce = Announcer(node_id=node_id, keys=keys, bus=bus, router=router, book=book, reads=reads,
-                         tickets=tickets, presence=presence, clock=clock, wall=wall, health=health)
+                         tickets=tickets, presence=presence, clock=clock, wall=wall, health=health,
+                         metrics=metrics)
     readers = Readers(book, reads, tickets, announce, settings.welcome_tickets_max)
     roster = Roster(settings.max_connections, settings.max_pending, settings.max_pending_per_address)
+    metrics.view(connections=roster.by_role, delivered=roster.delivered)
     connections = Connections(redis, keys, settings.presence_ttl, health)
     arrivals = Arrivals(redis, keys, settings.presence_ttl, SEEN_FOR, health)
     attendance = Attendance(redis=redis, keys=keys, node_id=node_id, settings=settings, wall=wall,
@@ -129,7 +136,8 @@ async def running(settings: Settings, clock: Clock, rules: Rules | None = None) 
                             readers=readers, roster=roster, user_connections=rules.limits.user_connections)
     writer = MessageWriter(messages, rules.policy.hold, rules.policy.closed_until, announce.committed,
                            concurrency=settings.writer_concurrency,
-                           timeout=settings.database_timeout.total_seconds(), pulse=watch(engine))
+                           timeout=settings.database_timeout.total_seconds(), pulse=watch(engine),
+                           metrics=metrics)
     attachments = AttachmentStore(engine, models.attachments, settings.attachments_dir, settings.secret,
                                   link_ttl=settings.attachment_link_ttl,
                                   max_per_message=settings.attachments_per_message,
@@ -145,7 +153,7 @@ async def running(settings: Settings, clock: Clock, rules: Rules | None = None) 
         lifecycle=Lifecycle(engine, rules.lifecycle, settings.purge_batch), redis=redis, keys=keys, bus=bus,
         router=router, book=book, presence=presence, arrivals=arrivals, connections=connections,
         limiter=RateLimiter(redis, keys, rules.limits, health), announce=announce, readers=readers,
-        attendance=attendance, roster=roster,
+        attendance=attendance, roster=roster, metrics=metrics,
     )
     background = Background()
     background.start("redis-health", health.run(probe.time))

@@ -84,7 +84,7 @@ class Incoming:
 class Session:
     __slots__ = ("conn_id", "codec", "config", "_shell", "state", "principal", "feed", "admitted",
                  "presence_status", "follows", "unread", "channels", "close_code", "close_reason", "_outbox",
-                 "_early", "_gaps", "_bad", "_limited", "_typing_sent")
+                 "_early", "_gaps", "_bad", "_limited", "_typing_sent", "delivered")
 
     def __init__(self, conn_id: str, codec: Codec, config: Config, shell: Shell) -> None:
         self.conn_id = conn_id
@@ -109,6 +109,9 @@ class Session:
         self._bad: deque[float] | None = None
         self._limited: deque[float] | None = None
         self._typing_sent: dict[int, float] | None = None
+        # Messages handed to this connection as committed or filled (the node's
+        # metrics add these up at scrape time: nothing is counted per message elsewhere).
+        self.delivered = 0
 
     @property
     def counts_as_presence(self) -> bool:
@@ -314,6 +317,7 @@ class Session:
                 # message of a ticket waiting in the queue reaches the agents
                 # looking at it (following it) at once.
                 self.push(event.encoded(self.codec))
+                self.delivered += 1
             return
         follow.pending.append(event)
         self._want_gap(ticket_id, follow, seq)
@@ -348,6 +352,7 @@ class Session:
                 follow.own.discard(seq)
             elif not (held and self._is_agent):
                 self.push(data)
+                self.delivered += 1
         pending = sorted(follow.pending, key=lambda e: int(e.frame["seq"]))
         follow.pending = []
         follow.filling = False

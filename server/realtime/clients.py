@@ -34,14 +34,32 @@ from server.settings import Settings
 _NOT_ANSWERING = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
-async def _within(health: RedisHealth, call: Callable[[], Awaitable[Any]]) -> Any:
-    health.check()
+# Tells the process's metrics about a failed call: (command, error kind).
+ErrorSink = Callable[[str, str], None]
+
+
+def _ignore(operation: str, error: str) -> None:
+    pass
+
+
+def _name(operation: object) -> str:
+    return operation.decode(errors="replace") if isinstance(operation, bytes) else str(operation)
+
+
+async def _within(health: RedisHealth, call: Callable[[], Awaitable[Any]], operation: object = "other",
+                  errors: ErrorSink = _ignore) -> Any:
+    # `operation` (the command's name, often bytes) is made a string only on failure.
+    if not health.up:
+        errors(_name(operation), "skipped")
+        health.check()
     try:
         async with asyncio.timeout(health.timeout):
             return await call()
     except RedisDown:
+        errors(_name(operation), "skipped")
         raise
     except _NOT_ANSWERING as exc:  # builtin TimeoutError (the deadline) is an OSError
+        errors(_name(operation), "timeout" if isinstance(exc, TimeoutError | RedisTimeoutError) else "connection")
         health.down(exc)
         raise RedisDown(f"Redis did not answer within {health.timeout:g} s: {str(exc) or type(exc).__name__}") \
             from exc
@@ -51,42 +69,48 @@ class GuardedRedis(Redis):
     """A command client whose every command and pipeline has the deadline and skips
     Redis while it is known to be down."""
 
-    def __init__(self, *, health: RedisHealth, **kwargs: Any) -> None:
+    def __init__(self, *, health: RedisHealth, errors: ErrorSink = _ignore, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.health = health
+        self.errors = errors
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
         run = super().execute_command
-        return await _within(self.health, lambda: run(*args, **options))  # type: ignore[no-untyped-call]
+        return await _within(self.health, lambda: run(*args, **options),  # type: ignore[no-untyped-call]
+                             args[0] if args else "other", self.errors)
 
     def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> Pipeline:
-        return GuardedPipeline(self.health, self.connection_pool, self.response_callbacks, transaction, shard_hint)
+        return GuardedPipeline(self.health, self.errors, self.connection_pool, self.response_callbacks,
+                               transaction, shard_hint)
 
 
 class GuardedPipeline(Pipeline):
-    def __init__(self, health: RedisHealth, *args: Any) -> None:
+    def __init__(self, health: RedisHealth, errors: ErrorSink, *args: Any) -> None:
         super().__init__(*args)
         self.health = health
+        self.errors = errors
 
     async def execute(self, raise_on_error: bool = True) -> list[Any]:
         run = super().execute
         try:
-            result: list[Any] = await _within(self.health, lambda: run(raise_on_error))
+            result: list[Any] = await _within(self.health, lambda: run(raise_on_error), "pipeline", self.errors)
         finally:
             await self.reset()  # type: ignore[no-untyped-call]  # skipped or cut short: nothing stays queued for a next use
         return result
 
 
-def open_redis(settings: Settings, health: RedisHealth) -> tuple[GuardedRedis, Redis, Redis]:
-    """The command client, a separate subscriber client, and the probe's client."""
+def open_redis(settings: Settings, health: RedisHealth, errors: ErrorSink = _ignore
+               ) -> tuple[GuardedRedis, Redis, Redis]:
+    """The command client, a separate subscriber client, and the probe's client;
+    `errors` hears of every command that fails to get an answer (or is skipped)."""
     timeout = settings.redis_timeout.total_seconds()
     if settings.embedded_redis:
         import fakeredis
 
         server = fakeredis.FakeServer()
         pool = fakeredis.FakeAsyncRedis(server=server).connection_pool
-        return (GuardedRedis(connection_pool=pool, health=health), fakeredis.FakeAsyncRedis(server=server),
-                Redis(connection_pool=pool))
+        return (GuardedRedis(connection_pool=pool, health=health, errors=errors),
+                fakeredis.FakeAsyncRedis(server=server), Redis(connection_pool=pool))
     # One DriverInfo for every connection: without it redis-py looks its own version up
     # in the installed packages' metadata for each new connection (milliseconds each,
     # a tenth of a node's CPU while a reconnect storm grows the pool).
@@ -99,4 +123,5 @@ def open_redis(settings: Settings, health: RedisHealth) -> tuple[GuardedRedis, R
     )
     subscriber = Redis.from_url(settings.redis_url, socket_timeout=None, socket_connect_timeout=timeout,
                                 socket_keepalive=True, retry=Retry(NoBackoff(), 0), driver_info=driver)
-    return GuardedRedis(connection_pool=blocking, health=health), subscriber, Redis(connection_pool=blocking)
+    return (GuardedRedis(connection_pool=blocking, health=health, errors=errors), subscriber,
+            Redis(connection_pool=blocking))

@@ -19,6 +19,7 @@ connect bound only: a migration may rightly run one long statement.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +102,41 @@ def watch(engine: AsyncEngine) -> Pulse:
 
     event.listen(engine.sync_engine, "after_cursor_execute", answered)
     return pulse
+
+
+# Tells the process's metrics about a failed statement: (operation, error kind).
+ErrorSink = Callable[[str, str], None]
+
+
+def error_kind(exc: BaseException) -> str:
+    """A failure as one of a few kinds (a metric's label): timeout, connection, refused, other."""
+    if refused(exc):
+        return "refused"
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, TimeoutError | PoolTimeout) or type(current).__name__ in ("QueryCanceledError",):
+            return "timeout"
+        if isinstance(current, ConnectionError | OSError) or type(current).__name__ in (
+                "ConnectionDoesNotExistError", "InterfaceError", "CannotConnectNowError"):
+            return "connection"
+        orig = getattr(current, "orig", None)
+        current = orig if isinstance(orig, BaseException) else current.__cause__
+    return "other"
+
+
+def count_errors(engine: AsyncEngine, sink: ErrorSink) -> None:
+    """Tell `sink` of every statement through `engine` that fails (and of failed
+    connects), by the statement's first word; the raw group commit counts its own."""
+
+    def failed(context: Any) -> None:
+        statement = context.statement
+        operation = statement.lstrip().split(None, 1)[0].lower() if statement and statement.strip() else "connect"
+        kind = "connection" if context.is_disconnect else error_kind(context.original_exception)
+        sink(operation, kind)
+
+    event.listen(engine.sync_engine, "handle_error", failed)
 
 
 def single_statements(engine: AsyncEngine) -> AsyncEngine:

@@ -48,10 +48,11 @@ import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.errors import BadRequest, PomocError, Unavailable
+from server.metrics import Metrics
 from server.principal import Principal
 from server.rules.records import Author, Committed, Message, Posted
 from server.rules.tickets import Admission, ClosedUntil, Hold, ThreadState, admit_post
-from server.store.db import DATABASE_DOWN, Pulse, describe, refused
+from server.store.db import DATABASE_DOWN, Pulse, describe, error_kind, refused
 from server.store.messages import MessageStore
 from server.store.rows import AttachFn
 
@@ -120,8 +121,10 @@ class Pending:
 class MessageWriter:
     def __init__(self, store: MessageStore, hold: Hold, closed_until: ClosedUntil, on_commit: OnCommit,
                  max_batch: int = 500, concurrency: int = 1, timeout: float = 5.0,
-                 pulse: Pulse | None = None) -> None:
+                 pulse: Pulse | None = None, metrics: Metrics | None = None) -> None:
         self.timeout = timeout
+        # One observation per commit (its size and latency), never per message.
+        self.metrics = metrics or Metrics()
         # Beats whenever the database answers (the writer's own commits included).
         self.pulse = pulse or Pulse()
         self.closed_until = closed_until
@@ -145,8 +148,7 @@ class MessageWriter:
         if not self.batched or attachments:
             key = (ticket_id, principal.role.value, principal.id, client_id)
             try:
-                posted = await self.store.post(principal, ticket_id, body, client_id, now, self.hold,
-                                               self.closed_until, attachments=attachments, attach=attach)
+                posted = await self._post_one(principal, ticket_id, body, client_id, now, attachments, attach)
             except PomocError:
                 raise
             except Exception as exc:
@@ -159,6 +161,15 @@ class MessageWriter:
             await self._announce([(posted, origin, principal.key)])
             return posted
         return await self.submit(principal, ticket_id, body, client_id, now, origin)
+
+    async def _post_one(self, principal: Principal, ticket_id: int, body: str, client_id: str, now: datetime,
+                        attachments: tuple[str, ...] = (), attach: AttachFn | None = None) -> Posted:
+        """One send in its own transaction (`MessageStore.post`), timed as a commit of one."""
+        started = time.perf_counter()
+        posted = await self.store.post(principal, ticket_id, body, client_id, now, self.hold, self.closed_until,
+                                       attachments=attachments, attach=attach)
+        self.metrics.committed("single", 1, time.perf_counter() - started)
+        return posted
 
     def submit(self, principal: Principal, ticket_id: int, body: str, client_id: str,
                now: datetime, origin: str | None = None) -> asyncio.Future[Posted]:
@@ -266,6 +277,8 @@ class MessageWriter:
                     pending.done.cancel()
             raise
         except Exception as exc:
+            # The group commit runs on the driver's own connection, past the engine's error events.
+            self.metrics.database_failed("group_commit", error_kind(exc))
             retry = [p for p in batch if not p.done.done()]
             for pending in retry:
                 pending.result = None
@@ -291,8 +304,8 @@ class MessageWriter:
             if pending.done.done():
                 continue  # ran out of time meanwhile: answered already
             try:
-                posted = await self.store.post(pending.principal, pending.ticket_id, pending.body, pending.client_id,
-                                               pending.now, self.hold, self.closed_until)
+                posted = await self._post_one(pending.principal, pending.ticket_id, pending.body,
+                                              pending.client_id, pending.now)
             except PomocError as exc:
                 _fail(pending, exc)
             except Exception as exc:
@@ -337,6 +350,7 @@ class MessageWriter:
 
     async def _write(self, batch: list[Pending], look_up_repeats: bool = False) -> None:
         slow: list[Pending] = []
+        started = time.perf_counter()
         async with self.engine.connect() as conn:
             raw = await conn.get_raw_connection()
             db: Any = raw.driver_connection
@@ -405,6 +419,7 @@ class MessageWriter:
                                           message.queued_until)
                         _resolve_later(pending, message, tickets[pending.ticket_id]["shop_id"], new=True,
                                        queued=message.ticket in queued_tickets)
+        self.metrics.committed("group", len(batch) - len(slow), time.perf_counter() - started)
         # Committed: now the senders may hear about it, then everyone else (a send
         # that ran out of time is announced too: it was committed after all).
         stored: list[tuple[Posted, str | None, str]] = []

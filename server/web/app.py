@@ -26,12 +26,13 @@ from starlette.routing import Route, WebSocketRoute
 
 from server.chat.adapters import Adapters
 from server.chat.runtime import Background, running
+from server.chat.scrape import Scrape
 from server.clock import Clock, OffsetClock, SystemClock
 from server.rules.config import Rules
 from server.rules.helpsearch import HelpIndex
 from server.settings import Settings
 from server.store.notifications import NotificationStore
-from server.web import attachments_api, help_api, mail_pages, pages
+from server.web import attachments_api, help_api, mail_pages, metrics_api, pages
 from server.web.headers import SecurityHeaders
 from server.web.uploads import UploadLimits
 from server.ws import websocket_endpoint
@@ -69,6 +70,7 @@ def create_app(settings: Settings, clock: Clock | None = None, *, extra_tasks: S
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with running(settings, clock, rules) as a:
             app.state.adapters = a
+            app.state.scrape = Scrape(a)
             background = Background()
             for task in extra_tasks:
                 background.start(getattr(task, "__name__", "extra"), task(a))
@@ -83,6 +85,7 @@ def create_app(settings: Settings, clock: Clock | None = None, *, extra_tasks: S
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/embed.js", embed_js),
+        *metrics_api.routes(settings.metrics_token, lambda r: r.app.state.scrape),
         # Tokens and signed links live on real time, whatever POMOC_CLOCK says.
         *attachments_api.routes(store_of=lambda r: _adapters(r).attachments, secret=settings.secret, clock=wall,
                                 limits=UploadLimits(max_bytes=settings.attachment_max_bytes),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
@@ -54,14 +55,18 @@ class Jobs:
 
     async def run_once(self, now: datetime) -> dict[str, int]:
         done: dict[str, int] = {}
+        metrics = self.a.metrics
         for name, job in self.jobs:
+            started = time.perf_counter()
             try:
                 done[name] = await job(now)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("job.failed", extra={"job": name})
+                metrics.job_failures.labels(name).inc()
                 done[name] = -1
+            metrics.job_seconds.labels(name).observe(time.perf_counter() - started)
         return done
 
     async def run_forever(self) -> None:
@@ -109,6 +114,10 @@ class Jobs:
         settings = self.a.settings
         result = await webhook.deliver_due(self.a.engine, settings.webhook_url, settings.webhook_secret, now,
                                            self.client)
+        if result.sent:
+            self.a.metrics.webhooks.labels("sent").inc(result.sent)
+        if result.failed:
+            self.a.metrics.webhooks.labels("failed").inc(result.failed)
         return result.sent
 
     async def remind(self, now: datetime) -> int:

@@ -53,7 +53,8 @@ class Notifier:
                                  calendar=a.rules.policy.calendar, tickets=a.tickets, messages=a.messages,
                                  wall=a.wall)
         gateway = gateway_for(a.settings)
-        self.sms = SmsDelivery(self.store, gateway, a.rules.policy.calendar, client) if gateway else None
+        self.sms = (SmsDelivery(self.store, gateway, a.rules.policy.calendar, client, metrics=a.metrics)
+                    if gateway else None)
 
     async def queue_replies(self, now: datetime) -> int:
         """One mail per ticket whose agent replies stayed unread for POMOC_MAIL_DELAY
@@ -81,6 +82,10 @@ class Notifier:
 
     async def deliver_mail(self, now: datetime) -> int:
         done = await self.mail.deliver_due(now)
+        if done.sent:
+            self.a.metrics.mails.labels("sent").inc(done.sent)
+        if done.failed:
+            self.a.metrics.mails.labels("failed").inc(done.failed)
         if done.sent or done.failed:
             log.info("mail.delivered", extra={"sent": done.sent, "failed": done.failed, "dropped": done.dropped,
                                               "transport": self.transport.name})

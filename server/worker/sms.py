@@ -31,6 +31,7 @@ from typing import Protocol
 
 import httpx
 
+from server.metrics import Metrics
 from server.rules.calendar import WorkingCalendar
 from server.rules.mailtext import sms_text
 from server.settings import Settings
@@ -134,7 +135,8 @@ def gateway_for(settings: Settings) -> Gateway | None:
 
 class SmsDelivery:
     def __init__(self, store: NotificationStore, gateway: Gateway, calendar: WorkingCalendar,
-                 client: httpx.AsyncClient, batch: int = 50) -> None:
+                 client: httpx.AsyncClient, batch: int = 50, metrics: Metrics | None = None) -> None:
+        self.metrics = metrics or Metrics()
         self.store = store
         self.gateway = gateway
         self.calendar = calendar
@@ -149,12 +151,15 @@ class SmsDelivery:
                 await self.gateway.send(self.client, row.recipient, text, row, now)
             except PermanentFailure as exc:
                 await self.store.finish(row.id, now, "rejected", str(exc))
+                self.metrics.sms.labels("rejected").inc()
                 log.warning("sms.rejected", extra={"notification_id": row.id, "error": str(exc)})
             except TemporaryFailure as exc:
                 again = await self.store.retry(row.id, row.attempts, str(exc), now)
+                self.metrics.sms.labels("failed").inc()
                 log.warning("sms.failed" if again else "sms.gave_up",
                             extra={"notification_id": row.id, "attempts": row.attempts, "error": str(exc)})
             else:
                 await self.store.finish(row.id, now, "sent")
+                self.metrics.sms.labels("sent").inc()
                 sent += 1
         return sent

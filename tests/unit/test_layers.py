@@ -25,7 +25,8 @@ FOLDERS = {"rules": 1, "protocol": 2, "store": 2, "realtime": 2, "chat": 3, "web
 # Modules at the top of server/: the kernel, the entry point, and the three that
 # the design card names, each in its layer.
 TOP = {"__init__": ("kernel", 0), "settings": ("kernel", 0), "clock": ("kernel", 0), "errors": ("kernel", 0),
-       "logs": ("kernel", 0), "principal": ("kernel", 0), "presence": ("realtime", 2), "threads": ("chat", 3),
+       "logs": ("kernel", 0), "principal": ("kernel", 0), "metrics": ("kernel", 0),
+       "presence": ("realtime", 2), "threads": ("chat", 3),
        "ws": ("web", 4), "__main__": ("main", 5)}
 PURE_LAYERS = {"rules", "protocol"}
 IO_LIBRARIES = {"starlette", "redis", "sqlalchemy", "asyncio", "jwt", "asyncpg", "aiosqlite", "httpx", "uvicorn",
