@@ -34,9 +34,10 @@ def routes(token: str | None, scrape_of: Callable[[Request], Scrape]) -> list[Ba
 
 
 def app(scrape: Scrape, token: str | None) -> Starlette:
-    """The worker's metrics endpoint (and a liveness check beside it)."""
+    """The worker's metrics endpoint, and liveness beside it (`/healthz`, `/readyz`:
+    answered once the worker's wiring is up, since this app is served from inside it)."""
 
-    async def healthz(request: Request) -> Response:
+    async def alive(request: Request) -> Response:
         return PlainTextResponse("ok")
 
-    return Starlette(routes=[*routes(token, lambda _: scrape), Route("/healthz", healthz)])
+    return Starlette(routes=[*routes(token, lambda _: scrape), Route("/healthz", alive), Route("/readyz", alive)])
