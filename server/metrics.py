@@ -119,9 +119,10 @@ class Metrics:
                            ["outcome"], registry=r)
         self.webhooks = Counter("pomoc_webhook_deliveries", "Escalation webhook POSTs, by outcome (sent, failed)",
                                 ["outcome"], registry=r)
-        for role in ROLES:
-            self.messages_stored.labels(role)
-        self.messages_stored.labels("system")
+        # The hot path's children bound once: `labels()` takes a lock and builds a key each call.
+        self._stored = {author: self.messages_stored.labels(author) for author in (*ROLES, "system")}
+        self._commits = {path: (self.commit_batch.labels(path), self.commit_seconds.labels(path))
+                         for path in ("group", "single")}
         r.register(_Views(self))
 
     # ------------------------------------------------------------ the wiring
@@ -135,11 +136,16 @@ class Metrics:
     # ------------------------------------------------------------- recording
     def stored(self, by_author: Mapping[str, int]) -> None:
         for author, count in by_author.items():
-            self.messages_stored.labels(bounded(author, ("customer", "agent", "system"))).inc(count)
+            child = self._stored.get(author)
+            if child is None:
+                child = self.messages_stored.labels("other")
+            child.inc(count)
 
     def committed(self, path: str, messages: int, seconds: float) -> None:
-        self.commit_batch.labels(path).observe(messages)
-        self.commit_seconds.labels(path).observe(seconds)
+        """One commit of `messages` sends on `path` ("group" or "single")."""
+        batch, latency = self._commits[path]
+        batch.observe(messages)
+        latency.observe(seconds)
 
     def redis_failed(self, operation: str, error: str) -> None:
         self.redis_errors.labels(bounded(operation.lower(), REDIS_OPERATIONS), bounded(error, ERROR_KINDS)).inc()
