@@ -89,3 +89,65 @@ def test_the_backlog_sets_every_channel() -> None:
 ])
 def test_the_token_must_match_exactly(header: str | None, ok: bool) -> None:
     assert token_matches(header, "s3cret-token") is ok
+
+
+async def test_redis_calls_skipped_while_down_are_counted_by_command() -> None:
+    import fakeredis
+
+    from server.realtime.clients import GuardedRedis
+    from server.realtime.health import RedisDown, RedisHealth
+
+    metrics = Metrics()
+    health = RedisHealth(1.0)
+    redis = GuardedRedis(connection_pool=fakeredis.FakeAsyncRedis().connection_pool, health=health,
+                         errors=metrics.redis_failed)
+    try:
+        await redis.set("k", "v")  # answered: nothing counted
+        health.down("test")
+        with pytest.raises(RedisDown):
+            await redis.get("k")
+        with pytest.raises(RedisDown):
+            await redis.pipeline().get("k").execute()
+    finally:
+        await redis.aclose()
+    found = samples(metrics)
+    assert found[("pomoc_redis_errors_total", (("error", "skipped"), ("operation", "get")))] == 1
+    assert found[("pomoc_redis_errors_total", (("error", "skipped"), ("operation", "pipeline")))] == 1
+    assert sum(v for (name, _), v in found.items() if name == "pomoc_redis_errors_total") == 2
+
+
+async def test_failed_statements_are_counted_by_their_first_word(tmp_path) -> None:
+    from sqlalchemy import text
+
+    from server.settings import Settings
+    from server.store.db import count_errors, create_engine
+
+    metrics = Metrics()
+    engine = create_engine(Settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'm.db'}"))
+    count_errors(engine, metrics.database_failed)
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+            for statement in ("SELECT * FROM no_such_table", "  insert into no_such_table values (1)"):
+                with pytest.raises(Exception, match="no_such_table"):
+                    await conn.execute(text(statement))
+    finally:
+        await engine.dispose()
+    found = {labels: v for (name, labels), v in samples(metrics).items() if name == "pomoc_database_errors_total"}
+    assert found == {(("error", "other"), ("operation", "select")): 1, (("error", "other"), ("operation", "insert")): 1}
+
+
+@pytest.mark.parametrize(("raw", "problem"), [("0", "at least 1"), ("70000", "1-65535"), ("nine", "whole number")])
+def test_a_bad_worker_metrics_port_names_the_variable(raw: str, problem: str) -> None:
+    from server.settings import Settings, SettingsError
+
+    with pytest.raises(SettingsError, match=f"POMOC_WORKER_METRICS_PORT.*{problem}"):
+        Settings.from_env({"POMOC_WORKER_METRICS_PORT": raw})
+
+
+def test_the_metrics_settings() -> None:
+    from server.settings import Settings
+
+    assert Settings.from_env({}).metrics_token is None and Settings.from_env({}).worker_metrics_port is None
+    chosen = Settings.from_env({"POMOC_METRICS_TOKEN": " abc ", "POMOC_WORKER_METRICS_PORT": "9101"})
+    assert chosen.metrics_token == "abc" and chosen.worker_metrics_port == 9101
