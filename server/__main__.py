@@ -140,20 +140,36 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from server.web.app import clock_for
 
     settings = _settings()
+    listening: socket.socket | None = None
+    if settings.worker_metrics_port is not None:
+        # Bound before anything starts: a port that is taken stops the worker with the
+        # reason instead of leaving it running unobserved.
+        host, port = settings.host, settings.worker_metrics_port
+        try:
+            family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+            listening = socket.create_server((host, port), family=family)
+        except OSError as exc:
+            print(f"configuration error: POMOC_WORKER_METRICS_PORT: cannot listen on {host}:{port}: {exc}",
+                  file=sys.stderr)
+            return 2
 
     async def work() -> None:
         async with running(settings, clock_for(settings)) as a:
-            if settings.worker_metrics_port is None:
+            if listening is None:
                 await _run_jobs(a)
                 return
-            async with _worker_metrics(a, settings.host, settings.worker_metrics_port):
+            async with _worker_metrics(a, listening):
                 await _run_jobs(a)
 
     print(f"Pomoc worker: jobs every {settings.jobs_interval.total_seconds():g} s", flush=True)
-    if settings.worker_metrics_port is not None:
+    if listening is not None:
         print(f"  metrics: http://{settings.host}:{settings.worker_metrics_port}/metrics", flush=True)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_until_signalled(work()))
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(_until_signalled(work()))
+    finally:
+        if listening is not None:
+            listening.close()
     return 0
 
 
@@ -166,18 +182,11 @@ class _QuietServer(uvicorn.Server):
 
 
 @contextlib.asynccontextmanager
-async def _worker_metrics(a: Any, host: str, port: int) -> AsyncIterator[None]:
-    """The worker's `/metrics` on a port of its own, for as long as the block runs.
-    The socket is bound here, before the jobs start: a port that is taken stops the
-    worker with the reason instead of leaving it running unobserved."""
+async def _worker_metrics(a: Any, listening: socket.socket) -> AsyncIterator[None]:
+    """The worker's `/metrics` on its own socket, for as long as the block runs."""
     from server.chat.scrape import Scrape
     from server.web import metrics_api
 
-    try:
-        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-        listening = socket.create_server((host, port), family=family)
-    except OSError as exc:
-        raise SystemExit(f"POMOC_WORKER_METRICS_PORT: cannot listen on {host}:{port}: {exc}") from None
     config = uvicorn.Config(metrics_api.app(Scrape(a), a.settings.metrics_token), lifespan="off",
                             log_config=None, access_log=False, server_header=False)
     server = _QuietServer(config)
@@ -188,7 +197,6 @@ async def _worker_metrics(a: Any, host: str, port: int) -> AsyncIterator[None]:
         server.should_exit = True
         with contextlib.suppress(asyncio.CancelledError):
             await task
-        listening.close()
 
 
 async def _until_signalled(work: Coroutine[Any, Any, None]) -> None:

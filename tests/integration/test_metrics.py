@@ -244,3 +244,18 @@ async def test_the_jobs_count_the_mail_they_deliver(mode: str, node: ServerProce
             assert "Traceback" not in worker.log(), worker.log()[-3000:]
         if inbox is not None:
             inbox.stop()
+
+
+def test_a_taken_metrics_port_stops_the_worker_with_the_reason(tmp_path: Path) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("POMOC_", "DATABASE_URL", "REDIS_URL"))}
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        env.update({"PYTHONPATH": str(ROOT), "POMOC_WORKER_METRICS_PORT": str(taken.getsockname()[1])})
+        done = subprocess.run([sys.executable, "-m", "server", "worker"], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "POMOC_WORKER_METRICS_PORT" in done.stderr and "Address already in use" in done.stderr
+    assert "Traceback" not in done.stderr
