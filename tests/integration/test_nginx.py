@@ -162,6 +162,9 @@ async def test_websocket_and_http_pass_through_the_documented_nginx(cluster, ngi
         health = await http.get(f"{nginx.https}/healthz")
         assert health.status_code == 200 and health.text == "ok"
         assert health.headers["strict-transport-security"] == "max-age=31536000"
+        # Metrics are for the private network: not on the public name, on the node itself.
+        assert (await http.get(f"{nginx.https}/metrics")).status_code == 404
+        assert (await http.get(f"{cluster.node(0).http}/metrics")).status_code == 200
 
         # A 10 MiB upload (the node's limit) passes nginx's body limit...
         data = pdf_of_size(10 * MiB)
