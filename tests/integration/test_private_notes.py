@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 import pytest
+import redis.asyncio as aioredis
 
 from tests import services
 from tests.conftest import Tokens, unique
@@ -291,3 +292,37 @@ async def test_a_note_is_never_mailed_nor_an_unread_reply(mail_clock, clients, i
     assert mailed["Subject"] == f"[Pomoc #{ticket['id']}] 1 nowa odpowiedź: Płatności"
     assert "Proszę zapisać klucz API" in mailed.text()
     assert not [m for m in mails if NOTE in m.text() or "przypisane" in m.text()]
+
+
+async def test_unread_rebuilt_from_the_database_leaves_notes_out(nodes, clients, tokens: Tokens) -> None:
+    a, b = nodes
+    if a is b:
+        pytest.skip("needs Redis shared by two processes (the embedded stand-in lives in one process)")
+    shop = unique("shop")
+    token = tokens.customer(shop)
+    customer, _ = await join(a, clients, token)
+    ticket = await opened(customer)
+    key = str(ticket["id"])
+    anna, _ = await join(b, clients, tokens.agent(unique("anna")), feed=False)
+    bartek, _ = await join(b, clients, tokens.agent(unique("bartek")), feed=False)
+    await bartek.request({"type": "read", "ticket": ticket["id"], "seq": ticket["last_seq"]}, "unread")
+    await anna.request({"type": "send", "ticket": ticket["id"], "body": NOTE, "internal": True}, "ack")
+    await anna.request({"type": "update_ticket", "ticket": ticket["id"], "assignee": "a1"}, "ticket")
+    await anna.request({"type": "send", "ticket": ticket["id"], "body": "Odpowiedź"}, "ack")
+    await customer.expect("unread", where=lambda f: f["tickets"].get(key) == 1)
+    # Everything under this deployment's prefix goes, as after FLUSHALL.
+    client = aioredis.Redis.from_url(a.env["REDIS_URL"])
+    try:
+        keys = [k async for k in client.scan_iter(match=a.env["POMOC_REDIS_PREFIX"] + "*")]
+        assert keys
+        await client.delete(*keys)
+    finally:
+        await client.aclose()
+    _, welcome = await join(b, clients, token)
+    assert welcome["unread"] == {key: 1}, "the reply only: neither note counts for the shop"
+    # A colleague's counts, read from the database: Anna's note and reply (Pomoc's own
+    # private note about the assignment is news to nobody).
+    listed = await bartek.request({"type": "list_tickets", "department": "*", "limit": 200}, "tickets")
+    assert next(t for t in listed["tickets"] if t["id"] == ticket["id"])["unread"] == 2
+    listed = await customer.request({"type": "list_tickets"}, "tickets")
+    assert next(t for t in listed["tickets"] if t["id"] == ticket["id"])["unread"] == 1
