@@ -29,7 +29,14 @@ from server.rules.conduct import WINDOW as CONDUCT_WINDOW
 from server.rules.limits import Limit
 from server.rules.notices import acknowledgment_notice, status_notice
 from server.rules.records import Committed, Posted, Ticket
-from server.rules.tickets import Request, check_access, check_department, plan_ticket, ticket_changes
+from server.rules.tickets import (
+    CUSTOMER_NOTE,
+    Request,
+    check_access,
+    check_department,
+    plan_ticket,
+    ticket_changes,
+)
 from server.store.db import DATABASE_DOWN, describe
 from server.store.rows import AttachFn
 
@@ -110,7 +117,8 @@ async def update_ticket(a: Adapters, conn: Connection, req: frames.UpdateTicket,
         done = status_notice(principal, ticket, change.fields)
         ticket, notes, released = await a.tickets.update(ticket.id, change.fields, change.notes, now,
                                                          release=change.release_held, events=change.events,
-                                                         notices=[done] if done else [])
+                                                         notices=[done] if done else [],
+                                                         internal_notes=change.internal_notes)
         await a.announce.ticket(ticket)
         await a.announce.committed([Committed(ticket.shop_id, note, None, "system") for note in notes]
                                    + [Committed(ticket.shop_id, m, None, m.author.key(ticket.shop_id),
@@ -149,6 +157,8 @@ async def follow(a: Adapters, conn: Connection, req: frames.Follow, ref: object)
 # ------------------------------------------------------------------ messages
 async def send(a: Adapters, conn: Connection, req: frames.Send, ref: object) -> None:
     principal = _me(conn)
+    if req.internal and not principal.is_agent:
+        raise Forbidden(CUSTOMER_NOTE)
     limits = a.rules.limits
     if principal.is_agent:
         await _charge(a, ("agent", principal.id, limits.agent_messages))
@@ -161,11 +171,12 @@ async def send(a: Adapters, conn: Connection, req: frames.Send, ref: object) -> 
         # Pipelined: the send takes its place in the writer's queue now (so the seqs
         # follow this connection's order) and the reader goes on to the next frame;
         # the ack goes out once the batch holding it is committed.
-        pending = a.writer.submit(principal, req.ticket, req.body, req.client_id, now, origin=origin)
+        pending = a.writer.submit(principal, req.ticket, req.body, req.client_id, now, origin=origin,
+                                  internal=req.internal)
         await conn.track_send(_acked_later(conn, pending, ref))
         return
     posted = await a.writer.post(principal, req.ticket, req.body, req.client_id, now, attachments=req.attachments,
-                                 attach=_attacher(a, principal), origin=origin)
+                                 attach=_attacher(a, principal), origin=origin, internal=req.internal)
     _acked(conn, posted, ref)
 
 
@@ -204,7 +215,7 @@ async def history(a: Adapters, conn: Connection, req: frames.History, ref: objec
     principal = _me(conn)
     await a.tickets.get_for(principal, req.ticket)
     found, more = await a.messages.history(req.ticket, before_seq=req.before_seq, after_seq=req.after_seq,
-                                           limit=req.limit)
+                                           limit=req.limit, public=not principal.is_agent)
     conn.session.reply(views.history(req.ticket, await with_links(a, found), more), ref)
 
 

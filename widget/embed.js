@@ -608,10 +608,10 @@ W.insert = function (m, live) {
   if (map.has(m.seq) && !(m.attachments && !map.get(m.seq).attachments)) return;
   map.set(m.seq, m);
   if (this.isMine(m)) this.pending.delete(m.client_id);
-  // The server delivers each ticket's messages without gaps (it fills them before anything newer goes out).
+  // The server delivers each ticket's messages in order without gaps (seqs skip private notes).
   var s = this.seen.get(id) || 0;
   while (map.has(s + 1)) s++;
-  this.seen.set(id, s);
+  this.seen.set(id, live && m.seq > s ? m.seq : s);
   if (!live) return;
   if (!this.tickets.has(id)) this.upsert({ id: id, title: "#" + id, status: "open" });
   var t = this.tickets.get(id);

@@ -125,6 +125,9 @@ class Announcer:
             if item.author == "system":
                 # Pomoc's own messages are news to the shop, not to support.
                 audience = "none" if audience == "agents" else "customers"
+            if message.internal:
+                # A private note is never the shop's; an agent's is news to the other agents.
+                audience = "none" if item.author == "system" else "agents"
             remote.append((channel, envelope(self.node_id, event), message.ticket, message.seq, item.author,
                            audience))
         self.metrics.stored(stored)  # once per batch and author kind

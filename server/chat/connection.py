@@ -238,8 +238,11 @@ class Connection:
                 ticket = await a.tickets.get(gap.ticket)
                 if ticket.queued_until is not None and ticket.queued_until > now:
                     held = set()
-        codec = session.codec
-        session.filled(gap.ticket, [(m.seq, m.seq in held, codec.encode(views.message(m))) for m in found])
+        codec, principal = session.codec, session.principal
+        # A private note fills a customer's gap as a seq it never sees.
+        session.filled(gap.ticket, [(m.seq, m.seq in held, codec.encode(views.message(m))
+                                     if principal is not None and m.visible_to(principal) else None)
+                                    for m in found])
 
     # ------------------------------------------------------------------ end
     async def finish(self) -> None:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from server.chat.adapters import Adapters
 from server.chat.connection import Connection, with_links
@@ -51,6 +51,9 @@ class Replay:
     windows: dict[int, tuple[int, int]]  # ticket → (replay after this seq, up to this seq)
     queued: frozenset[int]  # tickets waiting in the off-hours queue (agents see their held messages)
     listed: int = 0  # tickets the welcome listed
+    # ticket → where its delivery stands after the replay: a customer's window ends at
+    # the newest message it may see, private notes after it are passed over unread.
+    ends: dict[int, int] = field(default_factory=dict)
 
 
 async def hello(a: Adapters, conn: Connection, principal: Principal, req: frames.Hello, ref: object) -> None:
@@ -180,8 +183,12 @@ async def _resume(a: Adapters, conn: Connection, principal: Principal, asked: di
     stale = {t for t in resumed if principal.is_agent or t not in known}
     lasts = await a.messages.last_seqs(stale) if stale else {}
     windows: dict[int, tuple[int, int]] = {}
+    ends: dict[int, int] = {}
     for ticket_id, found in resumed.items():
-        last = lasts.get(ticket_id, 0) if ticket_id in stale else found.last_seq
+        last = ends[ticket_id] = lasts.get(ticket_id, 0) if ticket_id in stale else found.last_seq
+        if ticket_id not in stale and not principal.is_agent:
+            # Nothing to read when all the customer missed are private notes.
+            last = found.last_public_seq
         windows[ticket_id] = (min(asked[ticket_id], last), last)
     starts, incomplete = await a.messages.replay_starts(windows, a.settings.resume_max)
     for ticket_id, found in resumed.items():
@@ -190,7 +197,8 @@ async def _resume(a: Adapters, conn: Connection, principal: Principal, asked: di
         follow.cursor = starts[ticket_id]
     now = a.clock.now()
     queued = frozenset(t.id for t in resumed.values() if t.queued_until is not None and t.queued_until > now)
-    replay = Replay({t: (starts[t], upto) for t, (_, upto) in windows.items() if starts[t] < upto}, queued)
+    replay = Replay({t: (starts[t], upto) for t, (_, upto) in windows.items() if starts[t] < upto}, queued,
+                    ends=ends)
     return replay, incomplete, sorted(denied)
 
 
@@ -214,6 +222,8 @@ async def _replay(a: Adapters, conn: Connection, principal: Principal, replay: R
                 message = page.pop()  # gone once encoded: a page is held once, not twice
                 if principal.is_agent and message.held_at(now) and ticket_id not in replay.queued:
                     continue  # a held follow-up reaches agents when the queue releases it
+                if not message.visible_to(principal):
+                    continue  # a private note: never a customer's
                 await conn.room()
                 session.push(codec.encode(views.message(message)))
                 sent += 1
@@ -222,6 +232,10 @@ async def _replay(a: Adapters, conn: Connection, principal: Principal, replay: R
         follow = session.follows.get(ticket_id)
         if follow is not None:
             follow.cursor = max(follow.cursor, upto)
+    for ticket_id, end in replay.ends.items():
+        follow = session.follows.get(ticket_id)
+        if follow is not None and session.close_code is None:
+            follow.cursor = max(follow.cursor, end)
     return sent
 
 

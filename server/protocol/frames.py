@@ -71,6 +71,7 @@ class Send:
     body: str
     client_id: str
     attachments: tuple[str, ...] = ()
+    internal: bool = False  # an extension: an agent's private note (agents only see it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,7 +265,11 @@ def _send(frame: Mapping[str, Any], limits: Limits) -> Send:
     attachments = _attachments(frame)
     # A message may be just files; without files it needs words.
     body = _text(frame, "body", max_chars=limits.max_body_chars, required=not attachments)
-    return Send(ticket=_ticket(frame), body=body, client_id=_client_id(frame), attachments=attachments)
+    internal = frame.get("internal", False)
+    if not isinstance(internal, bool):
+        raise BadRequest("'internal' must be true or false")
+    return Send(ticket=_ticket(frame), body=body, client_id=_client_id(frame), attachments=attachments,
+                internal=internal)
 
 
 def _read(frame: Mapping[str, Any], limits: Limits) -> Read:

@@ -312,6 +312,8 @@ class Session:
             follow.cursor = seq
             if seq in follow.own:
                 follow.own.discard(seq)
+            elif self._hidden(event):
+                pass  # a private note: delivered to this customer as a seq it will never see
             elif event.origin != self.conn_id and not (event.held and not event.queued and self._is_agent):
                 # A held follow-up reaches agents when the queue releases it; a
                 # message of a ticket waiting in the queue reaches the agents
@@ -326,6 +328,11 @@ class Session:
     def _is_agent(self) -> bool:
         return self.principal is not None and self.principal.is_agent
 
+    def _hidden(self, event: Event) -> bool:
+        """A private note, and this is not support: its seq moves the cursor (the
+        thread stays whole, no gap is fetched for it), nothing goes out."""
+        return event.frame.get("internal") is True and not self._is_agent
+
     # -------------------------------------------------------------- gap fills
     def _want_gap(self, ticket_id: int, follow: Follow, upto: int | None) -> None:
         follow.filling = True
@@ -338,8 +345,9 @@ class Session:
         gaps, self._gaps = self._gaps or [], None
         return gaps
 
-    def filled(self, ticket_id: int, found: Iterable[tuple[int, bool, bytes]]) -> None:
-        """The gap's messages, oldest first, as (seq, held, encoded frame); then what
+    def filled(self, ticket_id: int, found: Iterable[tuple[int, bool, bytes | None]]) -> None:
+        """The gap's messages, oldest first, as (seq, held, encoded frame — None for a
+        message this client may not see, a private note to a customer); then what
         queued up meanwhile."""
         follow = self.follows.get(ticket_id)
         if follow is None:
@@ -350,7 +358,7 @@ class Session:
             follow.cursor = seq
             if seq in follow.own:
                 follow.own.discard(seq)
-            elif not (held and self._is_agent):
+            elif data is not None and not (held and self._is_agent):
                 self.push(data)
                 self.delivered += 1
         pending = sorted(follow.pending, key=lambda e: int(e.frame["seq"]))

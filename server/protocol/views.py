@@ -30,7 +30,9 @@ def iso(t: datetime | None) -> str | None:
 
 # ------------------------------------------------------------------ messages
 def message(m: Message, *, typed: bool = True) -> dict[str, Any]:
-    """A `message` frame; untyped as an item of `history` (only live deliveries are typed)."""
+    """A `message` frame; untyped as an item of `history` (only live deliveries are typed).
+    A private note says so (`internal`); no customer is ever handed one
+    (`Message.visible_to`, applied where messages are delivered and read)."""
     out: dict[str, Any] = {"type": "message"} if typed else {}
     out["ticket"] = m.ticket
     out["seq"] = m.seq
@@ -42,12 +44,16 @@ def message(m: Message, *, typed: bool = True) -> dict[str, Any]:
     out["queued_until"] = iso(m.queued_until)
     if m.attachments:
         out["attachments"] = list(m.attachments)
+    if m.internal:
+        out["internal"] = True
     return out
 
 
 def ack(m: Message) -> dict[str, Any]:
     out: dict[str, Any] = {"type": "ack", "ticket": m.ticket, "seq": m.seq, "client_id": m.client_id,
                            "created_at": m.created_at.isoformat(), "queued_until": iso(m.queued_until)}
+    if m.internal:
+        out["internal"] = True
     if m.attachments:
         out["attachments"] = list(m.attachments)  # the sender's own copy of the links
     return out
@@ -71,6 +77,7 @@ def agent_ticket(t: Ticket, unread: int = 0, *, customer_online: bool | None = N
         "resolved_at": iso(t.resolved_at), "waiting_since": iso(t.waiting_since),
         "reminders_sent": t.reminders_sent, "claimed_severity": t.claimed_severity,
         "deprioritized": t.deprioritized, "customer_online": customer_online,
+        "last_public_seq": t.last_public_seq,
     }
     if shop_record is not None:
         out["shop_record"] = dict(shop_record)
@@ -78,8 +85,12 @@ def agent_ticket(t: Ticket, unread: int = 0, *, customer_online: bool | None = N
 
 
 def customer_ticket(view: Mapping[str, Any], unread: int) -> dict[str, Any]:
-    """A customer's view of a ticket, from any fuller view of it (the allow-list)."""
+    """A customer's view of a ticket, from any fuller view of it (the allow-list).
+    Its `last_seq` is the newest message the shop may see: private notes after it
+    are not the shop's to know of."""
     out = {k: view[k] for k in CUSTOMER_TICKET_FIELDS if k in view}
+    if "last_public_seq" in view:
+        out["last_seq"] = view["last_public_seq"]
     out["unread"] = unread
     return out
 

@@ -48,6 +48,12 @@ class Message:
     client_id: str
     queued_until: datetime | None = None
     attachments: tuple[dict[str, Any], ...] = ()
+    # A private note: for agents only (`visible_to`).
+    internal: bool = False
+
+    def visible_to(self, principal: Principal) -> bool:
+        """May this reader see the message? A private note is support's alone."""
+        return principal.is_agent or not self.internal
 
     def held_at(self, now: datetime) -> bool:
         """Still waiting for working hours at `now` (agents do not see it yet)."""
@@ -81,6 +87,8 @@ class Ticket:
     deprioritized: bool = False
     live_until: datetime | None = None
     lang: str = "pl"
+    # The newest message the shop may see (private notes come after it or between).
+    last_public_seq: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,8 +16,12 @@ message may be posted and what posting it does to the ticket.
   any ticket outside working hours, is handling it: the ticket leaves the queue, its
   held messages reach the agents, and until support opens the customer's replies
   flow live.
+- Private notes: only an agent writes one; it is not an answer to the customer, so
+  it neither takes a held ticket in hand nor counts as the first response.
 - The ticket-change rule (`ticket_changes`): what an `update_ticket` changes and the
-  system notes that record it.
+  system notes that record it. Which of those notes are private (`INTERNAL_FIELDS`):
+  who handles a ticket, how urgent support judged it and which department has it
+  are support's business; a status change concerns the customer and is public.
 - A new ticket (`plan_ticket`): fair use, deadline and queue, department, the
   acknowledgment and, for a vague ticket, the request for missing facts.
 
@@ -67,6 +71,17 @@ CUSTOMER_TRANSITIONS: Mapping[str, frozenset[str]] = {
 Hold = Callable[[str, datetime], "datetime | None"]
 # Until when support is closed at an instant (None while it is open).
 ClosedUntil = Callable[[datetime], "datetime | None"]
+
+
+# A customer's `send` with `internal: true`.
+CUSTOMER_NOTE = "only support writes internal notes"
+# The system notes of these fields' changes are private notes (support's business).
+INTERNAL_FIELDS = frozenset({"severity", "department", "assignee"})
+
+
+def note_is_internal(field: str) -> bool:
+    """Is the system note recording a change of `field` for agents only?"""
+    return field in INTERNAL_FIELDS
 
 
 # The one answer a customer gets for a ticket it may not see, whether it exists or not.
@@ -128,15 +143,19 @@ class Admission:
 
 
 def admit_post(principal: Principal, ticket_id: int, state: ThreadState | None, now: datetime,
-               hold: Hold, closed_until: ClosedUntil) -> Admission:
-    """May `principal` post into the ticket now, and what does the post do to it?
-    Raises NotFound (agents), Forbidden or ClosedTicket."""
+               hold: Hold, closed_until: ClosedUntil, internal: bool = False) -> Admission:
+    """May `principal` post into the ticket now (`internal`: a private note), and what
+    does the post do to it? Raises NotFound (agents), Forbidden or ClosedTicket."""
+    if internal and not principal.is_agent:
+        raise Forbidden(CUSTOMER_NOTE)
     if state is None:
         raise unknown_ticket(principal, ticket_id)
     check_access(principal, state.shop_id)
     if state.status == "closed":
         raise ClosedTicket("this ticket is closed; open a new ticket for a new problem")
     queued_ticket = state.queued_at(now)
+    if internal:
+        return Admission(None, reopens=False)  # a note to colleagues handles nothing
     if principal.is_agent:
         closed = closed_until(now)
         # Answering a held ticket, or any ticket while support is closed, is handling it.
@@ -164,7 +183,9 @@ REOPEN_CHANGES: Mapping[str, Any] = {"status": "open", "waiting_since": None, "r
 @dataclass(frozen=True, slots=True)
 class Change:
     fields: dict[str, Any]
-    notes: tuple[str, ...]
+    notes: tuple[str, ...]  # public: the shop sees them
+    # Private notes (`INTERNAL_FIELDS`), stored after the public ones.
+    internal_notes: tuple[str, ...] = ()
     # Raised to critical while held: out of the queue now, with its messages.
     release_held: bool = False
     # Durable notifications stored with the change: (event, dedup key, payload).
@@ -192,6 +213,7 @@ def ticket_changes(principal: Principal, ticket: Ticket, requested: Mapping[str,
         raise Forbidden("a customer may only mark its ticket resolved")
     changes: dict[str, Any] = {}
     notes: list[str] = []
+    internal: list[str] = []
     status = requested.get("status")
     if status is not None and not may_move(principal, ticket.status, status):
         raise Forbidden("a customer may only mark its ticket resolved")
@@ -212,7 +234,8 @@ def ticket_changes(principal: Principal, ticket: Ticket, requested: Mapping[str,
         if name in requested and requested[name] != getattr(ticket, name):
             changes[name] = requested[name]
             field = FIELD_LABELS.get(ticket.lang, FIELD_LABELS["pl"])[name]
-            notes.append(f"{principal.name}: {field} → {requested[name] or '—'}.")
+            note = f"{principal.name}: {field} → {requested[name] or '—'}."
+            (internal if note_is_internal(name) else notes).append(note)
     release = False
     events: tuple[tuple[str, str, dict[str, Any]], ...] = ()
     if "severity" in changes:
@@ -229,7 +252,7 @@ def ticket_changes(principal: Principal, ticket: Ticket, requested: Mapping[str,
                 release = True
             events = (critical_event(ticket.id, ticket.title, ticket.shop_id, ticket.shop_name, ticket.created_at,
                                      changes["sla_due_at"], now),)
-    return Change(changes, tuple(notes), release_held=release, events=events)
+    return Change(changes, tuple(notes), internal_notes=tuple(internal), release_held=release, events=events)
 
 
 # ------------------------------------------------------------------- opening

@@ -11,12 +11,12 @@ lock; it is idempotent and never touches a ticket before its retention ends.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, select, update
+from sqlalchemy import and_, delete, false, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from server.rules.notices import Notice, reminder_notice, silent_resolved_notice
@@ -212,10 +212,20 @@ class Lifecycle:
             users = [dict(r._mapping) for r in await conn.execute(select(customers).where(customers.c.shop_id == shop))]
             out_tickets = []
             for ticket in await conn.execute(select(tickets).where(tickets.c.shop_id == shop).order_by(tickets.c.id)):
-                thread = [dict(m._mapping) for m in await conn.execute(
-                    select(messages).where(messages.c.ticket_id == ticket.id).order_by(messages.c.seq))]
-                out_tickets.append({**dict(ticket._mapping), "messages": thread})
+                # What the shop may see of its threads: support's private notes are not theirs.
+                thread = [_public(dict(m._mapping)) for m in await conn.execute(
+                    select(messages).where(messages.c.ticket_id == ticket.id, messages.c.internal == false())
+                    .order_by(messages.c.seq))]
+                row = dict(ticket._mapping)
+                row["last_seq"] = row.pop("last_public_seq")
+                out_tickets.append({**row, "messages": thread})
         return {"shop": dict(shop_row._mapping), "customers": users, "tickets": out_tickets}
+
+
+def _public(row: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(row)
+    out.pop("internal", None)
+    return out
 
 
 def _chunks(items: list[int], size: int) -> Iterable[list[int]]:

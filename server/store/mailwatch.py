@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import and_, exists, func, literal, or_, select, update
+from sqlalchemy import and_, exists, false, func, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.rules.notices import Reply
@@ -82,7 +82,9 @@ class ReplyWatch:
                                       customers.c.user_id == tickets.c.created_by))
                 .outerjoin(read, and_(read.c.ticket_id == messages.c.ticket_id, read.c.reader == reader))
                 .outerjoin(mailed, and_(mailed.c.ticket_id == messages.c.ticket_id, mailed.c.reader == reader)))
-            .where(AGENT_MESSAGES, messages.c.created_at > since, messages.c.created_at <= now,
+            # A private note is not a reply: never mailed, never counted unread.
+            .where(AGENT_MESSAGES, messages.c.internal == false(), messages.c.created_at > since,
+                   messages.c.created_at <= now,
                    tickets.c.status != "closed", customers.c.email.is_not(None),
                    messages.c.seq > read_seq, messages.c.seq > mailed_seq, ~opted_out)
             .order_by(messages.c.ticket_id, messages.c.seq)

@@ -13,15 +13,15 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import and_, false, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from server.errors import Forbidden
 from server.principal import Principal
 from server.rules.records import SYSTEM, Author, Message, Posted
 from server.rules.retention import REOPENED_TEXT, text
-from server.rules.tickets import REOPEN_CHANGES, ClosedUntil, Hold, ThreadState, admit_post
+from server.rules.tickets import CUSTOMER_NOTE, REOPEN_CHANGES, ClosedUntil, Hold, ThreadState, admit_post
 from server.store.db import single_statements
 from server.store.models import messages, tickets
 from server.store.rows import (
@@ -31,6 +31,7 @@ from server.store.rows import (
     REPLAY_START,
     AttachFn,
     append_message,
+    bump_seq,
     insert_for,
     message_row,
     release_held,
@@ -45,11 +46,14 @@ class MessageStore:
 
     async def post(self, principal: Principal, ticket_id: int, body: str, client_id: str, now: datetime,
                    hold: Hold, closed_until: ClosedUntil, attachments: Sequence[str] = (),
-                   attach: AttachFn | None = None) -> Posted:
-        """Store a message; `Posted.new` is False for a retried send (same client_id)."""
+                   attach: AttachFn | None = None, internal: bool = False) -> Posted:
+        """Store a message (`internal`: an agent's private note); `Posted.new` is
+        False for a retried send (same client_id)."""
+        if internal and not principal.is_agent:
+            raise Forbidden(CUSTOMER_NOTE)  # before the ticket row is locked
         author = Author.of(principal)
-        values: dict[str, Any] = {"last_seq": tickets.c.last_seq + 1, "last_message_at": now, "updated_at": now}
-        if principal.is_agent:
+        values = bump_seq(internal, now)
+        if principal.is_agent and not internal:  # a note answers nobody
             values["first_response_at"] = func.coalesce(tickets.c.first_response_at, now)
         async with self.engine.begin() as conn:
             # Locks the ticket row until commit: this is what makes seq gapless.
@@ -59,20 +63,21 @@ class MessageStore:
                            tickets.c.queued_until, tickets.c.live_until, tickets.c.lang)
             )).first()
             state = None if row is None else ThreadState(row[1], row[2], row[3], row[4], row[5])
-            admitted = admit_post(principal, ticket_id, state, now, hold, closed_until)
+            admitted = admit_post(principal, ticket_id, state, now, hold, closed_until, internal)
             assert row is not None and state is not None  # admit_post raised otherwise
             seq = row[0]
             ins = self._insert(messages).values(
                 ticket_id=ticket_id, seq=seq, author_kind=author.kind, author_id=author.id,
                 author_name=author.name, body=body, client_id=client_id, created_at=now,
-                queued_until=admitted.queued_until,
+                queued_until=admitted.queued_until, internal=internal,
             ).on_conflict_do_nothing(
                 index_elements=[messages.c.ticket_id, messages.c.author_kind, messages.c.author_id,
                                 messages.c.client_id],
             ).returning(messages.c.id)
             msg_id = (await conn.execute(ins)).scalar()
             if msg_id is not None:
-                message = Message(ticket_id, seq, msg_id, author, body, now, client_id, admitted.queued_until)
+                message = Message(ticket_id, seq, msg_id, author, body, now, client_id, admitted.queued_until,
+                                  internal=internal)
                 if attachments and attach is not None:
                     message = replace(message, attachments=tuple(await attach(conn, list(attachments), ticket_id,
                                                                               msg_id)))
@@ -104,8 +109,11 @@ class MessageStore:
 
     # --------------------------------------------------------------- reading
     async def history(self, ticket_id: int, *, before_seq: int | None = None, after_seq: int | None = None,
-                      limit: int = 50) -> tuple[list[Message], bool]:
+                      limit: int = 50, public: bool = False) -> tuple[list[Message], bool]:
+        """A page of the thread; `public`: without private notes (a customer's page)."""
         query = select(*MESSAGE_COLUMNS).where(messages.c.ticket_id == ticket_id)
+        if public:
+            query = query.where(messages.c.internal == false())
         if after_seq is not None:
             query = query.where(messages.c.seq > after_seq).order_by(messages.c.seq)
         else:

@@ -122,6 +122,9 @@ tickets = Table(
     Column("live_until", UtcDateTime),
     # The language of the shop user who opened it: the system messages' language.
     Column("lang", String(5), nullable=False, default="pl", server_default="pl"),
+    # The newest message the shop may see (private notes are after it or between):
+    # a customer's `last_seq`, so its resume asks for nothing when only notes came.
+    Column("last_public_seq", Integer, nullable=False, default=0, server_default="0"),
     UniqueConstraint("shop_id", "created_by", "client_id", name="uq_tickets_client_id"),
 )
 Index("ix_tickets_shop_created", tickets.c.shop_id, tickets.c.created_at)
@@ -151,6 +154,8 @@ messages = Table(
     Column("client_id", String(200), nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("queued_until", UtcDateTime),
+    # A private note: agents only (never a customer's frame, export, mail or unread).
+    Column("internal", Boolean, nullable=False, default=False, server_default=false()),
     # Resume, history and gap fills read by (ticket_id, seq); the constraint is the index.
     UniqueConstraint("ticket_id", "seq", name="uq_messages_ticket_seq"),
     # Idempotent sends: one message per author and client-made id within a ticket.

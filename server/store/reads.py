@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, false, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.principal import Principal, customer_key
@@ -18,7 +18,7 @@ from server.rules.records import Author
 from server.rules.tickets import check_access, unknown_ticket
 from server.store.db import single_statements
 from server.store.models import customers, messages, read_cursors, tickets
-from server.store.rows import CURSORS, UNREAD_SEQS, UNREAD_SEQS_FOR_AGENTS, insert_for, set_cursor
+from server.store.rows import CURSORS, UNREAD_SEQS_FOR_AGENTS, UNREAD_SEQS_FOR_CUSTOMERS, insert_for, set_cursor
 
 
 class ReadStore:
@@ -46,7 +46,7 @@ class ReadStore:
         author = Author.of(principal)
         async with self.single.connect() as conn:
             cursors = {r[0]: r[1] for r in await conn.execute(CURSORS, {"reader": principal.key, "ids": ids})}
-            statement = UNREAD_SEQS_FOR_AGENTS if principal.is_agent else UNREAD_SEQS
+            statement = UNREAD_SEQS_FOR_AGENTS if principal.is_agent else UNREAD_SEQS_FOR_CUSTOMERS
             rows = await conn.execute(statement, {"reader": principal.key, "ids": ids, "kind": author.kind,
                                                   "author": author.id})
             state: dict[int, tuple[int, list[int]]] = {t: (cursors.get(t, 0), []) for t in ids}
@@ -72,6 +72,8 @@ class ReadStore:
         )
         if principal.is_agent:
             query = query.where(messages.c.author_kind != "system")  # Pomoc's own notes are not news to support
+        else:
+            query = query.where(messages.c.internal == false())  # private notes never reach the shop
         async with self.single.connect() as conn:
             rows = (await conn.execute(query)).all()
         return {r[0]: int(r[1]) for r in rows}

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, or_, select, update
+from sqlalchemy import and_, bindparam, false, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -31,12 +31,12 @@ TICKET_COLUMNS = (
     tickets.c.created_at, tickets.c.updated_at, tickets.c.sla_due_at, tickets.c.queued_until,
     tickets.c.closed_at, shops.c.name, shops.c.plan, tickets.c.first_response_at, tickets.c.resolved_at,
     tickets.c.waiting_since, tickets.c.reminders_sent, tickets.c.claimed_severity, tickets.c.deprioritized,
-    tickets.c.live_until, tickets.c.lang,
+    tickets.c.live_until, tickets.c.lang, tickets.c.last_public_seq,
 )
 MESSAGE_COLUMNS = (
     messages.c.ticket_id, messages.c.seq, messages.c.id, messages.c.author_kind, messages.c.author_id,
     messages.c.author_name, messages.c.body, messages.c.created_at, messages.c.client_id,
-    messages.c.queued_until,
+    messages.c.queued_until, messages.c.internal,
 )
 
 
@@ -47,14 +47,14 @@ def ticket_row(row: Any) -> Ticket:
         updated_at=row[11], sla_due_at=row[12], queued_until=row[13], closed_at=row[14],
         shop_name=row[15], plan=row[16], first_response_at=row[17], resolved_at=row[18], waiting_since=row[19],
         reminders_sent=row[20], claimed_severity=row[21], deprioritized=bool(row[22]), live_until=row[23],
-        lang=row[24] or "pl",
+        lang=row[24] or "pl", last_public_seq=row[25],
     )
 
 
 def message_row(row: Any) -> Message:
     return Message(
         ticket=row[0], seq=row[1], id=row[2], author=Author(row[3], row[4], row[5]), body=row[6],
-        created_at=row[7], client_id=row[8], queued_until=row[9],
+        created_at=row[7], client_id=row[8], queued_until=row[9], internal=bool(row[10]),
     )
 
 
@@ -91,21 +91,32 @@ UNREAD_SEQS = (select(messages.c.ticket_id, messages.c.seq)
                .where(or_(messages.c.author_kind != bindparam("kind"), messages.c.author_id != bindparam("author"))))
 # Support reads what customers wrote: Pomoc's own system notes are not news to agents.
 UNREAD_SEQS_FOR_AGENTS = UNREAD_SEQS.where(messages.c.author_kind != "system")
+# A private note is never news to the shop: it never reaches them.
+UNREAD_SEQS_FOR_CUSTOMERS = UNREAD_SEQS.where(messages.c.internal == false())
+
+
+def bump_seq(internal: bool, now: datetime) -> dict[str, Any]:
+    """The ticket row's changes for its next message (SET expressions see the old
+    row: `last_seq + 1` is the new message's seq)."""
+    values: dict[str, Any] = {"last_seq": tickets.c.last_seq + 1, "last_message_at": now, "updated_at": now}
+    if not internal:
+        values["last_public_seq"] = tickets.c.last_seq + 1
+    return values
 
 
 async def append_message(conn: AsyncConnection, ticket_id: int, author: Author, body: str, client_id: str,
-                         now: datetime, queued_until: datetime | None) -> Message:
+                         now: datetime, queued_until: datetime | None, internal: bool = False) -> Message:
     """The ticket's next message, inside the caller's transaction."""
     seq = (await conn.execute(
-        update(tickets).where(tickets.c.id == ticket_id)
-        .values(last_seq=tickets.c.last_seq + 1, last_message_at=now, updated_at=now)
+        update(tickets).where(tickets.c.id == ticket_id).values(**bump_seq(internal, now))
         .returning(tickets.c.last_seq)
     )).scalar_one()
     msg_id = (await conn.execute(messages.insert().values(
         ticket_id=ticket_id, seq=seq, author_kind=author.kind, author_id=author.id,
         author_name=author.name, body=body, client_id=client_id, created_at=now, queued_until=queued_until,
+        internal=internal,
     ).returning(messages.c.id))).scalar_one()
-    return Message(ticket_id, seq, msg_id, author, body, now, client_id, queued_until)
+    return Message(ticket_id, seq, msg_id, author, body, now, client_id, queued_until, internal=internal)
 
 
 async def release_held(conn: AsyncConnection, ticket_id: int) -> list[Message]:

@@ -230,11 +230,12 @@ class TicketStore:
 
     async def update(self, ticket_id: int, changes: Mapping[str, Any], notes: Iterable[str], now: datetime, *,
                      release: bool = False, events: Iterable[tuple[str, str, dict[str, Any]]] = (),
-                     notices: Sequence[Notice] = ()) -> tuple[Ticket, list[Message], list[Message]]:
-        """Apply field changes, add one system message per note, store the change's
-        notifications (escalations and mails) and (`release`) hand its held messages
-        to the agents, in one transaction. Returns the ticket, the notes and the
-        released messages."""
+                     notices: Sequence[Notice] = (), internal_notes: Iterable[str] = ()
+                     ) -> tuple[Ticket, list[Message], list[Message]]:
+        """Apply field changes, add one system message per note (then one private
+        note per internal note), store the change's notifications (escalations and
+        mails) and (`release`) hand its held messages to the agents, in one
+        transaction. Returns the ticket, the notes and the released messages."""
         async with self.engine.begin() as conn:
             values = dict(changes)
             values["updated_at"] = now
@@ -252,5 +253,7 @@ class TicketStore:
                      for note in notes]
             for notice in notices:
                 await queue_notice(conn, self._insert, ticket_id, notice, added[-1].seq if added else 0, now)
+            added += [await append_message(conn, ticket_id, SYSTEM, note, f"system:{uuid.uuid4().hex}", now, None,
+                                           internal=True) for note in internal_notes]
             row = (await conn.execute(ticket_select().where(tickets.c.id == ticket_id))).one()
         return ticket_row(row), added, released

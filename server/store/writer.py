@@ -71,7 +71,7 @@ FROM tickets WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE
 """
 _EXISTING = """
 SELECT m.ticket_id, m.seq, m.id, m.author_kind, m.author_id, m.author_name, m.body, m.created_at, m.client_id,
-       m.queued_until
+       m.queued_until, m.internal
 FROM messages m
 JOIN unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS k(t, ak, ai, ci)
   ON m.ticket_id = k.t AND m.author_kind = k.ak AND m.author_id = k.ai AND m.client_id = k.ci
@@ -81,15 +81,17 @@ JOIN unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS k(t, ak, ai, ci
 _STORE = """
 WITH stored AS (
   INSERT INTO messages (ticket_id, seq, author_kind, author_id, author_name, body, client_id, created_at,
-                        queued_until)
+                        queued_until, internal)
   SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-                       $8::timestamptz[], $9::timestamptz[])
+                       $8::timestamptz[], $9::timestamptz[], $14::bool[])
   ON CONFLICT (ticket_id, author_kind, author_id, client_id) DO NOTHING
   RETURNING id, ticket_id, seq
 ), bumped AS (
   UPDATE tickets t SET last_seq = v.last_seq, last_message_at = v.at, updated_at = v.at,
+         last_public_seq = COALESCE(v.public_seq, t.last_public_seq),
          first_response_at = CASE WHEN v.agent AND t.first_response_at IS NULL THEN v.at ELSE t.first_response_at END
-  FROM unnest($10::bigint[], $11::int[], $12::timestamptz[], $13::bool[]) AS v(id, last_seq, at, agent)
+  FROM unnest($10::bigint[], $11::int[], $12::timestamptz[], $13::bool[], $15::int[])
+       AS v(id, last_seq, at, agent, public_seq)
   WHERE t.id = v.id
 )
 SELECT id, ticket_id, seq FROM stored
@@ -106,6 +108,7 @@ class Pending:
     client_id: str
     now: datetime
     origin: str | None = None
+    internal: bool = False  # an agent's private note
     done: asyncio.Future[Posted] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
     # Set inside the transaction, handed to the sender only after the commit.
     result: Posted | None = None
@@ -143,12 +146,13 @@ class MessageWriter:
 
     async def post(self, principal: Principal, ticket_id: int, body: str, client_id: str, now: datetime,
                    attachments: tuple[str, ...] = (), attach: AttachFn | None = None,
-                   origin: str | None = None) -> Posted:
+                   origin: str | None = None, internal: bool = False) -> Posted:
         """Store a send and tell everyone; returns once it is committed."""
         if not self.batched or attachments:
             key = (ticket_id, principal.role.value, principal.id, client_id)
             try:
-                posted = await self._post_one(principal, ticket_id, body, client_id, now, attachments, attach)
+                posted = await self._post_one(principal, ticket_id, body, client_id, now, attachments, attach,
+                                              internal=internal)
             except PomocError:
                 raise
             except Exception as exc:
@@ -160,22 +164,23 @@ class MessageWriter:
             posted = self._settled(key, posted)
             await self._announce([(posted, origin, principal.key)])
             return posted
-        return await self.submit(principal, ticket_id, body, client_id, now, origin)
+        return await self.submit(principal, ticket_id, body, client_id, now, origin, internal=internal)
 
     async def _post_one(self, principal: Principal, ticket_id: int, body: str, client_id: str, now: datetime,
-                        attachments: tuple[str, ...] = (), attach: AttachFn | None = None) -> Posted:
+                        attachments: tuple[str, ...] = (), attach: AttachFn | None = None, *,
+                        internal: bool = False) -> Posted:
         """One send in its own transaction (`MessageStore.post`), timed as a commit of one."""
         started = time.perf_counter()
         posted = await self.store.post(principal, ticket_id, body, client_id, now, self.hold, self.closed_until,
-                                       attachments=attachments, attach=attach)
+                                       attachments=attachments, attach=attach, internal=internal)
         self.metrics.committed("single", 1, time.perf_counter() - started)
         return posted
 
     def submit(self, principal: Principal, ticket_id: int, body: str, client_id: str,
-               now: datetime, origin: str | None = None) -> asyncio.Future[Posted]:
+               now: datetime, origin: str | None = None, *, internal: bool = False) -> asyncio.Future[Posted]:
         """Queue a send (batched writers only); the future resolves after its commit,
         and the message is announced with its batch."""
-        pending = Pending(principal, ticket_id, body, client_id, now, origin)
+        pending = Pending(principal, ticket_id, body, client_id, now, origin, internal)
         pending.expiry = asyncio.get_running_loop().call_later(self.timeout, self._expire, pending)
         pending.done.add_done_callback(_stop_expiry(pending))
         self._waiting.append(pending)
@@ -305,7 +310,7 @@ class MessageWriter:
                 continue  # ran out of time meanwhile: answered already
             try:
                 posted = await self._post_one(pending.principal, pending.ticket_id, pending.body,
-                                              pending.client_id, pending.now)
+                                              pending.client_id, pending.now, internal=pending.internal)
             except PomocError as exc:
                 _fail(pending, exc)
             except Exception as exc:
@@ -363,7 +368,7 @@ class MessageWriter:
                                                                  row["queued_until"], row["live_until"])
                     try:
                         admitted = admit_post(pending.principal, pending.ticket_id, state, pending.now, self.hold,
-                                              self.closed_until)
+                                              self.closed_until, pending.internal)
                     except PomocError as exc:
                         _fail(pending, exc)
                         continue
@@ -396,27 +401,30 @@ class MessageWriter:
                     author = Author.of(pending.principal)
                     fresh.append((pending, Message(pending.ticket_id, last[pending.ticket_id], 0, author,
                                                    pending.body, pending.now, pending.client_id,
-                                                   admission.queued_until)))
+                                                   admission.queued_until, internal=pending.internal)))
                     if admission.ticket_queued:
                         queued_tickets.add(pending.ticket_id)
                 if fresh:
                     bumped = sorted({m.ticket for _, m in fresh})
                     at = {t: max(m.created_at for _, m in fresh if m.ticket == t) for t in bumped}
-                    agent = {t: any(p.principal.is_agent for p, m in fresh if m.ticket == t) for t in bumped}
+                    # An agent's answer (not a private note) is the first response.
+                    agent = {t: any(p.principal.is_agent and not m.internal for p, m in fresh if m.ticket == t)
+                             for t in bumped}
+                    public = {t: max((m.seq for _, m in fresh if m.ticket == t and not m.internal), default=None)
+                              for t in bumped}
                     rows = await db.fetch(_STORE, [m.ticket for _, m in fresh], [m.seq for _, m in fresh],
                                           [m.author.kind for _, m in fresh], [m.author.id for _, m in fresh],
                                           [m.author.name for _, m in fresh], [m.body for _, m in fresh],
                                           [m.client_id for _, m in fresh], [m.created_at for _, m in fresh],
                                           [m.queued_until for _, m in fresh],
                                           bumped, [last[t] for t in bumped], [at[t] for t in bumped],
-                                          [agent[t] for t in bumped])
+                                          [agent[t] for t in bumped], [m.internal for _, m in fresh],
+                                          [public[t] for t in bumped])
                     if len(rows) != len(fresh):
                         raise _Retried()  # rolls the whole transaction back: no seq is used up
                     ids = {(r["ticket_id"], r["seq"]): r["id"] for r in rows}
                     for pending, message in fresh:
-                        message = Message(message.ticket, message.seq, ids[(message.ticket, message.seq)],
-                                          message.author, message.body, message.created_at, message.client_id,
-                                          message.queued_until)
+                        message = replace(message, id=ids[(message.ticket, message.seq)])
                         _resolve_later(pending, message, tickets[pending.ticket_id]["shop_id"], new=True,
                                        queued=message.ticket in queued_tickets)
         self.metrics.committed("group", len(batch) - len(slow), time.perf_counter() - started)
@@ -460,7 +468,7 @@ def _stop_expiry(pending: Pending) -> Callable[[asyncio.Future[Posted]], None]:
 def _message(row: Any) -> Message:
     return Message(row["ticket_id"], row["seq"], row["id"], Author(row["author_kind"], row["author_id"],
                                                                      row["author_name"]),
-                   row["body"], row["created_at"], row["client_id"], row["queued_until"])
+                   row["body"], row["created_at"], row["client_id"], row["queued_until"], internal=row["internal"])
 
 
 def _resolve_later(pending: Pending, message: Message, shop_id: str, *, new: bool, queued: bool = False) -> None:

@@ -195,4 +195,4 @@ class MailDelivery:
             return ()
         found = await self.messages.between(row.ticket_id, min(wanted) - 1, max(wanted))
         return tuple(ReplyLine(m.author.name, m.created_at, m.body) for m in found
-                     if m.seq in wanted and m.author.kind == "agent")
+                     if m.seq in wanted and m.author.kind == "agent" and not m.internal)

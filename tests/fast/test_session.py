@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -12,7 +13,7 @@ from server.protocol.codec import MSGPACK
 from server.protocol.delivery import Gap
 from server.protocol.events import Event, Source
 from server.protocol.session import CLOSED, HELLO, OPEN, WELCOMING, Config
-from server.rules.records import Author
+from server.rules.records import Author, Message
 from tests.fast.pair import AT, Peer, agent, customer, message, message_event
 
 AGENT_AUTHOR = Author("agent", "a1", "Agnieszka")
@@ -157,6 +158,36 @@ def test_a_gap_is_filled_from_the_database_before_anything_newer() -> None:
     peer.session.filled(1, [(s, False, codec.encode(views.message(message(1, s, author=AGENT_AUTHOR))))
                             for s in (3, 4, 5)])
     assert [f["seq"] for f in peer.frames()] == [3, 4, 5, 6]
+
+
+def note(ticket: int, seq: int) -> Message:
+    return replace(message(ticket, seq, author=AGENT_AUTHOR), body=f"notatka {seq}", internal=True)
+
+
+def test_a_private_note_moves_a_customers_cursor_unseen_and_reaches_agents() -> None:
+    cust = opened_customer(t1=6)
+    support = Peer("c2")
+    support.open_as(agent(), follows={1: ("s1", 6)})
+    for m in (note(1, 7), message(1, 8, author=AGENT_AUTHOR)):
+        cust.session.deliver(Source.SHOP, message_event(m))
+        support.session.deliver(Source.SHOP, message_event(m))
+    # The customer gets the public reply, once, with no gap asked for the note's seq.
+    assert [(f["seq"], "internal" in f) for f in cust.frames()] == [(8, False)]
+    assert cust.session.gaps() == [] and cust.session.follows[1].cursor == 8
+    assert [(f["seq"], f.get("internal")) for f in support.frames()] == [(7, True), (8, None)]
+
+
+def test_a_gap_fill_passes_over_a_private_note_for_a_customer() -> None:
+    cust = opened_customer(t1=6)
+    cust.session.deliver(Source.SHOP, message_event(message(1, 9, author=AGENT_AUTHOR)))
+    assert cust.session.gaps() == [Gap(1, 6, 9)]
+    codec = cust.session.codec
+    cust.session.filled(1, [(7, False, None), (8, False, codec.encode(views.message(message(1, 8)))),
+                            (9, False, codec.encode(views.message(message(1, 9))))])
+    assert [f["seq"] for f in cust.frames()] == [8, 9]
+    cust.session.deliver(Source.SHOP, message_event(note(1, 10)))
+    cust.session.deliver(Source.SHOP, message_event(message(1, 11, author=AGENT_AUTHOR)))
+    assert [f["seq"] for f in cust.frames()] == [11] and cust.session.gaps() == []
 
 
 def test_own_messages_get_an_ack_not_a_copy() -> None:

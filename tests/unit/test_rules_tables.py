@@ -18,7 +18,7 @@ from server.rules.records import Ticket
 from server.rules.retention import LifecyclePolicy, parse_duration
 from server.rules.severity import Severity
 from server.rules.sla import Target
-from server.rules.tickets import ThreadState, admit_post, may_move, ticket_changes
+from server.rules.tickets import ThreadState, admit_post, may_move, note_is_internal, ticket_changes
 from server.settings import Settings, SettingsError
 
 NOW = datetime(2026, 11, 18, 9, 0, tzinfo=UTC)  # Wednesday 10:00 in Warsaw
@@ -271,9 +271,44 @@ def test_raising_the_severity_moves_the_deadline_and_confirms_the_claim() -> Non
     change = ticket_changes(AGENT, ticket(), {"severity": "critical"}, NOW, policy)
     assert change.fields["sla_due_at"] == NOW + timedelta(hours=16)  # critical: 16 h on the clock, 24/7
     assert change.fields["severity_reviewed"] is True and change.fields["deprioritized"] is False
-    assert change.notes == ("Agnieszka: priorytet → critical.",)
+    # How urgent support judged it is support's business: a private note.
+    assert change.notes == () and change.internal_notes == ("Agnieszka: priorytet → critical.",)
     same = ticket_changes(AGENT, ticket(), {"severity": "major", "assignee": None}, NOW, policy)
-    assert same.fields == {} and same.notes == ()
+    assert same.fields == {} and same.notes == () and same.internal_notes == ()
+
+
+@pytest.mark.parametrize(("requested", "public", "internal"), [
+    ({"status": "waiting_on_customer"}, ("Agnieszka: status otwarte → czeka na klienta.",), ()),
+    ({"assignee": "a1"}, (), ("Agnieszka: przypisane do → a1.",)),
+    ({"department": "technical"}, (), ("Agnieszka: dział → technical.",)),
+    ({"department": None}, (), ("Agnieszka: dział → —.",)),
+    ({"severity": "minor"}, (), ("Agnieszka: priorytet → minor.",)),
+    ({"status": "resolved", "assignee": "a2", "severity": "critical"},
+     ("Agnieszka: status otwarte → rozwiązane.",),
+     ("Agnieszka: priorytet → critical.", "Agnieszka: przypisane do → a2.")),
+])
+def test_only_the_notes_that_concern_the_customer_are_public(requested: dict[str, str | None],
+                                                             public: tuple[str, ...],
+                                                             internal: tuple[str, ...]) -> None:
+    change = ticket_changes(AGENT, ticket(), requested, NOW, SupportPolicy.from_config())
+    assert change.notes == public and change.internal_notes == internal
+
+
+@pytest.mark.parametrize(("field", "internal"), [("status", False), ("severity", True), ("department", True),
+                                                 ("assignee", True), ("title", False)])
+def test_which_system_notes_are_private(field: str, internal: bool) -> None:
+    assert note_is_internal(field) is internal
+
+
+def test_only_agents_write_private_notes_and_a_note_handles_nothing() -> None:
+    state = ThreadState("s1", "open", "major", queued_until=NOW + timedelta(hours=8))
+    with pytest.raises(Forbidden):
+        admit_post(CUSTOMER, 7, state, NOW, lambda _s, _n: None, lambda _n: None, internal=True)
+    # A note into a held ticket, support closed: it is not an answer, the ticket stays queued.
+    closed = lambda _n: NOW + timedelta(hours=8)  # noqa: E731
+    note = admit_post(AGENT, 7, state, NOW, lambda _s, _n: None, closed, internal=True)
+    assert not note.takes_over and not note.reopens and note.queued_until is None
+    assert admit_post(AGENT, 7, state, NOW, lambda _s, _n: None, closed).takes_over
 
 
 @pytest.mark.parametrize(("who", "requested", "raised"), [

@@ -228,7 +228,7 @@
       if (!p) return;
       state.pending.delete(f.client_id);
       insert({ ticket: f.ticket, seq: f.seq, client_id: f.client_id, body: p.body, created_at: f.created_at || new Date().toISOString(),
-        author: { kind: "agent", id: state.me.id, name: state.me.name } }, false);
+        author: { kind: "agent", id: state.me.id, name: state.me.name }, internal: !!(f.internal || p.internal) }, false);
     },
     unread: function (f) {
       Object.keys(f.tickets || {}).forEach(function (k) { state.unread.set(Number(k), f.tickets[k]); });
@@ -345,14 +345,17 @@
 
   function transmit(p) {
     p.state = "pending";
-    send({ type: "send", ticket: p.ticket, body: p.body, client_id: p.client_id, ref: "send:" + p.client_id });
+    var frame = { type: "send", ticket: p.ticket, body: p.body, client_id: p.client_id, ref: "send:" + p.client_id };
+    if (p.internal) frame.internal = true; // a private note: only agents ever see it
+    send(frame);
   }
 
   /** `typing` at most every 2 s while typing; a burst inside the window still gets one trailing frame. */
   var typingTimer = null;
   function typingPing(id) {
     var wait = TYPING_EVERY_MS - (Date.now() - state.typingSentAt);
-    if (!$("reply").value || typingTimer) return;
+    // Writing a private note is not writing to the customer: no "typing" for them.
+    if (!$("reply").value || typingTimer || $("internal").checked) return;
     if (wait <= 0) {
       state.typingSentAt = Date.now();
       send({ type: "typing", ticket: id });
@@ -389,6 +392,7 @@
     state.typingSentAt = 0;
     $("chat-error").textContent = "";
     $("reply").value = state.drafts[id] || "";
+    noteMode(false); // every ticket opens in reply mode: a note is a deliberate choice
     // Follow first, then read the history: nothing posted in between is lost.
     send({ type: "follow", ticket: id, ref: "follow:" + id });
     if (!state.seen.has(id)) state.seen.set(id, 0);
@@ -410,12 +414,21 @@
     var id = state.current;
     var body = $("reply").value;
     if (id == null || !body.trim()) return;
-    var p = { ticket: id, body: body, client_id: uuid(), state: "pending" };
+    var p = { ticket: id, body: body, client_id: uuid(), state: "pending", internal: $("internal").checked };
     state.pending.set(p.client_id, p);
     $("reply").value = "";
     delete state.drafts[id];
     transmit(p);
     schedule();
+  }
+
+  /** The composer writes private notes (true) or replies to the customer. */
+  function noteMode(on) {
+    $("internal").checked = on;
+    $("composer").classList.toggle("internal", on);
+    $("reply").placeholder = on ? "Notatka wewnętrzna — klient jej nie zobaczy (Enter zapisuje)"
+      : "Odpowiedz klientowi… (Enter wysyła, Shift+Enter nowa linia)";
+    $("send").textContent = on ? "Dodaj notatkę" : "Wyślij";
   }
 
   // ------------------------------------------------------------------ rendering
@@ -606,9 +619,12 @@
 
   function renderMessage(m, mine) {
     var kind = mine ? "mine" : m.author.kind;
-    var attrs = { class: "msg " + kind + (m.seq == null ? " " + m.state : ""), "data-client-id": m.client_id };
+    var attrs = { class: "msg " + kind + (m.internal ? " note" : "") + (m.seq == null ? " " + m.state : ""),
+      "data-client-id": m.client_id };
     if (m.seq != null) attrs["data-seq"] = m.seq;
-    if (kind === "system") return h("div", attrs, h("div", { class: "text", text: m.body }), attachments(m.attachments));
+    // A private note says so on its face: the customer never sees it.
+    var label = m.internal ? h("div", { class: "note-label", text: "Notatka — klient tego nie widzi" }) : null;
+    if (kind === "system") return h("div", attrs, label, h("div", { class: "text", text: m.body }), attachments(m.attachments));
     var who = mine ? "Ty" : m.author.name + (m.author.kind === "customer" ? " (klient)" : "");
     var meta = h("div", { class: "meta", text: who + (m.created_at ? " · " + fmt(m.created_at) : "") +
       (m.seq == null ? (m.state === "failed" ? " · nie wysłano" : " · wysyłanie…") : "") });
@@ -620,7 +636,7 @@
       if (m.code !== "too_large" && m.code !== "closed_ticket") meta.append(act("Ponów", function () { transmit(m); }));
       meta.append(act("Edytuj", function () { drop(m, true); }), act("Usuń", function () { drop(m, false); }));
     }
-    return h("div", attrs, meta, h("div", { class: "text", text: m.body }), attachments(m.attachments));
+    return h("div", attrs, label, meta, h("div", { class: "text", text: m.body }), attachments(m.attachments));
   }
 
   function size(n) { return n < 1048576 ? Math.ceil(n / 1024) + " KB" : (n / 1048576).toFixed(1).replace(".", ",") + " MB"; }
@@ -743,6 +759,7 @@
       schedule();
     });
     $("composer").addEventListener("submit", function (e) { e.preventDefault(); reply(); });
+    $("internal").addEventListener("change", function (e) { noteMode(e.target.checked); $("reply").focus(); });
     $("reply").addEventListener("keydown", function (e) {
       if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); reply(); }
     });
