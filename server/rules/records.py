@@ -81,6 +81,11 @@ class Ticket:
     deprioritized: bool = False
     live_until: datetime | None = None
     lang: str = "pl"
+    # The reaction clock (server.rules.deadlines): when the deadline now in force
+    # started, the first reaction's own deadline, and the ticket's inbox rank.
+    sla_started_at: datetime | None = None
+    first_response_due_at: datetime | None = None
+    inbox_rank: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +104,8 @@ class NewTicket:
     claimed_severity: str | None = None
     deprioritized: bool = False
     lang: str = "pl"
+    plan: str | None = None  # the plan it is opened under
+    rank: int = 1  # its place in line while a deadline runs (server.rules.plans)
     # Durable notifications stored with the ticket: (event, dedup key, payload).
     events: tuple[tuple[str, str, dict[str, Any]], ...] = ()
 
