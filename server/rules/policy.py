@@ -28,7 +28,7 @@ from server.rules.deadlines import Running
 from server.rules.hours import parse_hours, parse_span
 from server.rules.plans import DEFAULT_PLAN, Plan, parse_cutoff, parse_plans, promise, same_day_due
 from server.rules.severity import Severity, parse_severity
-from server.rules.sla import SlaPolicy, Target, acknowledgment, due_at, queued_until, warning_at
+from server.rules.sla import SlaPolicy, Target, acknowledgment, calendar_for, due_at, queued_until, warning_at
 
 _UNITS = {"h": "hours", "wh": "working_hours", "wd": "working_days"}
 
@@ -137,10 +137,12 @@ class SupportPolicy:
     def next_response(self, severity: str, plan: str | None, at: datetime) -> Running:
         """The clock a customer's message at `at` starts once an agent has answered:
         the same targets, calendars and warnings as the first reaction."""
-        calendar = self.calendar_of(plan)
+        chosen = self.plan(plan)
         sev = Severity(severity)
-        return Running(due_at(self.sla, sev, at, calendar), warning_at(self.sla, sev, at, calendar), at,
-                       self.plan(plan).rank)
+        clock = calendar_for(sev, chosen.calendar)
+        due = self.sla.reaction[sev].after(clock, at)
+        # (warning_at would compute the deadline a second time: it is on the message path)
+        return Running(due, min(self.sla.warning[sev].after(clock, at), due), at, chosen.rank)
 
     def first_response(self, severity: str, plan: str | None, opened_at: datetime) -> Running:
         return Running(self.due(severity, opened_at, plan), self.warning(severity, opened_at, plan), opened_at,

@@ -242,3 +242,15 @@ def test_hours_in_words() -> None:
     assert promise(POLICY.plan("priority"), None, "en") == (
         "Priority plan: your ticket goes ahead of the others waiting. "
         "We answer: every day 9:00–17:00, Sundays and holidays included.")
+
+
+# ------------------------------------------------------- on-call wording
+def test_the_on_call_sms_and_mail_name_the_step() -> None:
+    from server.rules.mailtext import sms_text
+
+    data = {"event": "sla.breached", "title": "Płatności", "shop_name": "Sklep", "sla_due_at": DUE.isoformat()}
+    assert "Reakcja do piątku 20.11, 12:00" in sms_text({**data, "step": "first_response"}, 7, POLICY.calendar)
+    assert "Odpowiedź na kolejną wiadomość do piątku 20.11, 12:00" in sms_text(
+        {**data, "step": "next_response"}, 7, POLICY.calendar)
+    assert "Reply to the next message by Friday" in sms_text({**data, "step": "next_response"}, 7,
+                                                            POLICY.calendar, "en")
