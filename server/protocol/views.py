@@ -74,6 +74,7 @@ def agent_ticket(t: Ticket, unread: int = 0, *, customer_online: bool | None = N
         "deprioritized": t.deprioritized, "customer_online": customer_online,
         # Which deadline `sla_due_at` is (server.rules.deadlines), and the first reaction's own.
         "sla_step": step(t.sla_due_at, t.first_response_at), "first_response_due_at": iso(t.first_response_due_at),
+        "inbox_rank": t.inbox_rank,  # the inbox's order: rank, then sla_due_at
     }
     if shop_record is not None:
         out["shop_record"] = dict(shop_record)
