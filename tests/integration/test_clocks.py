@@ -159,3 +159,52 @@ def test_a_bad_plan_setting_is_refused_at_startup(tmp_path):
     run = subprocess.run([sys.executable, "-m", "server", "calendar", "--days", "1"], cwd=tmp_path, env=env,
                          capture_output=True, text=True)
     assert run.returncode == 2 and "POMOC_PLANS" in run.stderr
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+async def test_the_agents_inbox_reads_in_index_order(kind, tmp_path):
+    """Priority first and by deadline, and still a walk down ix_tickets_inbox: no sort."""
+    import asyncio
+
+    from sqlalchemy import event
+
+    from server.principal import Principal, Role
+    from server.store.db import create_engine
+    from server.store.tickets import TicketStore
+    from tests.conftest import drop_store, fresh_store
+
+    settings = await asyncio.to_thread(fresh_store, kind, tmp_path, "inbox")
+    engine = create_engine(settings)
+    seen: list[tuple[str, object]] = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001 - SQLAlchemy's hook
+        if "ORDER BY tickets.inbox_rank" in statement:
+            seen.append((statement, parameters))
+
+    event.listen(engine.sync_engine, "before_cursor_execute", capture)
+    try:
+        await TicketStore(engine).list_for(Principal(Role.agent, "a1", "Agnieszka"), limit=50, department="*")
+        ((statement, parameters),) = seen
+        async with engine.connect() as conn:
+            if kind == "sqlite":
+                # SQLite plans by its statistics: an inbox's worth of tickets, mostly active.
+                await conn.exec_driver_sql("INSERT INTO shops (id, name, plan, created_at, updated_at) "
+                                           "VALUES ('s', 'S', 'standard', '2026-11-18', '2026-11-18')")
+                for i in range(400):
+                    await conn.exec_driver_sql(
+                        "INSERT INTO tickets (shop_id, created_by, title, status, severity, context, last_seq, "
+                        "created_at, updated_at, sla_due_at, inbox_rank) VALUES ('s', 'u', 't', ?, 'minor', '{}', "
+                        "0, '2026-11-18', '2026-11-18', '2026-11-20', 1)", ("closed" if i % 10 == 0 else "open",))
+                await conn.exec_driver_sql("ANALYZE")
+                plan = (await conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)).all()
+                text = " ".join(str(r[-1]) for r in plan)
+                assert "ix_tickets_inbox" in text and "TEMP B-TREE" not in text, text
+            else:
+                await conn.exec_driver_sql("SET enable_seqscan = off")
+                await conn.exec_driver_sql("SET enable_sort = off")
+                plan = (await conn.exec_driver_sql("EXPLAIN " + statement, parameters)).all()
+                text = " ".join(r[0] for r in plan)
+                assert "ix_tickets_inbox" in text and "Sort" not in text, text
+    finally:
+        await engine.dispose()
+        await asyncio.to_thread(drop_store, settings)
