@@ -92,6 +92,8 @@ class Settings:
     open_dates: str = ""
     sla_targets: str = ""
     sla_warnings: str = ""
+    plans: str = ""  # POMOC_PLANS (server.rules.plans)
+    same_day_cutoff: str = ""  # POMOC_SAME_DAY_CUTOFF, e.g. "16:00"; empty: no same-day rule
     webhook_url: str | None = None
     webhook_secret: str = ""
     # Mail and SMS (docs/notifications.md): SMTP (none: the local mailbox), the sender,
@@ -297,6 +299,8 @@ class Settings:
             open_dates=env.get("POMOC_OPEN_DATES", ""),
             sla_targets=env.get("POMOC_SLA", ""),
             sla_warnings=env.get("POMOC_SLA_WARNING", ""),
+            plans=env.get("POMOC_PLANS", ""),
+            same_day_cutoff=env.get("POMOC_SAME_DAY_CUTOFF", ""),
             webhook_url=webhook_url,
             webhook_secret=env.get("POMOC_WEBHOOK_SECRET", "") or secret,
             **_notification_settings(env, seconds),

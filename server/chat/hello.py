@@ -141,8 +141,9 @@ async def _welcome(a: Adapters, conn: Connection, principal: Principal, req: fra
     session.reply(views.welcome(
         principal, await views_for(principal, tickets, session.unread, presence=a.presence, tickets=a.tickets,
                                    now=now, wall_now=wall_now),
-        session.unread, agents_online=a.attendance.agents_online, service=a.rules.policy.service(now),
-        hours=weekly_hours(a.rules.policy.calendar),
+        # A customer hears its own plan's hours (a priority shop's Sunday is open).
+        session.unread, agents_online=a.attendance.agents_online, service=a.rules.policy.service(now, principal.plan),
+        hours=weekly_hours(a.rules.policy.calendar_of(principal.plan)),
         limits={"max_body_chars": settings.max_body_chars, "max_title_chars": settings.max_title_chars},
         incomplete=incomplete, conn_id=session.conn_id, now=now,
         departments=[(d.key, d.name) for d in a.rules.departments], more=more, wall_now=wall_now), ref)

@@ -137,7 +137,7 @@ async def running(settings: Settings, clock: Clock, rules: Rules | None = None,
     writer = MessageWriter(messages, rules.policy.hold, rules.policy.closed_until, announce.committed,
                            concurrency=settings.writer_concurrency,
                            timeout=settings.database_timeout.total_seconds(), pulse=watch(engine),
-                           metrics=metrics)
+                           metrics=metrics, start=rules.policy.next_response)
     attachments = AttachmentStore(engine, models.attachments, settings.attachments_dir, settings.secret,
                                   link_ttl=settings.attachment_link_ttl,
                                   max_per_message=settings.attachments_per_message,

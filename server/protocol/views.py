@@ -15,13 +15,14 @@ from typing import Any
 
 from server.errors import PomocError
 from server.principal import Principal
+from server.rules.deadlines import step
 from server.rules.records import Message, Ticket
 
 # What a shop's user may see of a ticket. Everything else (context, the shop's
 # record, who opened it, fair-use state, presence, plan) is for support only.
 CUSTOMER_TICKET_FIELDS = ("id", "title", "status", "severity", "department", "assignee", "created_at", "updated_at",
                           "sla_due_at", "queued_until", "closed_at", "last_seq", "unread", "shop",
-                          "first_response_at", "resolved_at")
+                          "first_response_at", "resolved_at", "sla_step")
 
 
 def iso(t: datetime | None) -> str | None:
@@ -78,6 +79,9 @@ def agent_ticket(t: Ticket, unread: int = 0, *, customer_online: bool | None = N
         "reminders_sent": t.reminders_sent, "claimed_severity": t.claimed_severity,
         "deprioritized": t.deprioritized, "customer_online": customer_online,
         "last_public_seq": t.last_public_seq,
+        # Which deadline `sla_due_at` is (server.rules.deadlines), and the first reaction's own.
+        "sla_step": step(t.sla_due_at, t.first_response_at), "first_response_due_at": iso(t.first_response_due_at),
+        "inbox_rank": t.inbox_rank,  # the inbox's order: rank, then sla_due_at
     }
     if shop_record is not None:
         out["shop_record"] = dict(shop_record)

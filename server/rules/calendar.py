@@ -351,7 +351,9 @@ def _first_interval_ending_after(cal: WorkingCalendar, t: datetime) -> tuple[dat
 
 def _holiday_name(cal: WorkingCalendar, d: date) -> str | None:
     table = cal.holidays
-    if isinstance(table, Mapping):
+    # __post_init__ always leaves a read-only mapping: the concrete check is cheap, the
+    # abstract one (isinstance against Mapping) costs more than the lookup it guards.
+    if isinstance(table, MappingProxyType) or isinstance(table, Mapping):
         return table.get(d)
     return REASON_HOLIDAY if d in table else None
 

@@ -34,7 +34,8 @@ class Rules:
     def from_settings(cls, settings: Settings) -> Rules:
         try:
             policy = SupportPolicy.from_config(settings.hours, settings.closed_dates, settings.open_dates,
-                                               settings.sla_targets, settings.sla_warnings, tz=settings.timezone)
+                                               settings.sla_targets, settings.sla_warnings, tz=settings.timezone,
+                                               plans=settings.plans, same_day_cutoff=settings.same_day_cutoff)
             lifecycle = LifecyclePolicy.from_config(settings.silent_reminders, settings.silent_resolve,
                                                     settings.resolved_close, settings.retention)
             parsed = {_LIMIT_FIELDS[var]: parse_limit(text, var) for var, text in settings.rate_limits}

@@ -93,6 +93,9 @@ _T: Mapping[str, Mapping[str, str]] = {
         "oncall.critical_intro": "{what}: sklep może nie sprzedawać albo nie obsługiwać zamówień.",
         "field.shop": "Sklep",
         "field.opened": "Otwarte",
+        "field.step": "Termin dotyczy",
+        "step.first_response": "pierwszej reakcji",
+        "step.next_response": "odpowiedzi na kolejną wiadomość klienta",
         "oncall.console": "Konsola agenta",
         "oncall.footer": "Wiadomość automatyczna Pomocy dla dyżuru; adres nadawcy nie jest odczytywany.",
         "attachment": "(załącznik — zobacz w panelu)",
@@ -128,6 +131,9 @@ _T: Mapping[str, Mapping[str, str]] = {
         "oncall.critical_intro": "{what}: the shop may be unable to sell or handle orders.",
         "field.shop": "Shop",
         "field.opened": "Opened",
+        "field.step": "Deadline for",
+        "step.first_response": "the first reaction",
+        "step.next_response": "the answer to the customer's next message",
         "oncall.console": "Agent console",
         "oncall.footer": "An automatic Pomoc mail for the on-call team; the sender's address is not read.",
         "attachment": "(an attachment — see the panel)",
@@ -231,6 +237,9 @@ def _oncall_blocks(view: MailView, t: Mapping[str, str], calendar: WorkingCalend
     due = _instant(data.get("sla_due_at"))
     if due is not None:
         fields.append((t["field.due"], format_due(due, calendar, lang)))
+    step = data.get("step")
+    if f"step.{step}" in t:
+        fields.append((t["field.step"], t[f"step.{step}"]))
     blocks: list[Block] = [("p", intro), ("fields", fields)]
     if view.links.console:
         blocks.append(("link", (t["oncall.console"], view.links.console)))
@@ -316,6 +325,9 @@ def sms_text(data: Mapping[str, Any], ticket_id: int | None, calendar: WorkingCa
         title = title[:49] + "…"
     shop = " ".join(str(data.get("shop_name") or data.get("shop") or "").split())[:30]
     due = _instant(data.get("sla_due_at"))
-    tail = f" Reakcja {format_due(due, calendar, 'pl')}." if due is not None and lang == "pl" else (
-        f" Reaction {format_due(due, calendar, 'en')}." if due is not None else "")
+    # A breach of a later step says so: the customer wrote again and nobody answered.
+    again = data.get("step") == "next_response"
+    word = ("Odpowiedź na kolejną wiadomość" if again else "Reakcja") if lang == "pl" else (
+        "Reply to the next message" if again else "Reaction")
+    tail = f" {word} {format_due(due, calendar, check_lang(lang))}." if due is not None else ""
     return f"Pomoc: {what} #{ticket_id} {shop}: {title}.{tail}"

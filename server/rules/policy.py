@@ -8,55 +8,29 @@ Configuration strings (parsed here so that a bad value fails at startup):
 - `POMOC_CLOSED_DATES`: "2026-12-31 Inwentaryzacja, 2027-01-02" (extra closed days);
 - `POMOC_OPEN_DATES`: "2026-12-27 10:00-14:00" (extra opening, wins over holidays);
 - `POMOC_SLA`: "critical=16h, major=24wh, minor=4wd" (h: hours on the clock,
-  wh: working hours, wd: working days); `POMOC_SLA_WARNING` likewise.
+  wh: working hours, wd: working days); `POMOC_SLA_WARNING` likewise;
+- `POMOC_PLANS` and `POMOC_SAME_DAY_CUTOFF`: the plans' hours and ranks and the
+  same-day rule (`server.rules.plans`).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
+from types import MappingProxyType
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from server.rules.calendar import WARSAW, WorkingCalendar, default_calendar, is_open, next_open
+from server.rules.deadlines import Running
+from server.rules.hours import parse_hours, parse_span
+from server.rules.plans import DEFAULT_PLAN, Plan, parse_cutoff, parse_plans, promise, same_day_due
 from server.rules.severity import Severity, parse_severity
-from server.rules.sla import SlaPolicy, Target, acknowledgment, due_at, queued_until, warning_at
+from server.rules.sla import SlaPolicy, Target, acknowledgment, calendar_for, due_at, queued_until, warning_at
 
-_DAYS = {"mon": 0, "tue": 1, "wed": 2, "thu": 3, "fri": 4, "sat": 5, "sun": 6}
-_DAY_NAMES = {v: k for k, v in _DAYS.items()}
 _UNITS = {"h": "hours", "wh": "working_hours", "wd": "working_days"}
-
-
-def _span(text: str, what: str) -> tuple[time, time]:
-    match = re.fullmatch(r"(\d{1,2}):(\d{2})-(\d{1,2}):(\d{2})", text.strip())
-    if not match:
-        raise ValueError(f"{what}: expected HH:MM-HH:MM, got {text!r}")
-    h1, m1, h2, m2 = map(int, match.groups())
-    if h1 > 23 or h2 > 23 or m1 > 59 or m2 > 59 or (h1, m1) >= (h2, m2):
-        raise ValueError(f"{what}: {text!r} is not an opening span within one day")
-    return time(h1, m1), time(h2, m2)
-
-
-def parse_hours(text: str) -> dict[int, tuple[time, time]]:
-    hours: dict[int, tuple[time, time]] = {}
-    for part in filter(None, (p.strip() for p in text.split(";"))):
-        days, _, span = part.partition(" ")
-        first, _, last = days.lower().partition("-")
-        if first not in _DAYS or (last and last not in _DAYS):
-            raise ValueError(f"POMOC_HOURS: unknown day in {part!r} (use mon … sun)")
-        start, end = _DAYS[first], _DAYS[last or first]
-        if end < start:
-            raise ValueError(f"POMOC_HOURS: {days!r} runs backwards")
-        for day in range(start, end + 1):
-            if day in hours:
-                # One opening span per day: a split shift would silently lose a span.
-                raise ValueError(f"POMOC_HOURS: {part!r} gives {_DAY_NAMES[day]} a second opening span; "
-                                 "one span per day (e.g. 'mon-fri 09:00-17:00; sat 09:00-13:00')")
-            hours[day] = _span(span, "POMOC_HOURS")
-    if not hours:
-        raise ValueError("POMOC_HOURS names no opening hours")
-    return hours
 
 
 def parse_closed_dates(text: str) -> dict[date, str]:
@@ -75,7 +49,7 @@ def parse_open_dates(text: str) -> dict[date, tuple[time, time]]:
     for part in filter(None, (p.strip() for p in text.split(","))):
         day, _, span = part.partition(" ")
         try:
-            out[date.fromisoformat(day)] = _span(span, "POMOC_OPEN_DATES")
+            out[date.fromisoformat(day)] = parse_span(span, "POMOC_OPEN_DATES")
         except ValueError as exc:
             raise ValueError(f"POMOC_OPEN_DATES: {part!r}: {exc}") from None
     return out
@@ -98,12 +72,24 @@ def parse_targets(text: str, what: str) -> dict[Severity, Target]:
 
 @dataclass(frozen=True)
 class SupportPolicy:
+    """The calendar (the standard plan's), the reaction targets, the plans and the
+    same-day rule; every question about a ticket's time is asked with its plan
+    (None: the standard plan)."""
+
     calendar: WorkingCalendar
     sla: SlaPolicy = field(default_factory=SlaPolicy)
+    plans: Mapping[str, Plan] = field(default_factory=dict)
+    same_day_cutoff: time | None = None
+
+    def __post_init__(self) -> None:
+        if not self.plans:
+            object.__setattr__(self, "plans", parse_plans("", self.calendar))
+        object.__setattr__(self, "plans", MappingProxyType(dict(self.plans)))
 
     @classmethod
     def from_config(cls, hours: str = "", closed: str = "", opened: str = "", sla: str = "",
-                    warning: str = "", tz: ZoneInfo = WARSAW) -> SupportPolicy:
+                    warning: str = "", tz: ZoneInfo = WARSAW, plans: str = "", same_day_cutoff: str = ""
+                    ) -> SupportPolicy:
         calendar = default_calendar(extra_closed=parse_closed_dates(closed), extra_open=parse_open_dates(opened),
                                     tz=tz)
         if hours:
@@ -112,36 +98,69 @@ class SupportPolicy:
         base = SlaPolicy()
         policy = SlaPolicy(reaction={**base.reaction, **parse_targets(sla, "POMOC_SLA")},
                            warning={**base.warning, **parse_targets(warning, "POMOC_SLA_WARNING")})
-        return cls(calendar, policy)
+        return cls(calendar, policy, parse_plans(plans, calendar), parse_cutoff(same_day_cutoff))
 
-    def intake(self, severity: str, now: datetime, agents_online: int, lang: str = "pl") -> Intake:
+    def plan(self, name: str | None) -> Plan:
+        """The plan of that name; unknown or None: the standard plan."""
+        return self.plans.get(name or DEFAULT_PLAN) or self.plans[DEFAULT_PLAN]
+
+    def calendar_of(self, plan: str | None) -> WorkingCalendar:
+        return self.plan(plan).calendar
+
+    def intake(self, severity: str, now: datetime, agents_online: int, lang: str = "pl",
+               plan: str | None = None) -> Intake:
         """What a new ticket gets: its deadline, whether it waits, and the acknowledgment."""
         sev = Severity(severity)
-        held = queued_until(self.calendar, sev, now)
+        chosen = self.plan(plan)
+        calendar = chosen.calendar
+        held = queued_until(calendar, sev, now)
         # A held ticket's clock starts when support opens; the reaction target counts
         # working time anyway, so the deadline is the same either way.
-        due = due_at(self.sla, sev, now, self.calendar)
-        text = acknowledgment(sev, now, due, held, 0 if held else agents_online, self.calendar, lang)
+        due = self.due(sev, now, plan)
+        text = acknowledgment(sev, now, due, held, 0 if held else agents_online, calendar, lang,
+                              promise=promise(chosen, self.same_day_cutoff, lang))
         return Intake(sla_due_at=due, queued_until=held, acknowledgment=text,
-                      warning_at=warning_at(self.sla, sev, now, self.calendar))
+                      warning_at=self.warning(sev, now, plan), rank=chosen.rank)
 
-    def due(self, severity: str, opened_at: datetime) -> datetime:
-        return due_at(self.sla, Severity(severity), opened_at, self.calendar)
+    def due(self, severity: str, opened_at: datetime, plan: str | None = None) -> datetime:
+        """The first reaction's deadline: the target on the plan's calendar, brought
+        forward to that day's close by the same-day rule when it applies."""
+        calendar = self.calendar_of(plan)
+        due = due_at(self.sla, Severity(severity), opened_at, calendar)
+        same_day = same_day_due(calendar, self.same_day_cutoff, opened_at)
+        return due if same_day is None else min(due, same_day)
 
-    def warning(self, severity: str, opened_at: datetime) -> datetime:
-        return warning_at(self.sla, Severity(severity), opened_at, self.calendar)
+    def warning(self, severity: str, opened_at: datetime, plan: str | None = None) -> datetime:
+        return min(warning_at(self.sla, Severity(severity), opened_at, self.calendar_of(plan)),
+                   self.due(severity, opened_at, plan))
 
-    def hold(self, severity: str, now: datetime) -> datetime | None:
+    def next_response(self, severity: str, plan: str | None, at: datetime) -> Running:
+        """The clock a customer's message at `at` starts once an agent has answered:
+        the same targets, calendars and warnings as the first reaction."""
+        chosen = self.plan(plan)
+        sev = Severity(severity)
+        clock = calendar_for(sev, chosen.calendar)
+        due = self.sla.reaction[sev].after(clock, at)
+        # (warning_at would compute the deadline a second time: it is on the message path)
+        return Running(due, min(self.sla.warning[sev].after(clock, at), due), at, chosen.rank)
+
+    def first_response(self, severity: str, plan: str | None, opened_at: datetime) -> Running:
+        return Running(self.due(severity, opened_at, plan), self.warning(severity, opened_at, plan), opened_at,
+                       self.plan(plan).rank)
+
+    def hold(self, severity: str, now: datetime, plan: str | None = None) -> datetime | None:
         """Until when a customer's message waits (None: it goes to agents now)."""
-        return queued_until(self.calendar, Severity(severity), now)
+        return queued_until(self.calendar_of(plan), Severity(severity), now)
 
-    def closed_until(self, now: datetime) -> datetime | None:
-        """When support opens next, while it is closed; None while it is open."""
-        return None if is_open(self.calendar, now) else next_open(self.calendar, now)
+    def closed_until(self, now: datetime, plan: str | None = None) -> datetime | None:
+        """When support opens next (for the plan), while it is closed; None while it is open."""
+        calendar = self.calendar_of(plan)
+        return None if is_open(calendar, now) else next_open(calendar, now)
 
-    def service(self, now: datetime) -> dict[str, Any]:
-        open_now = is_open(self.calendar, now)
-        return {"open": open_now, "next_open": None if open_now else next_open(self.calendar, now).isoformat()}
+    def service(self, now: datetime, plan: str | None = None) -> dict[str, Any]:
+        calendar = self.calendar_of(plan)
+        open_now = is_open(calendar, now)
+        return {"open": open_now, "next_open": None if open_now else next_open(calendar, now).isoformat()}
 
 
 def weekly_hours(calendar: WorkingCalendar) -> list[dict[str, Any]]:
@@ -167,4 +186,5 @@ class Intake:
     queued_until: datetime | None
     acknowledgment: str
     warning_at: datetime
+    rank: int = 1  # the plan's place in line (server.rules.plans)
 

@@ -89,6 +89,11 @@ class Ticket:
     lang: str = "pl"
     # The newest message the shop may see (private notes come after it or between).
     last_public_seq: int = 0
+    # The reaction clock (server.rules.deadlines): when the deadline now in force
+    # started, the first reaction's own deadline, and the ticket's inbox rank.
+    sla_started_at: datetime | None = None
+    first_response_due_at: datetime | None = None
+    inbox_rank: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +112,8 @@ class NewTicket:
     claimed_severity: str | None = None
     deprioritized: bool = False
     lang: str = "pl"
+    plan: str | None = None  # the plan it is opened under
+    rank: int = 1  # its place in line while a deadline runs (server.rules.plans)
     # Durable notifications stored with the ticket: (event, dedup key, payload).
     events: tuple[tuple[str, str, dict[str, Any]], ...] = ()
 

@@ -206,12 +206,14 @@ def acknowledgment(
     agents_online: int,
     calendar: WorkingCalendar,
     lang: str = "pl",
+    promise: str | None = None,
 ) -> str:
     """The system message posted at once on a new ticket.
 
     Says the ticket was received and at which severity, whether an agent is live now
     (someone online and the ticket not queued), when a queued ticket will be picked up,
-    and the expected reaction time in the calendar's local time.
+    what the shop's plan promises (`promise`), and the expected reaction time in the
+    calendar's local time.
     """
     text = _TEXT[check_lang(lang)]
     severity = Severity(severity)
@@ -235,5 +237,7 @@ def acknowledgment(
         parts.append(text["not_live"])
     if severity in ON_CALL and not is_open(calendar, opened_at):
         parts.append(text["on_call"])
+    if promise:
+        parts.append(promise)  # the plan's hours and place in line (server.rules.plans)
     parts.append(text["due"].format(due=format_due(due_at, calendar, lang)))
     return " ".join(parts)

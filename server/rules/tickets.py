@@ -39,6 +39,7 @@ from typing import Any
 from server.errors import BadRequest, ClosedTicket, Forbidden, NotFound, PomocError
 from server.principal import Principal
 from server.rules.conduct import Record, decide, is_downgrade
+from server.rules.deadlines import FIRST_RESPONSE, Running, after_status
 from server.rules.intake import Department, completeness, missing_facts_message, route
 from server.rules.policy import SupportPolicy
 from server.rules.records import SYSTEM, Author, NewTicket, Ticket
@@ -68,9 +69,12 @@ CUSTOMER_TRANSITIONS: Mapping[str, frozenset[str]] = {
     "resolved": frozenset({"resolved"}),
 }
 
-Hold = Callable[[str, datetime], "datetime | None"]
-# Until when support is closed at an instant (None while it is open).
-ClosedUntil = Callable[[datetime], "datetime | None"]
+# Until when a customer's message waits: (severity, now, plan) → the opening, or None.
+Hold = Callable[[str, datetime, "str | None"], "datetime | None"]
+# Until when support is closed for a plan at an instant (None while it is open).
+ClosedUntil = Callable[[datetime, "str | None"], "datetime | None"]
+# The next-response clock a customer's message starts: (severity, plan, at) → Running.
+StartClock = Callable[[str, "str | None", datetime], Running]
 
 
 # A customer's `send` with `internal: true`.
@@ -125,6 +129,8 @@ class ThreadState:
     severity: str
     queued_until: datetime | None
     live_until: datetime | None = None
+    plan: str | None = None  # the plan the ticket was opened under (its calendar)
+    sla_due_at: datetime | None = None  # the deadline now in force (None: none runs)
 
     def queued_at(self, now: datetime) -> bool:
         """The ticket itself waits in the off-hours queue."""
@@ -157,7 +163,7 @@ def admit_post(principal: Principal, ticket_id: int, state: ThreadState | None, 
     if internal:
         return Admission(None, reopens=False)  # a note to colleagues handles nothing
     if principal.is_agent:
-        closed = closed_until(now)
+        closed = closed_until(now, state.plan)
         # Answering a held ticket, or any ticket while support is closed, is handling it.
         extends = closed is not None and (state.live_until is None or state.live_until < closed)
         if queued_ticket or extends:
@@ -166,7 +172,7 @@ def admit_post(principal: Principal, ticket_id: int, state: ThreadState | None, 
     reopens = state.status in REOPENED_BY_REPLY
     if state.live_until is not None and state.live_until > now and not queued_ticket:
         return Admission(None, reopens=reopens)  # an agent is handling it: live
-    queued = hold(state.severity, now)
+    queued = hold(state.severity, now, state.plan)
     if queued_ticket:
         # A held ticket's follow-ups wait with it.
         assert state.queued_until is not None
@@ -197,7 +203,7 @@ def critical_event(ticket_id: int | None, title: str, shop: str | None, shop_nam
     """`ticket.critical`: the on-call team is told at once (seed 003), once per ticket."""
     payload: dict[str, Any] = {"event": "ticket.critical", "title": title, "severity": "critical", "shop": shop,
                                "shop_name": shop_name, "created_at": created_at.isoformat(),
-                               "sla_due_at": due.isoformat(), "at": now.isoformat()}
+                               "sla_due_at": due.isoformat(), "step": FIRST_RESPONSE, "at": now.isoformat()}
     if ticket_id is not None:
         payload["ticket_id"] = ticket_id
     return "ticket.critical", "ticket.critical", payload
@@ -228,6 +234,9 @@ def ticket_changes(principal: Principal, ticket: Ticket, requested: Mapping[str,
         # The silent-customer chain runs only while waiting on the customer.
         changes["waiting_since"] = now if status == "waiting_on_customer" else None
         changes["reminders_sent"] = 0
+        stopped = after_status(status)
+        if stopped is not None and ticket.sla_due_at is not None:
+            changes.update(stopped.columns())  # nothing is due from support while it waits
         labels = STATUS_LABELS.get(ticket.lang, STATUS_LABELS["pl"])
         notes.append(f"{principal.name}: status {labels[ticket.status]} → {labels[status]}.")
     for name in ("severity", "department", "assignee"):
@@ -242,16 +251,27 @@ def ticket_changes(principal: Principal, ticket: Ticket, requested: Mapping[str,
         changes["severity_reviewed"] = True
         if ticket.deprioritized and not is_downgrade(ticket.claimed_severity, changes["severity"]):
             changes["deprioritized"] = False  # an agent confirmed the claim
-        # The reaction deadline follows the severity, counted from when the ticket came in.
-        changes["sla_due_at"] = policy.due(changes["severity"], ticket.created_at)
-        changes["sla_warning_at"] = policy.warning(changes["severity"], ticket.created_at)
+        # The reaction deadlines follow the severity, each counted from when its step
+        # started: the first reaction's from when the ticket came in.
+        first = policy.first_response(changes["severity"], ticket.plan, ticket.created_at)
+        changes["first_response_due_at"] = first.due_at
+        status_after = changes.get("status", ticket.status)
+        running: Running | None = None
+        if status_after == "open" and ticket.first_response_at is None:
+            running = first
+        elif ticket.sla_due_at is not None and status_after == "open":
+            running = policy.next_response(changes["severity"], ticket.plan, ticket.sla_started_at or ticket.created_at)
+        if running is not None:
+            changes.update(running.columns())
+        due = running.due_at if running is not None else first.due_at
+        assert due is not None
         if changes["severity"] == "critical":
             # Seed 004: critical tickets are handled at once, weekends and holidays included.
             if ticket.queued_until is not None:
                 changes["queued_until"] = None
                 release = True
             events = (critical_event(ticket.id, ticket.title, ticket.shop_id, ticket.shop_name, ticket.created_at,
-                                     changes["sla_due_at"], now),)
+                                     due, now),)
     return Change(changes, tuple(notes), internal_notes=tuple(internal), release_held=release, events=events)
 
 
@@ -277,7 +297,7 @@ def plan_ticket(principal: Principal, request: Request, record: Record, agents_o
     lang = principal.lang
     conduct = decide(request.severity, record, lang)
     severity = conduct.severity
-    intake = policy.intake(severity, now, agents_online, lang)
+    intake = policy.intake(severity, now, agents_online, lang, principal.plan)
     events: tuple[tuple[str, str, dict[str, Any]], ...] = ()
     if severity == "critical":
         events = (critical_event(None, request.title, principal.shop, principal.shop_name, now, intake.sla_due_at,
@@ -288,7 +308,8 @@ def plan_ticket(principal: Principal, request: Request, record: Record, agents_o
                     context={**request.context, "completeness": facts.public()}, client_id=request.client_id,
                     sla_due_at=intake.sla_due_at, queued_until=intake.queued_until,
                     sla_warning_at=intake.warning_at, events=events, department=department,
-                    claimed_severity=conduct.claimed, deprioritized=conduct.deprioritized, lang=lang)
+                    claimed_severity=conduct.claimed, deprioritized=conduct.deprioritized, lang=lang,
+                    plan=policy.plan(principal.plan).name, rank=intake.rank)
     acknowledgment = intake.acknowledgment if conduct.note is None else f"{intake.acknowledgment} {conduct.note}"
     first = [(Author.of(principal), request.body), (SYSTEM, acknowledgment)]
     asking = missing_facts_message(facts, lang)

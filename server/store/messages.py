@@ -19,9 +19,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.errors import Forbidden
 from server.principal import Principal
+from server.rules.deadlines import STOPPED, Running, after_message
 from server.rules.records import SYSTEM, Author, Message, Posted
 from server.rules.retention import REOPENED_TEXT, text
-from server.rules.tickets import CUSTOMER_NOTE, REOPEN_CHANGES, ClosedUntil, Hold, ThreadState, admit_post
+from server.rules.tickets import CUSTOMER_NOTE, REOPEN_CHANGES, ClosedUntil, Hold, StartClock, ThreadState, admit_post
 from server.store.db import single_statements
 from server.store.models import messages, tickets
 from server.store.rows import (
@@ -45,24 +46,29 @@ class MessageStore:
         self._insert = insert_for(engine)
 
     async def post(self, principal: Principal, ticket_id: int, body: str, client_id: str, now: datetime,
-                   hold: Hold, closed_until: ClosedUntil, attachments: Sequence[str] = (),
+                   hold: Hold, closed_until: ClosedUntil, start: StartClock, attachments: Sequence[str] = (),
                    attach: AttachFn | None = None, internal: bool = False) -> Posted:
         """Store a message (`internal`: an agent's private note); `Posted.new` is
-        False for a retried send (same client_id)."""
+        False for a retried send (same client_id). The ticket's reaction clock moves
+        with it (`server.rules.deadlines`): an agent's answer stops it in the same
+        statement; a customer's message that starts one costs one more UPDATE, once
+        per exchange; a note moves nothing."""
         if internal and not principal.is_agent:
             raise Forbidden(CUSTOMER_NOTE)  # before the ticket row is locked
         author = Author.of(principal)
         values = bump_seq(internal, now)
         if principal.is_agent and not internal:  # a note answers nobody
             values["first_response_at"] = func.coalesce(tickets.c.first_response_at, now)
+            values.update(STOPPED.columns())  # somebody reacted (a refused post rolls this back)
         async with self.engine.begin() as conn:
             # Locks the ticket row until commit: this is what makes seq gapless.
             row = (await conn.execute(
                 update(tickets).where(tickets.c.id == ticket_id).values(**values)
                 .returning(tickets.c.last_seq, tickets.c.shop_id, tickets.c.status, tickets.c.severity,
-                           tickets.c.queued_until, tickets.c.live_until, tickets.c.lang)
+                           tickets.c.queued_until, tickets.c.live_until, tickets.c.lang, tickets.c.plan,
+                           tickets.c.sla_due_at)
             )).first()
-            state = None if row is None else ThreadState(row[1], row[2], row[3], row[4], row[5])
+            state = None if row is None else ThreadState(row[1], row[2], row[3], row[4], row[5], row[7], row[8])
             admitted = admit_post(principal, ticket_id, state, now, hold, closed_until, internal)
             assert row is not None and state is not None  # admit_post raised otherwise
             seq = row[0]
@@ -83,6 +89,12 @@ class MessageStore:
                                                                               msg_id)))
                 notes: list[Message] = []
                 released: list[Message] = []
+                clock = None if principal.is_agent else after_message(
+                    Running(state.sla_due_at, None, None), "customer", admitted.reopens, now,
+                    lambda at: start(state.severity, state.plan, at))
+                if clock is not None and not admitted.reopens:
+                    # The inbox row shows it through the announce path's coalesced refresh.
+                    await conn.execute(update(tickets).where(tickets.c.id == ticket_id).values(**clock.columns()))
                 if admitted.takes_over:
                     # An agent took the ticket in hand: out of the queue, its held
                     # messages to the agents, the customer's replies live till opening.
@@ -92,7 +104,8 @@ class MessageStore:
                 if admitted.reopens:
                     # The customer wrote back: the ticket returns to support, the
                     # silent-customer chain stops.
-                    await conn.execute(update(tickets).where(tickets.c.id == ticket_id).values(**REOPEN_CHANGES))
+                    await conn.execute(update(tickets).where(tickets.c.id == ticket_id).values(
+                        **REOPEN_CHANGES, **(clock.columns() if clock is not None else {})))
                     notes.append(await append_message(conn, ticket_id, SYSTEM, text(REOPENED_TEXT, row[6]),
                                                       f"system:{uuid.uuid4().hex}", now, admitted.queued_until))
                 return Posted(message, state.shop_id, new=True, notes=tuple(notes),

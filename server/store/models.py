@@ -21,6 +21,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    SmallInteger,
     String,
     Table,
     Text,
@@ -125,14 +126,25 @@ tickets = Table(
     # The newest message the shop may see (private notes are after it or between):
     # a customer's `last_seq`, so its resume asks for nothing when only notes came.
     Column("last_public_seq", Integer, nullable=False, default=0, server_default="0"),
+    # The reaction clock (server.rules.deadlines): `sla_due_at` is the deadline now in
+    # force (null: none runs), started at `sla_started_at`; the first reaction's own
+    # deadline is kept in `first_response_due_at`. The plan the ticket was opened
+    # under, and its place in the inbox: the plan's rank while a deadline runs,
+    # IDLE_RANK (100) while none does.
+    Column("sla_started_at", UtcDateTime),
+    Column("first_response_due_at", UtcDateTime),
+    Column("plan", String(20)),
+    Column("inbox_rank", SmallInteger, nullable=False, default=1, server_default="1"),
     UniqueConstraint("shop_id", "created_by", "client_id", name="uq_tickets_client_id"),
 )
 Index("ix_tickets_shop_created", tickets.c.shop_id, tickets.c.created_at)
 Index("ix_tickets_status_due", tickets.c.status, tickets.c.sla_due_at)
-# The agents' inbox (active tickets by deadline) read in index order: a page of the most
-# urgent costs the same with 40 open tickets or 20,000.
+# The agents' inbox (active tickets: those with a deadline running by plan rank, then
+# by deadline; then the rest) read in index order: a page of the most urgent costs the
+# same with 40 open tickets or 20,000.
 _ACTIVE = text("status IN ('open', 'waiting_on_customer')")
-Index("ix_tickets_inbox", tickets.c.sla_due_at, tickets.c.id, postgresql_where=_ACTIVE, sqlite_where=_ACTIVE)
+Index("ix_tickets_inbox", tickets.c.inbox_rank, tickets.c.sla_due_at, tickets.c.id, postgresql_where=_ACTIVE,
+      sqlite_where=_ACTIVE)
 # The same condition for queries, spelled with literals: a prepared statement's generic
 # plan can use the partial index only if the planner sees the index's own predicate.
 ACTIVE_TICKETS = text("tickets.status IN ('open', 'waiting_on_customer')")

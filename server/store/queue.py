@@ -2,9 +2,11 @@
 
 Outside working hours a non-critical ticket or customer message is stored and acked
 at once but carries `queued_until` (the next opening) and reaches no agent. The
-worker's release job clears `queued_until` on whatever is due — critical first,
-then by severity, then (fair use) shops with a record of overstated claims after
-the rest, then oldest first — and the caller then tells the agents.
+worker's release job clears `queued_until` on whatever is due — the plans that go
+first (priority, `POMOC_PLANS`' ranks: a held ticket has its first deadline running,
+a held follow-up its next one, so `inbox_rank` is its plan's rank), then critical
+first and by severity, then (fair use) shops with a record of overstated claims
+after the rest, then oldest first — and the caller then tells the agents.
 
 A ticket and its held messages are released together, in one transaction, by one
 worker (a queued ticket's messages wait for the ticket; follow-ups held on a ticket
@@ -45,7 +47,8 @@ async def release_due(engine: AsyncEngine, now: datetime, batch: int = 500) -> R
             # time of the writes (another worker may have released them meanwhile).
             await conn.exec_driver_sql("BEGIN IMMEDIATE")
         due = (select(tickets.c.id).where(and_(tickets.c.queued_until.is_not(None), tickets.c.queued_until <= now))
-               .order_by(_RANK, tickets.c.deprioritized, tickets.c.created_at, tickets.c.id).limit(batch))
+               .order_by(tickets.c.inbox_rank, _RANK, tickets.c.deprioritized, tickets.c.created_at, tickets.c.id)
+               .limit(batch))
         if postgres:
             due = due.with_for_update(skip_locked=True)
         ids = [r[0] for r in await conn.execute(due)]
@@ -63,7 +66,8 @@ async def release_due(engine: AsyncEngine, now: datetime, batch: int = 500) -> R
                 .select_from(messages.join(tickets, tickets.c.id == messages.c.ticket_id))
                 .where(and_(messages.c.queued_until.is_not(None), messages.c.queued_until <= now,
                             tickets.c.queued_until.is_(None)))
-                .order_by(_RANK, tickets.c.deprioritized, messages.c.created_at, messages.c.id).limit(batch * 10))
+                .order_by(tickets.c.inbox_rank, _RANK, tickets.c.deprioritized, messages.c.created_at, messages.c.id)
+                .limit(batch * 10))
         if postgres:
             held = held.with_for_update(of=tickets, skip_locked=True)
         rows = (await conn.execute(held)).all()

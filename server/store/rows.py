@@ -29,9 +29,11 @@ TICKET_COLUMNS = (
     tickets.c.id, tickets.c.shop_id, tickets.c.created_by, tickets.c.title, tickets.c.status,
     tickets.c.severity, tickets.c.department, tickets.c.assignee, tickets.c.context, tickets.c.last_seq,
     tickets.c.created_at, tickets.c.updated_at, tickets.c.sla_due_at, tickets.c.queued_until,
-    tickets.c.closed_at, shops.c.name, shops.c.plan, tickets.c.first_response_at, tickets.c.resolved_at,
+    tickets.c.closed_at, shops.c.name, func.coalesce(tickets.c.plan, shops.c.plan).label("plan"),
+    tickets.c.first_response_at, tickets.c.resolved_at,
     tickets.c.waiting_since, tickets.c.reminders_sent, tickets.c.claimed_severity, tickets.c.deprioritized,
-    tickets.c.live_until, tickets.c.lang, tickets.c.last_public_seq,
+    tickets.c.live_until, tickets.c.lang, tickets.c.last_public_seq, tickets.c.sla_started_at,
+    tickets.c.first_response_due_at, tickets.c.inbox_rank,
 )
 MESSAGE_COLUMNS = (
     messages.c.ticket_id, messages.c.seq, messages.c.id, messages.c.author_kind, messages.c.author_id,
@@ -47,7 +49,8 @@ def ticket_row(row: Any) -> Ticket:
         updated_at=row[11], sla_due_at=row[12], queued_until=row[13], closed_at=row[14],
         shop_name=row[15], plan=row[16], first_response_at=row[17], resolved_at=row[18], waiting_since=row[19],
         reminders_sent=row[20], claimed_severity=row[21], deprioritized=bool(row[22]), live_until=row[23],
-        lang=row[24] or "pl", last_public_seq=row[25],
+        lang=row[24] or "pl", last_public_seq=row[25], sla_started_at=row[26], first_response_due_at=row[27],
+        inbox_rank=row[28],
     )
 
 

@@ -22,6 +22,7 @@ from server.errors import Forbidden, NotFound
 from server.principal import Principal
 from server.rules.conduct import CLAIMS, Record
 from server.rules.notices import Notice
+from server.rules.plans import IDLE_RANK
 from server.rules.records import SYSTEM, Author, Message, NewTicket, Opened, Ticket
 from server.rules.tickets import check_access, unknown_ticket
 from server.store.db import single_statements
@@ -152,8 +153,10 @@ class TicketStore:
                 wanted = [department] if department else list(principal.departments)
                 if wanted:
                     query = query.where(tickets.c.department.in_(wanted))
-            # Deadline order, none last: the order of ix_tickets_inbox, so a page reads a page.
-            query = query.order_by(tickets.c.sla_due_at.asc().nulls_last(), tickets.c.id)
+            # Tickets with a deadline running by plan rank, then by deadline; then those
+            # with none (their rank is IDLE_RANK): the order of ix_tickets_inbox, so a
+            # page reads a page.
+            query = query.order_by(tickets.c.inbox_rank, tickets.c.sla_due_at, tickets.c.id)
         else:
             query = query.where(tickets.c.shop_id == principal.shop).order_by(tickets.c.id.desc())
         async with self.single.connect() as conn:
@@ -182,7 +185,8 @@ class TicketStore:
                     assignee=None, context=dict(new.context), last_seq=0, created_at=now, updated_at=now,
                     sla_due_at=new.sla_due_at, queued_until=new.queued_until, sla_warning_at=new.sla_warning_at,
                     claimed_severity=new.claimed_severity or new.severity, deprioritized=new.deprioritized,
-                    lang=new.lang,
+                    lang=new.lang, plan=new.plan or principal.plan, sla_started_at=now,
+                    first_response_due_at=new.sla_due_at, inbox_rank=new.rank if new.sla_due_at else IDLE_RANK,
                 ).on_conflict_do_nothing().returning(tickets.c.id)
                 ticket_id = (await conn.execute(ins)).scalar()
                 if ticket_id is not None:

@@ -50,8 +50,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from server.errors import BadRequest, PomocError, Unavailable
 from server.metrics import Metrics
 from server.principal import Principal
+from server.rules.deadlines import Running, after_message
 from server.rules.records import Author, Committed, Message, Posted
-from server.rules.tickets import Admission, ClosedUntil, Hold, ThreadState, admit_post
+from server.rules.tickets import Admission, ClosedUntil, Hold, StartClock, ThreadState, admit_post
 from server.store.db import DATABASE_DOWN, Pulse, describe, error_kind, refused
 from server.store.messages import MessageStore
 from server.store.rows import AttachFn
@@ -66,7 +67,7 @@ REFUSED_TEXT = "the database refused this message (e.g. a character it cannot st
 OnCommit = Callable[[list[Committed]], Awaitable[None]]
 
 _LOCK = """
-SELECT id, shop_id, status, severity, queued_until, live_until, last_seq
+SELECT id, shop_id, status, severity, queued_until, live_until, last_seq, plan, sla_due_at
 FROM tickets WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE
 """
 _EXISTING = """
@@ -76,8 +77,8 @@ FROM messages m
 JOIN unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS k(t, ak, ai, ci)
   ON m.ticket_id = k.t AND m.author_kind = k.ak AND m.author_id = k.ai AND m.client_id = k.ci
 """
-# The batch's messages and the tickets' new last_seq in one statement (one round trip
-# inside the transaction; a repeat skipped by ON CONFLICT rolls both back).
+# The batch's messages and the tickets' new last_seq and reaction clock in one statement
+# (one round trip inside the transaction; a repeat skipped by ON CONFLICT rolls both back).
 _STORE = """
 WITH stored AS (
   INSERT INTO messages (ticket_id, seq, author_kind, author_id, author_name, body, client_id, created_at,
@@ -89,9 +90,14 @@ WITH stored AS (
 ), bumped AS (
   UPDATE tickets t SET last_seq = v.last_seq, last_message_at = v.at, updated_at = v.at,
          last_public_seq = COALESCE(v.public_seq, t.last_public_seq),
-         first_response_at = CASE WHEN v.agent AND t.first_response_at IS NULL THEN v.at ELSE t.first_response_at END
-  FROM unnest($10::bigint[], $11::int[], $12::timestamptz[], $13::bool[], $15::int[])
-       AS v(id, last_seq, at, agent, public_seq)
+         first_response_at = CASE WHEN v.agent AND t.first_response_at IS NULL THEN v.at ELSE t.first_response_at END,
+         sla_due_at = CASE WHEN v.clock THEN v.due ELSE t.sla_due_at END,
+         sla_warning_at = CASE WHEN v.clock THEN v.warn ELSE t.sla_warning_at END,
+         sla_started_at = CASE WHEN v.clock THEN v.started ELSE t.sla_started_at END,
+         inbox_rank = CASE WHEN v.clock THEN v.rank ELSE t.inbox_rank END
+  FROM unnest($10::bigint[], $11::int[], $12::timestamptz[], $13::bool[], $15::int[], $16::bool[],
+              $17::timestamptz[], $18::timestamptz[], $19::timestamptz[], $20::smallint[])
+       AS v(id, last_seq, at, agent, public_seq, clock, due, warn, started, rank)
   WHERE t.id = v.id
 )
 SELECT id, ticket_id, seq FROM stored
@@ -124,10 +130,12 @@ class Pending:
 class MessageWriter:
     def __init__(self, store: MessageStore, hold: Hold, closed_until: ClosedUntil, on_commit: OnCommit,
                  max_batch: int = 500, concurrency: int = 1, timeout: float = 5.0,
-                 pulse: Pulse | None = None, metrics: Metrics | None = None) -> None:
+                 pulse: Pulse | None = None, metrics: Metrics | None = None, *, start: StartClock) -> None:
         self.timeout = timeout
         # One observation per commit (its size and latency), never per message.
         self.metrics = metrics or Metrics()
+        # The next-response clock a customer's message starts (the policy's).
+        self.start = start
         # Beats whenever the database answers (the writer's own commits included).
         self.pulse = pulse or Pulse()
         self.closed_until = closed_until
@@ -172,7 +180,7 @@ class MessageWriter:
         """One send in its own transaction (`MessageStore.post`), timed as a commit of one."""
         started = time.perf_counter()
         posted = await self.store.post(principal, ticket_id, body, client_id, now, self.hold, self.closed_until,
-                                       attachments=attachments, attach=attach, internal=internal)
+                                       self.start, attachments=attachments, attach=attach, internal=internal)
         self.metrics.committed("single", 1, time.perf_counter() - started)
         return posted
 
@@ -353,6 +361,26 @@ class MessageWriter:
         except Exception:
             log.exception("writer.announce_failed", extra={"size": len(items)})
 
+    def _clocks(self, tickets: dict[int, Any], fresh: list[tuple[Pending, Message]]) -> dict[int, Running]:
+        """Each ticket's reaction clock after the batch's messages, in commit order
+        (`server.rules.deadlines`), for the tickets where it changes. From the rows the
+        lock read: no statement of its own; the calendar runs only for a customer
+        message that starts a clock."""
+        clocks: dict[int, Running] = {}
+        for _, message in fresh:
+            if message.internal:
+                continue  # a private note is no answer: the customer's clock runs on
+            row = tickets[message.ticket]
+            current = clocks.get(message.ticket) or Running(row["sla_due_at"], None, None)
+
+            def start(started: datetime, row: Any = row) -> Running:
+                return self.start(row["severity"], row["plan"], started)
+
+            moved = after_message(current, message.author.kind, False, message.created_at, start)
+            if moved is not None:
+                clocks[message.ticket] = moved
+        return clocks
+
     async def _write(self, batch: list[Pending], look_up_repeats: bool = False) -> None:
         slow: list[Pending] = []
         started = time.perf_counter()
@@ -365,7 +393,8 @@ class MessageWriter:
                 for pending in batch:
                     row = tickets.get(pending.ticket_id)
                     state = None if row is None else ThreadState(row["shop_id"], row["status"], row["severity"],
-                                                                 row["queued_until"], row["live_until"])
+                                                                 row["queued_until"], row["live_until"], row["plan"],
+                                                                 row["sla_due_at"])
                     try:
                         admitted = admit_post(pending.principal, pending.ticket_id, state, pending.now, self.hold,
                                               self.closed_until, pending.internal)
@@ -412,6 +441,7 @@ class MessageWriter:
                              for t in bumped}
                     public = {t: max((m.seq for _, m in fresh if m.ticket == t and not m.internal), default=None)
                               for t in bumped}
+                    clocks = self._clocks(tickets, fresh)
                     rows = await db.fetch(_STORE, [m.ticket for _, m in fresh], [m.seq for _, m in fresh],
                                           [m.author.kind for _, m in fresh], [m.author.id for _, m in fresh],
                                           [m.author.name for _, m in fresh], [m.body for _, m in fresh],
@@ -419,7 +449,8 @@ class MessageWriter:
                                           [m.queued_until for _, m in fresh],
                                           bumped, [last[t] for t in bumped], [at[t] for t in bumped],
                                           [agent[t] for t in bumped], [m.internal for _, m in fresh],
-                                          [public[t] for t in bumped])
+                                          [public[t] for t in bumped], [t in clocks for t in bumped],
+                                          *_clock_columns(clocks, bumped))
                     if len(rows) != len(fresh):
                         raise _Retried()  # rolls the whole transaction back: no seq is used up
                     ids = {(r["ticket_id"], r["seq"]): r["id"] for r in rows}
@@ -449,6 +480,15 @@ class MessageWriter:
         self.messages += len(batch)
         if slow:
             await self._one_by_one(slow)
+
+
+def _clock_columns(clocks: dict[int, Running], bumped: list[int]) -> tuple[list[Any], ...]:
+    """The new deadline, warning, start and rank per bumped ticket (unused where the
+    clock did not move)."""
+    kept = Running(None, None, None)
+    states = [clocks.get(t, kept) for t in bumped]
+    return ([c.due_at for c in states], [c.warning_at for c in states], [c.started_at for c in states],
+            [c.rank for c in states])
 
 
 def _down(exc: BaseException) -> bool:

@@ -45,7 +45,8 @@ async def stores(request, tmp_path: Path) -> AsyncIterator[tuple[str, MessageWri
     async def on_commit(items: list[Committed]) -> None:
         announced.extend(items)
 
-    writer = MessageWriter(MessageStore(engine), rules.policy.hold, rules.policy.closed_until, on_commit)
+    writer = MessageWriter(MessageStore(engine), rules.policy.hold, rules.policy.closed_until, on_commit,
+                           start=rules.policy.next_response)
     task = asyncio.ensure_future(writer.run())
     try:
         yield request.param, writer, TicketStore(engine), announced

@@ -170,19 +170,19 @@ OPEN = ThreadState("s1", "open", "minor", None)
 MONDAY = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 
 
-def never_held(severity: str, now: datetime) -> datetime | None:
+def never_held(severity: str, now: datetime, plan: str | None = None) -> datetime | None:
     return None
 
 
-def open_now(now: datetime) -> datetime | None:
+def open_now(now: datetime, plan: str | None = None) -> datetime | None:
     return None
 
 
-def closed_till_monday(now: datetime) -> datetime | None:
+def closed_till_monday(now: datetime, plan: str | None = None) -> datetime | None:
     return MONDAY
 
 
-def held_till_monday(severity: str, now: datetime) -> datetime | None:
+def held_till_monday(severity: str, now: datetime, plan: str | None = None) -> datetime | None:
     return None if severity == "critical" else datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 
 
@@ -209,7 +209,7 @@ def test_posting_is_refused(who: Principal, state: ThreadState | None, raised: t
     (CUSTOMER, ThreadState("s1", "resolved", "minor", None), never_held, None, True),
     (AGENT, ThreadState("s1", "resolved", "minor", None), never_held, None, False),
 ])
-def test_posting_is_admitted(who: Principal, state: ThreadState, hold: Callable[[str, datetime], datetime | None],
+def test_posting_is_admitted(who: Principal, state: ThreadState, hold: Callable[..., datetime | None],
                              queued: datetime | None, reopens: bool) -> None:
     admitted = admit_post(who, 7, state, NOW, hold, open_now)
     assert (admitted.queued_until, admitted.reopens) == (queued, reopens)
@@ -224,7 +224,7 @@ def test_posting_is_admitted(who: Principal, state: ThreadState, hold: Callable[
     (ThreadState("s1", "open", "minor", MONDAY), open_now, True, None),  # held, answered as support opens
 ])
 def test_an_agent_who_answers_off_hours_takes_the_ticket_in_hand(
-        state: ThreadState, closed_until: Callable[[datetime], datetime | None], takes_over: bool,
+        state: ThreadState, closed_until: Callable[..., datetime | None], takes_over: bool,
         live_until: datetime | None) -> None:
     admitted = admit_post(AGENT, 7, state, NOW, held_till_monday, closed_until)
     assert (admitted.takes_over, admitted.live_until, admitted.queued_until) == (takes_over, live_until, None)
@@ -261,6 +261,11 @@ def test_a_status_change_records_a_note_and_its_timestamps() -> None:
     change = ticket_changes(AGENT, ticket(), {"status": "waiting_on_customer"}, NOW, SupportPolicy.from_config())
     assert change.fields == {"status": "waiting_on_customer", "resolved_at": None, "waiting_since": NOW,
                              "reminders_sent": 0}
+    # Waiting on the customer: a running deadline stops (nothing is due from support).
+    running = ticket(sla_due_at=NOW + timedelta(hours=4), inbox_rank=1)
+    stopped = ticket_changes(AGENT, running, {"status": "waiting_on_customer"}, NOW, SupportPolicy.from_config())
+    assert (stopped.fields["sla_due_at"], stopped.fields["sla_warning_at"], stopped.fields["inbox_rank"]) == (
+        None, None, 100)
     assert change.notes == ("Agnieszka: status otwarte → czeka na klienta.",)
     resolved = ticket_changes(CUSTOMER, ticket(), {"status": "resolved"}, NOW, SupportPolicy.from_config())
     assert resolved.fields["resolved_at"] == NOW and resolved.fields["waiting_since"] is None
@@ -303,12 +308,12 @@ def test_which_system_notes_are_private(field: str, internal: bool) -> None:
 def test_only_agents_write_private_notes_and_a_note_handles_nothing() -> None:
     state = ThreadState("s1", "open", "major", queued_until=NOW + timedelta(hours=8))
     with pytest.raises(Forbidden):
-        admit_post(CUSTOMER, 7, state, NOW, lambda _s, _n: None, lambda _n: None, internal=True)
+        admit_post(CUSTOMER, 7, state, NOW, lambda _s, _n, _p: None, lambda _n, _p: None, internal=True)
     # A note into a held ticket, support closed: it is not an answer, the ticket stays queued.
-    closed = lambda _n: NOW + timedelta(hours=8)  # noqa: E731
-    note = admit_post(AGENT, 7, state, NOW, lambda _s, _n: None, closed, internal=True)
+    closed = lambda _n, _p: NOW + timedelta(hours=8)  # noqa: E731
+    note = admit_post(AGENT, 7, state, NOW, lambda _s, _n, _p: None, closed, internal=True)
     assert not note.takes_over and not note.reopens and note.queued_until is None
-    assert admit_post(AGENT, 7, state, NOW, lambda _s, _n: None, closed).takes_over
+    assert admit_post(AGENT, 7, state, NOW, lambda _s, _n, _p: None, closed).takes_over
 
 
 @pytest.mark.parametrize(("who", "requested", "raised"), [

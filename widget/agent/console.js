@@ -502,6 +502,9 @@
     var list = all.filter(function (t) {
       return inTab(t) && (!dept || dept === "*" || t.department === dept) && (!onlyUnread || state.unread.get(t.id) > 0);
     }).sort(function (a, b) {
+      // The server's inbox order: a running deadline of a plan that goes first (priority) first.
+      var ra = a.inbox_rank === undefined ? 1 : a.inbox_rank, rb = b.inbox_rank === undefined ? 1 : b.inbox_rank;
+      if (ra !== rb) return ra - rb;
       var da = a.sla_due_at ? Date.parse(a.sla_due_at) : Infinity;
       var db = b.sla_due_at ? Date.parse(b.sla_due_at) : Infinity;
       if (da !== db) return da - db;
