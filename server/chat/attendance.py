@@ -49,6 +49,11 @@ def _why(exc: BaseException) -> str:
     return str(exc) or repr(exc)
 
 
+def _cancelling() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 class Attendance:
     def __init__(self, *, redis: Redis, keys: Keys, node_id: str, settings: Settings, wall: Clock,
                  presence: Presence, arrivals: Arrivals, connections: Connections, announce: Announcer,
@@ -183,6 +188,10 @@ class Attendance:
                 log.warning("presence.heartbeat_failed", extra={"error": _why(exc)})
             except Exception:
                 log.exception("presence.heartbeat_crashed")
+            if _cancelling():
+                # A cancel that arrived inside a Redis call may come out of the client
+                # as its timeout: stop anyway.
+                raise asyncio.CancelledError
             # Every `interval` from start to start: a slow beat does not stretch the period
             # (a connection expires after the TTL without a refresh).
             due = max(due + interval, loop.time())

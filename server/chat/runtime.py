@@ -74,10 +74,19 @@ class Background:
         except Exception:
             log.exception("task.failed", extra={"task": name})
 
-    async def stop(self) -> None:
-        for task in self.tasks:
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+    async def stop(self, rounds: int = 5, wait: float = 2.0) -> None:
+        # A task may swallow its cancel (a library that turns it into its own timeout,
+        # which the task then handles as a failure): cancel again rather than wait for
+        # ever, and say which task it was.
+        pending = set(self.tasks)
+        for _ in range(rounds):
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=wait)
+            if not pending:
+                break
+        if pending:
+            log.error("task.not_stopping", extra={"tasks": sorted(t.get_name() for t in pending)})
         self.tasks.clear()
 
 

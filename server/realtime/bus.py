@@ -209,7 +209,9 @@ class Bus:
             pending = next(iter(self._channels - self._confirmed))
             self._waiters.setdefault(pending, []).append(waiter)
             try:
-                await asyncio.wait_for(waiter, max(0.01, deadline - time.monotonic()))
+                # asyncio.timeout: wait_for may turn a cancel into a TimeoutError (3.11).
+                async with asyncio.timeout(max(0.01, deadline - time.monotonic())):
+                    await waiter
             except TimeoutError:
                 break
             finally:

@@ -22,6 +22,7 @@ refuses to act once Redis's `TIME` is past it (`LATE`): a late call changes noth
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -112,10 +113,12 @@ class RedisHealth:
             elif not answered:
                 self.down("the probe got no answer in time")
             if self.up:
-                try:
-                    await asyncio.wait_for(self._woken.wait(), _CHECK_WHILE_UP)
-                except TimeoutError:
-                    pass
+                # asyncio.timeout, not wait_for: on Python 3.11 a cancel arriving as
+                # wait_for times out is swallowed into a TimeoutError, and this loop
+                # would never stop.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(_CHECK_WHILE_UP):
+                        await self._woken.wait()
                 self._woken.clear()
             else:
                 await asyncio.sleep(self.probe_every)  # the probe's own pace while Redis is down
