@@ -14,6 +14,7 @@ from playwright.async_api import Page, expect
 from tests import services
 from tests.browser.conftest import OpenTab, Servers
 from tests.browser.harness import PomocServer
+from tests.browser.test_accessibility import check
 from tests.conftest import drop_store, fresh_store
 from tests.wsclient import Client
 
@@ -68,13 +69,14 @@ async def test_prz_inserts_the_przelewy24_reply_for_the_shop_and_it_reaches_the_
         await expect(listbox).to_be_visible()
         option = listbox.get_by_role("option").filter(has_text="/przelewy24")
         await expect(option).to_have_attribute("aria-selected", "true")
-        await expect(reply).to_have_attribute("aria-expanded", "true")
+        await expect(page.locator("#canned-status")).to_have_text("1 szablon. Enter wstawia.")
+        await check(page, "the composer's list of canned replies", {})
         option_id = await option.get_attribute("id")
         await expect(reply).to_have_attribute("aria-activedescendant", option_id or "")
 
         await reply.press("Enter")  # picks the reply; it does not send "/prz"
         await expect(listbox).to_be_hidden()
-        await expect(reply).to_have_attribute("aria-expanded", "false")
+        await expect(reply).not_to_have_attribute("aria-activedescendant", option_id or "")
         value = await reply.input_value()
         assert value.startswith("Dzień dobry Jan,\n\nsprawdziliśmy płatności w sklepie Sklep Testowy: "
                                 "to jest konfiguracja kluczy Przelewy24 w Twoim sklepie, a nie błąd systemu.")
@@ -147,8 +149,10 @@ async def test_the_panel_creates_changes_and_deletes_a_reply(server: PomocServer
         dialog = page.get_by_role("dialog", name="Szablony odpowiedzi")
         await expect(dialog).to_be_visible()
         await expect(dialog.locator(".canned-item", has_text="Przelewy24")).to_have_count(1)
+        await check(page, "the canned replies' panel", {})
 
         await dialog.get_by_role("button", name="Nowy szablon").click()
+        await check(page, "the canned reply form", {})
         await dialog.get_by_label("Tytuł").fill("Zwrot — numer rachunku")
         await dialog.get_by_label("Skrót (wpisywany po „/”)").fill("dane")
         await dialog.get_by_label("Treść").fill("Dzień dobry {imie}, podaj numer rachunku dla {sklep}.")

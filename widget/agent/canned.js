@@ -5,10 +5,11 @@
  * replies whose shortcut or title begins so — the open ticket's department's and the
  * shared ones. Arrow keys move, Enter or Tab (or a click) insert the reply in place of
  * "/…", filled in by the server for that ticket (the customer's name, the shop's name,
- * the ticket, the help-centre links); Escape closes the list. The textarea is the
- * list's combobox (aria-controls, aria-expanded, aria-activedescendant), so the
- * caret never leaves it. The panel behind "Szablony odpowiedzi" lists, creates,
- * changes and deletes replies.
+ * the ticket, the help-centre links); Escape closes the list. The textarea keeps the
+ * focus and points at the list (aria-autocomplete, aria-controls) and its chosen
+ * option (aria-activedescendant); a status line says how many match. (A textarea
+ * may not be a combobox, so it has no aria-expanded.) The panel behind "Szablony
+ * odpowiedzi" lists, creates, changes and deletes replies.
  *
  * It reads the console only through window.PomocConsole (console.js): the open ticket,
  * its department, the configured departments and a token for /api.
@@ -135,7 +136,6 @@
       r.department ? h("span", { class: "canned-dept", text: (C.departments()[r.department] || r.department) }) : null));
     });
     list.hidden = false;
-    box.setAttribute("aria-expanded", "true");
     box.setAttribute("aria-activedescendant", "canned-opt-" + items[0].id);
     status(items.length === 1 ? "1 szablon. Enter wstawia." : items.length + " szablonów — strzałki wybierają, Enter wstawia.");
   }
@@ -158,7 +158,6 @@
     list.hidden = true;
     list.textContent = "";
     menu.items = [];
-    $("reply").setAttribute("aria-expanded", "false");
     $("reply").removeAttribute("aria-activedescendant");
   }
 
@@ -184,7 +183,6 @@
     var box = $("reply");
     box.setAttribute("aria-autocomplete", "list");
     box.setAttribute("aria-controls", "canned-list");
-    box.setAttribute("aria-expanded", "false");
     box.addEventListener("input", refresh);
     box.addEventListener("click", refresh);
     box.addEventListener("blur", close);
