@@ -13,7 +13,7 @@ from playwright.async_api import Page, expect
 
 from tests import services
 from tests.browser.conftest import OpenTab, Servers
-from tests.browser.harness import PomocServer
+from tests.browser.harness import PomocServer, screenshot_path
 from tests.browser.test_accessibility import check
 from tests.conftest import drop_store, fresh_store
 from tests.wsclient import Client
@@ -71,6 +71,8 @@ async def test_prz_inserts_the_przelewy24_reply_for_the_shop_and_it_reaches_the_
         await expect(option).to_have_attribute("aria-selected", "true")
         await expect(page.locator("#canned-status")).to_have_text("1 szablon. Enter wstawia.")
         await check(page, "the composer's list of canned replies", {})
+        if path := screenshot_path("console-canned.png"):
+            await page.screenshot(path=str(path))
         option_id = await option.get_attribute("id")
         await expect(reply).to_have_attribute("aria-activedescendant", option_id or "")
 
