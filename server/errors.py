@@ -44,6 +44,13 @@ class ClosedTicket(PomocError):
     http_status = 409
 
 
+class Conflict(PomocError):
+    """The request clashes with what is stored (a canned reply's shortcut taken in its scope)."""
+
+    code = "conflict"
+    http_status = 409
+
+
 class TooLarge(PomocError):
     code = "too_large"
     http_status = 413

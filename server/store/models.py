@@ -32,6 +32,7 @@ from sqlalchemy.sql.expression import false, text
 from sqlalchemy.types import TypeDecorator
 
 from server.store.attachments_schema import attachment_table, help_deflection_table
+from server.store.canned_schema import canned_reply_table
 from server.store.notifications_schema import notification_tables
 
 metadata = MetaData()
@@ -217,3 +218,6 @@ notifications, mail_optouts, mail_cursors, mailbox = notification_tables(metadat
 _AGENT = text("author_kind = 'agent'")
 Index("ix_messages_agent_replies", messages.c.created_at, postgresql_where=_AGENT, sqlite_where=_AGENT)
 AGENT_MESSAGES = text("messages.author_kind = 'agent'")
+
+# Canned replies agents insert from the composer (server.store.canned).
+canned_replies = canned_reply_table(metadata)

@@ -31,8 +31,9 @@ from server.clock import Clock, OffsetClock, SystemClock
 from server.rules.config import Rules
 from server.rules.helpsearch import HelpIndex
 from server.settings import Settings
+from server.store.canned import CannedStore
 from server.store.notifications import NotificationStore
-from server.web import attachments_api, help_api, mail_pages, metrics_api, pages
+from server.web import attachments_api, canned_api, help_api, mail_pages, metrics_api, pages
 from server.web.headers import SecurityHeaders
 from server.web.uploads import UploadLimits
 from server.ws import websocket_endpoint
@@ -93,6 +94,9 @@ def create_app(settings: Settings, clock: Clock | None = None, *, extra_tasks: S
         *help_api.routes(index=help_index, deflections_of=lambda r: _adapters(r).deflections,
                          secret=settings.secret, clock=wall, limiter_of=lambda r: _adapters(r).limiter,
                          deflection_rate=rules.limits.shop_deflections),
+        *canned_api.routes(store_of=lambda r: CannedStore(_adapters(r).engine), secret=settings.secret, clock=wall,
+                           departments=[d.key for d in rules.departments], index=help_index,
+                           public_base=settings.public_base),
         *pages.routes(settings),
         *mail_pages.routes(settings, store_of=lambda r: NotificationStore(_adapters(r).engine),
                            clock_of=lambda r: _adapters(r).clock, demo_email=pages.DEMO_CUSTOMER_EMAIL),

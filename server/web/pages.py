@@ -128,6 +128,10 @@ def routes(settings: Settings) -> list[BaseRoute]:
         return FileResponse(AGENT_DIR / "console.js", media_type="application/javascript; charset=utf-8",
                             headers=_PAGE_CACHE)
 
+    async def canned_js(request: Request) -> Response:
+        return FileResponse(AGENT_DIR / "canned.js", media_type="application/javascript; charset=utf-8",
+                            headers=_PAGE_CACHE)
+
     async def console_css(request: Request) -> Response:
         return FileResponse(AGENT_DIR / "console.css", media_type="text/css; charset=utf-8", headers=_PAGE_CACHE)
 
@@ -164,6 +168,7 @@ def routes(settings: Settings) -> list[BaseRoute]:
         Route("/agent", agent_page),
         Route("/agent/", agent_page),
         Route("/agent/console.js", console_js),
+        Route("/agent/canned.js", canned_js),
         Route("/agent/console.css", console_css),
         Route("/favicon.svg", favicon),
         Route("/favicon.ico", favicon),

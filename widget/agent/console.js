@@ -813,5 +813,13 @@
     showSignin(notice);
   }
 
+  // What /agent/canned.js (canned replies in the composer and their panel) may read of the console.
+  window.PomocConsole = {
+    current: function () { return state.current; },
+    ticket: function (id) { return state.tickets.get(id) || null; },
+    departments: function () { return Object.assign({}, DEPARTMENTS); },
+    token: function () { return conn ? conn.getToken() : Promise.reject(new Error("not signed in")); }
+  };
+
   boot();
 })();
