@@ -1,0 +1,92 @@
+"""Search: an index of the words of message bodies and ticket titles, folded.
+
+PostgreSQL: `pomoc_search_text(text)`, an IMMUTABLE SQL function that folds text
+the way `server.rules.searchtext` does (a `translate()` of capitals and letters with
+diacritics, then every run of other characters to one space — no extension needed,
+`unaccent` is not everywhere and is not immutable), and GIN indexes on
+`to_tsvector('simple', pomoc_search_text(…))` of `messages.body` (system messages
+left out) and `tickets.title`. Built without blocking writers (CONCURRENTLY, outside
+the migration's transaction) since the messages table may be large.
+
+SQLite: FTS5 tables `messages_search` and `tickets_search` (rowid = the message or
+ticket id) holding the folded text, written by triggers in the transaction that
+writes the row, and filled here with what exists. (A later migration that rebuilds
+`messages` or `tickets` with a batch "move and copy" must recreate these triggers.)
+
+The letters below are `server.rules.searchtext.FOLD_FROM`/`FOLD_TO` as of this
+revision; a unit test fails when the rule and this migration disagree.
+
+Revision ID: 0012
+Revises: 0008
+Create Date: 2026-12-03
+"""
+
+from alembic import op
+
+revision = "0012"
+down_revision = "0008"
+branch_labels = None
+depends_on = None
+
+FOLD_FROM = ("ABCDEFGHIJKLMNOPQRSTUVWXYZąćęłńóśźżáàâäãåéèêëíìîïñòôöõúùûüýÿçčďěňřšťůžľĺŕőűėįųūāēīģķļņșțşţğ"
+             "ĄĆĘŁŃÓŚŹŻÁÀÂÄÃÅÉÈÊËÍÌÎÏÑÒÔÖÕÚÙÛÜÝŸÇČĎĚŇŘŠŤŮŽĽĹŔŐŰĖĮŲŪĀĒĪĢĶĻŅȘȚŞŢĞ")
+FOLD_TO = ("abcdefghijklmnopqrstuvwxyzacelnoszzaaaaaaeeeeiiiinoooouuuuyyccdenrstuzllroueiuuaeigklnststg"
+           "acelnoszzaaaaaaeeeeiiiinoooouuuuyyccdenrstuzllroueiuuaeigklnststg")
+
+FUNCTION = f"""
+CREATE OR REPLACE FUNCTION pomoc_search_text(body text) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+AS $$ SELECT regexp_replace(translate(body, '{FOLD_FROM}', '{FOLD_TO}'), '[^a-z0-9]+', ' ', 'g') $$
+"""
+# Only ł and Ł: FTS5's unicode61 tokenizer folds case and the other diacritics itself.
+_SQLITE_FOLD = "replace(replace({}, 'ł', 'l'), 'Ł', 'L')"
+
+SQLITE = [
+    "CREATE VIRTUAL TABLE messages_search USING fts5(body, tokenize = 'unicode61 remove_diacritics 2')",
+    "CREATE VIRTUAL TABLE tickets_search USING fts5(title, tokenize = 'unicode61 remove_diacritics 2')",
+    f"""CREATE TRIGGER messages_search_insert AFTER INSERT ON messages WHEN new.author_kind <> 'system' BEGIN
+        INSERT INTO messages_search(rowid, body) VALUES (new.id, {_SQLITE_FOLD.format('new.body')}); END""",
+    """CREATE TRIGGER messages_search_delete AFTER DELETE ON messages BEGIN
+        DELETE FROM messages_search WHERE rowid = old.id; END""",
+    f"""CREATE TRIGGER messages_search_update AFTER UPDATE OF body, author_kind ON messages BEGIN
+        DELETE FROM messages_search WHERE rowid = old.id;
+        INSERT INTO messages_search(rowid, body) SELECT new.id, {_SQLITE_FOLD.format('new.body')}
+        WHERE new.author_kind <> 'system'; END""",
+    f"""CREATE TRIGGER tickets_search_insert AFTER INSERT ON tickets BEGIN
+        INSERT INTO tickets_search(rowid, title) VALUES (new.id, {_SQLITE_FOLD.format('new.title')}); END""",
+    """CREATE TRIGGER tickets_search_delete AFTER DELETE ON tickets BEGIN
+        DELETE FROM tickets_search WHERE rowid = old.id; END""",
+    f"""CREATE TRIGGER tickets_search_update AFTER UPDATE OF title ON tickets BEGIN
+        DELETE FROM tickets_search WHERE rowid = old.id;
+        INSERT INTO tickets_search(rowid, title) VALUES (new.id, {_SQLITE_FOLD.format('new.title')}); END""",
+    f"""INSERT INTO messages_search(rowid, body) SELECT id, {_SQLITE_FOLD.format('body')} FROM messages
+        WHERE author_kind <> 'system'""",
+    f"INSERT INTO tickets_search(rowid, title) SELECT id, {_SQLITE_FOLD.format('title')} FROM tickets",
+]
+
+
+def upgrade() -> None:
+    if op.get_context().dialect.name == "postgresql":
+        op.execute(FUNCTION)
+        with op.get_context().autocommit_block():
+            op.execute("CREATE INDEX CONCURRENTLY IF NOT EXISTS ix_messages_search ON messages "
+                       "USING gin (to_tsvector('simple'::regconfig, pomoc_search_text(body))) "
+                       "WHERE author_kind <> 'system'")
+            op.execute("CREATE INDEX CONCURRENTLY IF NOT EXISTS ix_tickets_search ON tickets "
+                       "USING gin (to_tsvector('simple'::regconfig, pomoc_search_text(title)))")
+        return
+    for statement in SQLITE:
+        op.execute(statement)
+
+
+def downgrade() -> None:
+    if op.get_context().dialect.name == "postgresql":
+        op.execute("DROP INDEX IF EXISTS ix_tickets_search")
+        op.execute("DROP INDEX IF EXISTS ix_messages_search")
+        op.execute("DROP FUNCTION IF EXISTS pomoc_search_text(text)")
+        return
+    for name in ("messages_search_insert", "messages_search_delete", "messages_search_update",
+                 "tickets_search_insert", "tickets_search_delete", "tickets_search_update"):
+        op.execute(f"DROP TRIGGER IF EXISTS {name}")
+    op.execute("DROP TABLE IF EXISTS messages_search")
+    op.execute("DROP TABLE IF EXISTS tickets_search")

@@ -1,0 +1,204 @@
+"""The search index (migration 0012), store level on real SQLite and PostgreSQL: what
+it indexes is what `server.rules.searchtext` calls words; a search's reads go
+through the index (the query plan says so, so no change can quietly make them a
+scan); the index follows the rows it holds (triggers on SQLite, an expression index
+on PostgreSQL), written with the message and gone with the ticket."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import re
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from server.principal import Principal, Role
+from server.rules.records import Author, NewTicket, Ticket
+from server.rules.searchtext import parse_query, words
+from server.rules.tickets import ClosedUntil
+from server.store.db import create_engine
+from server.store.messages import MessageStore
+from server.store.search import SearchStore
+from server.store.tickets import TicketStore
+from tests import services
+from tests.conftest import drop_store, fresh_store
+
+NOW = datetime.fromisoformat(services.WORKING_CLOCK)
+CUSTOMER = Principal(Role.customer, "owner", "Ola", shop="shop-s", shop_name="Sklep", plan="standard")
+OTHER = Principal(Role.customer, "owner", "Ela", shop="shop-t", shop_name="Drugi", plan="standard")
+AGENT = Principal(Role.agent, "agent-s", "Agnieszka")
+SAMPLES = [
+    "Płatność przez PRZELEWY24 nie działa!",
+    "ŁÓDŹ, źdźbło; Gęślą jaźń — zażółć",
+    "e-mail: jan.kowalski@example.pl, zamówienie #48213 (12.5 zł)",
+    "café naïve Dvořák Šárka Müller",
+    "snake_case, CamelCase i 1e5 a_b",
+]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def store(request, tmp_path: Path) -> AsyncIterator[tuple[str, AsyncEngine]]:
+    settings = await asyncio.to_thread(fresh_store, request.param, tmp_path, "s")
+    engine = create_engine(settings)
+    try:
+        yield request.param, engine
+    finally:
+        await engine.dispose()
+        await asyncio.to_thread(drop_store, settings)
+
+
+def _never_hold(*_: object) -> None:
+    return None
+
+
+def _never_closed(*_: object) -> None:
+    return None
+
+
+_tick = itertools.count(1)
+
+
+def _now() -> datetime:
+    return NOW + timedelta(seconds=next(_tick))  # one after the other: "newest first" is defined
+
+
+async def _ticket(tickets: TicketStore, who: Principal, title: str, body: str, key: str) -> Ticket:
+    opened = await tickets.open(who, NewTicket(title, body, "question", {}, key, department="payments"),
+                                [(Author.of(who), body)], _now())
+    return opened.ticket
+
+
+async def _post(engine: AsyncEngine, who: Principal, ticket: int, body: str, key: str) -> None:
+    closed: ClosedUntil = _never_closed  # type: ignore[assignment]
+    await MessageStore(engine).post(who, ticket, body, key, _now(), _never_hold, closed)  # type: ignore[arg-type]
+
+
+async def test_the_index_holds_the_words_the_rule_finds(store):
+    kind, engine = store
+    tickets = TicketStore(engine)
+    ticket = await _ticket(tickets, CUSTOMER, "Próbki", "opis", "samples")
+    for i, sample in enumerate(SAMPLES):
+        await _post(engine, CUSTOMER, ticket.id, sample, f"sample-{i}")
+    search = SearchStore(engine)
+    for sample in SAMPLES:
+        for word in {w for w in words(sample) if len(w) >= 2}:
+            found = await search.search(parse_query(word), limit=5, customer=False)
+            assert [f.ticket.id for f in found] == [ticket.id], (kind, sample, word)
+            assert found[0].text == sample or word in words(found[0].text)
+    if kind == "postgresql":
+        async with engine.connect() as conn:
+            for sample in SAMPLES:
+                lexemes = (await conn.execute(text(
+                    "SELECT array(SELECT unnest(tsvector_to_array("
+                    "to_tsvector('simple'::regconfig, pomoc_search_text(:t)))))"), {"t": sample})).scalar()
+                assert set(lexemes) == set(words(sample)), sample
+
+
+async def test_every_word_must_match_and_diacritics_fold_both_ways(store):
+    kind, engine = store
+    tickets = TicketStore(engine)
+    one = await _ticket(tickets, CUSTOMER, "Bramka", "Płatność przez Przelewy24 nie przechodzi", "one")
+    two = await _ticket(tickets, OTHER, "Pytanie", "platnosc blikiem dziala, przelewy24 tez", "two")
+    three = await _ticket(tickets, OTHER, "Płatności PayU", "coś innego", "three")
+    search = SearchStore(engine)
+
+    async def ids(q: str, **kw: object) -> list[int]:
+        return [f.ticket.id for f in await search.search(parse_query(q), limit=20, customer=False, **kw)]
+
+    assert await ids("platnosc przelewy24") == [two.id, one.id]  # newest first
+    assert await ids("PŁATNOŚĆ") == [two.id, one.id]
+    assert await ids("przechodzi płatność") == [one.id]
+    assert await ids("platnosci payu") == [three.id]  # the title
+    assert await ids("platnosc przelewy24", shop="shop-s") == [one.id]
+    assert await ids("platnosc", status="closed") == []
+    assert await ids("platnosc", department="shipping") == []
+    found = await search.search(parse_query("payu"), limit=20, customer=False)
+    assert found[0].seq is None and found[0].text == "Płatności PayU"
+    found = await search.search(parse_query("przechodzi"), limit=20, customer=False)
+    assert found[0].seq == 1
+
+
+async def test_deleting_a_ticket_takes_its_words_out_of_the_index(store):
+    kind, engine = store
+    tickets = TicketStore(engine)
+    gone = await _ticket(tickets, CUSTOMER, "Znikający", "słowo zniknieciex", "gone")
+    search = SearchStore(engine)
+    assert len(await search.search(parse_query("zniknieciex"), limit=5, customer=False)) == 1
+    async with engine.begin() as conn:
+        await conn.execute(text("DELETE FROM tickets WHERE id = :id"), {"id": gone.id})
+    assert await search.search(parse_query("zniknieciex"), limit=5, customer=False) == []
+    assert await search.search(parse_query("znikajacy"), limit=5, customer=False) == []
+    if kind == "sqlite":
+        async with engine.connect() as conn:
+            left = (await conn.execute(text(
+                "SELECT count(*) FROM messages_search WHERE messages_search MATCH 'zniknieciex'"))).scalar()
+        assert left == 0
+
+
+def _variants(search: SearchStore) -> list[tuple[str, object]]:
+    query = parse_query("platnosc przelewy24")
+    out = []
+    for name, kw in (("agent", {"customer": False}), ("agent, filters", {"customer": False, "status": "open",
+                                                                         "department": "payments"}),
+                     ("customer", {"customer": True, "shop": "shop-s"})):
+        messages_read, titles_read = search.statements(query, limit=20, **kw)  # type: ignore[arg-type]
+        out += [(f"{name}: messages", messages_read), (f"{name}: titles", titles_read)]
+    return out
+
+
+def _sql(engine: AsyncEngine, statement: object) -> str:
+    return str(statement.compile(engine.sync_engine, compile_kwargs={"literal_binds": True}))  # type: ignore[attr-defined]
+
+
+async def test_every_search_read_uses_the_index(store):
+    kind, engine = store
+    search = SearchStore(engine)
+    async with engine.connect() as conn:
+        if kind == "postgresql":
+            # Even told to avoid them, the planner scans when no index fits the
+            # expression; with the index's exact expression it takes the index.
+            await conn.execute(text("SET enable_seqscan = off"))
+            await conn.execute(text("SET enable_indexscan = off"))
+        for name, statement in _variants(search):
+            sql = _sql(engine, statement)
+            if kind == "postgresql":
+                plan = "\n".join(r[0] for r in await conn.execute(text("EXPLAIN " + sql)))
+                index = "ix_tickets_search" if "titles" in name else "ix_messages_search"
+                if name.startswith("agent:"):
+                    assert f"Bitmap Index Scan on {index}" in plan, (name, plan)
+                # Filters may rightly start from the few tickets they leave (then the
+                # messages by their ticket index); never from a scan.
+                assert "Seq Scan on messages" not in plan and "Seq Scan on tickets" not in plan, (name, plan)
+            else:
+                plan = "\n".join(str(r[-1]) for r in await conn.execute(text("EXPLAIN QUERY PLAN " + sql)))
+                fts = "tickets_search" if "titles" in name else "messages_search"
+                assert f"SCAN {fts} VIRTUAL TABLE INDEX" in plan, (name, plan)
+                assert not re.search(r"SCAN (messages|tickets)\b(?!_)", plan), (name, plan)
+
+
+async def test_on_postgresql_a_rare_word_goes_through_the_gin_index_unforced(store):
+    kind, engine = store
+    if kind != "postgresql":
+        pytest.skip("SQLite always reads FTS5 through its own index (the test above)")
+    tickets = TicketStore(engine)
+    ticket = await _ticket(tickets, CUSTOMER, "Dużo wiadomości", "opis", "many")
+    async with engine.begin() as conn:
+        await conn.execute(text(
+            "INSERT INTO messages (ticket_id, seq, author_kind, author_id, author_name, body, client_id, created_at) "
+            "SELECT :t, 1 + g, 'customer', 'owner', 'Ola', 'zwykła wiadomość o zamówieniu numer ' || g, "
+            "'bulk-' || g, now() FROM generate_series(1, 20000) g"), {"t": ticket.id})
+        await conn.execute(text("ANALYZE messages"))
+        await conn.execute(text("ANALYZE tickets"))
+    messages_read, _ = search_reads(engine, "numer 12345")
+    async with engine.connect() as conn:
+        plan = "\n".join(r[0] for r in await conn.execute(text("EXPLAIN " + _sql(engine, messages_read))))
+    assert "ix_messages_search" in plan, plan
+
+
+def search_reads(engine: AsyncEngine, q: str) -> tuple[object, object]:
+    return SearchStore(engine).statements(parse_query(q), limit=20, customer=False)
