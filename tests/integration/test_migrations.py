@@ -13,9 +13,9 @@ from server.settings import Settings
 from server.store.db import create_engine, migrate
 from server.store.models import metadata
 from tests import services
+from tests.conftest import _drop_schema
 
 SEARCH_OBJECTS = ("ix_messages_search", "ix_tickets_search", "messages_search", "tickets_search")
-from tests.conftest import _drop_schema
 
 
 def _diff(settings: Settings) -> list[object]:

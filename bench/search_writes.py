@@ -1,0 +1,113 @@
+"""What the search index costs the message hot path: the group-commit writer's insert
+with and without `ix_messages_search` (GIN, fastupdate on and off), on PostgreSQL.
+
+    .venv/bin/python bench/search_writes.py            # ~1-2 min
+    .venv/bin/python bench/search_writes.py --smoke    # a few seconds
+
+A fresh database + `python -m server migrate`, `--tickets` tickets; then rounds of
+`--batches` transactions of `--batch` messages each, inserted the way the writer does
+(one INSERT … SELECT FROM unnest(…) per transaction, bodies of realistic Polish
+support text), alternating: index as migrated (fastupdate on), index dropped, index
+with fastupdate off. Prints the time per message (p50 of the rounds) per variant and
+the difference. Timing only; it asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import statistics
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import Env, add_service_args, asyncpg_dsn, log, use_uvloop  # noqa: E402
+from search import vocabulary  # noqa: E402
+
+INSERT = """
+INSERT INTO messages (ticket_id, seq, author_kind, author_id, author_name, body, client_id, created_at, queued_until)
+SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                     $8::timestamptz[], $9::timestamptz[])
+"""
+CREATE = ("CREATE INDEX ix_messages_search ON messages USING gin "
+          "(to_tsvector('simple'::regconfig, pomoc_search_text(body))) {with_} WHERE author_kind <> 'system'")
+
+
+async def main(args: argparse.Namespace) -> int:
+    import asyncpg
+
+    if args.smoke:
+        args.rounds, args.batches, args.tickets = 2, 20, 20
+    env = Env(args, "searchwrites")
+    rng = random.Random(args.seed)
+    bodies = vocabulary(rng, 2000)
+    per_variant: dict[str, list[float]] = {"index (fastupdate on)": [], "no index": [],
+                                           "index (fastupdate off)": []}
+    try:
+        await env.create()
+        conn = await asyncpg.connect(asyncpg_dsn(env.db_url))
+        try:
+            now = datetime.now(UTC)
+            await conn.execute("INSERT INTO shops VALUES ('s', 'Sklep', 'standard', $1, $1)", now)
+            await conn.executemany(
+                "INSERT INTO tickets (id, shop_id, created_by, title, status, severity, context, last_seq, "
+                "created_at, updated_at) VALUES ($1, 's', 'u', 'Płatność', 'open', 'question', '{}', 0, $2, $2)",
+                [(t, now) for t in range(1, args.tickets + 1)])
+            seqs = dict.fromkeys(range(1, args.tickets + 1), 0)
+            counter = 0
+
+            async def one_round(name: str) -> None:
+                nonlocal counter
+                t0 = time.perf_counter()
+                for _ in range(args.batches):
+                    cols: list[list[object]] = [[] for _ in range(9)]
+                    for _ in range(args.batch):
+                        t = rng.randint(1, args.tickets)
+                        seqs[t] += 1
+                        counter += 1
+                        row = (t, seqs[t], "customer", "u", "Ola", rng.choice(bodies), f"c{counter}", now, None)
+                        for i, v in enumerate(row):
+                            cols[i].append(v)
+                    async with conn.transaction():
+                        await conn.execute(INSERT, *cols)
+                per_variant[name].append((time.perf_counter() - t0) / (args.batches * args.batch))
+
+            for r in range(args.rounds):
+                log(f"[searchwrites] round {r + 1}/{args.rounds}")
+                for name in per_variant:
+                    await conn.execute("DROP INDEX IF EXISTS ix_messages_search")
+                    if name != "no index":
+                        off = "fastupdate off" in name
+                        await conn.execute(CREATE.format(with_="WITH (fastupdate = off)" if off else ""))
+                    await one_round(name)
+        finally:
+            await conn.close()
+    finally:
+        await env.cleanup()
+    base = statistics.median(per_variant["no index"])
+    print(f"search_writes: {args.rounds} rounds x {args.batches} transactions x {args.batch} messages per variant "
+          f"(the writer's INSERT … unnest); median per message")
+    for name, values in per_variant.items():
+        med = statistics.median(values)
+        print(f"  {name:<24} {med * 1e6:8.1f} µs/message  ({(med - base) * 1e6:+7.1f} µs, {med / base:5.2f}x)")
+    return 0
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--batches", type=int, default=200, help="transactions per round and variant")
+    p.add_argument("--batch", type=int, default=20, help="messages per transaction (a busy group commit)")
+    p.add_argument("--tickets", type=int, default=200)
+    p.add_argument("--smoke", action="store_true")
+    add_service_args(p)
+    return p.parse_args(argv)
+
+
+if __name__ == "__main__":
+    use_uvloop()
+    sys.exit(asyncio.run(main(parse())))
