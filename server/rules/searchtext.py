@@ -1,25 +1,28 @@
 """What search treats as a word: folding, tokens, the query a client may ask, snippets.
 
 One rule for both databases, so that what is indexed and what is asked meet. Text
-is folded character by character — ASCII capitals to small letters and Polish (and
-other common Latin) letters with diacritics to their base letter, ł → l included,
-which Unicode does not decompose — and a word is then a run of `a-z0-9`: "Płatność
+is folded character by character — ASCII capitals to small letters, the Polish
+letters with diacritics (both cases) to their base letter, ł → l included, which
+Unicode does not decompose — and a word is then a run of `a-z0-9`: "Płatność
 Przelewy24!" is `platnosc przelewy24`, and so is "PLATNOSC przelewy24". Everything
-else separates words (letters of other scripts too: they are not searchable).
+else separates words, letters of other alphabets and other letters with diacritics
+too ("Müller" is `m ller`): they are not searchable. Polish only, on purpose: the
+database folds every message it stores this way, and each letter more in the
+mapping costs every write (PostgreSQL's `translate()` compares each character with
+every letter of the mapping).
 
 The mapping is one character to one character, so a folded text has the length of
 its original and a match found in the folded body is at the same place in the body
 (the snippet uses that).
 
 The databases apply the same rule: PostgreSQL through the SQL function
-`pomoc_search_text` (a `translate()` with `FOLD_FROM`/`FOLD_TO` and a
-`regexp_replace`, installed by migration 0012 — changing the mapping here needs a
-migration that replaces the function and rebuilds its indexes; a unit test holds the
-two together), SQLite through FTS5's `unicode61 remove_diacritics 2` tokenizer with
-ł/Ł replaced before indexing (the only letters it does not fold). The one
-difference: letters outside the mapping that Unicode does not decompose (ß, ø, æ,
-other scripts) are part of a word in SQLite's index and separate words here, so such
-words are not found on SQLite.
+`pomoc_search_text` (`lower()` for the ASCII capitals, a `translate()` with
+`POLISH`/`POLISH_BASE` and a `regexp_replace`, installed by migration 0012 —
+changing the mapping here needs a migration that replaces the function and rebuilds
+its indexes; a unit test holds the two together), SQLite through FTS5's `unicode61
+remove_diacritics 2` tokenizer with ł/Ł replaced before indexing (the only Polish
+letters it does not fold). The one difference: SQLite's tokenizer keeps other
+letters in words and folds other diacritics too, so there "Müller" is one word.
 
 Pure module: standard library only; it must not import starlette, redis, sqlalchemy
 or asyncio.
@@ -28,7 +31,6 @@ or asyncio.
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import dataclass
 
 MAX_QUERY_CHARS = 200
@@ -36,22 +38,9 @@ MAX_WORDS = 10
 MIN_WORD_CHARS = 2
 SNIPPET_CHARS = 160
 
-# Letters folded to a base letter: Polish first, then the Latin letters shop owners'
-# customers commonly write (German, Czech, Slovak, French, Spanish, Baltic …). All
-# but ł/Ł decompose in Unicode, which is what SQLite's FTS5 folds too.
-_ACCENTED = ("ąćęłńóśźż" "áàâäãåéèêëíìîïñòôöõúùûüýÿçčďěňřšťůžľĺŕőűėįųūāēīģķļņșțşţğ")
-_UPPER = "".join(ch.upper() for ch in _ACCENTED)
-
-
-def _base(ch: str) -> str:
-    if ch in "łŁ":
-        return "l"
-    return unicodedata.normalize("NFKD", ch)[0].lower()
-
-
-FOLD_FROM = "ABCDEFGHIJKLMNOPQRSTUVWXYZ" + _ACCENTED + _UPPER
-FOLD_TO = "abcdefghijklmnopqrstuvwxyz" + "".join(_base(c) for c in _ACCENTED + _UPPER)
-_TABLE = str.maketrans(FOLD_FROM, FOLD_TO)
+POLISH = "ąćęłńóśźżĄĆĘŁŃÓŚŹŻ"
+POLISH_BASE = "acelnoszzacelnoszz"
+_TABLE = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ" + POLISH, "abcdefghijklmnopqrstuvwxyz" + POLISH_BASE)
 _WORD = re.compile(r"[a-z0-9]+")
 _SPACE = re.compile(r"\s+")
 

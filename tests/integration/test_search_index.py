@@ -36,7 +36,7 @@ SAMPLES = [
     "Płatność przez PRZELEWY24 nie działa!",
     "ŁÓDŹ, źdźbło; Gęślą jaźń — zażółć",
     "e-mail: jan.kowalski@example.pl, zamówienie #48213 (12.5 zł)",
-    "café naïve Dvořák Šárka Müller",
+    "ZAŻÓŁĆ gęślą JAŹŃ",
     "snake_case, CamelCase i 1e5 a_b",
 ]
 
