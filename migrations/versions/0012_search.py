@@ -1,12 +1,16 @@
 """Search: an index of the words of message bodies and ticket titles, folded.
 
-PostgreSQL: `pomoc_search_text(text)`, an IMMUTABLE SQL function that folds text
-the way `server.rules.searchtext` does (ASCII capitals and Polish letters to small
-base letters, then every run of other characters to one space — no extension needed:
-`unaccent` is not everywhere, is not immutable, and folds more than the rule), and GIN indexes on
-`to_tsvector('simple', pomoc_search_text(…))` of `messages.body` (system messages
-left out) and `tickets.title`. Built without blocking writers (CONCURRENTLY, outside
-the migration's transaction) since the messages table may be large.
+PostgreSQL: `search_documents` holds each message's words (`tsvector`, GIN index
+`ix_search_documents`), written off the message hot path by the search indexer
+(`server.store.search.SearchIndexer`, a background task of every node) up to the
+message id in `search_cursor`; this migration fills both for the messages that
+exist. A message the indexer has not reached yet is still found: a search also
+reads the few messages past the cursor directly. Ticket titles, written once per
+ticket, have an expression GIN index (`ix_tickets_search`). Both fold with
+`pomoc_search_text(text)`, an IMMUTABLE SQL function doing what
+`server.rules.searchtext` does (ASCII capitals and Polish letters to small base
+letters, every run of other characters to one space — no extension needed:
+`unaccent` is not everywhere, is not immutable, and folds more than the rule).
 
 SQLite: FTS5 tables `messages_search` and `tickets_search` (rowid = the message or
 ticket id) holding the folded text, written by triggers in the transaction that
@@ -65,13 +69,27 @@ SQLITE = [
 ]
 
 
+POSTGRESQL = [
+    FUNCTION,
+    """CREATE TABLE search_documents (
+        message_id BIGINT PRIMARY KEY REFERENCES messages (id) ON DELETE CASCADE,
+        words TSVECTOR NOT NULL)""",
+    "CREATE TABLE search_cursor (id SMALLINT PRIMARY KEY, message_id BIGINT NOT NULL)",
+    # What exists now; the indexer goes on from the cursor. (Run before the servers
+    # start, as migrations are: no message commits meanwhile below the cursor.)
+    """INSERT INTO search_documents (message_id, words)
+        SELECT id, to_tsvector('simple'::regconfig, pomoc_search_text(body)) FROM messages
+        WHERE author_kind <> 'system'""",
+    "INSERT INTO search_cursor (id, message_id) SELECT 1, coalesce(max(id), 0) FROM messages",
+    "CREATE INDEX ix_search_documents ON search_documents USING gin (words)",
+]
+
+
 def upgrade() -> None:
     if op.get_context().dialect.name == "postgresql":
-        op.execute(FUNCTION)
+        for statement in POSTGRESQL:
+            op.execute(statement)
         with op.get_context().autocommit_block():
-            op.execute("CREATE INDEX CONCURRENTLY IF NOT EXISTS ix_messages_search ON messages "
-                       "USING gin (to_tsvector('simple'::regconfig, pomoc_search_text(body))) "
-                       "WHERE author_kind <> 'system'")
             op.execute("CREATE INDEX CONCURRENTLY IF NOT EXISTS ix_tickets_search ON tickets "
                        "USING gin (to_tsvector('simple'::regconfig, pomoc_search_text(title)))")
         return
@@ -82,7 +100,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     if op.get_context().dialect.name == "postgresql":
         op.execute("DROP INDEX IF EXISTS ix_tickets_search")
-        op.execute("DROP INDEX IF EXISTS ix_messages_search")
+        op.execute("DROP TABLE IF EXISTS search_cursor")
+        op.execute("DROP TABLE IF EXISTS search_documents")
         op.execute("DROP FUNCTION IF EXISTS pomoc_search_text(text)")
         return
     for name in ("messages_search_insert", "messages_search_delete", "messages_search_update",

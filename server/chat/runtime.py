@@ -48,7 +48,7 @@ from server.store.images import ImageChecker
 from server.store.lifecycle import Lifecycle
 from server.store.messages import MessageStore
 from server.store.reads import ReadStore
-from server.store.search import SearchStore
+from server.store.search import SearchIndexer, SearchStore
 from server.store.tickets import TicketStore
 from server.store.writer import MessageWriter
 
@@ -153,6 +153,7 @@ async def running(settings: Settings, clock: Clock, rules: Rules | None = None) 
     background.start("redis-health", health.run(probe.time))
     background.start("bus", bus.run())
     background.start("writer", writer.run())
+    background.start("search-indexer", SearchIndexer(engine).run())
     background.start("heartbeat", attendance.run_heartbeat())
     background.start("catch-up", _catch_up_after_redis(a))
     log.info("node.started", extra={"node_id": node_id})

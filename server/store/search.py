@@ -1,16 +1,29 @@
-"""Search: the tickets whose title, or one of whose messages, holds every word asked.
+"""Search: the tickets whose title, or one of whose messages, holds every word asked;
+and, on PostgreSQL, the indexer that keeps the messages' words off the hot path.
 
-Always through the index migration 0012 built, never a scan of the messages:
-PostgreSQL matches `to_tsvector('simple', pomoc_search_text(body))` — the expression
-of the GIN index `ix_messages_search`, spelled here exactly as there — against a
-`to_tsquery` of the folded terms (`server.rules.searchtext`); SQLite matches its
-FTS5 tables (`messages_search`, `tickets_search`). A test reads the query plans.
+Always through the index migration 0012 built, never a scan of the messages.
+PostgreSQL: `search_documents.words` (GIN) for the messages up to `search_cursor`,
+plus the few messages past the cursor read by id and matched directly (so a message
+is found the moment it is committed), and the expression GIN index on ticket titles;
+SQLite: its FTS5 tables (`messages_search`, `tickets_search`), kept by triggers.
+A test reads the query plans.
 
-The tsquery goes into the statement as a literal, not a parameter: terms are
-`[a-z0-9]+` by the rule (nothing to quote), and a literal keeps PostgreSQL planning
-each search for its own words — a rare word through the GIN index, a word in a
-quarter of the messages by walking the newest messages backwards until the page is
-full — where a prepared statement's generic plan would pick one way for all.
+Why the indexer: a GIN index on `messages` (or a generated column) would make every
+stored message pay for folding its text and for the index insert inside the
+group-commit writer's transaction — measured at nearly twice the writer's cost per
+message (`bench/search_writes.py`). `SearchIndexer.index_pending` instead reads what
+was committed since its cursor, folds it here in Python (`server.rules.searchtext`)
+and stores the words, in batches, as a background task of every node (one at a time:
+the cursor row is locked, the others skip). It never skips a message that commits
+late: the cursor only moves up to message ids that every transaction older than the
+moment they were read had finished with (PostgreSQL snapshots, `Settled`).
+
+The tsquery and the cursor go into the statements as literals, not parameters:
+terms are `[a-z0-9]+` by the rule and the cursor an integer (nothing to quote), and
+literals keep PostgreSQL planning each search for its own words — a rare word through
+the GIN index, a word in a quarter of the messages by walking the newest documents
+backwards until the page is full — where a prepared statement's generic plan would
+pick one way for all.
 
 Hits are the newest first: the newest `limit * OVERFETCH` matching messages and
 matching titles, one result per ticket (its newest hit), `limit` of them. System
@@ -22,23 +35,30 @@ snippets (`server.rules.searchtext`).
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, TextClause, column, select, table, text, true
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from server.rules.records import Ticket
-from server.rules.searchtext import Query
-from server.store.db import single_statements
+from server.rules.searchtext import Query, words
+from server.store.db import DATABASE_DOWN, describe, single_statements
 from server.store.models import messages, tickets
 from server.store.rows import ticket_row, ticket_select
 
+log = logging.getLogger(__name__)
 OVERFETCH = 4  # matching messages read per result asked, so that a few busy tickets still fill a page
-_NOT_SYSTEM = text("messages.author_kind <> 'system'")  # the partial index's own predicate, as a literal
+INDEX_BATCH = 2000  # messages the indexer stores per transaction
+INDEX_EVERY = 0.5  # seconds between the indexer's looks when it has caught up
+_NOT_SYSTEM = text("messages.author_kind <> 'system'")
 _messages_fts = table("messages_search", column("rowid"))
 _tickets_fts = table("tickets_search", column("rowid"))
+_documents = table("search_documents", column("message_id"), column("words"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,48 +85,58 @@ class SearchStore:
         self.postgresql = engine.dialect.name == "postgresql"
 
     def statements(self, query: Query, *, limit: int, customer: bool, shop: str | None = None,
-                   status: str | None = None, department: str | None = None) -> tuple[Select[Any], Select[Any]]:
-        """The two reads of a search: matching messages and matching titles, newest
-        first (`search` runs them; the plan tests EXPLAIN them)."""
+                   status: str | None = None, department: str | None = None,
+                   indexed_upto: int = 0) -> list[Select[Any]]:
+        """The reads of a search, each newest first: matching messages (on PostgreSQL
+        the indexed ones and those past `indexed_upto`, the indexer's cursor) and
+        matching titles. `search` runs them; the plan tests EXPLAIN them."""
         fetch = limit * OVERFETCH
-        filters: list[ColumnElement[bool] | TextClause] = []
+        of_tickets: list[ColumnElement[bool] | TextClause] = []
         if shop is not None:
-            filters.append(tickets.c.shop_id == shop)
+            of_tickets.append(tickets.c.shop_id == shop)
         if status is not None:
-            filters.append(tickets.c.status == status)
+            of_tickets.append(tickets.c.status == status)
         if department is not None:
-            filters.append(tickets.c.department == department)
-        found_messages = (select(messages.c.ticket_id, messages.c.seq, messages.c.body, messages.c.created_at)
-                          .select_from(messages.join(tickets, tickets.c.id == messages.c.ticket_id))
-                          .where(_NOT_SYSTEM, *filters))
-        found_titles = select(tickets.c.id, tickets.c.title, tickets.c.created_at).where(*filters)
+            of_tickets.append(tickets.c.department == department)
+        found = (select(messages.c.ticket_id, messages.c.seq, messages.c.body, messages.c.created_at)
+                 .select_from(messages.join(tickets, tickets.c.id == messages.c.ticket_id))
+                 .where(*of_tickets))
         if customer:
-            found_messages = found_messages.where(_customer_visible(messages))
+            found = found.where(_customer_visible(messages))
+        titles = select(tickets.c.id, tickets.c.title, tickets.c.created_at).where(*of_tickets)
         if self.postgresql:
-            found_messages = (found_messages.where(_pg_match("messages.body", query))
-                              .order_by(messages.c.id.desc()))
-            found_titles = found_titles.where(_pg_match("tickets.title", query)).order_by(tickets.c.id.desc())
-        else:
-            match = text("messages_search MATCH :messages_match").bindparams(messages_match=query.fts5())
-            found_messages = (found_messages.join_from(messages, _messages_fts,
-                                                       _messages_fts.c.rowid == messages.c.id)
-                              .where(match).order_by(_messages_fts.c.rowid.desc()))
-            title_match = text("tickets_search MATCH :tickets_match").bindparams(tickets_match=query.fts5())
-            found_titles = (found_titles.join_from(tickets, _tickets_fts, _tickets_fts.c.rowid == tickets.c.id)
-                            .where(title_match).order_by(_tickets_fts.c.rowid.desc()))
-        return found_messages.limit(fetch), found_titles.limit(fetch)
+            tsquery = _tsquery(query)
+            indexed = (found.join_from(messages, _documents, _documents.c.message_id == messages.c.id)
+                       .where(text(f"search_documents.words @@ {tsquery}"))
+                       .order_by(_documents.c.message_id.desc()))
+            recent = (found.where(text(f"messages.id > {int(indexed_upto)}"), _NOT_SYSTEM,
+                                  text(f"{_folded('messages.body')} @@ {tsquery}"))
+                      .order_by(messages.c.id.desc()))
+            titles = titles.where(text(f"{_folded('tickets.title')} @@ {tsquery}"))
+            return [indexed.limit(fetch), recent.limit(fetch), titles.order_by(tickets.c.id.desc()).limit(fetch)]
+        match = text("messages_search MATCH :messages_match").bindparams(messages_match=query.fts5())
+        indexed = (found.join_from(messages, _messages_fts, _messages_fts.c.rowid == messages.c.id)
+                   .where(match).order_by(_messages_fts.c.rowid.desc()))
+        title_match = text("tickets_search MATCH :tickets_match").bindparams(tickets_match=query.fts5())
+        titles = (titles.join_from(tickets, _tickets_fts, _tickets_fts.c.rowid == tickets.c.id)
+                  .where(title_match).order_by(_tickets_fts.c.rowid.desc()))
+        return [indexed.limit(fetch), titles.limit(fetch)]
 
     async def search(self, query: Query, *, limit: int, customer: bool, shop: str | None = None,
                      status: str | None = None, department: str | None = None) -> list[Found]:
         """Up to `limit` tickets matching every term of `query`, newest hit first,
         among the tickets of `shop` (if given) with that status and department."""
-        found_messages, found_titles = self.statements(query, limit=limit, customer=customer, shop=shop,
-                                                       status=status, department=department)
         hits: list[tuple[datetime, int, int | None, str]] = []
         async with self.single.connect() as conn:
-            for ticket_id, seq, body, at in await conn.execute(found_messages):
-                hits.append((at, ticket_id, seq, body))
-            for ticket_id, title, at in await conn.execute(found_titles):
+            upto = (await conn.execute(text("SELECT message_id FROM search_cursor WHERE id = 1"))).scalar() \
+                if self.postgresql else 0
+            *message_reads, title_read = self.statements(query, limit=limit, customer=customer, shop=shop,
+                                                         status=status, department=department,
+                                                         indexed_upto=upto or 0)
+            for read in message_reads:
+                for ticket_id, seq, body, at in await conn.execute(read):
+                    hits.append((at, ticket_id, seq, body))
+            for ticket_id, title, at in await conn.execute(title_read):
                 hits.append((at, ticket_id, None, title))
             hits.sort(key=lambda h: (h[0], h[2] or 0), reverse=True)
             best: dict[int, tuple[int | None, str]] = {}
@@ -122,10 +152,100 @@ class SearchStore:
         return [Found(found[t], seq, matched) for t, (seq, matched) in best.items() if t in found]
 
 
-def _pg_match(expression: str, query: Query) -> TextClause:
-    # Exactly the indexes' expression (migration 0012), or the planner cannot use them.
-    tsquery = query.tsquery()
+def _folded(column_name: str) -> str:
+    # Exactly the expression of ix_tickets_search (migration 0012), or it cannot be used.
+    return f"to_tsvector('simple'::regconfig, pomoc_search_text({column_name}))"
+
+
+def _tsquery(query: Query) -> str:
     if not all(term.isascii() and term.isalnum() for term in query.terms):
         raise ValueError("search terms must be folded words")  # the rule makes them so; never quote here
-    return text(f"to_tsvector('simple'::regconfig, pomoc_search_text({expression})) @@ "
-                f"to_tsquery('simple'::regconfig, '{tsquery}')")
+    return f"to_tsquery('simple'::regconfig, '{query.tsquery()}')"
+
+
+# ------------------------------------------------------------------ the indexer
+_SNAPSHOT = text("SELECT pg_snapshot_xmin(pg_current_snapshot())::text, "
+                 "pg_snapshot_xmax(pg_current_snapshot())::text, "
+                 "coalesce(pg_sequence_last_value(pg_get_serial_sequence('messages', 'id')::regclass), 0)")
+_CURSOR = text("SELECT message_id FROM search_cursor WHERE id = 1 FOR UPDATE SKIP LOCKED")
+_PENDING = text("SELECT id, body FROM messages WHERE id > :after AND id <= :upto AND author_kind <> 'system' "
+                "ORDER BY id LIMIT :limit")
+# A message deleted meanwhile (the purge) is left out rather than failing the batch.
+_STORE = text("INSERT INTO search_documents (message_id, words) "
+              "SELECT d.id, array_to_tsvector(string_to_array(d.words, ' ')) "
+              "FROM unnest(CAST(:ids AS bigint[]), CAST(:words AS text[])) AS d(id, words) "
+              "WHERE EXISTS (SELECT 1 FROM messages m WHERE m.id = d.id) ON CONFLICT (message_id) DO NOTHING")
+_MOVE = text("UPDATE search_cursor SET message_id = :upto WHERE id = 1")
+
+
+class Settled:
+    """Which message ids no transaction can still commit (pure bookkeeping).
+
+    Ids are handed out by a sequence before their transaction commits, so a smaller
+    id may become visible after a larger one. Each observation pairs the sequence's
+    last value `hi` with the snapshot's `xmax` (no transaction numbered from there on
+    had started): once the oldest running transaction (`xmin`) is at or past that
+    `xmax`, every transaction that could hold an id up to `hi` has ended."""
+
+    def __init__(self) -> None:
+        self._waiting: deque[tuple[int, int]] = deque()
+        self.upto = 0
+
+    def observe(self, xmin: int, xmax: int, hi: int) -> int:
+        if not self._waiting or hi > self._waiting[-1][1]:
+            self._waiting.append((xmax, hi))
+        while self._waiting and self._waiting[0][0] <= xmin:
+            self.upto = max(self.upto, self._waiting.popleft()[1])
+        return self.upto
+
+
+class SearchIndexer:
+    """Stores the words of committed messages in `search_documents` (PostgreSQL)."""
+
+    def __init__(self, engine: AsyncEngine, batch: int = INDEX_BATCH) -> None:
+        self.engine = engine
+        self.batch = batch
+        self.active = engine.dialect.name == "postgresql"  # SQLite's triggers index in the writing transaction
+        self.settled = Settled()
+
+    async def index_pending(self) -> int:
+        """One batch: the messages past the cursor that are settled. Returns how many
+        were read (a full batch: call again)."""
+        if not self.active:
+            return 0
+        async with self.engine.begin() as conn:
+            after = (await conn.execute(_CURSOR)).scalar()
+            if after is None:
+                return 0  # another node holds the cursor
+            xmin, xmax, hi = (await conn.execute(_SNAPSHOT)).one()
+            upto = self.settled.observe(int(xmin), int(xmax), int(hi))
+            if upto <= after:
+                return 0
+            return await self._store(conn, int(after), upto)
+
+    async def _store(self, conn: AsyncConnection, after: int, upto: int) -> int:
+        rows = (await conn.execute(_PENDING, {"after": after, "upto": upto, "limit": self.batch})).all()
+        if rows:
+            await conn.execute(_STORE, {"ids": [r[0] for r in rows],
+                                        "words": [" ".join(dict.fromkeys(words(r[1]))) for r in rows]})
+        # A full batch stops at its last message; a shorter one covered everything to `upto`.
+        await conn.execute(_MOVE, {"upto": rows[-1][0] if len(rows) == self.batch else upto})
+        return len(rows)
+
+    async def run(self, every: float = INDEX_EVERY) -> None:
+        """Index forever (a background task of the node): at once while there is a
+        backlog, every `every` seconds once caught up; a failing database is logged
+        and tried again."""
+        if not self.active:
+            return
+        while True:
+            try:
+                if await self.index_pending() >= self.batch:
+                    continue
+            except asyncio.CancelledError:
+                raise
+            except DATABASE_DOWN as exc:
+                log.warning("search.index_failed", extra={"error": describe(exc)})
+            except Exception:
+                log.exception("search.index_failed")
+            await asyncio.sleep(every)  # a timer between looks, not waiting for another task

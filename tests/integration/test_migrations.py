@@ -15,7 +15,8 @@ from server.store.models import metadata
 from tests import services
 from tests.conftest import _drop_schema
 
-SEARCH_OBJECTS = ("ix_messages_search", "ix_tickets_search", "messages_search", "tickets_search")
+SEARCH_OBJECTS = ("ix_search_documents", "ix_tickets_search", "messages_search", "tickets_search", "search_documents",
+                  "search_cursor")
 
 
 def _diff(settings: Settings) -> list[object]:
