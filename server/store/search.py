@@ -15,8 +15,8 @@ message (`bench/search_writes.py`). `SearchIndexer.index_pending` instead reads 
 was committed since its cursor, folds it here in Python (`server.rules.searchtext`)
 and stores the words, in batches, as a background task of every node (one at a time:
 the cursor row is locked, the others skip). It never skips a message that commits
-late: the cursor only moves up to message ids that every transaction older than the
-moment they were read had finished with (PostgreSQL snapshots, `Settled`).
+late: the cursor only moves up to message ids that every transaction writing
+`messages` when they were handed out has finished with (`Settled`).
 
 The tsquery and the cursor go into the statements as literals, not parameters:
 terms are `[a-z0-9]+` by the rule and the cursor an integer (nothing to quote), and
@@ -164,9 +164,15 @@ def _tsquery(query: Query) -> str:
 
 
 # ------------------------------------------------------------------ the indexer
-_SNAPSHOT = text("SELECT pg_snapshot_xmin(pg_current_snapshot())::text, "
-                 "pg_snapshot_xmax(pg_current_snapshot())::text, "
-                 "coalesce(pg_sequence_last_value(pg_get_serial_sequence('messages', 'id')::regclass), 0)")
+# The last message id handed out, then (a second statement: in this order) the
+# transactions of this database writing `messages` now. Every id up to that value was
+# taken by a transaction that has ended or is among them: the INSERT holds its lock
+# on the table before it takes an id. One without an xid yet may hold an id: unknown.
+_HANDED_OUT = text("SELECT coalesce(pg_sequence_last_value(pg_get_serial_sequence('messages', 'id')::regclass), 0)")
+_WRITERS = text("SELECT a.backend_xid::text FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                "WHERE l.locktype = 'relation' AND l.relation = 'messages'::regclass "
+                "AND l.mode = 'RowExclusiveLock' AND l.pid <> pg_backend_pid()")
+_RUNNING = text("SELECT a.backend_xid::text FROM pg_stat_activity a WHERE a.backend_xid IS NOT NULL")
 _CURSOR = text("SELECT message_id FROM search_cursor WHERE id = 1 FOR UPDATE SKIP LOCKED")
 _PENDING = text("SELECT id, body FROM messages WHERE id > :after AND id <= :upto AND author_kind <> 'system' "
                 "ORDER BY id LIMIT :limit")
@@ -182,20 +188,22 @@ class Settled:
     """Which message ids no transaction can still commit (pure bookkeeping).
 
     Ids are handed out by a sequence before their transaction commits, so a smaller
-    id may become visible after a larger one. Each observation pairs the sequence's
-    last value `hi` with the snapshot's `xmax` (no transaction numbered from there on
-    had started): once the oldest running transaction (`xmin`) is at or past that
-    `xmax`, every transaction that could hold an id up to `hi` has ended."""
+    id may become visible after a larger one. Each observation pairs the last id
+    handed out (`hi`) with the transactions that were writing `messages` right after
+    (`writers`); once none of them runs any more, every id up to `hi` is settled.
+    An observation with a writer of unknown transaction id is not kept. Only
+    writers of `messages` count: a long transaction elsewhere holds nothing up."""
 
     def __init__(self) -> None:
-        self._waiting: deque[tuple[int, int]] = deque()
+        self._waiting: deque[tuple[int, frozenset[str]]] = deque()
         self.upto = 0
 
-    def observe(self, xmin: int, xmax: int, hi: int) -> int:
-        if not self._waiting or hi > self._waiting[-1][1]:
-            self._waiting.append((xmax, hi))
-        while self._waiting and self._waiting[0][0] <= xmin:
-            self.upto = max(self.upto, self._waiting.popleft()[1])
+    def observe(self, hi: int, writers: frozenset[str] | None, running: frozenset[str]) -> int:
+        """`writers` None: unknown this time. `running`: transactions running now."""
+        if writers is not None and (not self._waiting or hi > self._waiting[-1][0]):
+            self._waiting.append((hi, writers))
+        while self._waiting and not (self._waiting[0][1] & running):
+            self.upto = max(self.upto, self._waiting.popleft()[0])
         return self.upto
 
 
@@ -217,8 +225,11 @@ class SearchIndexer:
             after = (await conn.execute(_CURSOR)).scalar()
             if after is None:
                 return 0  # another node holds the cursor
-            xmin, xmax, hi = (await conn.execute(_SNAPSHOT)).one()
-            upto = self.settled.observe(int(xmin), int(xmax), int(hi))
+            hi = int((await conn.execute(_HANDED_OUT)).scalar() or 0)
+            found = [r[0] for r in await conn.execute(_WRITERS)]
+            writers = None if any(x is None for x in found) else frozenset(found)
+            running = frozenset(r[0] for r in await conn.execute(_RUNNING))
+            upto = self.settled.observe(hi, writers, running)
             if upto <= after:
                 return 0
             return await self._store(conn, int(after), upto)

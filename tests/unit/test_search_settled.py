@@ -1,23 +1,22 @@
 """The search indexer's cursor moves only over message ids no transaction can still
-commit: an observation (xmax, hi) settles once the oldest running transaction is at
-or past its xmax."""
+commit: an observation (hi, writers) settles once none of its writers runs."""
 
 from __future__ import annotations
 
 from server.store.search import Settled
 
 
-def test_ids_settle_only_when_every_older_transaction_has_ended():
+def test_ids_settle_only_when_the_writers_seen_with_them_have_ended():
     s = Settled()
-    assert s.observe(xmin=10, xmax=12, hi=100) == 0  # transactions 10 and 11 may hold ids up to 100
-    assert s.observe(xmin=11, xmax=13, hi=120) == 0  # 11 still runs
-    assert s.observe(xmin=12, xmax=14, hi=130) == 100  # 10, 11 ended: up to 100 settled; 12 holds up to 120
-    assert s.observe(xmin=14, xmax=14, hi=130) == 130  # nothing runs: everything observed is settled
+    assert s.observe(100, frozenset({"10", "11"}), running=frozenset({"10", "11"})) == 0
+    assert s.observe(120, frozenset({"11", "12"}), running=frozenset({"11", "12", "99"})) == 0
+    assert s.observe(130, frozenset({"12"}), running=frozenset({"12", "99"})) == 100  # 10, 11 ended; 99 is no writer
+    assert s.observe(130, frozenset(), running=frozenset({"99"})) == 130
 
 
-def test_an_idle_sequence_adds_no_observation_and_the_cursor_never_goes_back():
+def test_an_unknown_writer_keeps_no_observation_and_the_cursor_never_goes_back():
     s = Settled()
-    s.observe(xmin=5, xmax=6, hi=50)
-    s.observe(xmin=5, xmax=7, hi=50)  # no new ids: the older observation stands
-    assert s.observe(xmin=6, xmax=8, hi=50) == 50
-    assert s.observe(xmin=6, xmax=9, hi=40) == 50
+    assert s.observe(50, None, running=frozenset()) == 0  # a writer without an xid yet: ask again
+    assert s.observe(50, frozenset(), running=frozenset()) == 50
+    assert s.observe(40, frozenset(), running=frozenset()) == 50
+    assert s.observe(60, frozenset({"7"}), running=frozenset({"7"})) == 50
