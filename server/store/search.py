@@ -54,6 +54,9 @@ from server.store.rows import ticket_row, ticket_select
 log = logging.getLogger(__name__)
 OVERFETCH = 4  # matching messages read per result asked, so that a few busy tickets still fill a page
 INDEX_BATCH = 2000  # messages the indexer stores per transaction
+# The newest indexed messages a search reads in id order before it turns to the GIN
+# index for older ones (a bound on its cost: about 1 µs each when nothing matches).
+WINDOW = 50_000
 INDEX_EVERY = 0.5  # seconds between the indexer's looks when it has caught up
 _NOT_SYSTEM = text("messages.author_kind <> 'system'")
 _messages_fts = table("messages_search", column("rowid"))
@@ -87,9 +90,11 @@ class SearchStore:
     def statements(self, query: Query, *, limit: int, customer: bool, shop: str | None = None,
                    status: str | None = None, department: str | None = None,
                    indexed_upto: int = 0) -> list[Select[Any]]:
-        """The reads of a search, each newest first: matching messages (on PostgreSQL
-        the indexed ones and those past `indexed_upto`, the indexer's cursor) and
-        matching titles. `search` runs them; the plan tests EXPLAIN them."""
+        """The reads of a search, each newest first. SQLite: matching messages and
+        matching titles. PostgreSQL: the indexed messages among the newest `WINDOW`
+        below the indexer's cursor `indexed_upto`, the older indexed ones, the
+        messages past the cursor, and titles. `search` runs them; the plan tests
+        EXPLAIN them."""
         fetch = limit * OVERFETCH
         of_tickets: list[ColumnElement[bool] | TextClause] = []
         if shop is not None:
@@ -106,14 +111,21 @@ class SearchStore:
         titles = select(tickets.c.id, tickets.c.title, tickets.c.created_at).where(*of_tickets)
         if self.postgresql:
             tsquery = _tsquery(query)
+            floor = max(0, int(indexed_upto) - WINDOW)
             indexed = (found.join_from(messages, _documents, _documents.c.message_id == messages.c.id)
-                       .where(text(f"search_documents.words @@ {tsquery}"))
-                       .order_by(_documents.c.message_id.desc()))
+                       .where(text(f"search_documents.words @@ {tsquery}")))
+            newest = (indexed.where(text(f"search_documents.message_id > {floor}"))
+                      .order_by(_documents.c.message_id.desc()))
+            # Sorted by an expression, not read in the key's order: the GIN index finds
+            # every match and the few there are get sorted (see `search`).
+            older = (indexed.where(text(f"search_documents.message_id <= {floor}"))
+                     .order_by(text("search_documents.message_id + 0 DESC")))
             recent = (found.where(text(f"messages.id > {int(indexed_upto)}"), _NOT_SYSTEM,
                                   text(f"{_folded('messages.body')} @@ {tsquery}"))
                       .order_by(messages.c.id.desc()))
-            titles = titles.where(text(f"{_folded('tickets.title')} @@ {tsquery}"))
-            return [indexed.limit(fetch), recent.limit(fetch), titles.order_by(tickets.c.id.desc()).limit(fetch)]
+            titles = (titles.where(text(f"{_folded('tickets.title')} @@ {tsquery}"))
+                      .order_by(text("tickets.id + 0 DESC")))
+            return [newest.limit(fetch), older.limit(fetch), recent.limit(fetch), titles.limit(fetch)]
         match = text("messages_search MATCH :messages_match").bindparams(messages_match=query.fts5())
         indexed = (found.join_from(messages, _messages_fts, _messages_fts.c.rowid == messages.c.id)
                    .where(match).order_by(_messages_fts.c.rowid.desc()))
@@ -127,28 +139,60 @@ class SearchStore:
         """Up to `limit` tickets matching every term of `query`, newest hit first,
         among the tickets of `shop` (if given) with that status and department."""
         hits: list[tuple[datetime, int, int | None, str]] = []
+
+        def add(rows: Any, title: bool = False) -> int:
+            n = 0
+            for row in rows:
+                n += 1
+                if title:
+                    hits.append((row[2], row[0], None, row[1]))
+                else:
+                    hits.append((row[3], row[0], row[1], row[2]))
+            return n
+
+        fetch = limit * OVERFETCH
+        kw: dict[str, Any] = {"limit": limit, "customer": customer, "shop": shop, "status": status,
+                              "department": department}
+        if self.postgresql:
+            async with self.engine.connect() as conn, conn.begin():
+                upto = (await conn.execute(text("SELECT message_id FROM search_cursor WHERE id = 1"))).scalar()
+                newest, older, recent, titles = self.statements(query, indexed_upto=upto or 0, **kw)
+                # The newest documents first, read backwards in id order and never by
+                # the GIN index: at most WINDOW of them, however common or rare the
+                # words, whatever the planner guesses of how many match (it guesses a
+                # word it has no statistics for as fairly common, and would walk all
+                # ten million backwards looking for it). Only when they do not fill
+                # the page, the older ones through the GIN index: the words are rare
+                # then, and sorting their matches costs little.
+                await conn.execute(text("SET LOCAL enable_bitmapscan = off"))
+                await conn.execute(text("SET LOCAL max_parallel_workers_per_gather = 0"))
+                got = add(await conn.execute(newest))
+                await conn.execute(text("SET LOCAL enable_bitmapscan = on"))
+                if got < fetch:
+                    add(await conn.execute(older))
+                add(await conn.execute(recent))
+                add(await conn.execute(titles), title=True)
+                return await self._results(conn, hits, limit)
+        indexed, titles = self.statements(query, **kw)
         async with self.single.connect() as conn:
-            upto = (await conn.execute(text("SELECT message_id FROM search_cursor WHERE id = 1"))).scalar() \
-                if self.postgresql else 0
-            *message_reads, title_read = self.statements(query, limit=limit, customer=customer, shop=shop,
-                                                         status=status, department=department,
-                                                         indexed_upto=upto or 0)
-            for read in message_reads:
-                for ticket_id, seq, body, at in await conn.execute(read):
-                    hits.append((at, ticket_id, seq, body))
-            for ticket_id, title, at in await conn.execute(title_read):
-                hits.append((at, ticket_id, None, title))
-            hits.sort(key=lambda h: (h[0], h[2] or 0), reverse=True)
-            best: dict[int, tuple[int | None, str]] = {}
-            for _, ticket_id, seq, matched in hits:
-                if ticket_id not in best:
-                    best[ticket_id] = (seq, matched)
-                    if len(best) == limit:
-                        break
-            if not best:
-                return []
-            rows = await conn.execute(ticket_select().where(tickets.c.id.in_(list(best))))
-            found = {r[0]: ticket_row(r) for r in rows}
+            add(await conn.execute(indexed))
+            add(await conn.execute(titles), title=True)
+            return await self._results(conn, hits, limit)
+
+    @staticmethod
+    async def _results(conn: AsyncConnection, hits: list[tuple[datetime, int, int | None, str]],
+                       limit: int) -> list[Found]:
+        hits.sort(key=lambda h: (h[0], h[2] or 0), reverse=True)
+        best: dict[int, tuple[int | None, str]] = {}
+        for _, ticket_id, seq, matched in hits:
+            if ticket_id not in best:
+                best[ticket_id] = (seq, matched)
+                if len(best) == limit:
+                    break
+        if not best:
+            return []
+        rows = await conn.execute(ticket_select().where(tickets.c.id.in_(list(best))))
+        found = {r[0]: ticket_row(r) for r in rows}
         return [Found(found[t], seq, matched) for t, (seq, matched) in best.items() if t in found]
 
 
