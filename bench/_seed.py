@@ -69,10 +69,15 @@ def message_id(ticket_id: int, seq: int, per_ticket: int) -> int:
 
 
 class Seeder:
-    def __init__(self, dsn: str, base: datetime, seed: int = 1) -> None:
+    def __init__(self, dsn: str, base: datetime, seed: int = 1, *, bodies: list[str] | None = None,
+                 titles: list[tuple[str, str | None]] | None = None) -> None:
         self.dsn = dsn
         self.base = base.astimezone(UTC)
         self.rng = random.Random(seed)
+        # Message bodies (cycled), and ticket (title, department) pairs (cycled): the
+        # defaults are a few fixed texts; the search bench brings a realistic vocabulary.
+        self.bodies = bodies or BODIES
+        self.titles = titles
 
     async def seed(self, shape: Shape, *, bulk: bool = False, log: Any = print) -> dict[str, float]:
         """Insert `shape.tickets` tickets starting at `shape.first_ticket`. With `bulk`
@@ -143,9 +148,11 @@ class Seeder:
             created = self._t(tid) - timedelta(seconds=30 * n)
             last = self._t(tid)
             closed = self.rng.random() < shape.closed_fraction
+            title, department = (self.titles[tid % len(self.titles)] if self.titles
+                                 else (f"Ticket {tid}: order problem", None))
             rows.append((
-                tid, shop_id(k), user_id(k), f"t{tid}", f"Ticket {tid}: order problem",
-                "closed" if closed else "open", "question", None, None, ctx, n, created, last, last,
+                tid, shop_id(k), user_id(k), f"t{tid}", title,
+                "closed" if closed else "open", "question", department, None, ctx, n, created, last, last,
                 created + timedelta(hours=8), None, last if closed else None, last if closed else None,
                 created + timedelta(minutes=5) if n > 1 else None, None, None, 0,
             ))
@@ -155,7 +162,7 @@ class Seeder:
         n = shape.per_ticket
         chunk_tickets = max(1, 200_000 // max(1, n))
         offsets = [timedelta(seconds=30 * (n - s)) for s in range(n + 1)]
-        bodies = BODIES
+        bodies = self.bodies
         nb = len(bodies)
         done = 0
         t0 = time.perf_counter()

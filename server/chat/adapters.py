@@ -31,6 +31,7 @@ from server.store.deflections import DeflectionStore
 from server.store.lifecycle import Lifecycle
 from server.store.messages import MessageStore
 from server.store.reads import ReadStore
+from server.store.search import SearchStore
 from server.store.tickets import TicketStore
 from server.store.writer import MessageWriter
 
@@ -58,6 +59,7 @@ class Adapters:
     attachments: AttachmentStore
     deflections: DeflectionStore
     lifecycle: Lifecycle
+    search: SearchStore
     # Redis
     redis: Redis
     keys: Keys

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from server import threads
+from server.chat import search
 from server.chat.adapters import Adapters
 from server.chat.connection import Connection
 from server.errors import PomocError, Unavailable
@@ -34,6 +35,7 @@ HANDLERS: Mapping[type, Handler] = {
     frames.UpdateTicket: threads.update_ticket,
     frames.Presence: threads.presence,
     frames.Ping: threads.ping,
+    frames.Search: search.search,
 }
 
 

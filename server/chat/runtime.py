@@ -49,6 +49,7 @@ from server.store.images import ImageChecker
 from server.store.lifecycle import Lifecycle
 from server.store.messages import MessageStore
 from server.store.reads import ReadStore
+from server.store.search import SearchIndexer, SearchStore
 from server.store.tickets import TicketStore
 from server.store.writer import MessageWriter
 
@@ -159,7 +160,8 @@ async def running(settings: Settings, clock: Clock, rules: Rules | None = None,
         settings=settings, rules=rules, clock=clock, wall=wall, node_id=node_id,
         session_config=session_config(settings), engine=engine, tickets=tickets, messages=messages, reads=reads,
         writer=writer, attachments=attachments, deflections=DeflectionStore(engine, models.help_deflections),
-        lifecycle=Lifecycle(engine, rules.lifecycle, settings.purge_batch), redis=redis, keys=keys, bus=bus,
+        lifecycle=Lifecycle(engine, rules.lifecycle, settings.purge_batch), search=SearchStore(engine),
+        redis=redis, keys=keys, bus=bus,
         router=router, book=book, presence=presence, arrivals=arrivals, connections=connections,
         limiter=RateLimiter(redis, keys, rules.limits, health), announce=announce, readers=readers,
         attendance=attendance, roster=roster, metrics=metrics,
@@ -168,6 +170,7 @@ async def running(settings: Settings, clock: Clock, rules: Rules | None = None,
     background.start("redis-health", health.run(probe.time))
     background.start("bus", bus.run())
     background.start("writer", writer.run())
+    background.start("search-indexer", SearchIndexer(engine).run())
     background.start("heartbeat", attendance.run_heartbeat())
     background.start("catch-up", _catch_up_after_redis(a))
     log.info("node.started", extra={"node_id": node_id})

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from server.errors import BadRequest, TooLarge
+from server.rules.searchtext import Query, parse_query, query_problem
 from server.rules.text import http_link, identifier_problem, text_problem
 
 SEVERITIES = ("critical", "major", "minor", "question", "suggestion")
@@ -30,6 +31,8 @@ MAX_ATTACHMENT_ID_CHARS = 64
 MAX_SEQ = 2**31 - 1  # messages.seq is a 32-bit integer in the database
 MAX_CONTEXT_CHARS = 2000
 MAX_ATTACHMENTS = 10
+SEARCH_LIMIT_MAX = 50
+SEARCH_LIMIT_DEFAULT = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,8 +124,20 @@ class Ping:
     pass
 
 
+@dataclass(frozen=True, slots=True)
+class Search:
+    """An extension: tickets and messages holding every word of `q` (folded terms in `query`)."""
+
+    q: str
+    query: Query
+    shop: str | None = None
+    status: str | None = None
+    department: str | None = None
+    limit: int = SEARCH_LIMIT_DEFAULT
+
+
 Request = (Hello | Auth | OpenTicket | Send | Read | Typing | History | ListTickets | Follow | UpdateTicket | Presence
-           | Ping)
+           | Ping | Search)
 
 
 # ------------------------------------------------------------------ fields
@@ -332,6 +347,32 @@ def _presence(frame: Mapping[str, Any], limits: Limits) -> Presence:
     return Presence(status=str(status))
 
 
+def _search(frame: Mapping[str, Any], limits: Limits) -> Search:
+    q = frame.get("q")
+    if q is None:
+        raise BadRequest("'q' is required")
+    if not isinstance(q, str):
+        raise BadRequest("'q' must be a string")
+    problem = query_problem(q)
+    if problem is not None:
+        raise BadRequest(f"'q' {problem}")
+    _free_text(q, "q")
+    shop = frame.get("shop")
+    if shop is not None:
+        _identifier(shop, "shop")
+    status = frame.get("status")
+    if status is not None and status not in STATUSES:
+        raise BadRequest(f"'status' must be one of {', '.join(STATUSES)}")
+    department = frame.get("department")
+    if department is not None:
+        _identifier(department, "department")  # which keys exist is the configuration's (the use case checks)
+    limit = _int(frame, "limit", required=False, minimum=1)
+    if limit is not None and limit > SEARCH_LIMIT_MAX:
+        raise BadRequest(f"'limit' must be between 1 and {SEARCH_LIMIT_MAX}")
+    return Search(q=q, query=parse_query(q), shop=shop, status=status, department=department,
+                  limit=limit or SEARCH_LIMIT_DEFAULT)
+
+
 PARSERS: dict[str, Callable[[Mapping[str, Any], Limits], Request]] = {
     "hello": _hello,
     "auth": lambda f, lim: Auth(token=f.get("token")),
@@ -345,6 +386,7 @@ PARSERS: dict[str, Callable[[Mapping[str, Any], Limits], Request]] = {
     "update_ticket": _update_ticket,
     "presence": _presence,
     "ping": lambda f, lim: Ping(),
+    "search": _search,
 }
 
 

@@ -107,6 +107,14 @@ def tickets(views: list[dict[str, Any]], more: bool) -> dict[str, Any]:
     return {"type": "tickets", "tickets": views, "more": more}
 
 
+def search(results: Iterable[tuple[Mapping[str, Any], int | None, str]]) -> dict[str, Any]:
+    """The answer to `search`: each ticket as the asker may see it (build it with
+    `agent_ticket` or `customer_ticket`), the seq of the matching message (None: the
+    title matched) and a snippet of the text that matched."""
+    return {"type": "search", "results": [{"ticket": dict(view), "seq": seq, "snippet": snippet}
+                                          for view, seq, snippet in results]}
+
+
 # ------------------------------------------------------------- live state
 def unread(counts: Mapping[int, int] | Mapping[str, int], badge: bool) -> dict[str, Any]:
     return {"type": "unread", "tickets": {str(k): v for k, v in counts.items()}, "badge": badge}

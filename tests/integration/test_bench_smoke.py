@@ -25,6 +25,8 @@ TOOLS = {
                 "server RSS: before", "per connection", "server fds: before", "fresh customer while held: hello",
                 "server answers /readyz: yes"],
     "bigdb.py": ["bigdb: ", "target: history and every welcome"],
+    "search.py": ["search: ", "agent target ", "customer platnosc przelewy24", "target: every search"],
+    "search_writes.py": ["search_writes: ", "as migrated", "GIN on messages (fastupdate on)", "the indexer"],
     "latency.py": ["latency: ", "delivery customer(A) -> agent(B)", "delivery agent(B) -> customer(A)",
                    "sent "],
     "flood.py": ["flood: ", "quiet delivery", "flood delivery", "ratio flood/quiet delivery",

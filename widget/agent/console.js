@@ -56,9 +56,12 @@
     typingSentAt: 0,
     token: null,           // a pasted token (null for the demo agent, whose tokens come from /demo/token)
     expiresAt: 0,          // when the connection's token expires (this browser's clock, from expires_in)
-    renewAt: 0             // when the renewal banner shows
+    renewAt: 0,            // when the renewal banner shows
+    search: null,          // the last search's answer {q, results}, shown above the inbox
+    jump: null             // {ticket, seq}: scroll to this message once it is in the log (a search result)
   };
   var conn = null;
+  var renderedSearch = null;
 
   function h(tag, attrs) {
     var el = document.createElement(tag);
@@ -247,8 +250,18 @@
       $("renew-token").value = "";
       $("renew-error").textContent = "";
     },
+    search: function (f) {
+      if (f.ref !== "search:" + state.searchSeq) return; // an older search answered late
+      state.search = { q: state.searchQ, results: f.results || [] };
+      state.search.results.forEach(function (r) { upsert(r.ticket, false); });
+    },
     error: function (f) {
       var ref = typeof f.ref === "string" ? f.ref : "";
+      if (ref.indexOf("search:") === 0) {
+        $("search-error").textContent = f.code === "bad_request" ? "Wpisz co najmniej jedno słowo (2+ znaki)." + " (" + f.message + ")"
+          : ERRORS[f.code] || "Błąd: " + f.message;
+        return;
+      }
       if (ref === "auth") {
         $("renew-error").textContent = f.code === "forbidden" ? "Ten token jest dla kogoś innego — wklej swój."
           : "Token jest nieważny albo wygasł — wklej nowy.";
@@ -387,7 +400,60 @@
     if (selected !== document.activeElement && document.activeElement.closest("#tickets")) selected.focus();
   }
 
+  function search() {
+    var q = $("search-q").value.trim();
+    $("search-error").textContent = "";
+    if (!q) { state.search = null; schedule(); return; }
+    state.searchSeq = (state.searchSeq || 0) + 1;
+    state.searchQ = q;
+    var frame = { type: "search", q: q, ref: "search:" + state.searchSeq };
+    if ($("search-department").value) frame.department = $("search-department").value;
+    if ($("search-status").value) frame.status = $("search-status").value;
+    if ($("search-shop").value.trim()) frame.shop = $("search-shop").value.trim();
+    send(frame);
+  }
+
+  function renderSearch() {
+    var select = $("search-department");
+    if (select.options.length === 1) {
+      Object.keys(DEPARTMENTS).forEach(function (k) { select.append(h("option", { value: k, text: DEPARTMENTS[k] })); });
+    }
+    var found = state.search;
+    $("search-box").hidden = !found;
+    if (!found || renderedSearch === found) return; // drawn once per answer: focus stays where it is
+    renderedSearch = found;
+    var n = found.results.length;
+    $("search-summary").textContent = "„" + found.q + "”: " + (n ? n + (n === 1 ? " zgłoszenie" : " zgłoszeń") : "nic nie znaleziono");
+    var ul = $("search-results");
+    ul.replaceChildren.apply(ul, found.results.map(function (r) {
+      var t = r.ticket;
+      return h("li", { "data-ticket": t.id },
+        h("button", { type: "button", class: "ticket", onclick: function () {
+          state.jump = r.seq != null ? { ticket: t.id, seq: r.seq } : null;
+          openTicket(t.id);
+        } },
+          h("span", { class: "title", text: "#" + t.id + " " + t.title }),
+          h("span", { class: "sub muted", text: (t.shop_name || t.shop) + " · " + (STATUS[t.status] || t.status) +
+            (t.department ? " · " + deptName(t.department) : "") + (r.seq != null ? " · wiadomość " + r.seq : " · tytuł") }),
+          h("span", { class: "snippet", text: r.snippet })));
+    }));
+  }
+
+  /** A search result's message: scrolled to and marked once it is in the log (older ones need "earlier messages"). */
+  function jumpToFound() {
+    var jump = state.jump;
+    if (!jump || jump.ticket !== state.current) return false;
+    var el = logEls.get("s" + jump.seq) || $("log").querySelector('[data-seq="' + jump.seq + '"]');
+    if (!el) return false;
+    state.jump = null;
+    pinned = false;
+    el.classList.add("found");
+    el.scrollIntoView({ block: "center" });
+    return true;
+  }
+
   function openTicket(id) {
+    if (state.jump && state.jump.ticket !== id) state.jump = null;
     state.current = id;
     state.typingSentAt = 0;
     $("chat-error").textContent = "";
@@ -448,6 +514,7 @@
     renderConn();
     renderRenew();
     renderInbox();
+    renderSearch();
     renderChat();
     renderSide();
   }
@@ -611,6 +678,7 @@
       cursor = el;
     });
     logEls.forEach(function (el, key) { if (!keep.has(key)) { el.remove(); logEls.delete(key); } });
+    if (jumpToFound()) return;
     if (log.children[1] !== firstBefore && firstBefore) log.scrollTop += log.scrollHeight - oldHeight;
     else stick();
   }
@@ -763,6 +831,11 @@
     });
     $("composer").addEventListener("submit", function (e) { e.preventDefault(); reply(); });
     $("internal").addEventListener("change", function (e) { noteMode(e.target.checked); $("reply").focus(); });
+    $("search").addEventListener("submit", function (e) { e.preventDefault(); search(); });
+    ["search-department", "search-status"].forEach(function (id) {
+      $(id).addEventListener("change", function () { if (state.search) search(); });
+    });
+    $("search-clear").addEventListener("click", function () { state.search = null; $("search-q").value = ""; schedule(); });
     $("reply").addEventListener("keydown", function (e) {
       if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); reply(); }
     });
