@@ -81,11 +81,11 @@ class Background:
         # ever, and say which task it was.
         pending = set(self.tasks)
         for _ in range(rounds):
+            if not pending:
+                break
             for task in pending:
                 task.cancel()
             _, pending = await asyncio.wait(pending, timeout=wait)
-            if not pending:
-                break
         if pending:
             log.error("task.not_stopping", extra={"tasks": sorted(t.get_name() for t in pending)})
         self.tasks.clear()

@@ -53,3 +53,16 @@ async def test_a_task_that_never_stops_is_given_up_on_not_waited_for_for_ever(ca
     assert any(r.msg == "task.not_stopping" and r.tasks == ["immortal"] for r in caplog.records)
     release.set()  # the test's own loop must be able to end
     await asyncio.wait_for(task, 5)
+
+
+async def test_stopping_with_no_tasks_or_only_finished_ones_returns_at_once() -> None:
+    await Background().stop()
+    background = Background()
+
+    async def quick() -> None:
+        return None
+
+    background.start("quick", quick())
+    await asyncio.sleep(0.01)
+    await background.stop()
+    assert background.tasks == set()
