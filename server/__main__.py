@@ -95,13 +95,20 @@ def raise_fd_limit() -> None:
 
 
 async def _run_jobs(a: Any) -> None:
-    """The background jobs inside the web process (embedded mode)."""
+    """The background jobs and the search indexer: in the worker, or inside the web
+    process (embedded mode, POMOC_JOBS_IN_WEB). A web node that serves sockets does
+    not fold the words of every message it did not even write."""
+    from server.store.search import SearchIndexer
     from server.worker.jobs import Jobs
 
     jobs = Jobs(a)
+    indexer = asyncio.ensure_future(SearchIndexer(a.engine).run())
     try:
         await jobs.run_forever()
     finally:
+        indexer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await indexer
         await jobs.aclose()
 
 

@@ -66,6 +66,18 @@ class Unavailable(PomocError):
     http_status = 503
 
 
+class Stale(PomocError):
+    """An agent's send made without having seen another agent's newer reply (not stored)."""
+
+    code = "stale"
+    http_status = 409
+
+    def __init__(self, message: str, *, ticket: int, seqs: list[int]) -> None:
+        super().__init__(message)
+        self.ticket = ticket
+        self.seqs = seqs
+
+
 # WebSocket close codes (PROTOCOL.md).
 CLOSE_GOING_AWAY = 1001
 CLOSE_TOO_BIG = 1009

@@ -133,7 +133,7 @@ async def list_tickets(a: Adapters, conn: Connection, req: frames.ListTickets, r
     default = settings.inbox_page if principal.is_agent else settings.welcome_tickets_max
     limit = min(req.limit or default, settings.welcome_tickets_max)
     tickets = await a.tickets.list_for(principal, req.status, limit=limit + 1, now=a.clock.now(),
-                                       department=req.department)
+                                       department=req.department, shop=req.shop if principal.is_agent else None)
     more = len(tickets) > limit
     del tickets[limit:]
     conn.session.unread.update(await a.reads.unread(principal, [t.id for t in tickets]))
@@ -152,6 +152,18 @@ async def follow(a: Adapters, conn: Connection, req: frames.Follow, ref: object)
         session.follow(ticket.id, ticket.shop_id, ticket.last_seq)
     session.unread[ticket.id] = (await a.reads.unread(principal, [ticket.id])).get(ticket.id, 0)
     session.reply(views.ticket((await _views(a, conn, [ticket]))[0]), ref)
+    await a.collision.opened(session, ticket.id)
+
+
+async def unfollow(a: Adapters, conn: Connection, req: frames.Unfollow, ref: object) -> None:
+    """The console closed the ticket: its messages stop and its agent is no longer a viewer."""
+    principal = _me(conn)
+    if not principal.is_agent:
+        raise Forbidden("only agents follow and unfollow tickets")
+    followed = conn.session.unfollow(req.ticket)
+    if followed is not None and followed.viewing:
+        await a.collision.closed(conn.session, [req.ticket])
+    conn.session.reply(views.unfollowed(req.ticket), ref)
 
 
 # ------------------------------------------------------------------ messages
@@ -167,16 +179,19 @@ async def send(a: Adapters, conn: Connection, req: frames.Send, ref: object) -> 
                       ("shop", principal.shop or "", limits.shop_messages))
     now = a.clock.now()
     origin = conn.session.conn_id
+    # Only an agent's send is checked for a teammate's newer reply, and not when forced.
+    seen_seq = req.seen_seq if principal.is_agent and not req.force else None
     if a.writer.batched and not req.attachments:
         # Pipelined: the send takes its place in the writer's queue now (so the seqs
         # follow this connection's order) and the reader goes on to the next frame;
         # the ack goes out once the batch holding it is committed.
         pending = a.writer.submit(principal, req.ticket, req.body, req.client_id, now, origin=origin,
-                                  internal=req.internal)
+                                  internal=req.internal, seen_seq=seen_seq)
         await conn.track_send(_acked_later(conn, pending, ref))
         return
     posted = await a.writer.post(principal, req.ticket, req.body, req.client_id, now, attachments=req.attachments,
-                                 attach=_attacher(a, principal), origin=origin, internal=req.internal)
+                                 attach=_attacher(a, principal), origin=origin, internal=req.internal,
+                                 seen_seq=seen_seq)
     _acked(conn, posted, ref)
 
 

@@ -38,6 +38,7 @@ from server.store.writer import MessageWriter
 if TYPE_CHECKING:
     from server.chat.announce import Announcer
     from server.chat.attendance import Attendance
+    from server.chat.collision import Collision
     from server.chat.connection import Roster
     from server.chat.readers import Readers
 
@@ -76,3 +77,4 @@ class Adapters:
     attendance: Attendance
     roster: Roster
     metrics: Metrics  # this process's registry and instruments
+    collision: Collision

@@ -240,6 +240,11 @@ class Announcer:
             event.origin, event.ref = origin, ref
         await self._publish(self.keys.reader_channel(reader), event)
 
+    async def viewers(self, event: Event) -> None:
+        """Who has a ticket open changed: to the agents following it (by the inbox
+        channel, which only agents' consoles listen on; not kept while Redis is away)."""
+        await self._publish(self.keys.inbox_channel, event, keep=False)
+
     async def presence_changed(self, frame: dict[str, Any]) -> None:
         await self._publish(self.keys.presence_channel, Event("presence", frame), keep=False)
 

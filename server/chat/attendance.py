@@ -37,6 +37,7 @@ from server.realtime.keys import Keys
 from server.settings import Settings
 
 if TYPE_CHECKING:
+    from server.chat.collision import Collision
     from server.chat.connection import Roster
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ def _cancelling() -> bool:
 class Attendance:
     def __init__(self, *, redis: Redis, keys: Keys, node_id: str, settings: Settings, wall: Clock,
                  presence: Presence, arrivals: Arrivals, connections: Connections, announce: Announcer,
-                 readers: Readers, roster: Roster, user_connections: int) -> None:
+                 readers: Readers, roster: Roster, user_connections: int, collision: Collision | None = None) -> None:
         self.redis = redis
         self.keys = keys
         self.node_id = node_id
@@ -70,6 +71,7 @@ class Attendance:
         self.readers = readers
         self.roster = roster
         self.user_connections = user_connections
+        self.collision = collision
         self._agents_online = 0
         self._marked = False  # this node's marker key has been set once
 
@@ -219,6 +221,8 @@ class Attendance:
         await self.connections.refresh(((s.principal.key, s.conn_id) for s in sessions
                                         if s.principal is not None and s.admitted), now)
         await self._changed(await self.presence.sweep(now))
+        if self.collision is not None:  # who has which ticket open: refreshed and settled the same way
+            await self.collision.beat(sessions)
         first, self._marked = not self._marked, True
         if fresh and not first:
             # The marker was there and is gone: Redis restarted empty or was flushed.

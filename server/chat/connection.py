@@ -250,6 +250,7 @@ class Connection:
             task.cancel()
         self.unlisten()
         self.a.roster.discard(self)
+        await self.a.collision.closed(self.session, self.session.viewing())
         await self.a.attendance.disconnected(self.session)
 
 

@@ -32,6 +32,7 @@ HANDLERS: Mapping[type, Handler] = {
     frames.History: threads.history,
     frames.ListTickets: threads.list_tickets,
     frames.Follow: threads.follow,
+    frames.Unfollow: threads.unfollow,
     frames.UpdateTicket: threads.update_ticket,
     frames.Presence: threads.presence,
     frames.Ping: threads.ping,

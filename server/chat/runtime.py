@@ -23,6 +23,7 @@ from typing import Any
 from server.chat.adapters import Adapters
 from server.chat.announce import Announcer
 from server.chat.attendance import SEEN_FOR, Attendance
+from server.chat.collision import Collision
 from server.chat.connection import Roster
 from server.chat.readers import Readers
 from server.clock import Clock, SystemClock
@@ -39,6 +40,7 @@ from server.realtime.keys import Keys
 from server.realtime.ratelimit import RateLimiter
 from server.realtime.router import Router
 from server.realtime.unread import UnreadBook
+from server.realtime.viewers import Viewers
 from server.rules.config import Rules
 from server.settings import Settings
 from server.store import models
@@ -49,7 +51,7 @@ from server.store.images import ImageChecker
 from server.store.lifecycle import Lifecycle
 from server.store.messages import MessageStore
 from server.store.reads import ReadStore
-from server.store.search import SearchIndexer, SearchStore
+from server.store.search import SearchStore
 from server.store.tickets import TicketStore
 from server.store.writer import MessageWriter
 
@@ -141,9 +143,11 @@ async def running(settings: Settings, clock: Clock, rules: Rules | None = None,
     metrics.view(connections=roster.by_role, delivered=roster.delivered)
     connections = Connections(redis, keys, settings.presence_ttl, health)
     arrivals = Arrivals(redis, keys, settings.presence_ttl, SEEN_FOR, health)
+    collision = Collision(Viewers(redis, keys, settings.presence_ttl), announce, wall)
     attendance = Attendance(redis=redis, keys=keys, node_id=node_id, settings=settings, wall=wall,
                             presence=presence, arrivals=arrivals, connections=connections, announce=announce,
-                            readers=readers, roster=roster, user_connections=rules.limits.user_connections)
+                            readers=readers, roster=roster, user_connections=rules.limits.user_connections,
+                            collision=collision)
     writer = MessageWriter(messages, rules.policy.hold, rules.policy.closed_until, announce.committed,
                            concurrency=settings.writer_concurrency,
                            timeout=settings.database_timeout.total_seconds(), pulse=watch(engine),
@@ -164,13 +168,12 @@ async def running(settings: Settings, clock: Clock, rules: Rules | None = None,
         redis=redis, keys=keys, bus=bus,
         router=router, book=book, presence=presence, arrivals=arrivals, connections=connections,
         limiter=RateLimiter(redis, keys, rules.limits, health), announce=announce, readers=readers,
-        attendance=attendance, roster=roster, metrics=metrics,
+        attendance=attendance, roster=roster, metrics=metrics, collision=collision,
     )
     background = Background()
     background.start("redis-health", health.run(probe.time))
     background.start("bus", bus.run())
     background.start("writer", writer.run())
-    background.start("search-indexer", SearchIndexer(engine).run())
     background.start("heartbeat", attendance.run_heartbeat())
     background.start("catch-up", _catch_up_after_redis(a))
     log.info("node.started", extra={"node_id": node_id})

@@ -33,6 +33,8 @@ class Follow:
     cursor: int
     # This connection's own messages beyond the cursor (it got an ack, not a copy).
     own: set[int] = field(default_factory=set)
+    # A console shows this ticket: its agent counts among the ticket's viewers.
+    viewing: bool = False
     filling: bool = False
     pending: list[Event] = field(default_factory=list)
 
@@ -84,9 +86,17 @@ def _ticket(r: Reader, source: Source, e: Event) -> bool:
 
 def _typing(r: Reader, source: Source, e: Event) -> bool:
     p = r.principal
-    # Typing goes to the other side only (a customer's to agents, an agent's to customers).
-    return (p is not None and e.origin != r.conn_id and e.frame["ticket"] in r.follows
-            and e.side != p.role.value)
+    if p is None or e.origin == r.conn_id or e.frame["ticket"] not in r.follows:
+        return False
+    # To the other side (a customer's to agents, an agent's to customers), and an
+    # agent's to the other agents following the ticket (a teammate is replying).
+    return e.side != p.role.value or (p.is_agent and e.frame["who"]["id"] != p.id)
+
+
+def _viewers(r: Reader, source: Source, e: Event) -> bool:
+    p = r.principal
+    # Agents' business only: a customer never learns who on the team looks at its ticket.
+    return p is not None and p.is_agent and e.origin != r.conn_id and e.frame["ticket"] in r.follows
 
 
 def _unread(r: Reader, source: Source, e: Event) -> bool:
@@ -118,6 +128,7 @@ ACCEPTS: Mapping[str, Callable[[Reader, Source, Event], bool]] = {
     "message": _message,
     "ticket": _ticket,
     "typing": _typing,
+    "viewers": _viewers,
     "unread": _unread,
     "release": _release,
     "presence": _presence,

@@ -75,6 +75,10 @@ class Send:
     client_id: str
     attachments: tuple[str, ...] = ()
     internal: bool = False  # an extension: an agent's private note (agents only see it)
+    # Extensions (agents): the last seq the console has shown, and a send that goes
+    # out even though another agent has replied since.
+    seen_seq: int | None = None
+    force: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,10 +105,18 @@ class ListTickets:
     status: str | None
     department: str | None = None
     limit: int | None = None  # an extension: how many (the inbox pages; `more` says if there are others)
+    shop: str | None = None  # an extension (agents): one shop's tickets, newest first (the context panel)
 
 
 @dataclass(frozen=True, slots=True)
 class Follow:
+    ticket: int
+
+
+@dataclass(frozen=True, slots=True)
+class Unfollow:
+    """An extension: the console no longer shows this ticket."""
+
     ticket: int
 
 
@@ -136,8 +148,8 @@ class Search:
     limit: int = SEARCH_LIMIT_DEFAULT
 
 
-Request = (Hello | Auth | OpenTicket | Send | Read | Typing | History | ListTickets | Follow | UpdateTicket | Presence
-           | Ping | Search)
+Request = (Hello | Auth | OpenTicket | Send | Read | Typing | History | ListTickets | Follow | Unfollow | UpdateTicket
+           | Presence | Ping | Search)
 
 
 # ------------------------------------------------------------------ fields
@@ -283,8 +295,11 @@ def _send(frame: Mapping[str, Any], limits: Limits) -> Send:
     internal = frame.get("internal", False)
     if not isinstance(internal, bool):
         raise BadRequest("'internal' must be true or false")
+    force = frame.get("force", False)
+    if not isinstance(force, bool):
+        raise BadRequest("'force' must be true or false")
     return Send(ticket=_ticket(frame), body=body, client_id=_client_id(frame), attachments=attachments,
-                internal=internal)
+                internal=internal, seen_seq=_int(frame, "seen_seq", required=False), force=force)
 
 
 def _read(frame: Mapping[str, Any], limits: Limits) -> Read:
@@ -314,7 +329,10 @@ def _list_tickets(frame: Mapping[str, Any], limits: Limits) -> ListTickets:
     limit = _int(frame, "limit", required=False, minimum=1)
     if limit is not None and limit > limits.list_page_max:
         raise BadRequest(f"'limit' must be at most {limits.list_page_max}")
-    return ListTickets(status=status, department=department, limit=limit)
+    shop = frame.get("shop")
+    if shop is not None:
+        _identifier(shop, "shop")
+    return ListTickets(status=status, department=department, limit=limit, shop=shop)
 
 
 def _update_ticket(frame: Mapping[str, Any], limits: Limits) -> UpdateTicket:
@@ -383,6 +401,7 @@ PARSERS: dict[str, Callable[[Mapping[str, Any], Limits], Request]] = {
     "history": _history,
     "list_tickets": _list_tickets,
     "follow": lambda f, lim: Follow(ticket=_ticket(f)),
+    "unfollow": lambda f, lim: Unfollow(ticket=_ticket(f)),
     "update_ticket": _update_ticket,
     "presence": _presence,
     "ping": lambda f, lim: Ping(),

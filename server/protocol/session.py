@@ -231,6 +231,14 @@ class Session:
             follow = self.follows[ticket_id] = Follow(shop, cursor)
         return follow
 
+    def unfollow(self, ticket_id: int) -> Follow | None:
+        """Stop delivering this ticket (the console closed it); what it was, if followed."""
+        return self.follows.pop(ticket_id, None)
+
+    def viewing(self) -> list[int]:
+        """The tickets this connection's agent counts as viewing."""
+        return [t for t, f in self.follows.items() if f.viewing]
+
     def own(self, ticket_id: int, seq: int) -> None:
         """This connection sent `seq`: it got an ack, not a copy."""
         follow = self.follows.get(ticket_id)

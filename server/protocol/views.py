@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from server.errors import PomocError
+from server.errors import PomocError, Stale
 from server.principal import Principal
 from server.rules.deadlines import step
 from server.rules.records import Message, Ticket
@@ -129,6 +129,15 @@ def typing(ticket_id: int, who: Principal) -> dict[str, Any]:
     return {"type": "typing", "ticket": ticket_id, "who": {"kind": who.role.value, "id": who.id, "name": who.name}}
 
 
+def viewers(ticket_id: int, agents: Iterable[tuple[str, str]]) -> dict[str, Any]:
+    """Who has the ticket open in a console: (agent id, name) pairs."""
+    return {"type": "viewers", "ticket": ticket_id, "agents": [{"id": i, "name": n} for i, n in agents]}
+
+
+def unfollowed(ticket_id: int) -> dict[str, Any]:
+    return {"type": "unfollowed", "ticket": ticket_id}
+
+
 def agent_presence(agent: str, status: str) -> dict[str, Any]:
     return {"type": "presence", "agent": agent, "status": status}
 
@@ -166,6 +175,8 @@ def error(err: PomocError, ref: object = None, *, tickets: Sequence[int] | None 
         frame["retry_after"] = err.retry_after
     if tickets is not None:
         frame["tickets"] = list(tickets)
+    if isinstance(err, Stale):
+        frame["ticket"], frame["seqs"] = err.ticket, list(err.seqs)
     return frame
 
 

@@ -70,6 +70,16 @@ class Keys:
         """A node's marker: its absence tells that node that Redis lost its data."""
         return f"{self.prefix}alive:{node_id}"
 
+    def viewers(self, ticket_id: int) -> str:
+        """Who has the ticket open in a console (hash per connection); the Lua scripts
+        build the same name (`viewers.py`)."""
+        return f"{self.prefix}viewers:{ticket_id}"
+
+    @property
+    def viewed_tickets(self) -> str:
+        """The tickets that have viewers (set), for the sweep; the scripts build it too."""
+        return f"{self.prefix}viewing"
+
     def customer_connections(self, shop_id: str) -> str:
         return f"{self.prefix}presence:shop:{shop_id}"
 

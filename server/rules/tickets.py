@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from server.errors import BadRequest, ClosedTicket, Forbidden, NotFound, PomocError
+from server.errors import BadRequest, ClosedTicket, Forbidden, NotFound, PomocError, Stale
 from server.principal import Principal
 from server.rules.conduct import Record, decide, is_downgrade
 from server.rules.deadlines import FIRST_RESPONSE, Running, after_status
@@ -178,6 +178,20 @@ def admit_post(principal: Principal, ticket_id: int, state: ThreadState | None, 
         assert state.queued_until is not None
         queued = max(queued or state.queued_until, state.queued_until)
     return Admission(queued, reopens=reopens, ticket_queued=queued_ticket)
+
+
+def may_be_stale(seen_seq: int | None, last_seq: int) -> bool:
+    """Whether an agent's send must look for other agents' replies it has not seen:
+    only when the thread moved past what its console showed (`seen_seq`, None: no
+    check). The common case — the console is up to date — costs nothing more than
+    the ticket row the post reads anyway."""
+    return seen_seq is not None and last_seq > seen_seq
+
+
+def stale_reply(ticket_id: int, seqs: Sequence[int]) -> Stale:
+    """The answer to a send made without having seen another agent's newer replies."""
+    return Stale(f"another agent replied in ticket {ticket_id} since you last read it; send again with force to "
+                 "send anyway", ticket=ticket_id, seqs=list(seqs))
 
 
 # A customer's reply reopened the ticket: the changes to its row.

@@ -15,14 +15,24 @@ from dataclasses import replace
 from datetime import datetime
 
 from sqlalchemy import and_, false, func, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from server.errors import Forbidden
 from server.principal import Principal
 from server.rules.deadlines import STOPPED, Running, after_message
 from server.rules.records import SYSTEM, Author, Message, Posted
 from server.rules.retention import REOPENED_TEXT, text
-from server.rules.tickets import CUSTOMER_NOTE, REOPEN_CHANGES, ClosedUntil, Hold, StartClock, ThreadState, admit_post
+from server.rules.tickets import (
+    CUSTOMER_NOTE,
+    REOPEN_CHANGES,
+    ClosedUntil,
+    Hold,
+    StartClock,
+    ThreadState,
+    admit_post,
+    may_be_stale,
+    stale_reply,
+)
 from server.store.db import single_statements
 from server.store.models import messages, tickets
 from server.store.rows import (
@@ -47,12 +57,13 @@ class MessageStore:
 
     async def post(self, principal: Principal, ticket_id: int, body: str, client_id: str, now: datetime,
                    hold: Hold, closed_until: ClosedUntil, start: StartClock, attachments: Sequence[str] = (),
-                   attach: AttachFn | None = None, internal: bool = False) -> Posted:
+                   attach: AttachFn | None = None, internal: bool = False, seen_seq: int | None = None) -> Posted:
         """Store a message (`internal`: an agent's private note); `Posted.new` is
         False for a retried send (same client_id). The ticket's reaction clock moves
         with it (`server.rules.deadlines`): an agent's answer stops it in the same
         statement; a customer's message that starts one costs one more UPDATE, once
-        per exchange; a note moves nothing."""
+        per exchange; a note moves nothing. With `seen_seq` (an agent's send), refused
+        with `Stale` when another agent's message came after it (nothing is stored)."""
         if internal and not principal.is_agent:
             raise Forbidden(CUSTOMER_NOTE)  # before the ticket row is locked
         author = Author.of(principal)
@@ -72,6 +83,10 @@ class MessageStore:
             admitted = admit_post(principal, ticket_id, state, now, hold, closed_until, internal)
             assert row is not None and state is not None  # admit_post raised otherwise
             seq = row[0]
+            if may_be_stale(seen_seq, seq - 1):
+                newer = await self._other_agents_since(conn, ticket_id, seen_seq or 0, author.id)
+                if newer:
+                    raise stale_reply(ticket_id, newer)  # rolls the transaction (and last_seq) back
             ins = self._insert(messages).values(
                 ticket_id=ticket_id, seq=seq, author_kind=author.kind, author_id=author.id,
                 author_name=author.name, body=body, client_id=client_id, created_at=now,
@@ -119,6 +134,13 @@ class MessageStore:
                 messages.c.author_id == author.id, messages.c.client_id == client_id,
             )))).one()
         return Posted(message_row(found), state.shop_id, new=False)
+
+    @staticmethod
+    async def _other_agents_since(conn: AsyncConnection, ticket_id: int, after: int, agent_id: str) -> list[int]:
+        rows = await conn.execute(select(messages.c.seq).where(and_(
+            messages.c.ticket_id == ticket_id, messages.c.seq > after, messages.c.author_kind == "agent",
+            messages.c.author_id != agent_id, messages.c.internal == false())).order_by(messages.c.seq))
+        return [r[0] for r in rows]
 
     # --------------------------------------------------------------- reading
     async def history(self, ticket_id: int, *, before_seq: int | None = None, after_seq: int | None = None,

@@ -13,8 +13,10 @@ stored message pay for folding its text and for the index insert inside the
 group-commit writer's transaction — measured at nearly twice the writer's cost per
 message (`bench/search_writes.py`). `SearchIndexer.index_pending` instead reads what
 was committed since its cursor, folds it here in Python (`server.rules.searchtext`)
-and stores the words, in batches, as a background task of every node (one at a time:
-the cursor row is locked, the others skip). It never skips a message that commits
+and stores the words, in batches, as a background task of wherever the jobs run (the
+worker; the web process in embedded mode or with POMOC_JOBS_IN_WEB), one at a time:
+the cursor row is locked, the others skip. Folding runs in a thread: a long message
+costs about 0.7 ms of it, which the event loop must not wait for. It never skips a message that commits
 late: the cursor only moves up to message ids that every transaction writing
 `messages` when they were handed out has finished with (`Settled`).
 
@@ -53,7 +55,7 @@ from server.store.rows import ticket_row, ticket_select
 
 log = logging.getLogger(__name__)
 OVERFETCH = 4  # matching messages read per result asked, so that a few busy tickets still fill a page
-INDEX_BATCH = 2000  # messages the indexer stores per transaction
+INDEX_BATCH = 500  # messages the indexer stores per transaction (bodies up to 16 KiB each in memory)
 # The newest indexed messages a search reads in id order before it turns to the GIN
 # index for older ones (a bound on its cost: about 1 µs each when nothing matches).
 WINDOW = 50_000
@@ -227,6 +229,10 @@ _STORE = text("INSERT INTO search_documents (message_id, words) "
 _MOVE = text("UPDATE search_cursor SET message_id = :upto WHERE id = 1")
 
 
+def _fold(bodies: list[str]) -> list[str]:
+    return [" ".join(dict.fromkeys(words(body))) for body in bodies]
+
+
 class Settled:
     """Which message ids no transaction can still commit (pure bookkeeping).
 
@@ -280,8 +286,8 @@ class SearchIndexer:
     async def _store(self, conn: AsyncConnection, after: int, upto: int) -> int:
         rows = (await conn.execute(_PENDING, {"after": after, "upto": upto, "limit": self.batch})).all()
         if rows:
-            await conn.execute(_STORE, {"ids": [r[0] for r in rows],
-                                        "words": [" ".join(dict.fromkeys(words(r[1]))) for r in rows]})
+            folded = await asyncio.to_thread(_fold, [r[1] for r in rows])
+            await conn.execute(_STORE, {"ids": [r[0] for r in rows], "words": folded})
         # A full batch stops at its last message; a shorter one covered everything to `upto`.
         await conn.execute(_MOVE, {"upto": rows[-1][0] if len(rows) == self.batch else upto})
         return len(rows)

@@ -130,10 +130,21 @@ class TicketStore:
         return ticket
 
     async def list_for(self, principal: Principal, status: str | None = None, limit: int = 500,
-                       now: datetime | None = None, department: str | None = None) -> list[Ticket]:
+                       now: datetime | None = None, department: str | None = None,
+                       shop: str | None = None) -> list[Ticket]:
         """A customer's shop tickets (newest first) or an agent's inbox (by deadline;
         active tickets unless a status is asked for). `status="queued"`: tickets held
-        for working hours at `now`."""
+        for working hours at `now`. An agent's `shop`: that shop's tickets, newest
+        first, whatever their status or department (unless a status is asked for)."""
+        if principal.is_agent and shop is not None:
+            query = ticket_select().where(tickets.c.shop_id == shop)
+            if status == "queued":
+                query = query.where(tickets.c.queued_until.is_not(None))
+            elif status is not None:
+                query = query.where(tickets.c.status == status)
+            async with self.single.connect() as conn:
+                rows = (await conn.execute(query.order_by(tickets.c.id.desc()).limit(limit))).all()
+            return [ticket_row(r) for r in rows]
         if not principal.is_agent and status is None:
             async with self.single.connect() as conn:
                 rows = (await conn.execute(SHOP_TICKETS, {"shop": principal.shop, "limit": limit})).all()

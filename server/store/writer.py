@@ -52,7 +52,16 @@ from server.metrics import Metrics
 from server.principal import Principal
 from server.rules.deadlines import Running, after_message
 from server.rules.records import Author, Committed, Message, Posted
-from server.rules.tickets import Admission, ClosedUntil, Hold, StartClock, ThreadState, admit_post
+from server.rules.tickets import (
+    Admission,
+    ClosedUntil,
+    Hold,
+    StartClock,
+    ThreadState,
+    admit_post,
+    may_be_stale,
+    stale_reply,
+)
 from server.store.db import DATABASE_DOWN, Pulse, describe, error_kind, refused
 from server.store.messages import MessageStore
 from server.store.rows import AttachFn
@@ -104,6 +113,17 @@ SELECT id, ticket_id, seq FROM stored
 """
 
 
+# Other agents' messages after what each checked send's console showed (only sends
+# whose ticket moved past it are looked up: see `may_be_stale`).
+_NEWER = """
+SELECT k.i, m.seq
+FROM unnest($1::int[], $2::bigint[], $3::int[], $4::text[]) AS k(i, t, after, me)
+JOIN messages m ON m.ticket_id = k.t AND m.seq > k.after AND m.author_kind = 'agent' AND m.author_id <> k.me
+  AND NOT m.internal
+ORDER BY k.i, m.seq
+"""
+
+
 class _Retried(Exception):
     """A send in the batch repeats a stored one: redo the batch knowing which."""
 @dataclass(slots=True)
@@ -115,6 +135,7 @@ class Pending:
     now: datetime
     origin: str | None = None
     internal: bool = False  # an agent's private note
+    seen_seq: int | None = None  # an agent's send checked for other agents' newer replies
     done: asyncio.Future[Posted] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
     # Set inside the transaction, handed to the sender only after the commit.
     result: Posted | None = None
@@ -154,13 +175,13 @@ class MessageWriter:
 
     async def post(self, principal: Principal, ticket_id: int, body: str, client_id: str, now: datetime,
                    attachments: tuple[str, ...] = (), attach: AttachFn | None = None,
-                   origin: str | None = None, internal: bool = False) -> Posted:
+                   origin: str | None = None, internal: bool = False, seen_seq: int | None = None) -> Posted:
         """Store a send and tell everyone; returns once it is committed."""
         if not self.batched or attachments:
             key = (ticket_id, principal.role.value, principal.id, client_id)
             try:
                 posted = await self._post_one(principal, ticket_id, body, client_id, now, attachments, attach,
-                                              internal=internal)
+                                              internal=internal, seen_seq=seen_seq)
             except PomocError:
                 raise
             except Exception as exc:
@@ -172,23 +193,26 @@ class MessageWriter:
             posted = self._settled(key, posted)
             await self._announce([(posted, origin, principal.key)])
             return posted
-        return await self.submit(principal, ticket_id, body, client_id, now, origin, internal=internal)
+        return await self.submit(principal, ticket_id, body, client_id, now, origin, internal=internal,
+                                 seen_seq=seen_seq)
 
     async def _post_one(self, principal: Principal, ticket_id: int, body: str, client_id: str, now: datetime,
                         attachments: tuple[str, ...] = (), attach: AttachFn | None = None, *,
-                        internal: bool = False) -> Posted:
+                        internal: bool = False, seen_seq: int | None = None) -> Posted:
         """One send in its own transaction (`MessageStore.post`), timed as a commit of one."""
         started = time.perf_counter()
         posted = await self.store.post(principal, ticket_id, body, client_id, now, self.hold, self.closed_until,
-                                       self.start, attachments=attachments, attach=attach, internal=internal)
+                                       self.start, attachments=attachments, attach=attach, internal=internal,
+                                       seen_seq=seen_seq)
         self.metrics.committed("single", 1, time.perf_counter() - started)
         return posted
 
     def submit(self, principal: Principal, ticket_id: int, body: str, client_id: str,
-               now: datetime, origin: str | None = None, *, internal: bool = False) -> asyncio.Future[Posted]:
+               now: datetime, origin: str | None = None, *, internal: bool = False,
+               seen_seq: int | None = None) -> asyncio.Future[Posted]:
         """Queue a send (batched writers only); the future resolves after its commit,
         and the message is announced with its batch."""
-        pending = Pending(principal, ticket_id, body, client_id, now, origin, internal)
+        pending = Pending(principal, ticket_id, body, client_id, now, origin, internal, seen_seq)
         pending.expiry = asyncio.get_running_loop().call_later(self.timeout, self._expire, pending)
         pending.done.add_done_callback(_stop_expiry(pending))
         self._waiting.append(pending)
@@ -318,7 +342,8 @@ class MessageWriter:
                 continue  # ran out of time meanwhile: answered already
             try:
                 posted = await self._post_one(pending.principal, pending.ticket_id, pending.body,
-                                              pending.client_id, pending.now, internal=pending.internal)
+                                              pending.client_id, pending.now, internal=pending.internal,
+                                              seen_seq=pending.seen_seq)
             except PomocError as exc:
                 _fail(pending, exc)
             except Exception as exc:
@@ -412,6 +437,7 @@ class MessageWriter:
                     columns = list(zip(*(p.key for p, _ in accepted), strict=True))
                     existing = {(r["ticket_id"], r["author_kind"], r["author_id"], r["client_id"]): r
                                 for r in await db.fetch(_EXISTING, *columns)}
+                newer = await _newer_replies(db, accepted, tickets)
                 fresh: list[tuple[Pending, Message]] = []
                 queued_tickets: set[int] = set()
                 seen: dict[tuple[int, str, str, str], Pending] = {}
@@ -421,6 +447,14 @@ class MessageWriter:
                     if row is not None:  # a retried send: the stored message, unchanged
                         _resolve_later(pending, _message(row), tickets[pending.ticket_id]["shop_id"], new=False)
                         continue
+                    if pending.seen_seq is not None:
+                        # Another agent's reply stored before it (earlier, or earlier in this batch).
+                        since = newer.get(id(pending), []) + [
+                            m.seq for p, m in fresh if m.ticket == pending.ticket_id and m.seq > pending.seen_seq
+                            and m.author.id != pending.principal.id and p.principal.is_agent and not m.internal]
+                        if since:
+                            _fail(pending, stale_reply(pending.ticket_id, since))
+                            continue
                     twin = seen.get(pending.key)
                     if twin is not None:  # the same send twice in this batch
                         twin.done.add_done_callback(_mirror_into(pending))
@@ -489,6 +523,22 @@ def _clock_columns(clocks: dict[int, Running], bumped: list[int]) -> tuple[list[
     states = [clocks.get(t, kept) for t in bumped]
     return ([c.due_at for c in states], [c.warning_at for c in states], [c.started_at for c in states],
             [c.rank for c in states])
+
+
+async def _newer_replies(db: Any, accepted: list[tuple[Pending, Admission]], tickets: dict[int, Any]
+                         ) -> dict[int, list[int]]:
+    """Per checked send (by id()), the other agents' messages stored after what its
+    console showed; a query only when some send's ticket moved past that."""
+    checked = [p for p, _ in accepted if p.seen_seq is not None
+               and may_be_stale(p.seen_seq, tickets[p.ticket_id]["last_seq"])]
+    if not checked:
+        return {}
+    rows = await db.fetch(_NEWER, list(range(len(checked))), [p.ticket_id for p in checked],
+                          [p.seen_seq for p in checked], [p.principal.id for p in checked])
+    found: dict[int, list[int]] = {}
+    for row in rows:
+        found.setdefault(id(checked[row["i"]]), []).append(row["seq"])
+    return found
 
 
 def _down(exc: BaseException) -> bool:

@@ -69,8 +69,9 @@ async def seed(env: dict[str, str], ticket_ids: list[int], per_ticket: int) -> d
                          "client_id": f"seed-{start + i + 1}", "created_at": now, "queued_until": None}
                         for i in range(chunk, min(chunk + 100, per_ticket))])
                 lasts[ticket_id] = start + per_ticket
+                # What the writer keeps for every public message: the customer's window ends there.
                 await conn.execute(update(tickets).where(tickets.c.id == ticket_id)
-                                   .values(last_seq=lasts[ticket_id]))
+                                   .values(last_seq=lasts[ticket_id], last_public_seq=lasts[ticket_id]))
     finally:
         await engine.dispose()
     return lasts

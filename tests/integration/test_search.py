@@ -151,3 +151,48 @@ async def test_a_bad_search_is_refused_naming_the_field_and_the_connection_stays
     assert reply["type"] == "error" and reply["code"] == "bad_request", reply
     assert f"'{field}'" in reply["message"]
     assert (await agent.request({"type": "ping"}, "pong"))["type"] == "pong"
+
+
+async def test_on_postgresql_the_worker_indexes_what_the_web_node_stored(node, clients, tokens, tmp_path, request):
+    """The web node stores and answers; the words are folded by the worker (a web
+    node's event loop never folds a batch of long messages)."""
+    if "DATABASE_URL" not in node.env or not node.env["DATABASE_URL"].startswith("postgresql"):
+        pytest.skip("SQLite's triggers index in the writing transaction")
+    import asyncio
+
+    from sqlalchemy import text
+
+    from server.settings import Settings
+    from server.store.db import create_engine
+    from tests.servers import free_port
+
+    word = marker()
+    ticket = await open_ticket(node, clients, tokens, unique("shop"), "Faktura", f"Faktura {word} nie przyszła")
+    engine = create_engine(Settings.from_env(node.env))
+
+    async def indexed() -> bool:
+        async with engine.connect() as conn:
+            return bool((await conn.execute(text(
+                "SELECT count(*) FROM search_documents d JOIN messages m ON m.id = d.message_id "
+                "WHERE m.ticket_id = :t"), {"t": ticket["id"]})).scalar())
+
+    worker: ServerProcess | None = None
+    try:
+        # Found at once all the same: messages past the indexer's cursor are matched directly.
+        agent, _ = await join(node, clients, tokens.agent(unique("a")))
+        assert [r["ticket"]["id"] for r in (await search(agent, q=word))["results"]] == [ticket["id"]]
+        assert not await indexed(), "a web node without the jobs indexes nothing"
+        port = free_port()
+        worker = ServerProcess({**node.env, "POMOC_WORKER_METRICS_PORT": str(port), "HOST": "127.0.0.1"},
+                               port=port, args=["worker"], cwd=tmp_path, log_path=tmp_path / "worker.log")
+        worker.start(inherit_env=False)
+        deadline = asyncio.get_running_loop().time() + 30
+        while not await indexed():
+            assert asyncio.get_running_loop().time() < deadline, "the worker indexed nothing in 30 s"
+            await asyncio.sleep(0.1)  # polling another process's commit, bounded by the deadline
+        assert [r["ticket"]["id"] for r in (await search(agent, q=word))["results"]] == [ticket["id"]]
+    finally:
+        await engine.dispose()
+        if worker is not None:
+            assert worker.stop() == 0
+            assert "Traceback" not in worker.log(), worker.log()[-3000:]

@@ -23,6 +23,7 @@ from server.principal import Principal, Role, agent_key, customer_key
 from server.realtime.health import RedisHealth
 from server.realtime.keys import Keys
 from server.realtime.unread import UnreadBook
+from server.realtime.viewers import Viewers
 from server.rules.records import Author
 
 NOW = datetime(2026, 11, 18, 9, 0, tzinfo=UTC)
@@ -79,6 +80,7 @@ def _names() -> dict[str, Any]:
         "unread_seqs": st.tuples(reader, ticket), "readers": st.tuples(ticket), "agent_connections": st.tuples(IDS),
         "alive": st.tuples(IDS), "customer_connections": st.tuples(IDS), "seen": st.tuples(reader),
         "penalty": st.tuples(reader), "connections": st.tuples(reader), "rate": st.tuples(SCOPES, IDS),
+        "viewers": st.tuples(ticket), "viewed_tickets": None,
         "inbox_channel": None, "presence_channel": None, "agents_online_status": None, "agents_online": None,
     }
 
@@ -120,9 +122,14 @@ async def test_the_lua_scripts_build_the_names_keys_builds() -> None:
         presence = Presence(redis, keys, timedelta(seconds=30))
         await presence.set_agent("x:y", "conn-1", "online", NOW)
         await presence.heartbeat([Beat("customer", "a:b", "conn-2"), Beat("agent", "x:y", "conn-1")], NOW)
+        viewers = Viewers(redis, keys, timedelta(seconds=30))
+        await viewers.join(5, "conn-1", "x:y", "Anna", NOW)
+        await viewers.heartbeat([(5, "conn-1")], NOW)
+        assert await viewers.sweep(NOW) == {}
         names = {n.decode() for n in await redis.keys("*")}
         expected = {keys.readers(5), keys.agent_connections("x:y"), keys.agents_online_status, keys.agents_online,
-                    "t:presence:announced", keys.customer_connections("a:b")}
+                    "t:presence:announced", keys.customer_connections("a:b"), keys.viewers(5),
+                    keys.viewed_tickets}
         for reader in (first, second, third):
             expected |= {keys.unread(reader), keys.unread_seqs(reader, 5)}
         assert names == expected

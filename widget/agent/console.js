@@ -10,6 +10,20 @@
  * string (`?token=`) is not accepted: query strings reach server logs and history.
  * A connection lasts as long as its token (PROTOCOL.md, `auth`): the demo agent's is
  * renewed by itself; before a pasted one expires a banner asks for a new one.
+ *
+ * Collision (PROTOCOL.md, "Collision"): the console follows the ticket it shows and
+ * unfollows the one it leaves, shows the other agents viewing it ("Anna przegląda")
+ * and writing in it ("Anna pisze odpowiedź…"), and sends every reply with the last
+ * seq it has shown (`seen_seq`): a teammate's reply meanwhile stops it with "Ktoś
+ * inny odpowiedział w międzyczasie" until the agent sends anyway or takes it back.
+ *
+ * Alerts: a new ticket in the agent's departments, a customer's message on a ticket
+ * assigned to this agent, and an assignment to this agent — each switched on or off
+ * in "Powiadomienia" (kept in localStorage). They alert only while the agent is away
+ * from the console (its tab hidden or the window unfocused): a browser notification
+ * (permission asked by the "Włącz powiadomienia" button), a short beep and the count
+ * in the tab's title, which clears as soon as the agent is back. While the agent
+ * looks at the console, the inbox itself shows what happened.
  */
 (function () {
   "use strict";
@@ -29,6 +43,9 @@
   var INBOX_PAGE = 50;
   var TYPING_SHOWN_MS = 5000;
   var RENEW_WARN_S = 300; // the renewal banner: five minutes before a pasted token expires (halfway for short ones)
+  var ALERTS_KEY = "pomoc-agent-alerts";
+  var ALERT_KINDS = ["new_ticket", "customer_message", "assigned"];
+  var NEW_TICKET_MS = 120000; // a ticket pushed unknown and created this recently is a new one
 
   var $ = function (id) { return document.getElementById(id); };
   var demoAvailable = (document.querySelector('meta[name="pomoc-demo"]') || {}).content === "1";
@@ -58,8 +75,19 @@
     expiresAt: 0,          // when the connection's token expires (this browser's clock, from expires_in)
     renewAt: 0,            // when the renewal banner shows
     search: null,          // the last search's answer {q, results}, shown above the inbox
-    jump: null             // {ticket, seq}: scroll to this message once it is in the log (a search result)
+    jump: null,            // {ticket, seq}: scroll to this message once it is in the log (a search result)
+    viewers: new Map(),    // id -> [{id, name}] who has the ticket open
+    team: new Map(),       // agent id -> "online" | "away" | "offline"
+    names: new Map(),      // agent id -> name, as far as we know it
+    shopTickets: new Map(),// shop -> its tickets, newest first (the context panel)
+    stale: null,           // the pending send a teammate's reply stopped
+    attached: [],          // files uploaded for the next reply: {name, id?, err?}
+    alertCount: 0,         // alerts while the agent was away (the tab title)
+    alerted: new Set(),    // "assigned:<id>" already told
+    assigning: new Map()   // id -> when this agent assigned it to itself (not news to it)
   };
+  var baseTitle = document.title;
+  var audio = null;
   var conn = null;
   var renderedSearch = null;
 
@@ -202,21 +230,49 @@
       Object.keys(f.unread || {}).forEach(function (k) { state.unread.set(Number(k), f.unread[k]); });
       (f.resume_incomplete || []).forEach(function (id) { state.msgs.delete(id); state.more.delete(id); state.seen.delete(id); });
       send({ type: "presence", status: state.presence });
-      if (state.tab !== "open" || $("filter-department").value) list();
+      if (state.tab !== "open" || $("filter-status").value || $("filter-department").value) list(); // a filter chosen before the welcome
       if (state.current != null && !state.msgs.has(state.current)) openTicket(state.current);
+      else if (state.current != null) send({ type: "follow", ticket: state.current, ref: "follow:" + state.current }); // a viewer again
       state.pending.forEach(function (p) { if (p.state === "pending") transmit(p); });
       maybeRead();
     },
     ticket: function (f) {
+      if (f.ref == null) alertTicket(state.tickets.get(f.ticket.id), f.ticket);
       // Inbox frames carry this agent's unread; the open thread's count is ours to keep (we read it).
       upsert(f.ticket, f.ref != null || f.ticket.id !== state.current);
       if (f.ref != null) maybeRead();
+      // Opened: the shop's other tickets for the context panel.
+      if (typeof f.ref === "string" && f.ref.indexOf("follow:") === 0 && f.ticket.shop) {
+        send({ type: "list_tickets", shop: f.ticket.shop, limit: 20, ref: "shop:" + f.ticket.shop });
+      }
     },
     tickets: function (f) {
+      if (typeof f.ref === "string" && f.ref.indexOf("shop:") === 0) {
+        state.shopTickets.set(f.ref.slice(5), f.tickets || []); // not the inbox: any status, any department
+        return;
+      }
       (f.tickets || []).forEach(function (t) { upsert(t, true); });
       if (f.ref === "list") { state.listMore = !!f.more; state.listLoading = false; schedule(); }
     },
-    message: function (f) { insert(f, true); },
+    message: function (f) {
+      var t = state.tickets.get(f.ticket);
+      var fresh = !(state.msgs.get(f.ticket) || new Map()).has(f.seq);
+      insert(f, true);
+      if (fresh && f.author && f.author.kind === "customer" && t && state.me && t.assignee === state.me.id) {
+        notify("customer_message", "Nowa wiadomość: " + (t.title || "#" + f.ticket), (f.author.name || "Klient") + ": " +
+          (f.body || "").slice(0, 140), f.ticket);
+      }
+    },
+    viewers: function (f) {
+      state.viewers.set(f.ticket, f.agents || []);
+      (f.agents || []).forEach(function (a) { state.names.set(a.id, a.name); });
+    },
+    assigned: function (f) {
+      var id = f.ticket && typeof f.ticket === "object" ? f.ticket.id : f.ticket;
+      if (f.ticket && typeof f.ticket === "object") upsert(f.ticket, false);
+      alertAssigned(id, f.by && (f.by.name || f.by));
+    },
+    unfollowed: function () { /* the ticket's frames stop */ },
     history: function (f) {
       var ref = typeof f.ref === "string" ? f.ref : "";
       (f.messages || []).forEach(function (m) { insert(Object.assign({ ticket: f.ticket }, m), false); });
@@ -230,17 +286,20 @@
       var p = state.pending.get(f.client_id);
       if (!p) return;
       state.pending.delete(f.client_id);
+      if (f.ticket !== state.current && !state.msgs.has(f.ticket)) return; // left meanwhile: reloaded when opened
       insert({ ticket: f.ticket, seq: f.seq, client_id: f.client_id, body: p.body, created_at: f.created_at || new Date().toISOString(),
-        author: { kind: "agent", id: state.me.id, name: state.me.name }, internal: !!(f.internal || p.internal) }, false);
+        author: { kind: "agent", id: state.me.id, name: state.me.name }, internal: !!(f.internal || p.internal),
+        attachments: f.attachments }, false);
     },
     unread: function (f) {
       Object.keys(f.tickets || {}).forEach(function (k) { state.unread.set(Number(k), f.tickets[k]); });
     },
     typing: function (f) {
-      if (f.who && f.who.kind === "agent") return;
-      state.typing.set(f.ticket, { name: (f.who && f.who.name) || "Klient", until: Date.now() + TYPING_SHOWN_MS });
+      var teammate = !!(f.who && f.who.kind === "agent");
+      if (teammate && state.me && f.who.id === state.me.id) return;
+      state.typing.set(f.ticket, { name: (f.who && f.who.name) || "Klient", agent: teammate, until: Date.now() + TYPING_SHOWN_MS });
     },
-    presence: function () { /* other agents' presence: not shown yet */ },
+    presence: function (f) { if (f.agent) state.team.set(f.agent, f.status); },
     authenticated: function (f) {
       expiry(f);
       if (state.token != null && conn.token) {
@@ -269,6 +328,17 @@
       }
       if (ref.indexOf("send:") === 0) {
         var p = state.pending.get(ref.slice(5));
+        if (p && f.code === "stale") {
+          // A teammate replied since: show it and ask before this goes out.
+          p.state = "stale";
+          p.newer = f.seqs || [];
+          state.stale = p;
+          var map = state.msgs.get(p.ticket) || new Map();
+          if (p.newer.some(function (s) { return !map.has(s); })) {
+            send({ type: "history", ticket: p.ticket, after_seq: Math.min.apply(null, p.newer) - 1, limit: 50, ref: "stale:" + p.ticket });
+          }
+          return;
+        }
         // Sent again by itself after the pause, unless edited or discarded meanwhile.
         if (p && (f.code === "unavailable" || f.code === "rate_limited")) {
           setTimeout(function () { if (state.pending.get(p.client_id) === p) transmit(p); }, 1000 * (f.retry_after || 2));
@@ -358,8 +428,12 @@
 
   function transmit(p) {
     p.state = "pending";
-    var frame = { type: "send", ticket: p.ticket, body: p.body, client_id: p.client_id, ref: "send:" + p.client_id };
+    // The last seq this console has shown: the server stops the send if a teammate replied after it.
+    var frame = { type: "send", ticket: p.ticket, body: p.body, client_id: p.client_id, ref: "send:" + p.client_id,
+      seen_seq: state.seen.get(p.ticket) || 0 };
     if (p.internal) frame.internal = true; // a private note: only agents ever see it
+    if (p.force) frame.force = true;
+    if (p.attachments && p.attachments.length) frame.attachments = p.attachments;
     send(frame);
   }
 
@@ -452,8 +526,22 @@
     return true;
   }
 
+  /** The console no longer shows this ticket: it stops following it (and being one of its viewers). */
+  function leaveTicket(id) {
+    if (id == null) return;
+    send({ type: "unfollow", ticket: id });
+    state.msgs.delete(id);
+    state.seen.delete(id);
+    state.more.delete(id);
+    state.viewers.delete(id);
+    state.typing.delete(id);
+    if (state.stale && state.stale.ticket === id) state.stale = null;
+  }
+
   function openTicket(id) {
     if (state.jump && state.jump.ticket !== id) state.jump = null;
+    if (state.current != null && state.current !== id) leaveTicket(state.current);
+    if (state.current !== id) state.attached = [];
     state.current = id;
     state.typingSentAt = 0;
     $("chat-error").textContent = "";
@@ -479,8 +567,12 @@
   function reply() {
     var id = state.current;
     var body = $("reply").value;
-    if (id == null || !body.trim()) return;
-    var p = { ticket: id, body: body, client_id: uuid(), state: "pending", internal: $("internal").checked };
+    if (state.attached.some(function (x) { return !x.id && !x.err; })) return; // still uploading
+    var files = state.attached.filter(function (x) { return x.id; });
+    if (id == null || (!body.trim() && !files.length)) return;
+    var p = { ticket: id, body: body, client_id: uuid(), state: "pending", internal: $("internal").checked,
+      attachments: files.map(function (x) { return x.id; }) };
+    state.attached = [];
     state.pending.set(p.client_id, p);
     $("reply").value = "";
     delete state.drafts[id];
@@ -647,7 +739,12 @@
     $("composer").hidden = closed;
     $("closed-note").hidden = !closed;
     var typing = state.typing.get(id);
-    $("typing").textContent = typing && typing.until > Date.now() ? typing.name + " pisze…" : "";
+    $("typing").textContent = typing && typing.until > Date.now() ? typing.name + (typing.agent ? " pisze odpowiedź…" : " pisze…") : "";
+    var others = (state.viewers.get(id) || []).filter(function (a) { return !state.me || a.id !== state.me.id; });
+    $("viewers").textContent = others.length ? others.map(function (a) { return a.name; }).join(", ") +
+      (others.length === 1 ? " przegląda" : " przeglądają") : "";
+    renderStale(id);
+    renderAttached();
     $("older").hidden = state.more.get(id) !== true;
 
     var log = $("log");
@@ -698,7 +795,7 @@
     if (kind === "system") return h("div", attrs, label, h("div", { class: "text", text: m.body }), attachments(m.attachments));
     var who = mine ? "Ty" : m.author.name + (m.author.kind === "customer" ? " (klient)" : "");
     var meta = h("div", { class: "meta", text: who + (m.created_at ? " · " + fmt(m.created_at) : "") +
-      (m.seq == null ? (m.state === "failed" ? " · nie wysłano" : " · wysyłanie…") : "") });
+      (m.seq == null ? (m.state === "failed" ? " · nie wysłano" : m.state === "stale" ? " · wstrzymano" : " · wysyłanie…") : "") });
     if (m.state === "failed" && m.seq == null) {
       // Not sent: again (unless it cannot succeed), back into the reply box, or away.
       var act = function (label, fn) {
@@ -742,11 +839,199 @@
       h("ul", { class: "missing" }, (comp.missing || []).map(function (m) { return h("li", { text: m.label }); })));
   }
 
+  /** A teammate's reply stopped this send: what they wrote, and the agent's choice. */
+  function renderStale(id) {
+    var box = $("stale");
+    var p = state.stale;
+    box.hidden = !p || p.ticket !== id;
+    if (box.hidden) return;
+    if (box.dataset.for === p.client_id + ":" + p.newer.join(",") + ":" + (state.msgs.get(id) || new Map()).size) return;
+    box.dataset.for = p.client_id + ":" + p.newer.join(",") + ":" + (state.msgs.get(id) || new Map()).size;
+    var map = state.msgs.get(id) || new Map();
+    box.textContent = "";
+    box.append(h("strong", { text: "Ktoś inny odpowiedział w międzyczasie" }));
+    p.newer.forEach(function (s) {
+      var m = map.get(s);
+      box.append(h("div", { class: "newer", "data-seq": s, text: m ? m.author.name + ": " + m.body : "wiadomość #" + s }));
+    });
+    box.append(h("div", null,
+        h("button", { type: "button", class: "primary", onclick: function () {
+          state.stale = null; p.force = true; transmit(p); schedule();
+        } }, "Wyślij mimo to"),
+        h("button", { type: "button", class: "secondary", onclick: function () {
+          state.stale = null; drop(p, true); schedule();
+        } }, "Anuluj")));
+  }
+
+  function renderAttached() {
+    var ul = $("attached");
+    var key = JSON.stringify(state.attached);
+    if (ul.dataset.key === key) return;
+    ul.dataset.key = key;
+    ul.textContent = "";
+    state.attached.forEach(function (x) {
+      ul.append(h("li", { class: x.err ? "error" : "" }, x.name + (x.err ? " — " + x.err : x.id ? " ✓" : " — wysyłanie…"),
+        h("button", { type: "button", class: "linkbtn", "aria-label": "Usuń " + x.name, onclick: function () {
+          state.attached = state.attached.filter(function (y) { return y !== x; }); schedule();
+        } }, "×")));
+    });
+  }
+
+  /** Files from the console, as the widget does: uploaded first, then named in the send. */
+  async function attachFiles(files) {
+    var id = state.current;
+    if (id == null) return;
+    Array.from(files).forEach(function (file) {
+      var x = { name: file.name };
+      state.attached.push(x);
+      upload(id, x, file, true);
+    });
+    schedule();
+  }
+
+  async function upload(id, x, file, retry) {
+    var data = new FormData();
+    data.append("file", file, file.name);
+    try {
+      var res = await fetch("/api/tickets/" + id + "/attachments", { method: "POST", body: data,
+        headers: { Authorization: "Bearer " + await conn.getToken() } });
+      if (res.status === 401 && retry) { conn.token = null; return upload(id, x, file, false); }
+      if (res.status === 201) x.id = (await res.json()).id;
+      else x.err = res.status === 413 ? "za duży plik" : res.status === 415 ? "niedozwolony typ pliku" : "nie udało się wysłać";
+    } catch (e) { x.err = "nie udało się wysłać"; }
+    schedule();
+  }
+
+  var TEAM_STATUS = { online: "dostępna/y", away: "zaraz wraca" };
+
+  function renderContext(t) {
+    var ul = $("shop-tickets");
+    var others = (state.shopTickets.get(t.shop) || []).filter(function (o) { return o.id !== t.id; });
+    var key = JSON.stringify(others.map(function (o) { return [o.id, o.status, o.title]; }));
+    if (ul.dataset.key !== key) {
+      ul.dataset.key = key;
+      ul.textContent = "";
+      if (!others.length) ul.append(h("li", { class: "muted", text: "brak" }));
+      others.forEach(function (o) {
+        ul.append(h("li", null, h("button", { type: "button", "data-ticket": o.id, onclick: function () {
+          if (!state.tickets.has(o.id)) state.tickets.set(o.id, o);
+          openTicket(o.id);
+        } }, "#" + o.id + " " + o.title + " · " + (STATUS[o.status] || o.status) + " · " + fmt(o.created_at, "at"))));
+      });
+    }
+    var rec = t.shop_record;
+    var dl = $("shop-record");
+    dl.textContent = "";
+    if (rec) {
+      [["Zgłoszone jako pilne", String(rec.claims)], ["Z tego obniżone przez wsparcie", String(rec.downgraded)],
+        ["Fair use", rec.penalized ? "obniżony priorytet (zawyża pilność)" : "bez zastrzeżeń"]].forEach(function (r) {
+        dl.append(h("dt", { text: r[0] }), h("dd", { text: r[1] }));
+      });
+    } else dl.append(h("dt", { text: "—" }));
+    var team = $("team");
+    team.textContent = "";
+    var online = Array.from(state.team.entries()).filter(function (e) { return e[1] !== "offline" && (!state.me || e[0] !== state.me.id); });
+    if (!online.length) team.append(h("li", { class: "muted", text: "nikt poza Tobą (o ile wiadomo)" }));
+    online.forEach(function (e) {
+      team.append(h("li", { class: e[1] }, (state.names.get(e[0]) || e[0]) + " · " + (TEAM_STATUS[e[1]] || e[1])));
+    });
+  }
+
+  // ------------------------------------------------------------------ alerts
+  function alertPrefs() {
+    var prefs = { new_ticket: true, customer_message: true, assigned: true };
+    try { Object.assign(prefs, JSON.parse(localStorage.getItem(ALERTS_KEY) || "{}")); } catch (e) { /* defaults */ }
+    return prefs;
+  }
+
+  /** Away from the console: its tab hidden or its window not focused. */
+  function away() { return document.hidden || !document.hasFocus(); }
+
+  function renderTitle() { document.title = (state.alertCount ? "(" + state.alertCount + ") " : "") + baseTitle; }
+
+  function beep() {
+    try {
+      var Ctx = window.AudioContext || window.webkitAudioContext;
+      if (!Ctx) return;
+      audio = audio || new Ctx();
+      var osc = audio.createOscillator();
+      var gain = audio.createGain();
+      osc.frequency.value = 880;
+      gain.gain.setValueAtTime(0.08, audio.currentTime);
+      gain.gain.exponentialRampToValueAtTime(0.0001, audio.currentTime + 0.25);
+      osc.connect(gain);
+      gain.connect(audio.destination);
+      osc.start();
+      osc.stop(audio.currentTime + 0.25);
+    } catch (e) { /* no sound: the notification and the title still tell */ }
+  }
+
+  /**
+   * Tell the agent of something while it is away from the console (see the file's head):
+   * kind is one of ALERT_KINDS (each switched on or off in "Powiadomienia"). True when alerted.
+   */
+  function notify(kind, title, body, ticketId) {
+    if (!alertPrefs()[kind] || !away()) return false;
+    state.alertCount += 1;
+    renderTitle();
+    beep();
+    if ("Notification" in window && Notification.permission === "granted") {
+      try {
+        var n = new Notification(title, { body: body || "", tag: kind + ":" + (ticketId == null ? "" : ticketId) });
+        n.onclick = function () { window.focus(); if (ticketId != null) openTicket(ticketId); n.close(); };
+      } catch (e) { /* some browsers allow notifications only from a service worker */ }
+    }
+    return true;
+  }
+
+  function backFromAway() {
+    if (away() || !state.alertCount) return;
+    state.alertCount = 0;
+    renderTitle();
+  }
+
+  function mine(t) {
+    var depts = (state.me && state.me.departments) || [];
+    return !depts.length || depts.indexOf(t.department) >= 0;
+  }
+
+  function alertAssigned(id, by) {
+    if (id == null || state.alerted.has("assigned:" + id)) return;
+    var when = state.assigning.get(id);
+    if (when && Date.now() - when < 10000) return; // this agent took it itself
+    state.alerted.add("assigned:" + id);
+    var t = state.tickets.get(id) || {};
+    notify("assigned", "Przypisano Ci zgłoszenie #" + id, (t.title || "") + (by ? " · przez " + by : ""), id);
+  }
+
+  /** A pushed ticket frame: a new ticket of my departments, an assignment to me, or news on my ticket. */
+  function alertTicket(old, t) {
+    if (!state.me) return;
+    if (!old && active(t) && !queued(t) && mine(t) && t.created_at && Date.now() - Date.parse(t.created_at) < NEW_TICKET_MS) {
+      notify("new_ticket", "Nowe zgłoszenie #" + t.id, t.title + " · " + (t.shop_name || t.shop || ""), t.id);
+    }
+    if (t.assignee === state.me.id && (!old || old.assignee !== state.me.id)) alertAssigned(t.id);
+    if (t.assignee !== state.me.id) state.alerted.delete("assigned:" + t.id);
+    // A ticket this console does not follow: its message frames do not come, its ticket frames do.
+    // (Not the frame of the assignment itself: what it added to the thread is the assignment's note.)
+    if (old && old.assignee === t.assignee && t.assignee === state.me.id && (t.last_seq || 0) > (old.last_seq || 0) &&
+        !state.msgs.has(t.id)) {
+      notify("customer_message", "Nowa wiadomość: " + t.title, "#" + t.id + " · " + (t.shop_name || t.shop || ""), t.id);
+    }
+  }
+
+  function renderAlerts() {
+    var enable = $("alerts-enable");
+    enable.hidden = !("Notification" in window) || Notification.permission !== "default";
+  }
+
   function renderSide() {
     var id = state.current;
+    renderAlerts();
     $("side").hidden = id == null;
     if (id == null) return;
     var t = state.tickets.get(id) || {};
+    renderContext(t);
     var c = t.context || {};
     var online = t.customer_online === true ? "tak, teraz" : t.customer_online === false ? "nie" : "nieznany";
     var rows = [
@@ -807,6 +1092,7 @@
     });
     $("back").addEventListener("click", function () {
       var id = state.current;
+      leaveTicket(id);
       state.current = null;
       render();
       var item = document.querySelector('#tickets [data-ticket="' + id + '"]');
@@ -852,8 +1138,33 @@
     $("act-severity").addEventListener("change", function (e) { update("severity", e.target.value); });
     $("act-department").addEventListener("change", function (e) { update("department", e.target.value); });
     $("act-assignee").addEventListener("change", function (e) { update("assignee", e.target.value.trim()); });
-    $("assign-me").addEventListener("click", function () { if (state.me) { $("act-assignee").value = state.me.id; update("assignee", state.me.id); } });
+    $("assign-me").addEventListener("click", function () {
+      if (!state.me) return;
+      state.assigning.set(state.current, Date.now());
+      $("act-assignee").value = state.me.id;
+      update("assignee", state.me.id);
+    });
+    $("act-assignee").addEventListener("change", function (e) {
+      if (state.me && e.target.value.trim() === state.me.id) state.assigning.set(state.current, Date.now());
+    });
+    $("attach-file").addEventListener("change", function (e) { attachFiles(e.target.files); e.target.value = ""; });
+    var prefs = alertPrefs();
+    document.querySelectorAll("[data-alert]").forEach(function (box) {
+      box.checked = !!prefs[box.dataset.alert];
+      box.addEventListener("change", function () {
+        var now = alertPrefs();
+        now[box.dataset.alert] = box.checked;
+        try { localStorage.setItem(ALERTS_KEY, JSON.stringify(now)); } catch (e) { /* this page only */ }
+      });
+    });
+    $("alerts-enable").addEventListener("click", function () {
+      // Asked from the click (browsers refuse a prompt without a gesture); the sound is unlocked by it too.
+      try { var Ctx = window.AudioContext || window.webkitAudioContext; if (Ctx && !audio) audio = new Ctx(); } catch (e) { /* no sound */ }
+      if ("Notification" in window) Notification.requestPermission().then(renderAlerts, renderAlerts);
+    });
     document.addEventListener("visibilitychange", maybeRead);
+    document.addEventListener("visibilitychange", backFromAway);
+    window.addEventListener("focus", backFromAway);
     setInterval(function () {
       var now = Date.now();
       state.typing.forEach(function (v, id) { if (v.until <= now) { state.typing.delete(id); schedule(); } });
