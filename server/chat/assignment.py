@@ -39,7 +39,7 @@ from server.chat.announce import Announcer
 from server.chat.connection import Roster
 from server.clock import Clock
 from server.presence import Presence
-from server.rules.assignment import assigned_note, released_note
+from server.rules.assignment import assigned_note, released_note, stale
 from server.rules.records import SYSTEM, Committed, Ticket
 from server.settings import Settings
 from server.store.agents import AgentStore, Assigned
@@ -123,14 +123,14 @@ class Assigner:
         if not candidates:
             return 0
         try:
-            statuses = await self.presence.statuses(candidates)
+            statuses = await self.presence.statuses(agent for agent, _ in candidates)
         except _REDIS_DOWN as exc:
             # Not knowing who is connected, release nobody.
             log.warning("assign.presence_unavailable", extra={"error": str(exc) or repr(exc)})
             return 0
         released = 0
-        for agent in candidates:
-            if statuses.get(agent, "offline") != "offline":
+        for agent, seen in candidates:
+            if not stale(statuses.get(agent, "offline") != "offline", seen, now, after):
                 continue  # connected (online or away): its tickets stay
             done = await self.agents.release(agent, before, now, partial(released_note, agent_id=agent,
                                                                          release_after=after))

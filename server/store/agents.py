@@ -69,7 +69,8 @@ class AgentStore:
         stmt = stmt.on_conflict_do_update(index_elements=[agents.c.id],
                                           set_={"name": stmt.excluded.name, "departments": stmt.excluded.departments,
                                                 "last_seen_at": stmt.excluded.last_seen_at})
-        async with self.single.connect() as conn:
+        # begin(): one statement, committed (on PostgreSQL no BEGIN goes out: autocommit).
+        async with self.single.begin() as conn:
             await conn.execute(stmt)
 
     async def known(self, agent_id: str) -> bool:
@@ -81,7 +82,7 @@ class AgentStore:
         ids = sorted(set(agent_ids))
         if not ids:
             return
-        async with self.single.connect() as conn:
+        async with self.single.begin() as conn:
             await conn.execute(update(agents).where(agents.c.id.in_(ids)).values(last_seen_at=now))
 
     # ------------------------------------------------------------- assigning
@@ -139,15 +140,16 @@ class AgentStore:
         return sorted((await conn.execute(touched)).all(), key=lambda r: r.id)
 
     # -------------------------------------------------------------- releasing
-    async def stale_assignees(self, seen_before: datetime) -> list[str]:
+    async def stale_assignees(self, seen_before: datetime) -> list[tuple[str, datetime | None]]:
         """Agents holding open tickets whom Pomoc has not seen since `seen_before` (or
-        ever): the candidates for a release (their presence decides)."""
-        query = (select(tickets.c.assignee).distinct()
+        ever), with when it last saw them: the candidates for a release (their
+        presence decides)."""
+        query = (select(tickets.c.assignee, agents.c.last_seen_at).distinct()
                  .select_from(tickets.outerjoin(agents, agents.c.id == tickets.c.assignee))
                  .where(tickets.c.assignee.is_not(None), ACTIVE_TICKETS,
                         or_(agents.c.last_seen_at.is_(None), agents.c.last_seen_at <= seen_before)))
         async with self.single.connect() as conn:
-            return sorted(r[0] for r in await conn.execute(query))
+            return sorted((r[0], r[1]) for r in await conn.execute(query))
 
     async def release(self, agent_id: str, seen_before: datetime, now: datetime,
                       note: Callable[[str], str]) -> list[Assigned]:
