@@ -218,6 +218,20 @@ class Presence:
     async def agents_online(self) -> int:
         return int(await self.redis.scard(self.keys.agents_online))
 
+    async def online_agents(self) -> list[str]:
+        """The agents online now ("online", not "away"), sorted: who may be assigned."""
+        members = await self.redis.smembers(self.keys.agents_online)
+        return sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)
+
+    async def statuses(self, agent_ids: Iterable[str]) -> dict[str, str]:
+        """Each agent's status now: "online", "away" or "offline" (no live connection)."""
+        ids = list(dict.fromkeys(agent_ids))
+        if not ids:
+            return {}
+        values = await self.redis.hmget(self.keys.agents_online_status, ids)
+        return {agent: (v.decode() if isinstance(v, bytes) else v) or "offline"
+                for agent, v in zip(ids, values, strict=True)}
+
     async def customers_online(self, shop_ids: Iterable[str], now: datetime) -> dict[str, bool]:
         ids = list(dict.fromkeys(shop_ids))
         if not ids:

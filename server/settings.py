@@ -111,6 +111,13 @@ class Settings:
     sms_token: str = ""
     sms_from: str = ""
     jobs_interval: timedelta = timedelta(seconds=5)
+    # Assignment: new and released tickets to the least loaded online agent of their
+    # department (off by default), at most `agent_capacity` open tickets each; with it
+    # on, an assignee offline longer than `assign_release_after` loses its open tickets
+    # to the pool.
+    auto_assign: bool = False
+    agent_capacity: int = 8
+    assign_release_after: timedelta = timedelta(minutes=15)
     silent_reminders: str = ""
     silent_resolve: str = ""
     resolved_close: str = ""
@@ -305,6 +312,9 @@ class Settings:
             webhook_secret=env.get("POMOC_WEBHOOK_SECRET", "") or secret,
             **_notification_settings(env, seconds),
             jobs_interval=seconds("POMOC_JOBS_INTERVAL", timedelta(seconds=5)),
+            auto_assign=flag("POMOC_AUTO_ASSIGN", False),
+            agent_capacity=integer("POMOC_AGENT_CAPACITY", 8, minimum=1),
+            assign_release_after=seconds("POMOC_ASSIGN_RELEASE_AFTER", timedelta(minutes=15)),
             silent_reminders=env.get("POMOC_SILENT_REMINDERS", ""),
             silent_resolve=env.get("POMOC_SILENT_RESOLVE", ""),
             resolved_close=env.get("POMOC_RESOLVED_CLOSE", ""),

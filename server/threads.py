@@ -28,7 +28,7 @@ from server.protocol.events import Source
 from server.rules.conduct import WINDOW as CONDUCT_WINDOW
 from server.rules.limits import Limit
 from server.rules.notices import acknowledgment_notice, status_notice
-from server.rules.records import Committed, Posted, Ticket
+from server.rules.records import Author, Committed, Posted, Ticket
 from server.rules.tickets import (
     CUSTOMER_NOTE,
     Request,
@@ -41,6 +41,8 @@ from server.store.db import DATABASE_DOWN, describe
 from server.store.rows import AttachFn
 
 log = logging.getLogger(__name__)
+UNKNOWN_ASSIGNEE = ("'assignee' must be the id of an agent Pomoc knows (one who has signed in to the console), "
+                    "or null to release the ticket")
 
 
 def _me(conn: Connection) -> Principal:
@@ -98,10 +100,16 @@ async def open_ticket(a: Adapters, conn: Connection, req: frames.OpenTicket, ref
         session.push(session.codec.encode(views.message(message)))
     if not opened.created:
         return
+    # Assigned (POMOC_AUTO_ASSIGN) before it is announced: the inbox hears of it once.
+    ticket, assignment = await a.assigner.opened(ticket)
     await a.announce.ticket(ticket, origin=session.conn_id)
     await a.readers.opened(principal, ticket.id, follow.cursor)
-    await a.announce.committed([Committed(ticket.shop_id, m, session.conn_id, m.author.key(ticket.shop_id))
-                                for m in opened.messages])
+    items = [Committed(ticket.shop_id, m, session.conn_id, m.author.key(ticket.shop_id)) for m in opened.messages]
+    if assignment is not None:
+        items.append(Committed(ticket.shop_id, assignment.note, None, "system"))
+    await a.announce.committed(items)
+    if assignment is not None:
+        await a.assigner.tell(ticket, assignment)
     log.info("ticket.opened", extra={"conn_id": session.conn_id, "ticket_id": ticket.id,
                                      "severity": ticket.severity})
 
@@ -110,6 +118,9 @@ async def update_ticket(a: Adapters, conn: Connection, req: frames.UpdateTicket,
     principal = _me(conn)
     if "department" in req.changes:
         check_department(req.changes["department"], a.rules.departments)
+    assignee = req.changes.get("assignee")
+    if assignee is not None and principal.is_agent and not await a.agents.known(assignee):
+        raise BadRequest(UNKNOWN_ASSIGNEE)
     ticket = await a.tickets.get_for(principal, req.ticket)
     now = a.clock.now()
     change = ticket_changes(principal, ticket, req.changes, now, a.rules.policy)
@@ -123,6 +134,9 @@ async def update_ticket(a: Adapters, conn: Connection, req: frames.UpdateTicket,
         await a.announce.committed([Committed(ticket.shop_id, note, None, "system") for note in notes]
                                    + [Committed(ticket.shop_id, m, None, m.author.key(ticket.shop_id),
                                                 audience="agents", released=True) for m in released])
+        if "assignee" in change.fields and ticket.assignee is not None and ticket.assignee != principal.id:
+            # A teammate handed it over: the new assignee hears of it at once.
+            await a.announce.assigned(ticket.assignee, ticket, Author.of(principal))
     conn.session.reply(views.ticket((await _views(a, conn, [ticket]))[0]), ref)
 
 
@@ -132,8 +146,12 @@ async def list_tickets(a: Adapters, conn: Connection, req: frames.ListTickets, r
     settings = a.settings
     default = settings.inbox_page if principal.is_agent else settings.welcome_tickets_max
     limit = min(req.limit or default, settings.welcome_tickets_max)
+    assignee = None
+    if principal.is_agent and req.assignee is not None:
+        assignee = principal.id if req.assignee == "me" else req.assignee
     tickets = await a.tickets.list_for(principal, req.status, limit=limit + 1, now=a.clock.now(),
-                                       department=req.department, shop=req.shop if principal.is_agent else None)
+                                       department=req.department, shop=req.shop if principal.is_agent else None,
+                                       assignee=assignee)
     more = len(tickets) > limit
     del tickets[limit:]
     conn.session.unread.update(await a.reads.unread(principal, [t.id for t in tickets]))

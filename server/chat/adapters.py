@@ -26,6 +26,7 @@ from server.realtime.router import Router
 from server.realtime.unread import UnreadBook
 from server.rules.config import Rules
 from server.settings import Settings
+from server.store.agents import AgentStore
 from server.store.attachments import AttachmentStore
 from server.store.deflections import DeflectionStore
 from server.store.lifecycle import Lifecycle
@@ -37,6 +38,7 @@ from server.store.writer import MessageWriter
 
 if TYPE_CHECKING:
     from server.chat.announce import Announcer
+    from server.chat.assignment import Assigner
     from server.chat.attendance import Attendance
     from server.chat.collision import Collision
     from server.chat.connection import Roster
@@ -61,6 +63,7 @@ class Adapters:
     deflections: DeflectionStore
     lifecycle: Lifecycle
     search: SearchStore
+    agents: AgentStore
     # Redis
     redis: Redis
     keys: Keys
@@ -78,3 +81,4 @@ class Adapters:
     roster: Roster
     metrics: Metrics  # this process's registry and instruments
     collision: Collision
+    assigner: Assigner

@@ -39,7 +39,7 @@ from server.chat.inbox import agent_views
 from server.clock import Clock
 from server.metrics import Metrics
 from server.presence import Presence
-from server.principal import Principal
+from server.principal import Principal, agent_key
 from server.protocol import views
 from server.protocol.events import Event, envelope
 from server.protocol.session import Session
@@ -48,7 +48,7 @@ from server.realtime.health import RedisHealth
 from server.realtime.keys import Keys
 from server.realtime.router import Router
 from server.realtime.unread import UnreadBook
-from server.rules.records import Committed, Ticket
+from server.rules.records import Author, Committed, Ticket
 from server.store.db import DATABASE_DOWN, describe
 from server.store.reads import ReadStore
 from server.store.tickets import TicketStore
@@ -182,6 +182,13 @@ class Announcer:
         await self._publish(self.keys.shop_channel(ticket.shop_id), Event("ticket", frame, origin))
         if inbox and ticket.queued_until is None:
             await self._publish(self.keys.inbox_channel, Event("ticket", frame))
+
+    async def assigned(self, agent_id: str, ticket: Ticket, by: Author) -> None:
+        """Tell the agent a ticket was just assigned to it: all of its connections, on
+        every node (its reader channel); kept while Redis does not answer."""
+        view = (await agent_views(self.presence, [ticket], self.wall.now()))[0]
+        await self._publish(self.keys.reader_channel(agent_key(agent_id)),
+                            Event("assigned", views.assigned(view, (by.kind, by.id, by.name))))
 
     def touch(self, ticket_id: int) -> None:
         """A ticket changed through a message: agents' inboxes hear of it, coalesced."""

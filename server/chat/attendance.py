@@ -18,6 +18,7 @@ otherwise disagree by seconds about whether each other's connections have expire
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -44,6 +45,12 @@ log = logging.getLogger(__name__)
 _REDIS_DOWN = (RedisError, OSError, TimeoutError)
 ABUSE_COOLDOWN = timedelta(seconds=10)
 SEEN_FOR = timedelta(hours=1)  # a customer's row is refreshed at most this often
+
+
+def agent_fingerprint(principal: Principal) -> str:
+    """What the agent's record says of it (a change writes the record at once)."""
+    raw = "\x1f".join((principal.name, *principal.departments))
+    return hashlib.sha1(raw.encode(), usedforsecurity=False).hexdigest()[:16]
 
 
 def _why(exc: BaseException) -> str:
@@ -87,16 +94,18 @@ class Attendance:
             pass
         return self._agents_online
 
-    async def admit(self, principal: Principal, conn_id: str) -> float:
-        """Count the connection against its user's limit: 0.0, or the seconds to wait
-        (fails open without Redis)."""
+    async def admit(self, principal: Principal, conn_id: str) -> Arrival:
+        """Count an agent's connection against its user's limit (0.0, or the seconds
+        to wait), and whether its record needs writing (`first_seen`), in one round
+        trip; fails open without Redis (then the record is written, to be safe)."""
         try:
-            wait, self._agents_online = await self.connections.open(principal.key, conn_id, self.wall.now(),
-                                                                    self.user_connections)
-            return wait
+            admitted = await self.connections.open(principal.key, conn_id, self.wall.now(), self.user_connections,
+                                                   fingerprint=agent_fingerprint(principal), seen_for=SEEN_FOR)
         except _REDIS_DOWN as exc:
             log.warning("connections.unavailable", extra={"error": _why(exc)})
-            return 0.0
+            return Arrival(0.0, first_seen=True, shop_online=False)
+        self._agents_online = admitted.agents_online
+        return Arrival(admitted.wait, first_seen=admitted.stale_record, shop_online=False)
 
     async def arrive(self, principal: Principal, conn_id: str) -> Arrival:
         """A customer's hello: admitted (or how long to wait), whether its record needs
@@ -115,10 +124,13 @@ class Attendance:
             self.announce.customer_presence_here(shop, True)
         return arrival
 
-    async def release(self, principal: Principal, conn_id: str) -> None:
-        """Undo an admission (the hello did not complete)."""
+    async def release(self, principal: Principal, conn_id: str, *, unseen: bool = False) -> None:
+        """Undo an admission (the hello did not complete; `unseen`: nor did the write
+        of the agent's record, so the next hello writes it)."""
         try:
             await self.connections.close(principal.key, conn_id)
+            if unseen:
+                await self.connections.forget_seen(principal.key)
         except _REDIS_DOWN as exc:
             log.warning("connections.unavailable", extra={"error": _why(exc)})
 

@@ -58,12 +58,11 @@ class Replay:
 
 async def hello(a: Adapters, conn: Connection, principal: Principal, req: frames.Hello, ref: object) -> None:
     session = conn.session
-    first_seen = False
     if principal.is_agent:
-        wait = await a.attendance.admit(principal, session.conn_id)
+        arrival = await a.attendance.admit(principal, session.conn_id)
     else:
         arrival = await a.attendance.arrive(principal, session.conn_id)
-        wait, first_seen = arrival.wait, arrival.first_seen
+    wait, first_seen = arrival.wait, arrival.first_seen
     if wait > 0:
         conn.failed(RateLimited("too many connections for this user, or too many requests; "
                                 f"retry in {wait:g} s", retry_after=round(wait, 3)), ref)
@@ -82,7 +81,7 @@ async def hello(a: Adapters, conn: Connection, principal: Principal, req: frames
             why = "internal error; say hello again"
         # Undo it all: the client may say hello again on this connection.
         conn.unlisten()
-        await a.attendance.release(principal, session.conn_id)
+        await a.attendance.release(principal, session.conn_id, unseen=first_seen and principal.is_agent)
         session.hello_failed()
         conn.failed(Unavailable(why), ref)
         return
@@ -113,7 +112,14 @@ async def _welcome(a: Adapters, conn: Connection, principal: Principal, req: fra
         # The inbox's first page, most urgent first: a welcome costs the same with
         # 40 open tickets or 20,000 (the console asks for more with list_tickets).
         page = min(settings.inbox_page, settings.welcome_tickets_max)
-        tickets = await a.tickets.list_for(principal, limit=page + 1) if session.feed else []
+        inbox = a.tickets.list_for(principal, limit=page + 1) if session.feed else _nothing()
+        if first_seen:
+            # The team's record of this agent (assignment names only known agents): at
+            # most once an hour per agent across all nodes, or at once when its token
+            # names it differently; beside the inbox read, not after it.
+            tickets, _ = await asyncio.gather(inbox, a.agents.touch(principal, a.clock.now()))
+        else:
+            tickets = await inbox
         more = len(tickets) > page
         del tickets[page:]
     else:
@@ -153,6 +159,10 @@ async def _welcome(a: Adapters, conn: Connection, principal: Principal, req: fra
         session.reply(views.error(Forbidden(f"resume: {len(denied)} ticket(s) are not yours or do not exist: "
                                             f"{named}"), tickets=denied), ref)
     return replace(replay, listed=len(tickets))
+
+
+async def _nothing() -> list[Ticket]:
+    return []
 
 
 async def _resume(a: Adapters, conn: Connection, principal: Principal, asked: dict[int, int],

@@ -22,6 +22,7 @@ from typing import Any
 
 from server.chat.adapters import Adapters
 from server.chat.announce import Announcer
+from server.chat.assignment import Assigner
 from server.chat.attendance import SEEN_FOR, Attendance
 from server.chat.collision import Collision
 from server.chat.connection import Roster
@@ -44,6 +45,7 @@ from server.realtime.viewers import Viewers
 from server.rules.config import Rules
 from server.settings import Settings
 from server.store import models
+from server.store.agents import AgentStore
 from server.store.attachments import AttachmentStore
 from server.store.db import count_errors, create_engine, watch
 from server.store.deflections import DeflectionStore
@@ -160,6 +162,9 @@ async def running(settings: Settings, clock: Clock, rules: Rules | None = None,
                                                       memory_bytes=settings.image_check_memory,
                                                       cpu_seconds=settings.image_check_cpu.total_seconds(),
                                                       concurrency=settings.image_checks))
+    agents = AgentStore(engine)
+    assigner = Assigner(settings=settings, agents=agents, tickets=tickets, presence=presence, announce=announce,
+                        roster=roster, clock=clock)
     a = Adapters(
         settings=settings, rules=rules, clock=clock, wall=wall, node_id=node_id,
         session_config=session_config(settings), engine=engine, tickets=tickets, messages=messages, reads=reads,
@@ -168,7 +173,8 @@ async def running(settings: Settings, clock: Clock, rules: Rules | None = None,
         redis=redis, keys=keys, bus=bus,
         router=router, book=book, presence=presence, arrivals=arrivals, connections=connections,
         limiter=RateLimiter(redis, keys, rules.limits, health), announce=announce, readers=readers,
-        attendance=attendance, roster=roster, metrics=metrics, collision=collision,
+        attendance=attendance, roster=roster, metrics=metrics, collision=collision, agents=agents,
+        assigner=assigner,
     )
     background = Background()
     background.start("redis-health", health.run(probe.time))
@@ -176,6 +182,7 @@ async def running(settings: Settings, clock: Clock, rules: Rules | None = None,
     background.start("writer", writer.run())
     background.start("heartbeat", attendance.run_heartbeat())
     background.start("catch-up", _catch_up_after_redis(a))
+    background.start("agents-seen", assigner.run_seen())
     log.info("node.started", extra={"node_id": node_id})
     try:
         async with announce.running():

@@ -103,6 +103,12 @@ def _unread(r: Reader, source: Source, e: Event) -> bool:
     return r.principal is not None  # the reader channel is this reader's own
 
 
+def _assigned(r: Reader, source: Source, e: Event) -> bool:
+    # Published on the assignee's own reader channel: every connection of that agent.
+    p = r.principal
+    return p is not None and p.is_agent and source is Source.READER
+
+
 def _release(r: Reader, source: Source, e: Event) -> bool:
     # A message held for working hours reaches the agents following its ticket.
     p = r.principal
@@ -130,6 +136,7 @@ ACCEPTS: Mapping[str, Callable[[Reader, Source, Event], bool]] = {
     "typing": _typing,
     "viewers": _viewers,
     "unread": _unread,
+    "assigned": _assigned,
     "release": _release,
     "presence": _presence,
     "customer_presence": _customer_presence,

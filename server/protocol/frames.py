@@ -106,6 +106,8 @@ class ListTickets:
     department: str | None = None
     limit: int | None = None  # an extension: how many (the inbox pages; `more` says if there are others)
     shop: str | None = None  # an extension (agents): one shop's tickets, newest first (the context panel)
+    # An extension (agents): the tickets assigned to this agent id ("me": the asker), the "Moje" tab.
+    assignee: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,7 +334,10 @@ def _list_tickets(frame: Mapping[str, Any], limits: Limits) -> ListTickets:
     shop = frame.get("shop")
     if shop is not None:
         _identifier(shop, "shop")
-    return ListTickets(status=status, department=department, limit=limit, shop=shop)
+    assignee = frame.get("assignee")
+    if assignee is not None:
+        _identifier(assignee, "assignee")
+    return ListTickets(status=status, department=department, limit=limit, shop=shop, assignee=assignee)
 
 
 def _update_ticket(frame: Mapping[str, Any], limits: Limits) -> UpdateTicket:

@@ -103,6 +103,13 @@ def ticket(view: Mapping[str, Any]) -> dict[str, Any]:
     return {"type": "ticket", "ticket": view}
 
 
+def assigned(view: Mapping[str, Any], by: tuple[str, str, str]) -> dict[str, Any]:
+    """To the agent a ticket was just assigned to: the ticket (an agent's view) and who
+    assigned it, (kind, id, name): "system" for Pomoc's automatic assignment."""
+    kind, who, name = by
+    return {"type": "assigned", "ticket": dict(view), "by": {"kind": kind, "id": who, "name": name}}
+
+
 def tickets(views: list[dict[str, Any]], more: bool) -> dict[str, Any]:
     return {"type": "tickets", "tickets": views, "more": more}
 

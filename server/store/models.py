@@ -153,6 +153,10 @@ Index("ix_tickets_queued", tickets.c.queued_until)
 Index("ix_tickets_lifecycle", tickets.c.status, tickets.c.waiting_since)
 Index("ix_tickets_closed", tickets.c.closed_at)
 Index("ix_tickets_shop_claims", tickets.c.shop_id, tickets.c.claimed_severity, tickets.c.created_at)
+# Assignment (server.store.agents): an agent's open tickets (its load, the "Moje" tab in
+# inbox order) and the pool (assignee NULL), both read in index order.
+Index("ix_tickets_assignee", tickets.c.assignee, tickets.c.inbox_rank, tickets.c.sla_due_at, tickets.c.id,
+      postgresql_where=_ACTIVE, sqlite_where=_ACTIVE)
 
 messages = Table(
     "messages",
@@ -218,6 +222,21 @@ notifications, mail_optouts, mail_cursors, mailbox = notification_tables(metadat
 _AGENT = text("author_kind = 'agent'")
 Index("ix_messages_agent_replies", messages.c.created_at, postgresql_where=_AGENT, sqlite_where=_AGENT)
 AGENT_MESSAGES = text("messages.author_kind = 'agent'")
+
+# The support team as Pomoc knows it: each agent from its token at hello (at most once
+# an hour, or when its name or departments change), `last_seen_at` refreshed while it
+# is connected (every minute or so), `last_assigned_at` by the automatic assignment
+# (the tie-break: least recently assigned first).
+agents = Table(
+    "agents",
+    metadata,
+    Column("id", String(200), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("departments", JSON, nullable=False, default=list),
+    Column("first_seen_at", UtcDateTime, nullable=False),
+    Column("last_seen_at", UtcDateTime, nullable=False),
+    Column("last_assigned_at", UtcDateTime),
+)
 
 # Canned replies agents insert from the composer (server.store.canned).
 canned_replies = canned_reply_table(metadata)

@@ -131,11 +131,13 @@ class TicketStore:
 
     async def list_for(self, principal: Principal, status: str | None = None, limit: int = 500,
                        now: datetime | None = None, department: str | None = None,
-                       shop: str | None = None) -> list[Ticket]:
+                       shop: str | None = None, assignee: str | None = None) -> list[Ticket]:
         """A customer's shop tickets (newest first) or an agent's inbox (by deadline;
         active tickets unless a status is asked for). `status="queued"`: tickets held
         for working hours at `now`. An agent's `shop`: that shop's tickets, newest
-        first, whatever their status or department (unless a status is asked for)."""
+        first, whatever their status or department (unless a status is asked for).
+        An agent's `assignee`: the tickets assigned to that agent, in inbox order,
+        whatever their department (unless one is asked for)."""
         if principal.is_agent and shop is not None:
             query = ticket_select().where(tickets.c.shop_id == shop)
             if status == "queued":
@@ -159,7 +161,11 @@ class TicketStore:
         if principal.is_agent:
             if status in (None, "queued"):
                 query = query.where(ACTIVE_TICKETS)
-            if department != "*":
+            if assignee is not None:
+                query = query.where(tickets.c.assignee == assignee)
+                if department not in (None, "*"):
+                    query = query.where(tickets.c.department == department)
+            elif department != "*":
                 # An agent's departments claim sets the default inbox; "*" shows every department.
                 wanted = [department] if department else list(principal.departments)
                 if wanted:

@@ -3,7 +3,7 @@
 Each job is safe to run on several workers at once (every state change is an
 UPDATE that only one of them wins) and catches its own failures, so one broken
 job never stops the others. `python -m server jobs --once --at ISO` runs them all
-once as of that instant; `python -m server worker` runs them every few seconds;
+once as of that instant (assignment's pool included); `python -m server worker` runs them every few seconds;
 in embedded mode the web process runs them itself. Whatever a job changes goes out
 through the announce path (`server.chat.announce`), like a web node's changes.
 """
@@ -36,6 +36,10 @@ class Jobs:
         self.notify = Notifier(a, self.client)
         self.jobs: list[tuple[str, Callable[[datetime], Awaitable[int]]]] = [
             ("queue.release", self.release_queue),
+            # After the queue's release (released tickets join the pool this round);
+            # offline assignees' tickets go back to the pool before the pool is dealt.
+            ("assign.release", a.assigner.release),
+            ("assign.pool", a.assigner.pool),
             ("sla.escalate", self.escalate),
             ("webhook.deliver", self.deliver),
             ("lifecycle.remind", self.remind),

@@ -183,16 +183,18 @@ async def test_assignment_severity_and_department_notes_are_private(nodes, clien
     customer, _ = await join(a, clients, tokens.customer(shop))
     ticket = await opened(customer)
     tid = ticket["id"]
-    agent, _ = await join(b, clients, tokens.agent(unique("a"), name="Anna"))
+    anna = unique("a")
+    agent, _ = await join(b, clients, tokens.agent(anna, name="Anna"))
     await agent.request({"type": "follow", "ticket": tid}, "ticket")
-    changed = await agent.request({"type": "update_ticket", "ticket": tid, "assignee": "a1", "severity": "major",
+    # The assignee must be an agent Pomoc knows: Anna, since her hello.
+    changed = await agent.request({"type": "update_ticket", "ticket": tid, "assignee": anna, "severity": "major",
                                    "department": "payments" if ticket["department"] != "payments" else "technical",
                                    "status": "waiting_on_customer"}, "ticket")
     assert changed["type"] == "ticket", changed
     notes = [await agent.expect("message", ticket=tid) for _ in range(4)]
     assert [(m["author"]["kind"], m.get("internal", False)) for m in notes] == [
         ("system", False), ("system", True), ("system", True), ("system", True)]
-    assert "status" in notes[0]["body"] and "przypisane do → a1" in notes[3]["body"]
+    assert "status" in notes[0]["body"] and f"przypisane do → {anna}" in notes[3]["body"]
     assert "priorytet" in notes[1]["body"] and "dział" in notes[2]["body"]
     status = await customer.expect("message", ticket=tid, seq=notes[0]["seq"])
     assert "czeka na klienta" in status["body"]
@@ -240,9 +242,10 @@ async def test_the_shops_export_has_no_note(nodes, clients, tokens: Tokens) -> N
     shop = unique("shop")
     customer, _ = await join(a, clients, tokens.customer(shop))
     ticket = await opened(customer)
-    agent, _ = await join(a, clients, tokens.agent(unique("a")))
+    me = unique("a")
+    agent, _ = await join(a, clients, tokens.agent(me))
     note = await agent.request({"type": "send", "ticket": ticket["id"], "body": NOTE, "internal": True}, "ack")
-    await agent.request({"type": "update_ticket", "ticket": ticket["id"], "assignee": "a7"}, "ticket")
+    await agent.request({"type": "update_ticket", "ticket": ticket["id"], "assignee": me}, "ticket")
     done = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "server", "export-shop", shop],
                                    cwd=ROOT, capture_output=True, text=True,
                                    env={**os.environ, **a.env, "PYTHONPATH": str(ROOT)})
@@ -278,9 +281,10 @@ async def test_a_note_is_never_mailed_nor_an_unread_reply(mail_clock, clients, i
     customer, _ = await join(node, clients, tokens.customer(shop, email="owner@shop.example"))
     ticket, _ = await open_mailed(customer, title="Płatności")
     await gone(node, customer, f"c:{shop}:owner")
-    agent, _ = await join(node, clients, tokens.agent(unique("a"), name="Anna"))
+    me = unique("a")
+    agent, _ = await join(node, clients, tokens.agent(me, name="Anna"))
     note = await agent.request({"type": "send", "ticket": ticket["id"], "body": NOTE, "internal": True}, "ack")
-    await agent.request({"type": "update_ticket", "ticket": ticket["id"], "assignee": "a1"}, "ticket")
+    await agent.request({"type": "update_ticket", "ticket": ticket["id"], "assignee": me}, "ticket")
     at = datetime.fromisoformat(note["created_at"])
     quiet = await run_jobs(node, at + DELAY + timedelta(seconds=5))
     assert quiet["mail.replies"] == 0, "a note is not a reply"
@@ -303,11 +307,12 @@ async def test_unread_rebuilt_from_the_database_leaves_notes_out(nodes, clients,
     customer, _ = await join(a, clients, token)
     ticket = await opened(customer)
     key = str(ticket["id"])
-    anna, _ = await join(b, clients, tokens.agent(unique("anna")), feed=False)
+    anna_id = unique("anna")
+    anna, _ = await join(b, clients, tokens.agent(anna_id), feed=False)
     bartek, _ = await join(b, clients, tokens.agent(unique("bartek")), feed=False)
     await bartek.request({"type": "read", "ticket": ticket["id"], "seq": ticket["last_seq"]}, "unread")
     await anna.request({"type": "send", "ticket": ticket["id"], "body": NOTE, "internal": True}, "ack")
-    await anna.request({"type": "update_ticket", "ticket": ticket["id"], "assignee": "a1"}, "ticket")
+    await anna.request({"type": "update_ticket", "ticket": ticket["id"], "assignee": anna_id}, "ticket")
     await anna.request({"type": "send", "ticket": ticket["id"], "body": "Odpowiedź"}, "ack")
     await customer.expect("unread", where=lambda f: f["tickets"].get(key) == 1)
     # Everything under this deployment's prefix goes, as after FLUSHALL.

@@ -17,6 +17,9 @@
  * seq it has shown (`seen_seq`): a teammate's reply meanwhile stops it with "Ktoś
  * inny odpowiedział w międzyczasie" until the agent sends anyway or takes it back.
  *
+ * "Moje" lists the open tickets assigned to this agent (`list_tickets assignee: "me"`);
+ * an assignment by a teammate or by Pomoc's automatic assignment arrives as `assigned`.
+ *
  * Alerts: a new ticket in the agent's departments, a customer's message on a ticket
  * assigned to this agent, and an assignment to this agent — each switched on or off
  * in "Powiadomienia" (kept in localStorage). They alert only while the agent is away
@@ -413,7 +416,11 @@
 
   /** The inbox list for the current tab or status filter and department ("" = the agent's own). */
   function list() {
-    var frame = { type: "list_tickets", status: listStatus(), limit: state.listLimit, ref: "list" };
+    var frame = { type: "list_tickets", limit: state.listLimit, ref: "list" };
+    var status = listStatus();
+    if (status) frame.status = status;
+    // "Moje": the tickets assigned to me, whatever their department (PROTOCOL.md, list_tickets assignee).
+    if (state.tab === "mine") frame.assignee = "me";
     if ($("filter-department").value) frame.department = $("filter-department").value;
     send(frame);
   }
@@ -451,7 +458,7 @@
     }
   }
 
-  function listStatus() { return $("filter-status").value || state.tab; }
+  function listStatus() { return $("filter-status").value || (state.tab === "mine" ? null : state.tab); }
 
   // ------------------------------------------------------------------ actions
   /** An unsent reply back into the reply box (edit) or discarded. */
@@ -630,8 +637,11 @@
 
   function inTab(t) {
     var status = $("filter-status").value;
+    if (status && state.tab === "mine") return t.status === status && assignedToMe(t);
     return status ? t.status === status : inTabPlain(t, state.tab);
   }
+
+  function assignedToMe(t) { return !!state.me && t.assignee === state.me.id; }
 
   function renderInbox() {
     var dept = $("filter-department").value;
@@ -650,7 +660,7 @@
     });
     state.departmentsChanged = false;
     var counts = {};
-    ["open", "waiting_on_customer", "queued", "resolved"].forEach(function (tab) {
+    ["open", "mine", "waiting_on_customer", "queued", "resolved"].forEach(function (tab) {
       counts[tab] = all.filter(function (t) { return inTabPlain(t, tab); }).length;
     });
     document.querySelectorAll("[data-tab]").forEach(function (b) {
@@ -720,6 +730,7 @@
   }
 
   function inTabPlain(t, tab) {
+    if (tab === "mine") return active(t) && assignedToMe(t);
     if (tab === "queued") return queued(t);
     if (tab === "open") return t.status === "open" && !queued(t);
     return t.status === tab;
@@ -1010,7 +1021,8 @@
     if (!old && active(t) && !queued(t) && mine(t) && t.created_at && Date.now() - Date.parse(t.created_at) < NEW_TICKET_MS) {
       notify("new_ticket", "Nowe zgłoszenie #" + t.id, t.title + " · " + (t.shop_name || t.shop || ""), t.id);
     }
-    if (t.assignee === state.me.id && (!old || old.assignee !== state.me.id)) alertAssigned(t.id);
+    // An assignment to me is told by its own frame (`assigned`, with who did it); here only
+    // forget it once the ticket is someone else's, so that a later one alerts again.
     if (t.assignee !== state.me.id) state.alerted.delete("assigned:" + t.id);
     // A ticket this console does not follow: its message frames do not come, its ticket frames do.
     // (Not the frame of the assignment itself: what it added to the thread is the assignment's note.)
