@@ -30,7 +30,9 @@ from server.store.attachments import AttachmentStore
 from server.store.deflections import DeflectionStore
 from server.store.lifecycle import Lifecycle
 from server.store.messages import MessageStore
+from server.store.ratings import RatingStore
 from server.store.reads import ReadStore
+from server.store.reports import ReportStore
 from server.store.search import SearchStore
 from server.store.tickets import TicketStore
 from server.store.writer import MessageWriter
@@ -61,6 +63,8 @@ class Adapters:
     deflections: DeflectionStore
     lifecycle: Lifecycle
     search: SearchStore
+    ratings: RatingStore
+    reports: ReportStore
     # Redis
     redis: Redis
     keys: Keys
