@@ -35,7 +35,8 @@ def _key(dimension: str) -> ColumnElement[Any] | None:
     if dimension == "severity":
         return _T.severity
     if dimension == "plan":
-        return func.coalesce(_T.plan, DEFAULT_PLAN)
+        # A literal, not a parameter: PostgreSQL must see the same expression in GROUP BY.
+        return func.coalesce(_T.plan, literal_column(f"'{DEFAULT_PLAN}'"))
     if dimension == "agent":
         return _T.first_responder
     return None  # the total
@@ -119,7 +120,7 @@ class ReportStore:
                         .label(f"{name}_rn"),
                         func.count(value).over(partition_by=partition).label(f"{name}_n")]
         ranked = select(*columns).where(opened).subquery()
-        picks: list[Any] = [ranked.c.k]
+        picks: list[Any] = [ranked.c.k if key is not None else literal_column("NULL")]
         for name in _TIMED:
             v, rn, n = ranked.c[f"{name}_v"], ranked.c[f"{name}_rn"], ranked.c[f"{name}_n"]
             for percent in (50, 90):
