@@ -109,10 +109,8 @@ var CATALOGUE = {
   askSolved: ["Czy problem został rozwiązany?", "Has the problem been solved?"],
   yes: ["Tak", "Yes"],
   no: ["Nie", "No"],
-  rateLegend: ["Jak oceniasz naszą pomoc? (1 – źle, 5 – świetnie)", "How would you rate our help? (1 – poor, 5 – great)"],
-  rateComment: ["Komentarz (opcjonalnie)", "Comment (optional)"],
-  rateSend: ["Wyślij ocenę i zamknij zgłoszenie", "Send the rating and close the ticket"],
-  rateNeedScore: ["Wybierz ocenę od 1 do 5.", "Choose a rating from 1 to 5."],
+  rate: ["Oceń naszą pomoc (1–5)", "Rate our help (1–5)"],
+  rateNote: ["Komentarz (opcjonalnie)", "Comment (optional)"],
   resolvedNote: ["Zgłoszenie jest rozwiązane. Jeśli problem wróci, po prostu napisz.",
     "This ticket is resolved. If the problem comes back, just write."],
   closedNote: ["Zgłoszenie jest zamknięte i tylko do odczytu. Nowy problem? Otwórz nowe zgłoszenie.",
@@ -403,12 +401,7 @@ details{margin-top:12px;border:1px solid #e1e7ee;padding:6px 10px}
 .typing{min-height:20px;padding:0 12px;font-size:12px;font-style:italic}
 .note{margin:0 12px 8px;padding:8px 10px;background:#e8f5e9;color:#1b5e20}
 .pad .note{margin:0 0 10px}
-.ask,.rate{border-top:1px solid #e1e7ee;padding-top:8px;padding-bottom:8px}
-.ask .q,.rate .q{margin:0 0 6px;font-weight:600}
-.rate fieldset{border:0;margin:0 0 6px;padding:0;display:flex;flex-wrap:wrap;gap:10px}
-.rate legend{padding:0;margin-bottom:4px}
-.rate label{display:inline-flex;align-items:center;gap:4px}
-.rate textarea{display:block;width:100%;box-sizing:border-box;margin:4px 0 8px}
+.ask fieldset{border:0;padding:0;display:flex;gap:10px}
 .note.closed,.note.off{background:#eceff1;color:#37474f}
 .composer{align-items:flex-end;padding:10px 12px;border-top:1px solid #e1e7ee}
 .composer textarea{min-height:40px;max-height:140px}
@@ -575,7 +568,7 @@ W.on_error = function (f) {
   if (ref === this.openReq?.ref) {
     this.openReq = null;
     this.formError = message;
-  } else if (ref.startsWith("upd:") || ref.startsWith("rate:")) {
+  } else if (/^(upd|rate):/.test(ref)) {
     this.chatError = message;
   } else if (ref.startsWith("send:") && p) {
     // Sent again by itself after the pause, unless edited or discarded meanwhile.
@@ -1106,23 +1099,15 @@ W.renderChat = function () {
     onscroll: (e) => { var l = e.target; if (l.scrollTop !== this.autoTop) this.pinned = l.scrollHeight - l.scrollTop - l.clientHeight < 60; } }, this.olderBtn);
   this.typingEl = h("div.typing", { "aria-live": "polite" });
   this.noteEl = h("div", { role: "status" });
-  // A resolved ticket asks whether the problem is solved: yes rates and closes it, no reopens it.
-  var rate = (extra) => { this.chatError = ""; this.conn.send({ type: "rate", ticket: id, ref: "rate:" + id, ...extra }); this.schedule(); };
-  var scores = [1, 2, 3, 4, 5].map((n) => h("label.score", null, h("input", { type: "radio", name: "pomoc-score", value: String(n) }), " " + n));
-  var comment = h("textarea", { id: "pomoc-rate-comment", rows: "2", maxlength: "1000" });
-  this.askEl = h("div.ask.pad", { role: "group", "aria-labelledby": "pomoc-ask-q" },
-    h("p.q", { id: "pomoc-ask-q", text: t("askSolved") }),
-    h("button.primary", { onclick: () => { this.rateOpen = id; this.updateChat(); scores[0].querySelector("input").focus(); } }, t("yes")),
-    " ", h("button.secondary", { onclick: () => rate({ solved: false }) }, t("no")));
-  this.rateForm = h("form.rate.pad", { "aria-labelledby": "pomoc-ask-q2", onsubmit: (e) => {
+  // Resolved: "yes" with a rating closes it, "no" reopens it.
+  var rate = (x) => this.conn.send({ type: "rate", ticket: id, ref: "rate:" + id, ...x });
+  var note = h("textarea", { rows: "2", maxlength: "1000", "aria-label": t("rateNote"), placeholder: t("rateNote") });
+  this.askEl = h("form.ask.pad", { "aria-label": t("askSolved"), onsubmit: (e) => {
     e.preventDefault();
-    var chosen = this.rateForm.querySelector("input[name=pomoc-score]:checked");
-    if (!chosen) { this.chatError = t("rateNeedScore"); this.schedule(); return; }
-    rate({ score: Number(chosen.value), comment: comment.value.trim() || undefined });
-  } }, h("p.q", { id: "pomoc-ask-q2", text: t("askSolved") + " " + t("yes") + "." }),
-    h("fieldset", null, h("legend", { text: t("rateLegend") }), ...scores),
-    h("label", { for: "pomoc-rate-comment", text: t("rateComment") }), comment,
-    h("button.primary", { type: "submit" }, t("rateSend")));
+    rate({ score: +this.askEl.querySelector(":checked").value, comment: note.value.trim() || undefined });
+  } }, h("b", { text: t("askSolved") }), h("fieldset", null, h("legend", { text: t("rate") }),
+    ...[1, 2, 3, 4, 5].map((n) => h("label", null, h("input", { type: "radio", name: "s", value: n, required: true }), n))),
+  note, h("button.primary", { type: "submit" }, t("yes")), " ", h("button.secondary", { onclick: () => rate({ solved: false }) }, t("no")));
   this.chatErrorEl = h("div.error.pad", { role: "alert" });
   this.newBtn = h("button.primary", { onclick: () => this.showNew() }, t("newTicket"));
   this.countEl = h("div", { id: "pomoc-count" });
@@ -1151,7 +1136,7 @@ W.renderChat = function () {
   var chat = h("div.chat");
   this.composer = h("form.composer", { onsubmit: (e) => { e.preventDefault(); submit(); } },
     ...this.dropZone(chat, id, "+"), input, h("button.primary", { type: "submit" }, t("send")));
-  chat.append(this.statusEl, this.logEl, this.typingEl, this.noteEl, this.askEl, this.rateForm, h("div.closed-actions.pad", null, this.newBtn), this.chatErrorEl,
+  chat.append(this.statusEl, this.logEl, this.typingEl, this.noteEl, this.askEl, h("div.closed-actions.pad", null, this.newBtn), this.chatErrorEl,
     this.filesEl, this.countEl, this.composer);
   this.count(this.countEl, input.value);
   this.body.append(chat);
@@ -1176,10 +1161,8 @@ W.updateChat = function () {
   this.statusText.textContent = [queued ? t("queued", { at: this.when(tk.queued_until, "at") }) : live && t("live"),
     yourTurn ? t("yourTurn") : !replied && tk.sla_due_at ? t("answerBy", { due: this.when(tk.sla_due_at, "due") })
       : !live && t("answerSoon", { hours: this.hours() })].filter(Boolean).join(" ");
-  var asking = tk.status === "resolved";
-  this.askEl.hidden = !asking || this.rateOpen === id;
-  this.rateForm.hidden = !asking || this.rateOpen !== id;
-  this.noteEl.hidden = !(closed || asking);
+  this.askEl.hidden = tk.status !== "resolved";
+  this.noteEl.hidden = !(closed || tk.status === "resolved");
   this.noteEl.className = "note" + (closed ? " closed" : "");
   this.noteEl.textContent = t(closed ? "closedNote" : "resolvedNote");
   this.newBtn.parentNode.hidden = !closed;
