@@ -86,6 +86,12 @@ class ReportStore:
             _count_if(_T.next_responses > 0), func.count(_T.resolution_s),
             func.count(_T.held_s), func.coalesce(func.sum(_T.held_s), 0), func.max(_T.held_s),
         ).where(opened)
+        postgres = conn.dialect.name == "postgresql"
+        if postgres:
+            # percentile_disc(p) is the nearest rank (the first value whose cumulative
+            # share reaches p): in the same grouped pass, sorted in memory per group.
+            counts = counts.add_columns(*(func.percentile_disc(p / 100).within_group(v)
+                                          for v in _TIMED.values() for p in (50, 90)))
         if key is not None:
             counts = counts.group_by(key)
         rows: dict[Any, dict[str, Any]] = {}
@@ -102,16 +108,28 @@ class ReportStore:
                          "max_s": None if r[13] is None else int(r[13])},
                 "csat": {"count": 0, "average": None, "satisfied_pct": None, "not_solved": 0},
             }
+            if postgres:
+                _timed(rows[r[0]], r[14:])
         if key is None and not rows:
             rows[None] = _empty(None)
-        await self._percentiles(conn, key, opened, rows)
+        if not postgres:
+            await self._percentiles(conn, key, opened, rows)
         await self._csat(conn, key, period, rows)
         return sorted(rows.values(), key=lambda row: (row["key"] is None, str(row["key"] or "")))
 
     async def _percentiles(self, conn: AsyncConnection, key: ColumnElement[Any] | None, opened: Any,
                            rows: dict[Any, dict[str, Any]]) -> None:
-        """Nearest-rank median and p90 of each timed figure per group: rank the period's
-        tickets by each figure within their group (NULLs last, both databases alike)."""
+        """SQLite: the nearest-rank median and p90 of each timed figure per group, by
+        ranking the period's tickets by each figure within their group (NULLs last)."""
+        result = await conn.execute(self._ranked(key, opened))
+        for r in result:
+            if r[0] in rows:
+                _timed(rows[r[0]], r[1:])
+
+    @staticmethod
+    def _ranked(key: ColumnElement[Any] | None, opened: Any) -> Any:
+        """SQLite has no ordered-set aggregates: rank with window functions and pick the
+        rows at the nearest ranks (the same values percentile_disc gives)."""
         partition = [key] if key is not None else None
         columns: list[Any] = [(key if key is not None else literal_column("NULL")).label("k")]
         for name, value in _TIMED.items():
@@ -127,16 +145,7 @@ class ReportStore:
                 # rank_of(n, p) = (p·n + 99) // 100, in SQL's integer arithmetic.
                 picks.append(func.max(case((rn == (n * percent + 99) // 100, v), else_=None)))
         query = select(*picks)
-        if key is not None:
-            query = query.group_by(ranked.c.k)
-        for r in await conn.execute(query):
-            row = rows.get(r[0])
-            if row is None:
-                continue
-            for i, name in enumerate(_TIMED):
-                median, p90 = r[1 + 2 * i], r[2 + 2 * i]
-                row[name]["median_s"] = None if median is None else round(float(median))
-                row[name]["p90_s"] = None if p90 is None else round(float(p90))
+        return query.group_by(ranked.c.k) if key is not None else query
 
     async def _csat(self, conn: AsyncConnection, key: ColumnElement[Any] | None, period: Period,
                     rows: dict[Any, dict[str, Any]]) -> None:
@@ -156,6 +165,14 @@ class ReportStore:
             scored = int(r[1])
             row["csat"] = {"count": scored, "average": None if r[2] is None else round(float(r[2]), 2),
                            "satisfied_pct": pct(int(r[3]), scored), "not_solved": int(r[4])}
+
+
+def _timed(row: dict[str, Any], values: Any) -> None:
+    """The medians and p90s of the timed figures, in `_TIMED`'s order, into a row."""
+    for i, name in enumerate(_TIMED):
+        median, p90 = values[2 * i], values[2 * i + 1]
+        row[name]["median_s"] = None if median is None else round(float(median))
+        row[name]["p90_s"] = None if p90 is None else round(float(p90))
 
 
 def _empty(key: Any) -> dict[str, Any]:
