@@ -45,7 +45,8 @@ class ClosedTicket(PomocError):
 
 
 class Conflict(PomocError):
-    """The request clashes with what is stored (a canned reply's shortcut taken in its scope)."""
+    """The request clashes with what is stored (a canned reply's shortcut taken in its
+    scope; a `rate` for a ticket that is not resolved)."""
 
     code = "conflict"
     http_status = 409

@@ -29,6 +29,7 @@ from server.rules.conduct import WINDOW as CONDUCT_WINDOW
 from server.rules.limits import Limit
 from server.rules.notices import acknowledgment_notice, status_notice
 from server.rules.records import Author, Committed, Posted, Ticket
+from server.rules.satisfaction import answer_outcome
 from server.rules.tickets import (
     CUSTOMER_NOTE,
     Request,
@@ -137,6 +138,23 @@ async def update_ticket(a: Adapters, conn: Connection, req: frames.UpdateTicket,
         if "assignee" in change.fields and ticket.assignee is not None and ticket.assignee != principal.id:
             # A teammate handed it over: the new assignee hears of it at once.
             await a.announce.assigned(ticket.assignee, ticket, Author.of(principal))
+    conn.session.reply(views.ticket((await _views(a, conn, [ticket]))[0]), ref)
+
+
+async def rate(a: Adapters, conn: Connection, req: frames.Rate, ref: object) -> None:
+    """The customer's answer to "was the problem solved?": yes closes the ticket with a
+    rating, no reopens it with a new reaction deadline (server.rules.satisfaction)."""
+    principal = _me(conn)
+    if principal.is_agent:
+        raise Forbidden("only the shop's users answer whether their problem is solved")
+    ticket = await a.tickets.get_for(principal, req.ticket)
+    now = a.clock.now()
+    outcome = answer_outcome(principal, ticket, req.answer, now, a.rules.policy)
+    ticket, note = await a.ratings.answer(principal, ticket.id, req.answer, outcome.fields, outcome.note, now)
+    await a.announce.ticket(ticket)
+    await a.announce.committed([Committed(ticket.shop_id, note, None, "system")])
+    log.info("ticket.rated", extra={"conn_id": conn.session.conn_id, "ticket_id": ticket.id,
+                                    "solved": req.answer.solved})
     conn.session.reply(views.ticket((await _views(a, conn, [ticket]))[0]), ref)
 
 

@@ -1,12 +1,9 @@
 /*
- * Pomoc widget: the POMOC button of a shop admin panel and the support chat behind it.
- * One dependency-free script, one global (`Pomoc`), its UI in a Shadow DOM. Configured by
- * data-* attributes on its <script> (data-mount, data-token-url, data-lang, data-server) or
- * `Pomoc.init({mount, getToken, tokenUrl, lang, server})`, getToken() giving a Promise of a fresh JWT
- * (asked again before expiry and after 4401; `token` is its old name, or one JWT). Protocol: PROTOCOL.md; reconnects with
- * capped, jittered backoff and resumes; messages are kept per (ticket, seq), so a replay
- * shows nothing twice; sends carry a client_id and go again until acked.
- * `Pomoc.Connection` is that connection, reused by the agent console.
+ * Pomoc widget: the POMOC button of a shop admin panel and the support chat behind it; one
+ * global (`Pomoc`), UI in a Shadow DOM. Configured by data-* on its <script> (mount, token-url,
+ * lang, server) or `Pomoc.init({mount, getToken, tokenUrl, lang, server})`. Protocol: PROTOCOL.md.
+ * Messages are kept per (ticket, seq): a replay shows nothing twice. `Pomoc.Connection` is
+ * reused by the agent console.
  */
 (function () {
 "use strict";
@@ -23,8 +20,7 @@ var HISTORY_PAGE = 30;
 var MAX_FILE = 10485760; // 10 MB, the server's limit (else 413)
 var TYPES = /^(image\/(png|jpeg|gif|webp)|application\/pdf|text\/plain)$/; // accepted (else 415)
 
-// ---- messages
-// Every string in Polish (the primary language) and English, side by side: key: [pl, en].
+// ---- messages: key: [Polish, English]
 var CATALOGUE = {
   launcher: ["POMOC", "HELP"],
   launcherUnread: ["POMOC — masz nieprzeczytane odpowiedzi", "HELP — you have unread replies"],
@@ -85,8 +81,7 @@ var CATALOGUE = {
     "Support is closed now and opens {at}. Hours: {hours}. Critical tickets are handled around the clock."],
   hours: ["pon.–pt. 9:00–17:00", "Mon–Fri 9:00–17:00"],
   queuedShort: ["w kolejce", "queued"],
-  // Dates as the server's acknowledgment writes them: "do czwartku 31.12, 16:30", "środa 02.12 o 9:00"
-  // (Polish puts the weekday in the genitive after "do": daysTo; English needs no second list).
+  // As the acknowledgment writes dates; Polish puts the weekday in the genitive after "do" (daysTo).
   due: ["do {dayTo} {date}, {time}", "by {day} {date}, {time}"],
   at: ["{day} {date} o {time}", "{day} {date} at {time}"],
   days: ["poniedziałek wtorek środa czwartek piątek sobota niedziela", "Monday Tuesday Wednesday Thursday Friday Saturday Sunday"],
@@ -106,6 +101,11 @@ var CATALOGUE = {
   edit: ["Edytuj", "Edit"],
   discard: ["Usuń", "Discard"],
   markResolved: ["Problem rozwiązany", "Problem solved"],
+  askSolved: ["Czy problem został rozwiązany?", "Has the problem been solved?"],
+  yes: ["Tak", "Yes"],
+  no: ["Nie", "No"],
+  rate: ["Oceń naszą pomoc (1–5)", "Rate our help (1–5)"],
+  rateNote: ["Komentarz (opcjonalnie)", "Comment (optional)"],
   resolvedNote: ["Zgłoszenie jest rozwiązane. Jeśli problem wróci, po prostu napisz.",
     "This ticket is resolved. If the problem comes back, just write."],
   closedNote: ["Zgłoszenie jest zamknięte i tylko do odczytu. Nowy problem? Otwórz nowe zgłoszenie.",
@@ -170,7 +170,7 @@ function h(tag, attrs, ...children) {
 
 function fmtSize(n) { return n < 1048576 ? Math.ceil(n / 1024) + " KB" : (n / 1048576).toFixed(1) + " MB"; }
 
-/** The first browser whose token the user agent has ("Edg/120.0": Edge; Chrome's token is in Edge's too). */
+/** The first browser whose token the user agent has (Edge's includes Chrome's). */
 function browserInfo() {
   var known = [["Edge", "Edg"], ["Opera", "OPR"], ["Samsung Internet", "SamsungBrowser"], ["Firefox", "Firefox"], ["Chrome", "Chrome"],
     ["Safari", "Version"]];
@@ -194,9 +194,9 @@ async function fetchToken(url) {
 
 // ---- connection
 /**
- * One lasting WebSocket to /ws: hello on each (re)connect, backoff with jitter,
- * a fresh token after 4401 and before expiry (`auth`, unless renew: false), keepalive pings. Options: url,
- * token (() => Promise), renew, hello (() => extra hello fields), onFrame, onState(state), onClose(code, reason).
+ * One lasting WebSocket to /ws: hello on each (re)connect, capped jittered backoff, a fresh
+ * token before expiry and after 4401 (`auth`), keepalive pings. Options: url, token, renew,
+ * hello, onFrame, onState, onClose.
  */
 function Connection(options) {
   this.options = options;
@@ -281,7 +281,7 @@ C._connect = async function () {
       this._state("online");
     }
     if (frame.type === "authenticated") this.token = this.next;
-    // A minute before expiry (halfway for short tokens), by the server's clock; at most 23 days (setTimeout's range).
+    // A minute before expiry (halfway for short ones), by the server's clock; setTimeout caps at 23 days.
     var s = frame.expires_in;
     if (s >= 0 && this.options.renew !== false) {
       clearTimeout(this.renewer);
@@ -297,7 +297,7 @@ C._connect = async function () {
     clearInterval(this.pinger);
     if (event.code === 4401) this.token = null; // expired or revoked
     this.options.onClose?.(event.code, event.reason);
-    this._retry(); // reports "offline"
+    this._retry();
   };
 };
 
@@ -396,6 +396,7 @@ details{margin-top:12px;border:1px solid #e1e7ee;padding:6px 10px}
 .typing{min-height:20px;padding:0 12px;font-size:12px;font-style:italic}
 .note{margin:0 12px 8px;padding:8px 10px;background:#e8f5e9;color:#1b5e20}
 .pad .note{margin:0 0 10px}
+.ask fieldset{border:0;padding:0;display:flex;gap:10px}
 .note.closed,.note.off{background:#eceff1;color:#37474f}
 .composer{align-items:flex-end;padding:10px 12px;border-top:1px solid #e1e7ee}
 .composer textarea{min-height:40px;max-height:140px}
@@ -416,27 +417,22 @@ details{margin-top:12px;border:1px solid #e1e7ee;padding:6px 10px}
 function Widget(config) {
   this.config = config;
   this.t = translator(config.lang);
-  this.tickets = new Map(); // id -> ticket
-  this.msgs = new Map(); // id -> Map(seq -> message)
-  this.seen = new Map(); // id -> highest gapless seq (hello.resume)
-  this.more = new Map(); // id -> older history exists (absent: unknown)
-  this.unread = new Map(); // id -> n
-  this.counted = new Map(); // id -> seq the server's unread counts up to
-  this.readSent = new Map(); // id -> highest seq sent in `read`
-  this.pending = new Map(); // client_id -> unsent message
-  this.typing = new Map(); // id -> {name, until}
+  // By ticket id: tickets, msgs (seq -> message), seen (the highest gapless seq, for resume),
+  // more (older history exists), unread, counted (where the server's unread counts stand),
+  // readSent (the highest seq sent in `read`), typing ({name, until}); pending by client_id.
+  ["tickets", "msgs", "seen", "more", "unread", "counted", "readSent", "pending", "typing"].forEach((k) => this[k] = new Map());
   this.drafts = {}; // ticket id -> text
   this.files = {}; // "new" (the form) or ticket id -> [file]
   this.sug = []; // help articles for the form
   this.form = { severity: "question" };
-  this.openReq = this.me = this.current = null; // openReq: the open_ticket awaiting its ticket
+  this.openReq = this.me = this.current = null; // openReq: awaiting its ticket
   this.typingSentAt = this.agentsOnline = this.skew = 0; // skew: the server's clock minus ours
   this.service = { open: true };
   this.limits = {};
   this.state = "connecting";
   this.view = "list";
   this.formError = this.chatError = "";
-  // Flags start undefined (false): isOpen, everOnline, serverBadge, restored, scheduled, loadingOlder.
+  // Flags start undefined: isOpen, everOnline, serverBadge, restored, scheduled, loadingOlder.
 }
 var W = Widget.prototype;
 
@@ -562,10 +558,10 @@ W.on_error = function (f) {
   if (ref === this.openReq?.ref) {
     this.openReq = null;
     this.formError = message;
-  } else if (ref.startsWith("upd:")) {
+  } else if (/^(upd|rate):/.test(ref)) {
     this.chatError = message;
   } else if (ref.startsWith("send:") && p) {
-    // Sent again by itself after the pause, unless edited or discarded meanwhile.
+    // Sent again after the pause unless edited or discarded.
     var again = () => this.pending.get(p.client_id) === p && this.transmit(p);
     if (/unavailable|rate_limited/.test(f.code)) setTimeout(again, 1000 * (f.retry_after || 2));
     if (f.code === "unavailable") return;
@@ -608,7 +604,7 @@ W.insert = function (m, live) {
   if (map.has(m.seq) && !(m.attachments && !map.get(m.seq).attachments)) return;
   map.set(m.seq, m);
   if (this.isMine(m)) this.pending.delete(m.client_id);
-  // The server delivers each ticket's messages in order without gaps (seqs skip private notes).
+  // Each ticket's messages arrive in order without gaps (seqs skip private notes).
   var s = this.seen.get(id) || 0;
   while (map.has(s + 1)) s++;
   this.seen.set(id, live && m.seq > s ? m.seq : s);
@@ -619,7 +615,7 @@ W.insert = function (m, live) {
   if (this.isMine(m)) return;
   this.typing.delete(id);
   if (this.viewing(id)) return this.maybeRead();
-  // At least one; `unread` frames carry exact numbers. An open log announces itself.
+  // At least one; `unread` frames carry exact numbers.
   if (m.seq > (this.counted.get(id) || 0)) this.unread.set(id, Math.max(this.unread.get(id) || 0, 1));
   if (m.author.kind !== "system") this.announce(this.t("announce", { name: this.authorName(m), body: String(m.body).slice(0, 140) }));
 };
@@ -636,7 +632,6 @@ W.maybeRead = function () {
 };
 
 W.loadHistory = function (id, before) {
-  // No `before`: the newest page.
   this.conn.send({ type: "history", ticket: id, before_seq: before, limit: HISTORY_PAGE, ref: "hist:" + id + ":" + (before || "tail") });
 };
 
@@ -655,7 +650,7 @@ W.sendMessage = function (id, body, att) {
   this.save();
 };
 
-/** An unsent message back into the composer (a new ticket's form if its ticket closed), or discarded. */
+/** An unsent message back into the composer (or the new ticket's form), or discarded. */
 W.drop = function (p, edit) {
   var input = this.input;
   this.pending.delete(p.client_id);
@@ -812,7 +807,7 @@ W.deflect = async function (article) {
   this.showList();
 };
 
-/** `typing` at most every 2 s while there is text (the other side shows it for 5 s). */
+/** `typing` at most every 2 s while there is text (shown for 5 s). */
 W.typingPing = function (id, text) {
   if (!text || Date.now() - this.typingSentAt < TYPING_EVERY_MS) return;
   this.typingSentAt = Date.now();
@@ -844,7 +839,7 @@ W.restore = function () {
 var WARSAW = new Intl.DateTimeFormat("en-GB", { timeZone: "Europe/Warsaw", weekday: "short", day: "2-digit", month: "2-digit",
   hour: "numeric", minute: "2-digit", hourCycle: "h23" });
 
-/** Warsaw time as the server writes it: "9:05"; with key "due" "do czwartku 31.12, 16:30", "at" "środa 02.12 o 9:00". */
+/** Warsaw time as the server writes it: "9:05", or with key "due"/"at" the day and date too. */
 W.when = function (iso, key) {
   var d = new Date(iso);
   if (isNaN(d)) return "";
@@ -863,7 +858,7 @@ W.hours = function () {
     clock(r.opens) + "–" + clock(r.closes)).join(", ") || this.t("hours");
 };
 
-/** "n / max" near the body limit (the server counts code points); false when over it. */
+/** "n / max" near the body limit (in code points, as the server counts); false when over. */
 W.count = function (el, text) {
   var max = this.limits.max_body_chars;
   var n = [...text].length;
@@ -914,7 +909,7 @@ W.close = function () {
   this.launcher.focus();
 };
 
-/** Under the launcher (above it when floating), at its right edge but never past either edge of the viewport. */
+/** Under the launcher (above it when floating), never past either edge of the viewport. */
 W.position = function () {
   var r = this.launcher.getBoundingClientRect();
   var vw = document.documentElement.clientWidth || innerWidth; // without a scrollbar
@@ -981,7 +976,7 @@ W.renderList = function () {
         h("button.primary.new-ticket", { onclick: () => this.showNew() }, t("newTicket"))),
       this.listEl));
   }
-  // Off-hours, before anyone writes: when support opens and its usual hours.
+  // Off-hours: when support opens, and its hours.
   this.offEl.hidden = !this.closedNow();
   this.offEl.textContent = t("closedNow", { at: this.when(this.service.next_open, "at"), hours: this.hours() });
   var list = this.listEl;
@@ -996,7 +991,7 @@ W.renderList = function () {
         .filter(Boolean).join(" · ") })));
   });
   if (!items[0]) items = [h("li.empty", null, t(this.everOnline ? "noTickets" : "loading"))];
-  // Unchanged items stay the same elements, so a tap across an update still lands; the rest are swapped in place.
+  // Unchanged items stay the same elements, so a tap across an update still lands.
   items = items.map((li) => was.get(li.dataset.key)?.outerHTML === li.outerHTML ? was.get(li.dataset.key) : li);
   was.forEach((li) => items.includes(li) || li.remove());
   items.forEach((li, i) => list.children[i] !== li && list.insertBefore(li, list.children[i] || null));
@@ -1093,6 +1088,15 @@ W.renderChat = function () {
     onscroll: (e) => { var l = e.target; if (l.scrollTop !== this.autoTop) this.pinned = l.scrollHeight - l.scrollTop - l.clientHeight < 60; } }, this.olderBtn);
   this.typingEl = h("div.typing", { "aria-live": "polite" });
   this.noteEl = h("div", { role: "status" });
+  // Resolved: yes and a rating closes it, no reopens it.
+  var rate = (x) => this.conn.send({ type: "rate", ticket: id, ref: "rate:" + id, ...x });
+  var note = h("textarea", { rows: "2", maxlength: "1000", placeholder: t("rateNote") });
+  this.askEl = h("form.ask.pad", { onsubmit: (e) => {
+    e.preventDefault();
+    rate({ score: +this.askEl.querySelector(":checked").value, comment: note.value.trim() || undefined });
+  } }, h("b", { text: t("askSolved") }), h("fieldset", null, h("legend", { text: t("rate") }),
+    ...[1, 2, 3, 4, 5].map((n) => h("label", null, h("input", { type: "radio", name: "s", value: n, required: true }), n))),
+  note, h("button.primary", { type: "submit" }, t("yes")), " ", h("button.secondary", { onclick: () => rate({ solved: false }) }, t("no")));
   this.chatErrorEl = h("div.error.pad", { role: "alert" });
   this.newBtn = h("button.primary", { onclick: () => this.showNew() }, t("newTicket"));
   this.countEl = h("div", { id: "pomoc-count" });
@@ -1121,7 +1125,7 @@ W.renderChat = function () {
   var chat = h("div.chat");
   this.composer = h("form.composer", { onsubmit: (e) => { e.preventDefault(); submit(); } },
     ...this.dropZone(chat, id, "+"), input, h("button.primary", { type: "submit" }, t("send")));
-  chat.append(this.statusEl, this.logEl, this.typingEl, this.noteEl, h("div.closed-actions.pad", null, this.newBtn), this.chatErrorEl,
+  chat.append(this.statusEl, this.logEl, this.typingEl, this.noteEl, this.askEl, h("div.closed-actions.pad", null, this.newBtn), this.chatErrorEl,
     this.filesEl, this.countEl, this.composer);
   this.count(this.countEl, input.value);
   this.body.append(chat);
@@ -1139,13 +1143,13 @@ W.updateChat = function () {
   var yourTurn = tk.status === "waiting_on_customer";
   var replied = [...(this.msgs.get(id)?.values() || [])].some((m) => m.author?.kind === "agent");
   this.titleEl.textContent = tk.title || "#" + id;
-  // Queued off-hours or someone here now, then one statement of when we answer: the acknowledgment's deadline
-  // until support first replies, then the opening hours (nothing more while someone is here).
+  // Queued or live, then one statement of when we answer: the deadline until the first reply, then the hours.
   this.statusEl.className = "status" + (queued ? " queued" : live ? " live" : "");
   this.statusEl.hidden = !this.active(tk);
   this.statusText.textContent = [queued ? t("queued", { at: this.when(tk.queued_until, "at") }) : live && t("live"),
     yourTurn ? t("yourTurn") : !replied && tk.sla_due_at ? t("answerBy", { due: this.when(tk.sla_due_at, "due") })
       : !live && t("answerSoon", { hours: this.hours() })].filter(Boolean).join(" ");
+  this.askEl.hidden = tk.status !== "resolved";
   this.noteEl.hidden = !(closed || tk.status === "resolved");
   this.noteEl.className = "note" + (closed ? " closed" : "");
   this.noteEl.textContent = t(closed ? "closedNote" : "resolvedNote");
@@ -1186,7 +1190,7 @@ W.updateChat = function () {
   else this.stick();
 };
 
-/** Down to the newest message if the reader is there: after a render, and when an image loads and grows the log. */
+/** Down to the newest message if the reader is there (after a render, and as images load). */
 W.stick = function () {
   var l = this.logEl;
   if (this.pinned) { l.scrollTop = l.scrollHeight; this.autoTop = l.scrollTop; }

@@ -31,7 +31,9 @@ from server.store.attachments import AttachmentStore
 from server.store.deflections import DeflectionStore
 from server.store.lifecycle import Lifecycle
 from server.store.messages import MessageStore
+from server.store.ratings import RatingStore
 from server.store.reads import ReadStore
+from server.store.reports import ReportStore
 from server.store.search import SearchStore
 from server.store.tickets import TicketStore
 from server.store.writer import MessageWriter
@@ -64,6 +66,8 @@ class Adapters:
     lifecycle: Lifecycle
     search: SearchStore
     agents: AgentStore
+    ratings: RatingStore
+    reports: ReportStore
     # Redis
     redis: Redis
     keys: Keys

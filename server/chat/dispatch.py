@@ -37,6 +37,7 @@ HANDLERS: Mapping[type, Handler] = {
     frames.Presence: threads.presence,
     frames.Ping: threads.ping,
     frames.Search: search.search,
+    frames.Rate: threads.rate,
 }
 
 

@@ -52,7 +52,9 @@ from server.store.deflections import DeflectionStore
 from server.store.images import ImageChecker
 from server.store.lifecycle import Lifecycle
 from server.store.messages import MessageStore
+from server.store.ratings import RatingStore
 from server.store.reads import ReadStore
+from server.store.reports import ReportStore
 from server.store.search import SearchStore
 from server.store.tickets import TicketStore
 from server.store.writer import MessageWriter
@@ -153,7 +155,8 @@ async def running(settings: Settings, clock: Clock, rules: Rules | None = None,
     writer = MessageWriter(messages, rules.policy.hold, rules.policy.closed_until, announce.committed,
                            concurrency=settings.writer_concurrency,
                            timeout=settings.database_timeout.total_seconds(), pulse=watch(engine),
-                           metrics=metrics, start=rules.policy.next_response)
+                           metrics=metrics, start=rules.policy.next_response,
+                           seconds=rules.policy.working_seconds)
     attachments = AttachmentStore(engine, models.attachments, settings.attachments_dir, settings.secret,
                                   link_ttl=settings.attachment_link_ttl,
                                   max_per_message=settings.attachments_per_message,
@@ -170,6 +173,7 @@ async def running(settings: Settings, clock: Clock, rules: Rules | None = None,
         session_config=session_config(settings), engine=engine, tickets=tickets, messages=messages, reads=reads,
         writer=writer, attachments=attachments, deflections=DeflectionStore(engine, models.help_deflections),
         lifecycle=Lifecycle(engine, rules.lifecycle, settings.purge_batch), search=SearchStore(engine),
+        ratings=RatingStore(engine), reports=ReportStore(engine),
         redis=redis, keys=keys, bus=bus,
         router=router, book=book, presence=presence, arrivals=arrivals, connections=connections,
         limiter=RateLimiter(redis, keys, rules.limits, health), announce=announce, readers=readers,

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from server.errors import BadRequest, TooLarge
+from server.rules.satisfaction import MAX_COMMENT_CHARS, SCORES, Answer
 from server.rules.searchtext import Query, parse_query, query_problem
 from server.rules.text import http_link, identifier_problem, text_problem
 
@@ -150,8 +151,16 @@ class Search:
     limit: int = SEARCH_LIMIT_DEFAULT
 
 
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """An extension: a customer's answer to "was the problem solved?" on a resolved ticket."""
+
+    ticket: int
+    answer: Answer
+
+
 Request = (Hello | Auth | OpenTicket | Send | Read | Typing | History | ListTickets | Follow | Unfollow | UpdateTicket
-           | Presence | Ping | Search)
+           | Presence | Ping | Search | Rate)
 
 
 # ------------------------------------------------------------------ fields
@@ -396,6 +405,30 @@ def _search(frame: Mapping[str, Any], limits: Limits) -> Search:
                   limit=limit or SEARCH_LIMIT_DEFAULT)
 
 
+def _rate(frame: Mapping[str, Any], limits: Limits) -> Rate:
+    solved = frame.get("solved", True)
+    if not isinstance(solved, bool):
+        raise BadRequest("'solved' must be true or false")
+    score = frame.get("score")
+    if solved:
+        if score is None:
+            raise BadRequest("'score' is required (an integer 1–5) unless 'solved' is false")
+        if isinstance(score, bool) or not isinstance(score, int) or score not in SCORES:
+            raise BadRequest("'score' must be an integer from 1 to 5")
+    elif score is not None:
+        raise BadRequest("'score' must be left out when 'solved' is false")
+    comment = frame.get("comment")
+    if comment is not None:
+        if not isinstance(comment, str):
+            raise BadRequest("'comment' must be a string")
+        if len(comment) > MAX_COMMENT_CHARS:
+            raise BadRequest(f"'comment' must be at most {MAX_COMMENT_CHARS} characters")
+        _free_text(comment, "comment")
+        comment = comment.strip() or None
+    return Rate(ticket=_ticket(frame), answer=Answer(solved=solved, score=score if solved else None,
+                                                     comment=comment))
+
+
 PARSERS: dict[str, Callable[[Mapping[str, Any], Limits], Request]] = {
     "hello": _hello,
     "auth": lambda f, lim: Auth(token=f.get("token")),
@@ -411,6 +444,7 @@ PARSERS: dict[str, Callable[[Mapping[str, Any], Limits], Request]] = {
     "presence": _presence,
     "ping": lambda f, lim: Ping(),
     "search": _search,
+    "rate": _rate,
 }
 
 

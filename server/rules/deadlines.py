@@ -85,3 +85,30 @@ def step(due_at: datetime | None, first_response_at: datetime | None) -> str | N
     if due_at is None:
         return None
     return FIRST_RESPONSE if first_response_at is None else NEXT_RESPONSE
+
+
+@dataclass(frozen=True, slots=True)
+class Answered:
+    """What an agent's answer records for the reports: the first response's working
+    seconds (None: not the first), or a next-response step's and whether it was late."""
+
+    first_s: int | None = None
+    next_s: int | None = None
+    late: bool = False
+
+
+# Working seconds between two instants on the ticket's calendar (the policy's, bound to it).
+Seconds = Callable[[datetime, datetime], int]
+
+
+def answered(first_response_at: datetime | None, due_at: datetime | None, started_at: datetime | None,
+             opened_at: datetime, at: datetime, seconds: Seconds) -> Answered | None:
+    """The facts an agent's (public) answer at `at` records, from the clock it stops:
+    the ticket's first response (timed from its opening), or the end of a running
+    next-response step (timed from the customer message that started it). None when
+    it records nothing (the agent already had the last word)."""
+    if first_response_at is None:
+        return Answered(first_s=seconds(opened_at, at))
+    if due_at is None:
+        return None
+    return Answered(next_s=seconds(started_at or at, at), late=at > due_at)

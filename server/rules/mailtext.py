@@ -74,6 +74,9 @@ _T: Mapping[str, Mapping[str, str]] = {
         "resolved.subject": "[Pomoc #{id}] Zgłoszenie rozwiązane: {title}",
         "resolved.intro": "Zakończyliśmy prace nad Twoim zgłoszeniem i oznaczyliśmy je jako rozwiązane ({agent}).",
         "resolved.more": "Jeśli problem nie zniknął, odpisz w zgłoszeniu w panelu — wróci do obsługi.",
+        "resolved.ask": "Czy problem został rozwiązany? Odpowiedz w zgłoszeniu w panelu: „Tak” — i oceń naszą "
+                        "pomoc od 1 do 5 (zgłoszenie zostanie zamknięte), albo „Nie” — wróci do obsługi.",
+        "resolved.open": "Odpowiedz w panelu",
         "closed.subject": "[Pomoc #{id}] Zgłoszenie zamknięte: {title}",
         "closed.intro": "Zgłoszenie zostało zamknięte ({agent}).",
         "closed.more": "Nowy problem? Załóż nowe zgłoszenie w panelu (przycisk POMOC).",
@@ -112,6 +115,9 @@ _T: Mapping[str, Mapping[str, str]] = {
         "resolved.subject": "[Pomoc #{id}] Ticket resolved: {title}",
         "resolved.intro": "We have finished working on your ticket and marked it resolved ({agent}).",
         "resolved.more": "If the problem is still there, reply in the ticket in the panel and it goes back to support.",
+        "resolved.ask": "Has the problem been solved? Answer in the ticket in the panel: \"Yes\" — and rate our help "
+                        "from 1 to 5 (the ticket is then closed), or \"No\" — it goes back to support.",
+        "resolved.open": "Answer in the panel",
         "closed.subject": "[Pomoc #{id}] Ticket closed: {title}",
         "closed.intro": "The ticket is closed ({agent}).",
         "closed.more": "A new problem? Open a new ticket in the panel (the POMOC button).",
@@ -203,9 +209,16 @@ def _customer_blocks(view: MailView, t: Mapping[str, str], calendar: WorkingCale
         blocks += [("p", t["ack.intro"]), ("fields", fields)]
         if data.get("acknowledgment"):
             blocks += [("p", t["ack.chat"]), ("quote", (None, str(data["acknowledgment"])))]
-    elif view.kind in ("resolved", "closed"):
-        subject = t[f"{view.kind}.subject"].format(**values)
-        blocks += [("p", t[f"{view.kind}.intro"].format(**values)), ("p", t[f"{view.kind}.more"])]
+    elif view.kind == "resolved":
+        # Seed 002: closed when both agree it is solved — the mail asks, the panel answers.
+        subject = t["resolved.subject"].format(**values)
+        blocks += [("p", t["resolved.intro"].format(**values)), ("p", t["resolved.ask"])]
+        if view.links.panel:
+            blocks.append(("link", (t["resolved.open"], view.links.panel)))
+            return subject, blocks + _footer(t, view.links)
+    elif view.kind == "closed":
+        subject = t["closed.subject"].format(**values)
+        blocks += [("p", t["closed.intro"].format(**values)), ("p", t["closed.more"])]
     elif view.kind in ("reminder", "silent_resolved"):
         subject = t[f"{view.kind}.subject"].format(**values)
         blocks.append(("p", str(data.get("body", ""))))

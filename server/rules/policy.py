@@ -23,7 +23,7 @@ from types import MappingProxyType
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from server.rules.calendar import WARSAW, WorkingCalendar, default_calendar, is_open, next_open
+from server.rules.calendar import WARSAW, WorkingCalendar, default_calendar, is_open, next_open, working_time_between
 from server.rules.deadlines import Running
 from server.rules.hours import parse_hours, parse_span
 from server.rules.plans import DEFAULT_PLAN, Plan, parse_cutoff, parse_plans, promise, same_day_due
@@ -143,6 +143,13 @@ class SupportPolicy:
         due = self.sla.reaction[sev].after(clock, at)
         # (warning_at would compute the deadline a second time: it is on the message path)
         return Running(due, min(self.sla.warning[sev].after(clock, at), due), at, chosen.rank)
+
+    def working_seconds(self, severity: str, plan: str | None, start: datetime, end: datetime) -> int:
+        """Business time from `start` to `end`, in whole seconds: the working time of the
+        calendar the ticket's deadlines run on (its plan's hours and holidays; 24/7 for
+        critical tickets), the time the reports count."""
+        clock = calendar_for(Severity(severity), self.plan(plan).calendar)
+        return int(working_time_between(clock, start, end).total_seconds())
 
     def first_response(self, severity: str, plan: str | None, opened_at: datetime) -> Running:
         return Running(self.due(severity, opened_at, plan), self.warning(severity, opened_at, plan), opened_at,

@@ -94,6 +94,8 @@ class Ticket:
     sla_started_at: datetime | None = None
     first_response_due_at: datetime | None = None
     inbox_rank: int = 1
+    # Working seconds from opening to the first resolution (reports; None: not yet).
+    resolution_s: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

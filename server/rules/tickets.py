@@ -241,6 +241,9 @@ def ticket_changes(principal: Principal, ticket: Ticket, requested: Mapping[str,
         changes["status"] = status
         if status == "resolved":
             changes["resolved_at"] = now
+            if ticket.resolution_s is None:  # the reports time the first resolution
+                changes["resolution_s"] = policy.working_seconds(ticket.severity, ticket.plan, ticket.created_at,
+                                                                 now)
         elif status == "closed":
             changes["closed_at"] = now
         else:
@@ -283,6 +286,7 @@ def ticket_changes(principal: Principal, ticket: Ticket, requested: Mapping[str,
             # Seed 004: critical tickets are handled at once, weekends and holidays included.
             if ticket.queued_until is not None:
                 changes["queued_until"] = None
+                changes["held_s"] = int((now - ticket.created_at).total_seconds())  # held until now
                 release = True
             events = (critical_event(ticket.id, ticket.title, ticket.shop_id, ticket.shop_name, ticket.created_at,
                                      due, now),)

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from server.rules.notices import Notice, reminder_notice, silent_resolved_notice
 from server.rules.records import SYSTEM, Message
 from server.rules.retention import CLOSED_TEXT, SILENT_RESOLVED_TEXT, LifecyclePolicy, reminder_text, text
-from server.store.models import customers, messages, outbox, read_cursors, shops, tickets
+from server.store.models import customers, messages, outbox, ratings, read_cursors, shops, tickets
 from server.store.notifications import queue_notice
 from server.store.rows import append_message, insert_for
 
@@ -195,6 +195,7 @@ class Lifecycle:
             deleted += (await conn.execute(delete(messages).where(messages.c.ticket_id.in_(ticket_ids)))).rowcount or 0
             await conn.execute(delete(read_cursors).where(read_cursors.c.ticket_id.in_(ticket_ids)))
             await conn.execute(delete(outbox).where(outbox.c.ticket_id.in_(ticket_ids)))
+            await conn.execute(delete(ratings).where(ratings.c.ticket_id.in_(ticket_ids)))
             await conn.execute(delete(tickets).where(tickets.c.id.in_(ticket_ids)))
         return deleted
 
@@ -218,7 +219,9 @@ class Lifecycle:
                     .order_by(messages.c.seq))]
                 row = dict(ticket._mapping)
                 row["last_seq"] = row.pop("last_public_seq")
-                out_tickets.append({**row, "messages": thread})
+                answers = [dict(r._mapping) for r in await conn.execute(
+                    select(ratings).where(ratings.c.ticket_id == ticket.id).order_by(ratings.c.id))]
+                out_tickets.append({**row, "messages": thread, "ratings": answers})
         return {"shop": dict(shop_row._mapping), "customers": users, "tickets": out_tickets}
 
 

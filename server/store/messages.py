@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from server.errors import Forbidden
 from server.principal import Principal
-from server.rules.deadlines import STOPPED, Running, after_message
+from server.rules.deadlines import STOPPED, Running, after_message, answered
 from server.rules.records import SYSTEM, Author, Message, Posted
 from server.rules.retention import REOPENED_TEXT, text
 from server.rules.tickets import (
@@ -41,6 +41,8 @@ from server.store.rows import (
     REPLAY_PAGE,
     REPLAY_START,
     AttachFn,
+    WorkingSeconds,
+    answer_columns,
     append_message,
     bump_seq,
     insert_for,
@@ -57,27 +59,34 @@ class MessageStore:
 
     async def post(self, principal: Principal, ticket_id: int, body: str, client_id: str, now: datetime,
                    hold: Hold, closed_until: ClosedUntil, start: StartClock, attachments: Sequence[str] = (),
-                   attach: AttachFn | None = None, internal: bool = False, seen_seq: int | None = None) -> Posted:
+                   attach: AttachFn | None = None, internal: bool = False, seen_seq: int | None = None,
+                   seconds: WorkingSeconds | None = None) -> Posted:
         """Store a message (`internal`: an agent's private note); `Posted.new` is
         False for a retried send (same client_id). The ticket's reaction clock moves
         with it (`server.rules.deadlines`): an agent's answer stops it in the same
         statement; a customer's message that starts one costs one more UPDATE, once
         per exchange; a note moves nothing. With `seen_seq` (an agent's send), refused
-        with `Stale` when another agent's message came after it (nothing is stored)."""
+        with `Stale` when another agent's message came after it (nothing is stored).
+        `seconds` (the policy's working time) times an agent's answer for the reports
+        (`server.rules.deadlines.answered`)."""
         if internal and not principal.is_agent:
             raise Forbidden(CUSTOMER_NOTE)  # before the ticket row is locked
         author = Author.of(principal)
         values = bump_seq(internal, now)
-        if principal.is_agent and not internal:  # a note answers nobody
+        answering = principal.is_agent and not internal  # a note answers nobody
+        if answering and seconds is None:
             values["first_response_at"] = func.coalesce(tickets.c.first_response_at, now)
             values.update(STOPPED.columns())  # somebody reacted (a refused post rolls this back)
         async with self.engine.begin() as conn:
-            # Locks the ticket row until commit: this is what makes seq gapless.
+            # Locks the ticket row until commit: this is what makes seq gapless. (With
+            # `seconds`, an agent's answer stops the clock below, once the row as it
+            # was tells what the answer records for the reports.)
             row = (await conn.execute(
                 update(tickets).where(tickets.c.id == ticket_id).values(**values)
                 .returning(tickets.c.last_seq, tickets.c.shop_id, tickets.c.status, tickets.c.severity,
                            tickets.c.queued_until, tickets.c.live_until, tickets.c.lang, tickets.c.plan,
-                           tickets.c.sla_due_at)
+                           tickets.c.sla_due_at, tickets.c.first_response_at, tickets.c.sla_started_at,
+                           tickets.c.created_at)
             )).first()
             state = None if row is None else ThreadState(row[1], row[2], row[3], row[4], row[5], row[7], row[8])
             admitted = admit_post(principal, ticket_id, state, now, hold, closed_until, internal)
@@ -104,6 +113,14 @@ class MessageStore:
                                                                               msg_id)))
                 notes: list[Message] = []
                 released: list[Message] = []
+                if answering and seconds is not None:
+                    facts = answered(row[9], row[8], row[10], row[11], now,
+                                     lambda a, b: seconds(state.severity, state.plan, a, b))
+                    if facts is not None:
+                        # Once per exchange, like the customer's side: the clock stops and
+                        # the answer's facts are recorded in one more UPDATE.
+                        await conn.execute(update(tickets).where(tickets.c.id == ticket_id).values(
+                            **STOPPED.columns(), **answer_columns(facts, author.id, now)))
                 clock = None if principal.is_agent else after_message(
                     Running(state.sla_due_at, None, None), "customer", admitted.reopens, now,
                     lambda at: start(state.severity, state.plan, at))
@@ -113,8 +130,9 @@ class MessageStore:
                 if admitted.takes_over:
                     # An agent took the ticket in hand: out of the queue, its held
                     # messages to the agents, the customer's replies live till opening.
+                    held = {"held_s": int((now - row[11]).total_seconds())} if state.queued_at(now) else {}
                     await conn.execute(update(tickets).where(tickets.c.id == ticket_id).values(
-                        queued_until=None, live_until=admitted.live_until))
+                        queued_until=None, live_until=admitted.live_until, **held))
                     released = await release_held(conn, ticket_id)
                 if admitted.reopens:
                     # The customer wrote back: the ticket returns to support, the

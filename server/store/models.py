@@ -136,6 +136,18 @@ tickets = Table(
     Column("first_response_due_at", UtcDateTime),
     Column("plan", String(20)),
     Column("inbox_rank", SmallInteger, nullable=False, default=1, server_default="1"),
+    # The reports' facts, stored when they happen (migration 0016): the agent whose
+    # answer was the first response; working seconds on the ticket's own calendar
+    # from opening to that answer and to its first resolution; the next-response
+    # steps answered (how many, their working seconds summed, how many late); and
+    # the seconds the off-hours queue held it at opening.
+    Column("first_responder", String(200)),
+    Column("first_response_s", Integer),
+    Column("resolution_s", Integer),
+    Column("next_responses", Integer, nullable=False, default=0, server_default="0"),
+    Column("next_response_s", BigInteger, nullable=False, default=0, server_default="0"),
+    Column("next_response_breaches", Integer, nullable=False, default=0, server_default="0"),
+    Column("held_s", Integer),
     UniqueConstraint("shop_id", "created_by", "client_id", name="uq_tickets_client_id"),
 )
 Index("ix_tickets_shop_created", tickets.c.shop_id, tickets.c.created_at)
@@ -152,6 +164,8 @@ ACTIVE_TICKETS = text("tickets.status IN ('open', 'waiting_on_customer')")
 Index("ix_tickets_queued", tickets.c.queued_until)
 Index("ix_tickets_lifecycle", tickets.c.status, tickets.c.waiting_since)
 Index("ix_tickets_closed", tickets.c.closed_at)
+# The reports' period (tickets opened between two instants).
+Index("ix_tickets_created", tickets.c.created_at)
 Index("ix_tickets_shop_claims", tickets.c.shop_id, tickets.c.claimed_severity, tickets.c.created_at)
 # Assignment (server.store.agents): an agent's open tickets (its load, the "Moje" tab in
 # inbox order) and the pool (assignee NULL), both read in index order.
@@ -237,6 +251,23 @@ agents = Table(
     Column("last_seen_at", UtcDateTime, nullable=False),
     Column("last_assigned_at", UtcDateTime),
 )
+
+# A customer's answer to "was the problem solved?" on a resolved ticket (server.store.ratings).
+ratings = Table(
+    "ratings",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("ticket_id", BigId, ForeignKey("tickets.id", ondelete="CASCADE"), nullable=False),
+    Column("shop_id", String(200), nullable=False),
+    Column("user_id", String(200), nullable=False),
+    Column("solved", Boolean, nullable=False),
+    Column("score", SmallInteger),  # 1–5 when solved; NULL when the answer was "no"
+    Column("comment", Text),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+Index("ix_ratings_created", ratings.c.created_at)
+Index("ix_ratings_ticket", ratings.c.ticket_id)
+Index("ix_help_deflections_created", help_deflections.c.created_at)
 
 # Canned replies agents insert from the composer (server.store.canned).
 canned_replies = canned_reply_table(metadata)

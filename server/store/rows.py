@@ -19,6 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from server.principal import Principal
+from server.rules.deadlines import Answered
 from server.rules.records import Author, Message, Ticket
 from server.store.models import messages, read_cursors, shops, tickets
 
@@ -33,7 +34,7 @@ TICKET_COLUMNS = (
     tickets.c.first_response_at, tickets.c.resolved_at,
     tickets.c.waiting_since, tickets.c.reminders_sent, tickets.c.claimed_severity, tickets.c.deprioritized,
     tickets.c.live_until, tickets.c.lang, tickets.c.last_public_seq, tickets.c.sla_started_at,
-    tickets.c.first_response_due_at, tickets.c.inbox_rank,
+    tickets.c.first_response_due_at, tickets.c.inbox_rank, tickets.c.resolution_s,
 )
 MESSAGE_COLUMNS = (
     messages.c.ticket_id, messages.c.seq, messages.c.id, messages.c.author_kind, messages.c.author_id,
@@ -50,7 +51,7 @@ def ticket_row(row: Any) -> Ticket:
         shop_name=row[15], plan=row[16], first_response_at=row[17], resolved_at=row[18], waiting_since=row[19],
         reminders_sent=row[20], claimed_severity=row[21], deprioritized=bool(row[22]), live_until=row[23],
         lang=row[24] or "pl", last_public_seq=row[25], sla_started_at=row[26], first_response_due_at=row[27],
-        inbox_rank=row[28],
+        inbox_rank=row[28], resolution_s=row[29],
     )
 
 
@@ -96,6 +97,22 @@ UNREAD_SEQS = (select(messages.c.ticket_id, messages.c.seq)
 UNREAD_SEQS_FOR_AGENTS = UNREAD_SEQS.where(messages.c.author_kind != "system")
 # A private note is never news to the shop: it never reaches them.
 UNREAD_SEQS_FOR_CUSTOMERS = UNREAD_SEQS.where(messages.c.internal == false())
+
+
+# Working seconds on a ticket's calendar: (severity, plan, start, end) → seconds (the policy's).
+WorkingSeconds = Callable[[str, "str | None", datetime, datetime], int]
+
+
+def answer_columns(facts: Answered, agent_id: str, now: datetime) -> dict[str, Any]:
+    """The ticket row's changes recording an agent's answer for the reports (SET
+    expressions see the old row)."""
+    if facts.first_s is not None:
+        return {"first_response_at": func.coalesce(tickets.c.first_response_at, now),
+                "first_responder": func.coalesce(tickets.c.first_responder, agent_id),
+                "first_response_s": func.coalesce(tickets.c.first_response_s, facts.first_s)}
+    return {"next_responses": tickets.c.next_responses + 1,
+            "next_response_s": tickets.c.next_response_s + (facts.next_s or 0),
+            "next_response_breaches": tickets.c.next_response_breaches + (1 if facts.late else 0)}
 
 
 def bump_seq(internal: bool, now: datetime) -> dict[str, Any]:

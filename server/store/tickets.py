@@ -204,6 +204,8 @@ class TicketStore:
                     claimed_severity=new.claimed_severity or new.severity, deprioritized=new.deprioritized,
                     lang=new.lang, plan=new.plan or principal.plan, sla_started_at=now,
                     first_response_due_at=new.sla_due_at, inbox_rank=new.rank if new.sla_due_at else IDLE_RANK,
+                    # How long the off-hours queue holds it (shortened if released early).
+                    held_s=None if new.queued_until is None else int((new.queued_until - now).total_seconds()),
                 ).on_conflict_do_nothing().returning(tickets.c.id)
                 ticket_id = (await conn.execute(ins)).scalar()
                 if ticket_id is not None:

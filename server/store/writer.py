@@ -50,7 +50,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from server.errors import BadRequest, PomocError, Unavailable
 from server.metrics import Metrics
 from server.principal import Principal
-from server.rules.deadlines import Running, after_message
+from server.rules.deadlines import Running, after_message, answered
 from server.rules.records import Author, Committed, Message, Posted
 from server.rules.tickets import (
     Admission,
@@ -64,7 +64,7 @@ from server.rules.tickets import (
 )
 from server.store.db import DATABASE_DOWN, Pulse, describe, error_kind, refused
 from server.store.messages import MessageStore
-from server.store.rows import AttachFn
+from server.store.rows import AttachFn, WorkingSeconds
 
 log = logging.getLogger(__name__)
 # Sends whose outcome a failure left unknown, remembered so that a retry found
@@ -76,7 +76,8 @@ REFUSED_TEXT = "the database refused this message (e.g. a character it cannot st
 OnCommit = Callable[[list[Committed]], Awaitable[None]]
 
 _LOCK = """
-SELECT id, shop_id, status, severity, queued_until, live_until, last_seq, plan, sla_due_at
+SELECT id, shop_id, status, severity, queued_until, live_until, last_seq, plan, sla_due_at, first_response_at,
+       sla_started_at, created_at
 FROM tickets WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE
 """
 _EXISTING = """
@@ -100,13 +101,20 @@ WITH stored AS (
   UPDATE tickets t SET last_seq = v.last_seq, last_message_at = v.at, updated_at = v.at,
          last_public_seq = COALESCE(v.public_seq, t.last_public_seq),
          first_response_at = CASE WHEN v.agent AND t.first_response_at IS NULL THEN v.at ELSE t.first_response_at END,
+         first_responder = CASE WHEN t.first_response_at IS NULL THEN v.responder ELSE t.first_responder END,
+         first_response_s = CASE WHEN t.first_response_at IS NULL THEN v.first_s ELSE t.first_response_s END,
+         next_responses = t.next_responses + v.steps,
+         next_response_s = t.next_response_s + v.steps_s,
+         next_response_breaches = t.next_response_breaches + v.late,
          sla_due_at = CASE WHEN v.clock THEN v.due ELSE t.sla_due_at END,
          sla_warning_at = CASE WHEN v.clock THEN v.warn ELSE t.sla_warning_at END,
          sla_started_at = CASE WHEN v.clock THEN v.started ELSE t.sla_started_at END,
          inbox_rank = CASE WHEN v.clock THEN v.rank ELSE t.inbox_rank END
   FROM unnest($10::bigint[], $11::int[], $12::timestamptz[], $13::bool[], $15::int[], $16::bool[],
-              $17::timestamptz[], $18::timestamptz[], $19::timestamptz[], $20::smallint[])
-       AS v(id, last_seq, at, agent, public_seq, clock, due, warn, started, rank)
+              $17::timestamptz[], $18::timestamptz[], $19::timestamptz[], $20::smallint[], $21::text[],
+              $22::int[], $23::int[], $24::bigint[], $25::int[])
+       AS v(id, last_seq, at, agent, public_seq, clock, due, warn, started, rank, responder, first_s, steps,
+            steps_s, late)
   WHERE t.id = v.id
 )
 SELECT id, ticket_id, seq FROM stored
@@ -151,12 +159,15 @@ class Pending:
 class MessageWriter:
     def __init__(self, store: MessageStore, hold: Hold, closed_until: ClosedUntil, on_commit: OnCommit,
                  max_batch: int = 500, concurrency: int = 1, timeout: float = 5.0,
-                 pulse: Pulse | None = None, metrics: Metrics | None = None, *, start: StartClock) -> None:
+                 pulse: Pulse | None = None, metrics: Metrics | None = None, *, start: StartClock,
+                 seconds: WorkingSeconds | None = None) -> None:
         self.timeout = timeout
         # One observation per commit (its size and latency), never per message.
         self.metrics = metrics or Metrics()
         # The next-response clock a customer's message starts (the policy's).
         self.start = start
+        # The policy's working time: times agents' answers for the reports (None: not timed).
+        self.seconds = seconds
         # Beats whenever the database answers (the writer's own commits included).
         self.pulse = pulse or Pulse()
         self.closed_until = closed_until
@@ -203,7 +214,7 @@ class MessageWriter:
         started = time.perf_counter()
         posted = await self.store.post(principal, ticket_id, body, client_id, now, self.hold, self.closed_until,
                                        self.start, attachments=attachments, attach=attach, internal=internal,
-                                       seen_seq=seen_seq)
+                                       seen_seq=seen_seq, seconds=self.seconds)
         self.metrics.committed("single", 1, time.perf_counter() - started)
         return posted
 
@@ -406,6 +417,48 @@ class MessageWriter:
                 clocks[message.ticket] = moved
         return clocks
 
+    def _facts(self, tickets: dict[int, Any], fresh: list[tuple[Pending, Message]], bumped: list[int]
+               ) -> tuple[list[Any], ...]:
+        """What the batch's agent answers record for the reports, per bumped ticket: the
+        first responder and the first response's working seconds (None where it is not
+        in this batch), and the next-response steps answered (count, working seconds,
+        how many late). From the rows the lock read, in commit order: no statement of
+        its own; the calendar runs once per answer that stops a clock."""
+        first: dict[int, tuple[str, int]] = {}
+        steps: dict[int, list[int]] = {}
+        state = {t: (r["first_response_at"], r["sla_due_at"], r["sla_started_at"]) for t, r in tickets.items()}
+        for pending, message in fresh:
+            if message.internal or self.seconds is None:
+                continue
+            row = tickets[message.ticket]
+            responded, due, started = state[message.ticket]
+            if message.author.kind == "customer":
+                if due is None:  # a new next-response step starts (as `_clocks` decides)
+                    clock = self.start(row["severity"], row["plan"], message.created_at)
+                    state[message.ticket] = (responded, clock.due_at, clock.started_at)
+                continue
+            if message.author.kind != "agent":
+                continue
+
+            def seconds(a: datetime, b: datetime, row: Any = row) -> int:
+                assert self.seconds is not None
+                return self.seconds(row["severity"], row["plan"], a, b)
+
+            facts = answered(responded, due, started, row["created_at"], message.created_at, seconds)
+            if facts is not None and facts.first_s is not None:
+                first[message.ticket] = (pending.principal.id, facts.first_s)
+            elif facts is not None:
+                counted = steps.setdefault(message.ticket, [0, 0, 0])
+                counted[0] += 1
+                counted[1] += facts.next_s or 0
+                counted[2] += 1 if facts.late else 0
+            state[message.ticket] = (responded or message.created_at, None, None)
+        none = (None, None)
+        zero = [0, 0, 0]
+        return ([first.get(t, none)[0] for t in bumped], [first.get(t, none)[1] for t in bumped],
+                [steps.get(t, zero)[0] for t in bumped], [steps.get(t, zero)[1] for t in bumped],
+                [steps.get(t, zero)[2] for t in bumped])
+
     async def _write(self, batch: list[Pending], look_up_repeats: bool = False) -> None:
         slow: list[Pending] = []
         started = time.perf_counter()
@@ -484,7 +537,7 @@ class MessageWriter:
                                           bumped, [last[t] for t in bumped], [at[t] for t in bumped],
                                           [agent[t] for t in bumped], [m.internal for _, m in fresh],
                                           [public[t] for t in bumped], [t in clocks for t in bumped],
-                                          *_clock_columns(clocks, bumped))
+                                          *_clock_columns(clocks, bumped), *self._facts(tickets, fresh, bumped))
                     if len(rows) != len(fresh):
                         raise _Retried()  # rolls the whole transaction back: no seq is used up
                     ids = {(r["ticket_id"], r["seq"]): r["id"] for r in rows}

@@ -33,7 +33,7 @@ from server.rules.helpsearch import HelpIndex
 from server.settings import Settings
 from server.store.canned import CannedStore
 from server.store.notifications import NotificationStore
-from server.web import attachments_api, canned_api, help_api, mail_pages, metrics_api, pages
+from server.web import attachments_api, canned_api, help_api, mail_pages, metrics_api, pages, reports_api
 from server.web.headers import SecurityHeaders
 from server.web.uploads import UploadLimits
 from server.ws import websocket_endpoint
@@ -97,6 +97,8 @@ def create_app(settings: Settings, clock: Clock | None = None, *, extra_tasks: S
         *canned_api.routes(store_of=lambda r: CannedStore(_adapters(r).engine), secret=settings.secret, clock=wall,
                            departments=[d.key for d in rules.departments], index=help_index,
                            public_base=settings.public_base),
+        *reports_api.routes(store_of=lambda r: _adapters(r).reports, secret=settings.secret, wall=wall,
+                            clock_of=lambda r: _adapters(r).clock, tz=settings.timezone),
         *pages.routes(settings),
         *mail_pages.routes(settings, store_of=lambda r: NotificationStore(_adapters(r).engine),
                            clock_of=lambda r: _adapters(r).clock, demo_email=pages.DEMO_CUSTOMER_EMAIL),

@@ -128,6 +128,10 @@ def routes(settings: Settings) -> list[BaseRoute]:
         return FileResponse(AGENT_DIR / "console.js", media_type="application/javascript; charset=utf-8",
                             headers=_PAGE_CACHE)
 
+    async def reports_js(request: Request) -> Response:
+        return FileResponse(AGENT_DIR / "reports.js", media_type="application/javascript; charset=utf-8",
+                            headers=_PAGE_CACHE)
+
     async def canned_js(request: Request) -> Response:
         return FileResponse(AGENT_DIR / "canned.js", media_type="application/javascript; charset=utf-8",
                             headers=_PAGE_CACHE)
@@ -169,6 +173,7 @@ def routes(settings: Settings) -> list[BaseRoute]:
         Route("/agent/", agent_page),
         Route("/agent/console.js", console_js),
         Route("/agent/canned.js", canned_js),
+        Route("/agent/reports.js", reports_js),
         Route("/agent/console.css", console_css),
         Route("/favicon.svg", favicon),
         Route("/favicon.ico", favicon),

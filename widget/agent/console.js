@@ -224,6 +224,7 @@
         state.departmentsChanged = true;
       }
       $("agent-name").textContent = f.principal.name;
+      $("reports-open").hidden = !f.principal.lead; // the lead's reports (reports.js)
       (f.tickets || []).forEach(function (t) {
         upsert(t, true);
         state.counted.set(t.id, t.last_seq || 0);
@@ -1214,6 +1215,7 @@
     current: function () { return state.current; },
     ticket: function (id) { return state.tickets.get(id) || null; },
     departments: function () { return Object.assign({}, DEPARTMENTS); },
+    lead: function () { return !!(state.me && state.me.lead); },
     token: function () { return conn ? conn.getToken() : Promise.reject(new Error("not signed in")); }
   };
 
