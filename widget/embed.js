@@ -1081,7 +1081,7 @@ W.renderChat = function () {
     this.loadHistory(id, Math.min(...this.msgs.get(id).keys()));
     this.olderBtn.textContent = t("loading");
   } }, t("older"));
-  // Kept at the newest message unless the reader scrolls up (see stick).
+  // At the newest message unless the reader scrolls up (see stick).
   this.pinned = true;
   this.logEl = h("div.log", { role: "log", "aria-live": "polite", "aria-label": t("conversation", { title: tk.title }), tabindex: "0",
     // stick()'s own scroll must not unpin: an image may grow the log before its load event.
@@ -1091,7 +1091,7 @@ W.renderChat = function () {
   // Resolved: yes and a rating closes it, no reopens it.
   var rate = (x) => this.conn.send({ type: "rate", ticket: id, ref: "rate:" + id, ...x });
   var note = h("textarea", { rows: "2", maxlength: "1000", placeholder: t("rateNote") });
-  this.askEl = h("form.ask.pad", { onsubmit: (e) => {
+  this.askEl = h("form.ask.pad", { "aria-label": t("askSolved"), onsubmit: (e) => {
     e.preventDefault();
     rate({ score: +this.askEl.querySelector(":checked").value, comment: note.value.trim() || undefined });
   } }, h("b", { text: t("askSolved") }), h("fieldset", null, h("legend", { text: t("rate") }),
@@ -1163,7 +1163,7 @@ W.updateChat = function () {
   this.olderBtn.hidden = this.more.get(id) !== true;
   if (!this.loadingOlder) this.olderBtn.textContent = t("older");
 
-  // Keyed log reconciliation: messages by seq, then unsent ones.
+  // Keyed: messages by seq, then unsent ones.
   var log = this.logEl;
   var oldHeight = log.scrollHeight;
   var firstBefore = log.children[1];
