@@ -7,26 +7,13 @@ from __future__ import annotations
 import signal
 import time
 
-import pytest
-
 from tests.conftest import unique
-from tests.integration.test_realtime import isolated_env, separate_nodes
-from tests.servers import ServerProcess
+from tests.integration import test_realtime
+from tests.integration.test_realtime import separate_nodes
 from tests.wsclient import join
 
-
-@pytest.fixture(params=["redis", "embedded"])
-def pair(request, server_env, tmp_path):
-    env = isolated_env(server_env, POMOC_PRESENCE_TTL="2", POMOC_HEARTBEAT="0.5")
-    if request.param == "embedded":
-        node = ServerProcess({**env, "REDIS_URL": "memory://"}, log_path=tmp_path / "embedded.log").start()
-        yield [node, node]
-        node.stop(signal.SIGKILL)
-        return
-    nodes = [ServerProcess(dict(env), log_path=tmp_path / f"node-{i}.log").start() for i in range(2)]
-    yield nodes
-    for node in nodes:
-        node.stop(signal.SIGKILL)
+# The realtime suite's nodes: two sharing real Redis, or one embedded node as both.
+pair = test_realtime.pair
 
 
 async def _ticket(node, clients, tokens, shop):
