@@ -31,11 +31,15 @@ SCROLLED_BOX = "el => { el.scrollIntoView({block: 'nearest', inline: 'nearest'})
 async def inside(locator: Locator, page: Page) -> None:
     """The element is shown and lies wholly inside the viewport (scrolled to first, as a finger would).
 
-    Scrolled and measured in the page in one step: an inbox item redrawn by an update (a new
-    unread count) is a new element, and a handle taken a moment earlier would be gone.
+    Found, scrolled and measured in the page in one step (`evaluate_all` queries and runs in one call;
+    `evaluate` takes a handle first and runs later): an inbox item redrawn by an update (a new unread
+    count, the current ticket marked) is a new element, and a handle taken a moment earlier would be
+    detached, measuring 0 × 0.
     """
     await expect(locator).to_be_visible()
-    box = await locator.evaluate(SCROLLED_BOX)
+    boxes = await locator.evaluate_all("els => els.map(" + SCROLLED_BOX + ")")
+    assert len(boxes) == 1, (str(locator), boxes)
+    box = boxes[0]
     size = page.viewport_size
     assert box["width"] > 0 and size, (str(locator), box)
     assert box["x"] >= 0 and box["x"] + box["width"] <= size["width"] + 0.5, (str(locator), box, size)
