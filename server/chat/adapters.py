@@ -29,6 +29,7 @@ from server.settings import Settings
 from server.store.agents import AgentStore
 from server.store.attachments import AttachmentStore
 from server.store.deflections import DeflectionStore
+from server.store.hello_reads import HelloReads
 from server.store.lifecycle import Lifecycle
 from server.store.messages import MessageStore
 from server.store.ratings import RatingStore
@@ -61,6 +62,7 @@ class Adapters:
     messages: MessageStore
     reads: ReadStore
     writer: MessageWriter
+    hello_reads: HelloReads  # a customer hello's reads, batched across concurrent hellos
     attachments: AttachmentStore
     deflections: DeflectionStore
     lifecycle: Lifecycle

@@ -28,7 +28,7 @@ import logging
 from dataclasses import dataclass, field, replace
 
 from server.chat.adapters import Adapters
-from server.chat.connection import Connection, with_links
+from server.chat.connection import Connection
 from server.chat.inbox import views_for
 from server.errors import CLOSE_RATE_LIMITED, Forbidden, RateLimited, Unavailable
 from server.principal import Principal
@@ -127,10 +127,10 @@ async def _welcome(a: Adapters, conn: Connection, principal: Principal, req: fra
         if first_seen:
             # At most once an hour across all nodes (the arrival script keeps the
             # marker: a reconnect storm onto other nodes writes nothing).
-            await asyncio.gather(conn.listen(channels), a.tickets.touch_customer(principal, a.clock.now()))
+            await asyncio.gather(conn.listen(channels), a.hello_reads.touch_customer(principal, a.clock.now()))
         else:
             await conn.listen(channels)
-        tickets = await a.tickets.list_for(principal, limit=settings.welcome_tickets_max)
+        tickets = await a.hello_reads.shop_tickets(principal)
         more = False
         for ticket in tickets:
             session.follow(ticket.id, ticket.shop_id, ticket.last_seq)
@@ -251,4 +251,4 @@ async def _replay(a: Adapters, conn: Connection, principal: Principal, replay: R
 
 
 async def _page(a: Adapters, ticket_id: int, after: int, upto: int) -> list[Message]:
-    return await with_links(a, await a.messages.replay_page(ticket_id, after, upto, REPLAY_PAGE))
+    return await a.hello_reads.replay_page(ticket_id, after, upto, REPLAY_PAGE)

@@ -49,6 +49,7 @@ from server.store.agents import AgentStore
 from server.store.attachments import AttachmentStore
 from server.store.db import count_errors, create_engine, watch
 from server.store.deflections import DeflectionStore
+from server.store.hello_reads import HelloReads
 from server.store.images import ImageChecker
 from server.store.lifecycle import Lifecycle
 from server.store.messages import MessageStore
@@ -165,13 +166,16 @@ async def running(settings: Settings, clock: Clock, rules: Rules | None = None,
                                                       memory_bytes=settings.image_check_memory,
                                                       cpu_seconds=settings.image_check_cpu.total_seconds(),
                                                       concurrency=settings.image_checks))
+    hello_reads = HelloReads(engine, tickets, messages, attachments, wall, writer.pulse, metrics.database_failed,
+                             shop_limit=settings.welcome_tickets_max)
     agents = AgentStore(engine)
     assigner = Assigner(settings=settings, agents=agents, tickets=tickets, presence=presence, announce=announce,
                         roster=roster, clock=clock)
     a = Adapters(
         settings=settings, rules=rules, clock=clock, wall=wall, node_id=node_id,
         session_config=session_config(settings), engine=engine, tickets=tickets, messages=messages, reads=reads,
-        writer=writer, attachments=attachments, deflections=DeflectionStore(engine, models.help_deflections),
+        writer=writer, hello_reads=hello_reads, attachments=attachments,
+        deflections=DeflectionStore(engine, models.help_deflections),
         lifecycle=Lifecycle(engine, rules.lifecycle, settings.purge_batch), search=SearchStore(engine),
         ratings=RatingStore(engine), reports=ReportStore(engine),
         redis=redis, keys=keys, bus=bus,

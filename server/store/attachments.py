@@ -29,7 +29,7 @@ import re
 import secrets
 import shutil
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -98,8 +98,8 @@ class Attachment:
         return {"id": self.id, "name": self.name, "content_type": self.content_type, "size": self.size}
 
 
-def _attachment(row: Any) -> Attachment:
-    m = row._mapping
+def _attachment(m: Mapping[Any, Any]) -> Attachment:
+    """A row (SQLAlchemy's `row._mapping` or an asyncpg record) as an attachment."""
     return Attachment(
         id=m["id"], shop_id=m["shop_id"], ticket_id=m["ticket_id"], message_id=m["message_id"],
         uploader=m["uploader"], name=m["name"], content_type=m["content_type"], size=m["size"],
@@ -207,6 +207,8 @@ class AttachmentStore:
         # Built once: history and resume ask this on every page.
         self._of_messages = (select(table).where(table.c.message_id.in_(bindparam("ids", expanding=True)))
                              .order_by(table.c.message_id, table.c.position, table.c.id))
+        self._of_messages_raw = (f"SELECT {', '.join(c.name for c in table.c)} FROM {table.name} "
+                                 "WHERE message_id = ANY($1::bigint[]) ORDER BY message_id, position, id")
         self.table = table
         self.files = ContentFiles(root)
         self.links = LinkSigner(secret, link_ttl)
@@ -277,7 +279,7 @@ class AttachmentStore:
             row = (await conn.execute(select(self.table).where(self.table.c.id == attachment_id))).first()
         if row is None:
             raise NotFound("no such attachment")
-        return _attachment(row)
+        return _attachment(row._mapping)
 
     async def get_for(self, principal: Principal, attachment_id: str) -> Attachment:
         attachment = await self.get(attachment_id)
@@ -304,8 +306,19 @@ class AttachmentStore:
             for batch in _batches(ids):
                 rows = (await conn.execute(self._of_messages, {"ids": batch})).all()
                 for row in rows:
-                    a = _attachment(row)
+                    a = _attachment(row._mapping)
                     out.setdefault(int(a.message_id or 0), []).append(self.message_entry(a, now))
+        return out
+
+    async def for_messages_on(self, db: Any, message_ids: Sequence[int], now: datetime
+                              ) -> dict[int, list[dict[str, Any]]]:
+        """`for_messages` on a raw asyncpg connection (the batched hello reads): one statement."""
+        out: dict[int, list[dict[str, Any]]] = {}
+        if not message_ids:
+            return out
+        for row in await db.fetch(self._of_messages_raw, list(message_ids)):
+            a = _attachment(row)
+            out.setdefault(int(a.message_id or 0), []).append(self.message_entry(a, now))
         return out
 
     # ----------------------------------------------------------- attaching
@@ -363,14 +376,14 @@ class AttachmentStore:
         if int(total or 0) > self.max_per_message:
             raise BadRequest(f"at most {self.max_per_message} attachments per message")
         rows = (await conn.execute(select(t).where(t.c.id.in_(ids)))).all()
-        by_id = {row._mapping["id"]: _attachment(row) for row in rows}
+        by_id = {row._mapping["id"]: _attachment(row._mapping) for row in rows}
         return [self.message_entry(by_id[i], now) for i in ids]
 
     async def _refusal(self, conn: AsyncConnection, ids: list[str], ticket_id: int, message_id: int,
                        principal: Principal, shop_id: str) -> PomocError | None:
         t = self.table
         rows = (await conn.execute(select(t).where(t.c.id.in_(ids)))).all()
-        found = {row._mapping["id"]: _attachment(row) for row in rows}
+        found = {row._mapping["id"]: _attachment(row._mapping) for row in rows}
         for i in ids:
             a = found.get(i)
             if a is None:

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 from sqlalchemy import event
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -34,7 +35,8 @@ MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 MAINTENANCE_LOCK_WAIT = 30.0  # seconds a migration waits for SQLite's write lock
 # What a request that fails on the database raises: a driver error, no pooled
 # connection in time, a network error or any timeout (TimeoutError is an OSError).
-DATABASE_DOWN = (OperationalError, DBAPIError, PoolTimeout, OSError)
+# The raw asyncpg paths (the group commit, the batched hello reads) raise the driver's own.
+DATABASE_DOWN = (OperationalError, DBAPIError, PoolTimeout, OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 def create_engine(settings: Settings, *, maintenance: bool = False) -> AsyncEngine:

@@ -183,6 +183,37 @@ async def test_resume_replays_exactly_what_was_missed_in_order_once(server, clie
     assert not back.pending("message")
 
 
+async def test_a_shops_users_resuming_at_once_each_get_exactly_their_own_window(server, clients, tokens, shop):
+    """A storm in one shop: its users' hellos (and their reads) go together, each with
+    its own resume point in the same two threads; every one gets what it missed, once, in order."""
+    opener = await connect(server, clients)
+    await opener.hello(tokens.customer(shop))
+    first, second = await open_ticket(opener, "Płatności"), await open_ticket(opener, "Wysyłka")
+    agent = await agent_following(server, clients, tokens, first["id"])
+    await agent.request({"type": "follow", "ticket": second["id"]}, "ticket")
+    seqs: dict[int, list[int]] = {first["id"]: [first["last_seq"]], second["id"]: [second["last_seq"]]}
+    for i in range(6):
+        for t in (first["id"], second["id"]):
+            ack = await agent.request({"type": "send", "ticket": t, "body": f"{t}: {i}"}, "ack")
+            seqs[t].append(ack["seq"])
+    users = [f"user-{n}" for n in range(12)]
+    backs = [await connect(server, clients) for _ in users]
+    # User n last saw the n-th message of the first thread and the (11 - n)-th of the second (clamped).
+    points = [{first["id"]: seqs[first["id"]][min(n, 6)], second["id"]: seqs[second["id"]][min(11 - n, 6)]}
+              for n in range(len(users))]
+    welcomes = await asyncio.gather(*(
+        back.hello(tokens.customer(shop, user), resume={str(t): s for t, s in point.items()})
+        for back, user, point in zip(backs, users, points, strict=True)))
+    for back, point, welcome in zip(backs, points, welcomes, strict=True):
+        assert {t["id"] for t in welcome["tickets"]} >= {first["id"], second["id"]}
+        for t, seen in point.items():
+            missed = [s for s in seqs[t] if s > seen]
+            got = [await back.expect("message", ticket=t) for _ in missed]
+            assert [m["seq"] for m in got] == missed
+        await back.request({"type": "ping"}, "pong")
+        assert not back.pending("message")
+
+
 async def test_resume_with_a_future_seq_does_not_swallow_new_messages(server, clients, tokens, shop):
     customer = await connect(server, clients)
     token = tokens.customer(shop)
