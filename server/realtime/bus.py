@@ -37,6 +37,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from server.batching import Coalesced
 from server.realtime.health import LATE, RedisHealth
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 Deliver = Callable[[str, bytes], None]
 _RESUBSCRIBE_WAIT = 5.0  # for every channel's confirmation after a reconnect, before the catch-up
 _PING_EVERY = 1.0
+_SUBSCRIBE_BATCH = 500  # channels one SUBSCRIBE names at most
 _REDIS_DOWN = (RedisError, OSError)  # OSError: the builtin TimeoutError of a deadline too
 
 # ARGV: deadline (ms, Redis's clock), then channel, payload pairs. Returns how many
@@ -72,6 +74,7 @@ class Bus:
         self._confirmed: set[str] = set()
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._pubsub: Any = None
+        self._writes: Coalesced[str, bool] = Coalesced(self._subscribe_many, bool, max_batch=_SUBSCRIBE_BATCH)
         self._connected = asyncio.Event()
         self._stopping = False
         self._returned = asyncio.Event()
@@ -97,7 +100,8 @@ class Bus:
             async with asyncio.timeout(self._timeout):
                 if len(self._waiters[channel]) == 1 and self._pubsub is not None:
                     writing = True
-                    await self._pubsub.subscribe(channel)
+                    # One SUBSCRIBE for every channel asked for while one is being written.
+                    await self._writes.get(channel)
                     writing = False
                 if self.connected and self.health.up:
                     await asyncio.shield(waiter)
@@ -108,6 +112,13 @@ class Bus:
                         extra={"channel": channel, "error": str(exc) or repr(exc)})
         finally:
             self._forget_waiter(channel, waiter)
+
+    async def _subscribe_many(self, channels: list[str]) -> dict[str, bool]:
+        pubsub = self._pubsub
+        wanted = [c for c in channels if c in self._channels and c not in self._confirmed]
+        if pubsub is not None and wanted:  # else the reconnect subscribes every channel still wanted
+            await pubsub.subscribe(*wanted)
+        return dict.fromkeys(channels, True)
 
     def _forget_waiter(self, channel: str, waiter: asyncio.Future[None]) -> None:
         waiters = self._waiters.get(channel)

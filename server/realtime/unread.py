@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
+from server.batching import Coalesced
 from server.realtime.health import LATE, RedisHealth
 from server.realtime.keys import Keys
 
@@ -169,6 +170,9 @@ class UnreadBook:
         self._after_batch = redis.register_script(_AFTER_BATCH)
         self._sync = redis.register_script(_SYNC)
         self._sync_book = redis.register_script(_SYNC_BOOK)
+        # The books of the hellos in flight, read in one pipeline (a reconnect storm).
+        self._books: Coalesced[str, tuple[bool, dict[int, int]]] = Coalesced(
+            self._read_books, lambda: (False, {}), max_batch=_PIPELINE)
 
     async def publish_and_count(self, node_id: str, items: list[tuple[str, bytes, int, int, str, str]]
                                 ) -> tuple[list[tuple[str, int, int]], list[int]]:
@@ -212,8 +216,17 @@ class UnreadBook:
         return int(await self._sync(keys=[self.keys.unread(reader)], args=[ticket_id, cursor]))
 
     async def read_book(self, reader: str) -> tuple[bool, dict[int, int]]:
-        """(built, counts) in one round trip."""
-        return parse_book(await self.redis.hgetall(self.keys.unread(reader)))
+        """(built, counts) in one round trip, shared with the other readers asking meanwhile."""
+        return await self._books.get(reader)
+
+    async def _read_books(self, readers: list[str]) -> dict[str, tuple[bool, dict[int, int]]]:
+        if len(readers) == 1:
+            return {readers[0]: parse_book(await self.redis.hgetall(self.keys.unread(readers[0])))}
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for reader in readers:
+                pipe.hgetall(self.keys.unread(reader))
+            books = await pipe.execute()
+        return {reader: parse_book(book) for reader, book in zip(readers, books, strict=True)}
 
     async def built(self, reader: str) -> bool:
         return bool(await self.redis.hexists(self.keys.unread(reader), BUILT))

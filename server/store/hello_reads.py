@@ -7,7 +7,7 @@ On PostgreSQL the hellos in flight share one statement of each kind, written as
 raw SQL on asyncpg (as the group commit is): `= ANY($1)` and `unnest(...)` with a
 LATERAL per shop or thread, so a batch reads exactly what each hello would have
 read alone, on the same indexes. A lone hello on a quiet node runs at once
-(`server.store.batching`). On SQLite (one process, one file) each hello reads
+(`server.batching`). On SQLite (one process, one file) each hello reads
 alone through the stores, as before.
 """
 
@@ -22,11 +22,11 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from server.batching import Coalesced
 from server.clock import Clock
 from server.principal import Principal
 from server.rules.records import Message, Ticket
 from server.store.attachments import AttachmentStore
-from server.store.batching import Coalesced
 from server.store.db import Pulse, error_kind, single_statements
 from server.store.messages import MessageStore
 from server.store.rows import MESSAGE_COLUMNS, TICKET_COLUMNS, message_row, ticket_row

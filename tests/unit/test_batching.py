@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from server.store.batching import Coalesced
+from server.batching import Coalesced
 
 
 class Reads:

@@ -26,6 +26,7 @@ FOLDERS = {"rules": 1, "protocol": 2, "store": 2, "realtime": 2, "chat": 3, "web
 # the design card names, each in its layer.
 TOP = {"__init__": ("kernel", 0), "settings": ("kernel", 0), "clock": ("kernel", 0), "errors": ("kernel", 0),
        "logs": ("kernel", 0), "principal": ("kernel", 0), "metrics": ("kernel", 0),
+       "batching": ("kernel", 0),
        "presence": ("realtime", 2), "threads": ("chat", 3),
        "ws": ("web", 4), "__main__": ("main", 5)}
 PURE_LAYERS = {"rules", "protocol"}
