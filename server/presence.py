@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 
 from redis.asyncio import Redis
 
+from server.batching import Coalesced
 from server.realtime.admission import ADMIT
 from server.realtime.health import LATE, RedisHealth
 from server.realtime.keys import Keys
@@ -290,6 +291,24 @@ return 1
 """
 
 
+_LEAVE_BATCH = 500  # leavings one pipeline carries at most
+
+
+@dataclass(frozen=True, slots=True)
+class _Leaving:
+    connections: str  # the user's connections key
+    shop: str  # the shop's connections key
+    conn_id: str
+    at: float
+    tombstone: float
+    channels: tuple[str, ...]
+    payload: bytes
+
+    @property
+    def args(self) -> list[str | float | bytes]:
+        return [self.conn_id, self.at, self.tombstone, *self.channels, self.payload]
+
+
 @dataclass(frozen=True, slots=True)
 class Arrival:
     wait: float  # 0.0 when admitted, else seconds until the user may try again
@@ -311,6 +330,7 @@ class Arrivals:
         self.seen_for = seen_for
         self._arrive = redis.register_script(_ARRIVE)
         self._leave = redis.register_script(_LEAVE)
+        self._leavings: Coalesced[_Leaving, bool] = Coalesced(self._leave_many, bool, max_batch=_LEAVE_BATCH)
 
     async def arrive(self, reader: str, shop_id: str, conn_id: str, now: datetime, limit: int,
                      announce: tuple[list[str], bytes]) -> Arrival:
@@ -329,8 +349,22 @@ class Arrivals:
 
     async def leave(self, reader: str, shop_id: str, conn_id: str, now: datetime,
                     announce: tuple[list[str], bytes]) -> bool:
-        """True when the shop has no live connection left (announced already)."""
+        """True when the shop has no live connection left (announced already).
+
+        Leavings at once (a network cut, a node's clients all closing) go to Redis
+        in one pipeline: ten thousand scripts sent one by one would wait on each
+        other past the deadline of every Redis call on the node."""
         channels, payload = announce
         tombstone = -(now + self.ttl).timestamp()
-        return bool(int(await self._leave(keys=[self.keys.connections(reader), self.keys.customer_connections(shop_id)],
-                                          args=[conn_id, now.timestamp(), tombstone, *channels, payload])))
+        return await self._leavings.get(_Leaving(self.keys.connections(reader), self.keys.customer_connections(shop_id),
+                                                 conn_id, now.timestamp(), tombstone, tuple(channels), payload))
+
+    async def _leave_many(self, leavings: list[_Leaving]) -> dict[_Leaving, bool]:
+        if len(leavings) == 1:
+            one = leavings[0]
+            return {one: bool(int(await self._leave(keys=[one.connections, one.shop], args=one.args)))}
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for one in leavings:
+                await self._leave(keys=[one.connections, one.shop], args=one.args, client=pipe)
+            answers = await pipe.execute()
+        return {one: bool(int(answer)) for one, answer in zip(leavings, answers, strict=True)}

@@ -292,8 +292,10 @@ class Roster:
     Only a node full of identified connections refuses everyone."""
 
     def __init__(self, max_connections: int, max_pending: int | None = None,
-                 max_pending_per_address: int | None = None) -> None:
+                 max_pending_per_address: int | None = None, hello_concurrency: int = 32) -> None:
         self.max_connections = max_connections
+        # The node's admission queue: hellos worked on at once, up to their welcome.
+        self.hellos = asyncio.Semaphore(hello_concurrency)
         self.max_pending = max_pending or max_connections
         self.max_pending_per_address = max_pending_per_address or self.max_pending
         self.draining = False

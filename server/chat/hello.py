@@ -1,6 +1,7 @@
 """The hello: admitting an authenticated connection and telling it where it stands.
 
-In order: admission (the user's connection limit and cool-down, one Redis call);
+In order: the node's admission queue (`POMOC_HELLO_CONCURRENCY` hellos at a time);
+admission (the user's connection limit and cool-down, one Redis call);
 the channels it listens on (subscribed before anything is read, so nothing
 committed after the reads can be missed); the tickets it sees (a customer's shop,
 an agent's inbox page, most urgent first); for a `resume`, where each thread stands
@@ -58,32 +59,14 @@ class Replay:
 
 async def hello(a: Adapters, conn: Connection, principal: Principal, req: frames.Hello, ref: object) -> None:
     session = conn.session
-    if principal.is_agent:
-        arrival = await a.attendance.admit(principal, session.conn_id)
-    else:
-        arrival = await a.attendance.arrive(principal, session.conn_id)
-    wait, first_seen = arrival.wait, arrival.first_seen
-    if wait > 0:
-        conn.failed(RateLimited("too many connections for this user, or too many requests; "
-                                f"retry in {wait:g} s", retry_after=round(wait, 3)), ref)
-        session.close(CLOSE_RATE_LIMITED, "too many connections or requests")
-        return
-    session.authenticated(principal, req.feed)
-    try:
-        replay = await conn.bounded(_welcome(a, conn, principal, req, ref, first_seen),
-                                    a.settings.database_timeout.total_seconds(), a.writer.pulse)
-    except Exception as exc:
-        if isinstance(exc, DATABASE_DOWN):
-            log.warning("ws.hello_failed", extra={"conn_id": session.conn_id, "error": describe(exc)})
-            why = "the database is unavailable; say hello again"
-        else:
-            log.exception("ws.hello_failed", extra={"conn_id": session.conn_id})
-            why = "internal error; say hello again"
-        # Undo it all: the client may say hello again on this connection.
-        conn.unlisten()
-        await a.attendance.release(principal, session.conn_id, unseen=first_seen and principal.is_agent)
-        session.hello_failed()
-        conn.failed(Unavailable(why), ref)
+    # The node's admission queue: a storm's hellos are worked on a few dozen at a time,
+    # in order of arrival, up to their welcome (the replay streams outside it, at the
+    # pace of each client's reading).
+    async with a.roster.hellos:
+        if session.close_code is not None:
+            return  # gone while it waited its turn
+        replay = await _admitted(a, conn, principal, req, ref)
+    if replay is None:
         return
     try:
         replayed = await _replay(a, conn, principal, replay)
@@ -97,6 +80,40 @@ async def hello(a: Adapters, conn: Connection, principal: Principal, req: frames
     await a.attendance.connected(session)
     log.info("ws.hello", extra={"conn_id": session.conn_id, "role": principal.role.value,
                                 "tickets": replay.listed, "replayed": replayed})
+
+
+async def _admitted(a: Adapters, conn: Connection, principal: Principal, req: frames.Hello,
+                    ref: object) -> Replay | None:
+    """Admission, then everything up to the welcome; None when the hello ended there
+    (refused, or failed: the client may say hello again)."""
+    session = conn.session
+    if principal.is_agent:
+        arrival = await a.attendance.admit(principal, session.conn_id)
+    else:
+        arrival = await a.attendance.arrive(principal, session.conn_id)
+    wait, first_seen = arrival.wait, arrival.first_seen
+    if wait > 0:
+        conn.failed(RateLimited("too many connections for this user, or too many requests; "
+                                f"retry in {wait:g} s", retry_after=round(wait, 3)), ref)
+        session.close(CLOSE_RATE_LIMITED, "too many connections or requests")
+        return None
+    session.authenticated(principal, req.feed)
+    try:
+        return await conn.bounded(_welcome(a, conn, principal, req, ref, first_seen),
+                                  a.settings.database_timeout.total_seconds(), a.writer.pulse)
+    except Exception as exc:
+        if isinstance(exc, DATABASE_DOWN):
+            log.warning("ws.hello_failed", extra={"conn_id": session.conn_id, "error": describe(exc)})
+            why = "the database is unavailable; say hello again"
+        else:
+            log.exception("ws.hello_failed", extra={"conn_id": session.conn_id})
+            why = "internal error; say hello again"
+        # Undo it all: the client may say hello again on this connection.
+        conn.unlisten()
+        await a.attendance.release(principal, session.conn_id, unseen=first_seen and principal.is_agent)
+        session.hello_failed()
+        conn.failed(Unavailable(why), ref)
+        return None
 
 
 async def _welcome(a: Adapters, conn: Connection, principal: Principal, req: frames.Hello, ref: object,

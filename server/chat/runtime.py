@@ -144,7 +144,8 @@ async def running(settings: Settings, clock: Clock, rules: Rules | None = None,
                          tickets=tickets, presence=presence, clock=clock, wall=wall, health=health,
                          metrics=metrics)
     readers = Readers(book, reads, tickets, announce, settings.welcome_tickets_max)
-    roster = Roster(settings.max_connections, settings.max_pending, settings.max_pending_per_address)
+    roster = Roster(settings.max_connections, settings.max_pending, settings.max_pending_per_address,
+                    settings.hello_concurrency)
     metrics.view(connections=roster.by_role, delivered=roster.delivered)
     connections = Connections(redis, keys, settings.presence_ttl, health)
     arrivals = Arrivals(redis, keys, settings.presence_ttl, SEEN_FOR, health)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -140,6 +141,33 @@ async def test_agents_see_whether_the_customer_is_connected(pair, clients, token
     assert gone["online"] is False
     again = await agent.request({"type": "follow", "ticket": ticket["id"]}, "ticket")
     assert again["ticket"]["customer_online"] is False
+
+
+async def test_a_crowd_of_one_shop_leaving_at_once_takes_the_shop_offline_once(pair, clients, tokens, shop):
+    """Leavings at once go to Redis together: the shop is online until the last one goes,
+    then offline, announced once; every other shop's presence is untouched."""
+    a, b = pair
+    other = unique("shop")
+    stays, _ = await join(a, clients, tokens.customer(other))
+    crowd = [(await join(a, clients, tokens.customer(shop, f"user-{n}")))[0] for n in range(24)]
+    ticket = (await crowd[0].request({"type": "open_ticket", "title": "Kurier", "body": "?", "client_id": "o"},
+                                     "ticket"))["ticket"]
+    agent, _ = await join(b, clients, tokens.agent(unique("a")))
+    followed = await agent.request({"type": "follow", "ticket": ticket["id"]}, "ticket")
+    assert followed["ticket"]["customer_online"] is True
+    await asyncio.gather(*(c.close() for c in crowd[1:]))
+    await crowd[0].request({"type": "ping"}, "pong")
+    again = await agent.request({"type": "follow", "ticket": ticket["id"]}, "ticket")
+    assert again["ticket"]["customer_online"] is True  # one is still here
+    assert not agent.pending("customer_presence")
+    await crowd[0].close()
+    gone = await agent.expect("customer_presence", shop=shop)
+    assert gone["online"] is False
+    await agent.request({"type": "ping"}, "pong")
+    assert [f for f in agent.pending("customer_presence") if f.get("shop") == shop] == []
+    assert (await agent.request({"type": "follow", "ticket": ticket["id"]}, "ticket"))["ticket"][
+        "customer_online"] is False
+    await stays.request({"type": "ping"}, "pong")
 
 
 async def test_typing_reaches_the_other_side_only_and_is_throttled(pair, clients, tokens, shop):
