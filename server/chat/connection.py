@@ -17,7 +17,6 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Coroutine, Iterable
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from server.errors import CLOSE_TRY_AGAIN, PomocError
@@ -256,13 +255,8 @@ class Connection:
 
 async def with_links(a: Adapters, found: list[Message]) -> list[Message]:
     """Messages read back from the database, with their attachments (fresh links)."""
-    if not found:
-        return found
     # Signed links expire on real time, like the tokens they stand in for.
-    entries = await a.attachments.for_messages([m.id for m in found], a.wall.now())
-    if not entries:
-        return found
-    return [replace(m, attachments=tuple(entries[m.id])) if m.id in entries else m for m in found]
+    return await a.attachments.with_links(found, a.wall.now())
 
 
 def _unwound(task: asyncio.Future[Any]) -> None:

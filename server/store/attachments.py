@@ -30,7 +30,7 @@ import secrets
 import shutil
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from tempfile import SpooledTemporaryFile
@@ -42,6 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from server.errors import BadRequest, ClosedTicket, Forbidden, NotFound, PomocError, Unauthorized
 from server.principal import Principal
+from server.rules.records import Message
 from server.rules.tickets import check_access, unknown_ticket
 from server.store.db import single_statements
 from server.store.filetypes import DEFAULT_MAX_PIXELS, ImageClaim, classify, display_name
@@ -105,6 +106,13 @@ def _attachment(m: Mapping[Any, Any]) -> Attachment:
         uploader=m["uploader"], name=m["name"], content_type=m["content_type"], size=m["size"],
         sha256=m["sha256"], width=m["width"], height=m["height"], created_at=m["created_at"],
     )
+
+
+def linked(found: list[Message], entries: Mapping[int, Sequence[dict[str, Any]]]) -> list[Message]:
+    """`found` with each message's attachment entries (those in `entries`)."""
+    if not entries:
+        return found
+    return [replace(m, attachments=tuple(entries[m.id])) if m.id in entries else m for m in found]
 
 
 def _batches(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
@@ -305,21 +313,28 @@ class AttachmentStore:
         async with self.single.connect() as conn:
             for batch in _batches(ids):
                 rows = (await conn.execute(self._of_messages, {"ids": batch})).all()
-                for row in rows:
-                    a = _attachment(row._mapping)
-                    out.setdefault(int(a.message_id or 0), []).append(self.message_entry(a, now))
+                self._entries_into(out, (row._mapping for row in rows), now)
         return out
 
     async def for_messages_on(self, db: Any, message_ids: Sequence[int], now: datetime
                               ) -> dict[int, list[dict[str, Any]]]:
         """`for_messages` on a raw asyncpg connection (the batched hello reads): one statement."""
         out: dict[int, list[dict[str, Any]]] = {}
-        if not message_ids:
-            return out
-        for row in await db.fetch(self._of_messages_raw, list(message_ids)):
+        if message_ids:
+            self._entries_into(out, await db.fetch(self._of_messages_raw, list(message_ids)), now)
+        return out
+
+    def _entries_into(self, out: dict[int, list[dict[str, Any]]], rows: Iterable[Mapping[Any, Any]],
+                      now: datetime) -> None:
+        for row in rows:
             a = _attachment(row)
             out.setdefault(int(a.message_id or 0), []).append(self.message_entry(a, now))
-        return out
+
+    async def with_links(self, found: list[Message], now: datetime) -> list[Message]:
+        """Messages read back from the database, with their attachments (fresh links)."""
+        if not found:
+            return found
+        return linked(found, await self.for_messages([m.id for m in found], now))
 
     # ----------------------------------------------------------- attaching
     async def attach(self, ids: Sequence[str], ticket_id: int, message_id: int, principal: Principal,

@@ -13,8 +13,8 @@ alone through the stores, as before.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -26,15 +26,13 @@ from server.batching import Coalesced
 from server.clock import Clock
 from server.principal import Principal
 from server.rules.records import Message, Ticket
-from server.store.attachments import AttachmentStore
-from server.store.db import Pulse, error_kind, single_statements
+from server.store.attachments import AttachmentStore, linked
+from server.store.db import ErrorSink, Pulse, error_kind, single_statements
 from server.store.messages import MessageStore
 from server.store.rows import MESSAGE_COLUMNS, TICKET_COLUMNS, message_row, ticket_row
 from server.store.tickets import TicketStore
 
 PG: Any = postgresql.dialect()  # type: ignore[no-untyped-call]
-# Sink for a failed statement: (operation, error kind), as `server.store.db.count_errors`.
-ErrorSink = Callable[[str, str], None]
 
 BATCH_MAX = 500  # hellos a statement serves at most
 
@@ -136,10 +134,7 @@ class HelloReads:
         """One page of a replay (`MessageStore.replay_page`), with its attachments' fresh links."""
         if not self.batched:
             found = await self._messages.replay_page(ticket_id, after, upto, limit)
-            if not found:
-                return found
-            entries = await self._attachments.for_messages([m.id for m in found], self._wall.now())
-            return _linked(found, entries)
+            return await self._attachments.with_links(found, self._wall.now())
         return await self._pages.get((ticket_id, after, upto, limit))
 
     # ------------------------------------------------------------ the batches
@@ -187,11 +182,5 @@ class HelloReads:
         found: list[list[Message]] = [[] for _ in pages]
         for row in rows:
             found[row[len(MESSAGE_COLUMNS)]].append(message_row(row))
-        return {page: _linked(found[i], entries) for i, page in enumerate(pages)}
-
-
-def _linked(found: list[Message], entries: Mapping[int, Sequence[dict[str, Any]]]) -> list[Message]:
-    if not entries:
-        return found
-    return [replace(m, attachments=tuple(entries[m.id])) if m.id in entries else m for m in found]
+        return {page: linked(found[i], entries) for i, page in enumerate(pages)}
 

@@ -44,7 +44,6 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.errors import BadRequest, PomocError, Unavailable
@@ -596,7 +595,7 @@ async def _newer_replies(db: Any, accepted: list[tuple[Pending, Admission]], tic
 
 def _down(exc: BaseException) -> bool:
     """The database is unreachable, hung or failing as a whole (not this data)."""
-    return isinstance(exc, DATABASE_DOWN) or isinstance(exc, asyncpg.PostgresError | asyncpg.InterfaceError)
+    return isinstance(exc, DATABASE_DOWN)  # asyncpg's own errors included (the raw path)
 
 
 def _stop_expiry(pending: Pending) -> Callable[[asyncio.Future[Posted]], None]:

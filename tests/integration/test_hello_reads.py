@@ -25,13 +25,12 @@ from server.principal import Principal, Role
 from server.settings import Settings
 from server.store import models
 from server.store.attachments import AttachmentStore
-from server.store.db import Pulse, create_engine, migrate
+from server.store.db import Pulse, create_engine
 from server.store.hello_reads import HelloReads
 from server.store.messages import MessageStore
 from server.store.models import customers, messages, shops, tickets
 from server.store.tickets import TicketStore
-from tests import services
-from tests.conftest import _drop_schema
+from tests.conftest import drop_store, fresh_store
 
 SECRET = "hello-reads-secret-0123456789abcdef"
 NOW = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
@@ -42,18 +41,9 @@ MESSAGES = 12
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def settings(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    if request.param == "sqlite":
-        path = tmp_path_factory.mktemp("hello-reads") / "pomoc.db"
-        s = Settings(database_url=f"sqlite+aiosqlite:///{path}", secret=SECRET)
-        migrate(s)
-        yield s
-        return
-    services.require("PostgreSQL", services.POSTGRES_URL)
-    schema = f"{services.PG_SCHEMA}_hr_{uuid.uuid4().hex[:6]}"
-    s = Settings(database_url=services.POSTGRES_URL, database_schema=schema, secret=SECRET)
-    migrate(s)
+    s = fresh_store(request.param, tmp_path_factory.mktemp("hello-reads"), "hr")
     yield s
-    _drop_schema(schema)
+    drop_store(s)
 
 
 class World:
