@@ -13,7 +13,7 @@ abandoned on its deadline) is skipped when the answer comes.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Hashable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
 from typing import Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
@@ -51,6 +51,25 @@ class Coalesced(Generic[K, V]):
         if self._flying < self._flights:
             self._launch()
         return await future
+
+    async def get_many(self, keys: Iterable[K]) -> list[V]:
+        """`get` of several keys, in one flight where they fit (no task per key)."""
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[V]] = []
+        for key in keys:
+            future: asyncio.Future[V] = loop.create_future()
+            self._waiting.setdefault(key, []).append(future)
+            futures.append(future)
+        if futures and self._flying < self._flights:
+            self._launch()
+        try:
+            return [await future for future in futures]
+        finally:
+            for future in futures:
+                if not future.done():
+                    future.cancel()  # given up (failed or cancelled): a later flight skips it
+                elif not future.cancelled():
+                    future.exception()  # seen: the first failure is the one raised
 
     def _launch(self) -> None:
         keys = list(self._waiting)[:self._max_batch]

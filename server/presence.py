@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from redis.asyncio import Redis
 
@@ -292,6 +293,13 @@ return 1
 
 
 _LEAVE_BATCH = 500  # leavings one pipeline carries at most
+_ARRIVE_BATCH = 500  # arrivals one pipeline carries at most
+
+
+@dataclass(frozen=True, slots=True)
+class _Arriving:
+    keys: tuple[str, ...]
+    args: tuple[str | float | int | bytes, ...]  # the connection's id first: every arrival is its own
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,8 +327,9 @@ class Arrival:
 
 class Arrivals:
     """A customer's connection arriving and leaving: admission, the hourly "seen"
-    marker and the shop's presence in one Redis call each (a reconnect storm costs
-    one round trip per hello for all of them)."""
+    marker and the shop's presence in one script each; the arrivals (and leavings)
+    of many connections at once go to Redis in one pipeline, so a reconnect storm
+    costs a round trip per few hundred hellos, not one per hello."""
 
     def __init__(self, redis: Redis, keys: Keys, ttl: timedelta, seen_for: timedelta, health: RedisHealth) -> None:
         self.redis = redis
@@ -331,16 +340,18 @@ class Arrivals:
         self._arrive = redis.register_script(_ARRIVE)
         self._leave = redis.register_script(_LEAVE)
         self._leavings: Coalesced[_Leaving, bool] = Coalesced(self._leave_many, bool, max_batch=_LEAVE_BATCH)
+        self._arrivals: Coalesced[_Arriving, list[Any]] = Coalesced(self._arrive_many, list, max_batch=_ARRIVE_BATCH)
 
     async def arrive(self, reader: str, shop_id: str, conn_id: str, now: datetime, limit: int,
                      announce: tuple[list[str], bytes]) -> Arrival:
         channels, payload = announce
         expires = (now + self.ttl).timestamp()
-        count, first, online, agents = await self._arrive(
-            keys=[self.keys.connections(reader), self.keys.penalty(reader), self.keys.seen(reader),
-                  self.keys.customer_connections(shop_id), self.keys.agents_online],
-            args=[conn_id, now.timestamp(), expires, limit, int(self.seen_for.total_seconds()),
-                  self.health.deadline_ms(), *channels, payload])
+        answer = await self._arrivals.get(_Arriving(
+            (self.keys.connections(reader), self.keys.penalty(reader), self.keys.seen(reader),
+             self.keys.customer_connections(shop_id), self.keys.agents_online),
+            (conn_id, now.timestamp(), expires, limit, int(self.seen_for.total_seconds()),
+             self.health.deadline_ms(), *channels, payload)))
+        count, first, online, agents = answer
         count = int(count)
         if count == 0:
             raise self.health.late()
@@ -358,6 +369,16 @@ class Arrivals:
         tombstone = -(now + self.ttl).timestamp()
         return await self._leavings.get(_Leaving(self.keys.connections(reader), self.keys.customer_connections(shop_id),
                                                  conn_id, now.timestamp(), tombstone, tuple(channels), payload))
+
+    async def _arrive_many(self, arrivals: list[_Arriving]) -> dict[_Arriving, list[Any]]:
+        if len(arrivals) == 1:
+            one = arrivals[0]
+            return {one: await self._arrive(keys=list(one.keys), args=list(one.args))}
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for one in arrivals:
+                await self._arrive(keys=list(one.keys), args=list(one.args), client=pipe)
+            answers = await pipe.execute()
+        return dict(zip(arrivals, answers, strict=True))
 
     async def _leave_many(self, leavings: list[_Leaving]) -> dict[_Leaving, bool]:
         if len(leavings) == 1:

@@ -167,7 +167,7 @@ class Connection:
             self.a.router.listen(session, channel, source)
         # Returns when Redis confirmed each channel (whoever asked first), so nothing
         # published after this returns is missed.
-        await asyncio.gather(*(self.a.bus.subscribe(c) for c, _ in new))
+        await self.a.bus.subscribe(*(c for c, _ in new))
 
     def unlisten(self) -> None:
         session = self.session

@@ -35,7 +35,6 @@ from server.errors import CLOSE_RATE_LIMITED, Forbidden, RateLimited, Unavailabl
 from server.principal import Principal
 from server.protocol import frames, views
 from server.protocol.events import Source
-from server.rules.policy import weekly_hours
 from server.rules.records import Message, Ticket
 from server.rules.tickets import check_access
 from server.store.db import DATABASE_DOWN, describe
@@ -166,7 +165,7 @@ async def _welcome(a: Adapters, conn: Connection, principal: Principal, req: fra
                                    now=now, wall_now=wall_now),
         # A customer hears its own plan's hours (a priority shop's Sunday is open).
         session.unread, agents_online=a.attendance.agents_online, service=a.rules.policy.service(now, principal.plan),
-        hours=weekly_hours(a.rules.policy.calendar_of(principal.plan)),
+        hours=a.rules.policy.weekly_hours_of(principal.plan),
         limits={"max_body_chars": settings.max_body_chars, "max_title_chars": settings.max_title_chars},
         incomplete=incomplete, conn_id=session.conn_id, now=now,
         departments=[(d.key, d.name) for d in a.rules.departments], more=more, wall_now=wall_now), ref)

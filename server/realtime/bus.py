@@ -86,32 +86,46 @@ class Bus:
         return self._connected.is_set()
 
     # ------------------------------------------------------------ subscribing
-    async def subscribe(self, channel: str) -> None:
-        """Want `channel`; returns once Redis confirmed the subscription, or after the
+    async def subscribe(self, *channels: str) -> None:
+        """Want these channels; returns once Redis confirmed every one, or after the
         deadline, or at once while Redis is unreachable (the reconnect will subscribe)
-        or known to be down (the subscription is sent; Redis confirms it when it answers)."""
-        self._channels.add(channel)
-        if channel in self._confirmed or not self.connected:
+        or known to be down (the subscription is sent; Redis confirms it when it answers).
+        One coroutine however many channels: a hello's three cost no task each."""
+        self._channels.update(channels)
+        if not self.connected:
             return
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.setdefault(channel, []).append(waiter)
+        fresh = [c for c in dict.fromkeys(channels) if c not in self._confirmed]
+        if not fresh:
+            return
+        loop = asyncio.get_running_loop()
+        waiters: list[tuple[str, asyncio.Future[None]]] = []
+        first: list[str] = []  # channels nobody else is waiting for: this caller writes them
+        for channel in fresh:
+            waiter: asyncio.Future[None] = loop.create_future()
+            queue = self._waiters.setdefault(channel, [])
+            queue.append(waiter)
+            waiters.append((channel, waiter))
+            if len(queue) == 1:
+                first.append(channel)
         writing = False
         try:
             async with asyncio.timeout(self._timeout):
-                if len(self._waiters[channel]) == 1 and self._pubsub is not None:
+                if first and self._pubsub is not None:
                     writing = True
                     # One SUBSCRIBE for every channel asked for while one is being written.
-                    await self._writes.get(channel)
+                    await self._writes.get_many(first)
                     writing = False
-                if self.connected and self.health.up:
-                    await asyncio.shield(waiter)
+                for _, waiter in waiters:
+                    if self.connected and self.health.up:
+                        await asyncio.shield(waiter)
         except _REDIS_DOWN as exc:  # the deadline's TimeoutError too
             if writing:
                 self._suspect = True  # the connection may be left half-written: a new one
             log.warning("bus.subscribe_failed" if writing else "bus.subscribe_slow",
-                        extra={"channel": channel, "error": str(exc) or repr(exc)})
+                        extra={"channels": fresh[:10], "error": str(exc) or repr(exc)})
         finally:
-            self._forget_waiter(channel, waiter)
+            for channel, waiter in waiters:
+                self._forget_waiter(channel, waiter)
 
     async def _subscribe_many(self, channels: list[str]) -> dict[str, bool]:
         pubsub = self._pubsub

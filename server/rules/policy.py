@@ -85,6 +85,8 @@ class SupportPolicy:
         if not self.plans:
             object.__setattr__(self, "plans", parse_plans("", self.calendar))
         object.__setattr__(self, "plans", MappingProxyType(dict(self.plans)))
+        # Every welcome carries its plan's week: worked out once per plan, not per hello.
+        object.__setattr__(self, "_weekly", {})
 
     @classmethod
     def from_config(cls, hours: str = "", closed: str = "", opened: str = "", sla: str = "",
@@ -106,6 +108,16 @@ class SupportPolicy:
 
     def calendar_of(self, plan: str | None) -> WorkingCalendar:
         return self.plan(plan).calendar
+
+    def weekly_hours_of(self, plan: str | None) -> list[dict[str, Any]]:
+        """`weekly_hours` of the plan's calendar, computed once per plan (callers must
+        not change the list: it is shared)."""
+        name = plan if plan in self.plans else DEFAULT_PLAN
+        cache: dict[str, list[dict[str, Any]]] = self.__dict__["_weekly"]
+        hours = cache.get(name)
+        if hours is None:
+            hours = cache[name] = weekly_hours(self.calendar_of(name))
+        return hours
 
     def intake(self, severity: str, now: datetime, agents_online: int, lang: str = "pl",
                plan: str | None = None) -> Intake:

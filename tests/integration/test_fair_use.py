@@ -120,6 +120,18 @@ async def test_connections_per_user_are_limited_across_nodes(limited, clients, t
     assert welcome["type"] == "welcome"
 
 
+async def test_tabs_of_one_user_saying_hello_at_once_are_admitted_up_to_the_limit(limited, clients, tokens, shop):
+    """Arrivals at once go to Redis together; each still counts against the others."""
+    a, _ = limited
+    token = tokens.customer(shop, sub=unique("crowd"))
+    tabs = [await Client.connect(a.url) for _ in range(7)]
+    clients.extend(tabs)
+    answers = await asyncio.gather(*(tab.request({"type": "hello", "token": token}, "welcome") for tab in tabs))
+    kinds = sorted(answer["type"] for answer in answers)
+    assert kinds == ["error"] * 4 + ["welcome"] * 3
+    assert {answer["code"] for answer in answers if answer["type"] == "error"} == {"rate_limited"}
+
+
 async def test_a_slow_reader_is_disconnected_instead_of_growing_the_server(limited, clients, tokens, shop):
     a, _ = limited
     customer, _ = await join(a, clients, tokens.customer(shop))

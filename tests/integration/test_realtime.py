@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 from tests import services
 from tests.conftest import unique
 from tests.servers import ServerProcess, free_port
-from tests.wsclient import join
+from tests.wsclient import Client, join
 
 
 def isolated_env(server_env: dict[str, str], **extra: str) -> dict[str, str]:
@@ -168,6 +168,31 @@ async def test_a_crowd_of_one_shop_leaving_at_once_takes_the_shop_offline_once(p
     assert (await agent.request({"type": "follow", "ticket": ticket["id"]}, "ticket"))["ticket"][
         "customer_online"] is False
     await stays.request({"type": "ping"}, "pong")
+
+
+async def test_a_crowd_of_one_shop_arriving_at_once_brings_the_shop_online_once(pair, clients, tokens, shop):
+    """Arrivals at once go to Redis together: the first of them brings the shop online,
+    announced once; the others find it online already."""
+    a, b = pair
+    first, _ = await join(a, clients, tokens.customer(shop, "opener"))
+    ticket = (await first.request({"type": "open_ticket", "title": "Zwroty", "body": "?", "client_id": "o"},
+                                  "ticket"))["ticket"]
+    agent, _ = await join(b, clients, tokens.agent(unique("a")))
+    await agent.request({"type": "follow", "ticket": ticket["id"]}, "ticket")
+    await first.close()
+    assert (await agent.expect("customer_presence", shop=shop))["online"] is False
+    crowd = [await Client.connect(a.url) for _ in range(24)]
+    clients.extend(crowd)
+    welcomes = await asyncio.gather(*(c.request({"type": "hello", "token": tokens.customer(shop, f"user-{n}")},
+                                                "welcome") for n, c in enumerate(crowd)))
+    assert {w["type"] for w in welcomes} == {"welcome"}
+    back = await agent.expect("customer_presence", shop=shop)
+    assert back["online"] is True
+    await agent.request({"type": "ping"}, "pong")
+    await crowd[-1].request({"type": "ping"}, "pong")
+    assert [f for f in agent.pending("customer_presence") if f.get("shop") == shop] == []
+    again = await agent.request({"type": "follow", "ticket": ticket["id"]}, "ticket")
+    assert again["ticket"]["customer_online"] is True
 
 
 async def test_typing_reaches_the_other_side_only_and_is_throttled(pair, clients, tokens, shop):

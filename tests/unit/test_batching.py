@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 
 import pytest
 
@@ -113,3 +114,43 @@ async def test_a_batch_holds_at_most_max_batch_keys() -> None:
         await landed(reads, n)
     assert reads.flights == [[1], [2, 3], [4, 5]]
     assert [await c for c in calls] == [[k, k * 10] for k in range(1, 6)]
+
+
+async def test_many_keys_of_one_caller_fly_together_and_come_back_in_order() -> None:
+    reads = Reads()
+    batched: Coalesced[int, list[int]] = Coalesced(reads.run, list)
+    many = asyncio.ensure_future(batched.get_many([3, 1, 7, 3]))
+    await landed(reads, 1)
+    assert reads.flights == [[3, 1, 7]]  # one flight, each key once
+    assert await many == [[3, 30], [1, 10], [], [3, 30]]
+    assert await batched.get_many([]) == []
+    assert reads.flights == [[3, 1, 7]]  # nothing asked: nothing read
+
+
+async def test_many_keys_past_max_batch_take_the_next_flights_too() -> None:
+    reads = Reads()
+    batched: Coalesced[int, list[int]] = Coalesced(reads.run, list, max_batch=2)
+    many = asyncio.ensure_future(batched.get_many([1, 2, 3, 4, 5]))
+    for n in (1, 2, 3):
+        await landed(reads, n)
+    assert reads.flights == [[1, 2], [3, 4], [5]]
+    assert await many == [[k, k * 10] for k in range(1, 6)]
+
+
+async def test_a_failure_of_many_keys_raises_once_and_leaves_the_rest_unread(
+        caplog: pytest.LogCaptureFixture) -> None:
+    reads = Reads()
+    batched: Coalesced[int, list[int]] = Coalesced(reads.run, list, max_batch=2)
+    reads.fail = ConnectionError("database gone")
+    many = asyncio.ensure_future(batched.get_many([1, 2, 3]))
+    await landed(reads, 1)
+    with pytest.raises(ConnectionError):
+        await many
+    reads.fail = None
+    later = asyncio.ensure_future(batched.get(4))
+    await landed(reads, 2)
+    assert await later == [4, 40]
+    assert reads.flights == [[1, 2], [4]]  # key 3, given up with its caller, is never read
+    del many
+    gc.collect()
+    assert "exception was never retrieved" not in caplog.text  # the second failure is seen too

@@ -244,6 +244,21 @@ def test_hours_in_words() -> None:
         "We answer: every day 9:00–17:00, Sundays and holidays included.")
 
 
+def test_each_plans_week_is_the_one_its_calendar_gives() -> None:
+    from server.rules.policy import weekly_hours
+
+    monday_to_friday = {"days": [0, 1, 2, 3, 4], "opens": "09:00", "closes": "17:00"}
+    assert POLICY.weekly_hours_of("standard") == [monday_to_friday]
+    assert POLICY.weekly_hours_of("priority") == [{"days": [0, 1, 2, 3, 4, 5, 6], "opens": "09:00",
+                                                  "closes": "17:00"}]
+    # No plan, or one the shop no longer has: the standard plan's week.
+    assert POLICY.weekly_hours_of(None) == POLICY.weekly_hours_of("gold") == [monday_to_friday]
+    assert SATURDAYS.weekly_hours_of("standard") == [monday_to_friday,
+                                                     {"days": [5], "opens": "09:00", "closes": "13:00"}]
+    for name in POLICY.plans:
+        assert POLICY.weekly_hours_of(name) == weekly_hours(POLICY.calendar_of(name))
+
+
 # ------------------------------------------------------- on-call wording
 def test_the_on_call_sms_and_mail_name_the_step() -> None:
     from server.rules.mailtext import sms_text
