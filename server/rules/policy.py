@@ -112,7 +112,7 @@ class SupportPolicy:
     def weekly_hours_of(self, plan: str | None) -> list[dict[str, Any]]:
         """`weekly_hours` of the plan's calendar, computed once per plan (callers must
         not change the list: it is shared)."""
-        name = plan if plan in self.plans else DEFAULT_PLAN
+        name = plan if plan is not None and plan in self.plans else DEFAULT_PLAN
         cache: dict[str, list[dict[str, Any]]] = self.__dict__["_weekly"]
         hours = cache.get(name)
         if hours is None:
