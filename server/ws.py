@@ -108,7 +108,9 @@ async def _read(websocket: WebSocket, conn: Connection, a: Adapters) -> None:
             conn.waiting(task)
             try:
                 if session.state == HELLO:
-                    message = await asyncio.wait_for(websocket.receive(), max(0.0, deadline - loop.time()))
+                    # asyncio.timeout, not wait_for: no task of its own for every connection's hello.
+                    async with asyncio.timeout_at(deadline):
+                        message = await websocket.receive()
                 else:
                     message = await websocket.receive()
             except TimeoutError:
