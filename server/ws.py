@@ -36,7 +36,7 @@ from server.protocol import frames, views
 from server.protocol.codec import negotiate
 from server.protocol.session import HELLO, OPEN, Incoming
 from server.web import reauth
-from server.web.stack import HEARD
+from server.web.stack import FRAMES, HEARD
 from server.web.tokens import authenticate
 
 log = logging.getLogger(__name__)
@@ -185,12 +185,17 @@ async def _hello(a: Adapters, conn: Connection, incoming: Incoming) -> None:
 async def _write(websocket: WebSocket, conn: Connection) -> None:
     session = conn.session
     binary = session.codec.binary
+    # The sans-I/O stack takes what is queued in one message and one write to the socket.
+    batched = FRAMES in websocket.scope
     try:
         while True:
             batch = await conn.outgoing()
             if batch is None:
                 break
-            await _send_all(websocket, batch, binary)
+            if batched:
+                await websocket.send({"type": "websocket.send", FRAMES: batch, "binary": binary})
+            else:
+                await _send_all(websocket, batch, binary)
             # Not kept alive while waiting: an idle connection would hold its last
             # frames (the welcome, kilobytes) for as long as it stays open.
             del batch

@@ -17,7 +17,11 @@ answer). Bodies are not counted here (the upload endpoints bound them).
 with 1007 and one log line, where uvicorn logs a traceback for it, and marks in the
 scope (`Heard`, under `HEARD`) the moment the client first sends bytes after the
 upgrade, before the app has read them: the roster makes room by closing silent
-sockets before one whose hello is on its way.
+sockets before one whose hello is on its way. It also takes a batch of frames in one
+ASGI message (`{"type": "websocket.send", FRAMES: [bytes, ...], "binary": bool}`, offered
+under `FRAMES` in the scope): the frames are framed straight from the app's encoded
+bytes (no decoding to `str` and back) and leave in one write to the socket, not one
+each.
 
 `uvicorn_config` is the one place the server's uvicorn options are set; which HTTP
 and WebSocket implementations run is a setting (`POMOC_UVICORN_HTTP`,
@@ -35,7 +39,9 @@ from typing import Any, ClassVar, cast
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.exceptions import InvalidState
 
 from server.logs import Tally
 from server.settings import Settings
@@ -267,6 +273,7 @@ class BoundedH11Protocol(_BoundedHeads, H11Protocol):
 
 
 HEARD = "pomoc.heard"  # the scope key of a connection's `Heard`
+FRAMES = "pomoc.frames"  # scope key (the protocol takes batches) and message key (the batch)
 
 
 class Heard:
@@ -294,6 +301,23 @@ class BoundedWebSocketsSansIOProtocol(WebSocketsSansIOProtocol):
         # A mutable marker, so that any copy of the scope the app makes still sees it.
         self.heard = Heard()
         self.scope[HEARD] = self.heard  # type: ignore[literal-required]
+        self.scope[FRAMES] = True  # type: ignore[literal-required]
+
+    async def send(self, message: Any) -> None:
+        frames = message.get(FRAMES) if message["type"] == "websocket.send" else None
+        if frames is None or not self.handshake_complete or self.close_sent or self.initial_response is not None:
+            await super().send(message)  # everything else, and every misuse, as uvicorn answers it
+            return
+        await self.writable.wait()
+        if self.disconnected:
+            raise ClientDisconnected()
+        frame = self.conn.send_binary if message.get("binary") else self.conn.send_text
+        try:
+            for data in frames:
+                frame(data)
+        except InvalidState:
+            raise ClientDisconnected() from None
+        self.transport.write(b"".join(self.conn.data_to_send()))
 
     def data_received(self, data: bytes) -> None:
         heard = self.heard

@@ -387,3 +387,50 @@ async def test_a_text_frame_that_is_not_utf8_closes_1007_without_a_traceback(ser
     log = server.log()
     assert "Traceback" not in log
     assert not [line for line in log.splitlines() if '"level": "error"' in line]
+
+
+@pytest.mark.parametrize("codec", ["pomoc.v1.json", "pomoc.v1.msgpack"])
+async def test_frames_queued_together_arrive_whole_in_order_and_of_their_codecs_kind(any_server, tokens, shop, codec):
+    """The default stack writes a connection's queued frames in one go; uvicorn's own
+    `websockets` stack frame by frame. Either way: every frame, in order, text for JSON,
+    binary for MessagePack, non-ASCII intact."""
+    import json
+
+    import msgpack
+
+    title = "Zażółć gęślą jaźń — zwrot"
+    async with connect(any_server.url, subprotocols=[codec], max_size=None) as ws:  # type: ignore[list-item]
+        binary = codec.endswith("msgpack")
+
+        def encode(frame: dict) -> bytes | str:
+            return msgpack.packb(frame) if binary else json.dumps(frame)
+
+        async def next_frame() -> dict:
+            raw = await asyncio.wait_for(ws.recv(), 10)
+            assert isinstance(raw, bytes) is binary, f"a {'binary' if binary else 'text'} frame for {codec}"
+            return msgpack.unpackb(raw) if binary else json.loads(raw)
+
+        await ws.send(encode({"type": "hello", "token": tokens.customer(shop, sub=unique("q"))}))
+        assert (await next_frame())["type"] == "welcome"
+        await ws.send(encode({"type": "open_ticket", "title": title, "body": "Paczka nie dotarła.", "ref": "t"}))
+        frame = await next_frame()
+        while frame.get("ref") != "t":
+            frame = await next_frame()
+        assert frame["ticket"]["title"] == title
+        # Forty requests in one write: the answers pile up in the outbox and leave together.
+        ws.transport.write(b"".join(_frame_bytes(ws, encode({"type": "ping", "ref": f"p{n}"})) for n in range(40)))
+        refs = []
+        while len(refs) < 40:
+            frame = await next_frame()
+            if frame["type"] == "pong":
+                refs.append(frame["ref"])
+        assert refs == [f"p{n}" for n in range(40)]
+
+
+def _frame_bytes(ws: object, data: bytes | str) -> bytes:
+    protocol = ws.protocol  # type: ignore[attr-defined]
+    if isinstance(data, str):
+        protocol.send_text(data.encode())
+    else:
+        protocol.send_binary(data)
+    return b"".join(protocol.data_to_send())
