@@ -56,15 +56,18 @@ def thaw(tree: list[int]) -> None:
 class PrivateRedis:
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
+    password: str | None = None  # --requirepass
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self) -> PrivateRedis:
         self.proc = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", tempfile.gettempdir()],
+             "--appendonly", "no", "--dir", tempfile.gettempdir(),
+             *(("--requirepass", self.password) if self.password else ())],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         _wait(lambda: _answers(self.port), 15, "private redis")
         return self

@@ -39,6 +39,7 @@ from redis.exceptions import RedisError
 
 from server.batching import Coalesced
 from server.realtime.health import LATE, RedisHealth
+from server.realtime.subscriber import RawSubscriber
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,8 @@ return (#ARGV - 1) / 2
 
 
 class Bus:
-    def __init__(self, redis: Redis, subscriber: Redis, deliver: Deliver, health: RedisHealth) -> None:
+    def __init__(self, redis: Redis, subscriber: Redis | RawSubscriber, deliver: Deliver, health: RedisHealth
+                 ) -> None:
         self._redis = redis
         self._subscriber = subscriber
         self._deliver = deliver

@@ -8,7 +8,8 @@ connect or misses its deadline marks it down (`server.realtime.health`). A broke
 connection (Redis restarted) is retried once on a fresh one, a timeout never: a
 hanging Redis costs one deadline, not three. The subscriber has no read timeout
 (it is idle by nature) and no retries of its own, because the bus owns the
-reconnect, its pings and their deadlines. The probe shares the command pool but
+reconnect, its pings and their deadlines (on `redis://` it is the bus's own
+connection, `server.realtime.subscriber`). The probe shares the command pool but
 not the health check. Embedded mode uses the in-process stand-in (fakeredis, with
 Lua) behind the same deadlines.
 """
@@ -28,6 +29,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from server.realtime.health import RedisDown, RedisHealth
+from server.realtime.subscriber import RawSubscriber
+from server.realtime.subscriber import usable as raw_subscriber_usable
 from server.settings import Settings
 
 # What says "Redis is not answering" (as opposed to an error answer such as NOSCRIPT).
@@ -100,7 +103,7 @@ class GuardedPipeline(Pipeline):
 
 
 def open_redis(settings: Settings, health: RedisHealth, errors: ErrorSink = _ignore
-               ) -> tuple[GuardedRedis, Redis, Redis]:
+               ) -> tuple[GuardedRedis, Redis | RawSubscriber, Redis]:
     """The command client, a separate subscriber client, and the probe's client;
     `errors` hears of every command that fails to get an answer (or is skipped)."""
     timeout = settings.redis_timeout.total_seconds()
@@ -121,7 +124,12 @@ def open_redis(settings: Settings, health: RedisHealth, errors: ErrorSink = _ign
         retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 1, supported_errors=(RedisConnectionError,)),
         driver_info=driver,
     )
-    subscriber = Redis.from_url(settings.redis_url, socket_timeout=None, socket_connect_timeout=timeout,
-                                socket_keepalive=True, retry=Retry(NoBackoff(), 0), driver_info=driver)
+    subscriber: Redis | RawSubscriber
+    if raw_subscriber_usable(settings.redis_url):
+        # Every event a node delivers comes through the subscriber: no redis-py layers per message.
+        subscriber = RawSubscriber(settings.redis_url, timeout)
+    else:
+        subscriber = Redis.from_url(settings.redis_url, socket_timeout=None, socket_connect_timeout=timeout,
+                                    socket_keepalive=True, retry=Retry(NoBackoff(), 0), driver_info=driver)
     return (GuardedRedis(connection_pool=blocking, health=health, errors=errors), subscriber,
             Redis(connection_pool=blocking))
