@@ -7,7 +7,7 @@ only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -58,6 +58,12 @@ class Principal:
     lead: bool = False
     # When the token stops being valid (seconds since the epoch; 0: unknown).
     expires: float = 0.0
+    # `key`, worked out once: the heartbeat asks every connection's for every beat.
+    _key: str = field(init=False, repr=False, compare=False, default="")
+
+    def __post_init__(self) -> None:
+        key = agent_key(self.id) if self.role is Role.agent else customer_key(self.shop or "", self.id)
+        object.__setattr__(self, "_key", key)
 
     @property
     def is_agent(self) -> bool:
@@ -71,7 +77,7 @@ class Principal:
         Customer ids are scoped by shop because each shop platform user id is only
         unique within its shop's namespace as far as Pomoc can tell.
         """
-        return agent_key(self.id) if self.is_agent else customer_key(self.shop or "", self.id)
+        return self._key
 
     def public(self) -> dict[str, Any]:
         out: dict[str, Any] = {"role": self.role.value, "id": self.id, "name": self.name}
