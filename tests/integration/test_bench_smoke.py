@@ -33,6 +33,7 @@ TOOLS = {
                  "closed with 4429", "rate_limited without retry_after: 0"],
     "stack.py": ["stack: medians over the rounds", "| httptools | websockets-sansio |", "| h11 | websockets-sansio |",
                  "server warnings/errors in the logs: 0"],
+    "subscriber.py": ["subscriber: ", "redis-py PubSub  receiving:", "Pomoc RawPubSub  receiving:"],
     "mail.py": ["mail: ", "delivered 300/300; duplicates: 0; recorded sent: 300", "target: all"],
     "purge.py": ["purge: ", "dry run: ", "deleted_messages", "msg/s", "largest single DELETE",
                  "dry run == purge == seeded old", "old rows all gone: yes; recent and open rows all kept: yes"],
