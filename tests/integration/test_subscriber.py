@@ -5,6 +5,7 @@ connection can fail ending in an error the bus reconnects on, never a hang."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 
@@ -126,18 +127,26 @@ async def test_what_arrived_before_redis_died_is_handed_out_then_the_loss() -> N
 
 
 async def test_bytes_that_are_not_redis_end_the_connection() -> None:
+    served = asyncio.get_running_loop().create_future()
+
     async def liar(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.read(100)
-        writer.write(b"HTTP/1.1 400 Bad Request\r\n\r\n")
-        await writer.drain()
-        await reader.read(100)  # until the client closes
-        writer.close()
+        try:
+            await reader.read(100)
+            writer.write(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+            await writer.drain()
+            await reader.read(100)  # until the client closes
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+            served.set_result(None)
 
     fake = await asyncio.start_server(liar, "127.0.0.1", 0)
     port = fake.sockets[0].getsockname()[1]
     try:
         with pytest.raises(RedisConnectionError, match="not RESP"):
             await RawSubscriber(f"redis://127.0.0.1:{port}/0", 5.0).pubsub().ping()
+        await asyncio.wait_for(served, 10)  # the fake's side is closed too: nothing left to the collector
     finally:
         fake.close()
         await fake.wait_closed()
