@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from redis.asyncio import Redis
 
@@ -160,6 +161,12 @@ def parse_book(raw: dict[bytes | str, bytes | str]) -> tuple[bool, dict[int, int
     return built, counts
 
 
+@dataclass(frozen=True, slots=True)
+class _Sync:
+    reader: str
+    args: tuple[str | int, ...]  # the sync script's arguments (a reader and its state: its own key)
+
+
 class UnreadBook:
     """The Redis adapter; the database side comes in as plain data from the caller."""
 
@@ -173,6 +180,8 @@ class UnreadBook:
         # The books of the hellos in flight, read in one pipeline (a reconnect storm).
         self._books: Coalesced[str, tuple[bool, dict[int, int]]] = Coalesced(
             self._read_books, lambda: (False, {}), max_batch=_PIPELINE)
+        # The books built meanwhile (every new reader's first hello), in one pipeline too.
+        self._syncs: Coalesced[_Sync, list[Any]] = Coalesced(self._sync_many, list, max_batch=_PIPELINE)
 
     async def publish_and_count(self, node_id: str, items: list[tuple[str, bytes, int, int, str, str]]
                                 ) -> tuple[list[tuple[str, int, int]], list[int]]:
@@ -202,15 +211,26 @@ class UnreadBook:
     async def sync(self, reader: str, state: dict[int, tuple[int, list[int]]], *, join: bool = False) -> Snapshot:
         """Merge the database's view {ticket: (cursor, unread seqs)} into Redis, mark
         the reader built (and with `join`, add it to those tickets' reader sets), in
-        one call; returns the reader's counts afterwards."""
+        one call (the books built meanwhile share its pipeline: every new customer's
+        first hello builds one); returns the reader's counts afterwards."""
         args: list[str | int] = [self.keys.prefix, reader, 1 if join else 0]
         for ticket_id, (cursor, seqs) in state.items():
             args.extend((ticket_id, cursor, len(seqs), *seqs))
         # A message counted meanwhile reaches the sorted sets directly, one committed
         # earlier is in `state`; set union keeps both.
-        raw = await self._sync_book(keys=[self.keys.unread(reader)], args=args)
+        raw = await self._syncs.get(_Sync(reader, tuple(args)))
         _, counts = parse_book(dict(zip(raw[0::2], raw[1::2], strict=True)))
         return Snapshot(counts)
+
+    async def _sync_many(self, syncs: list[_Sync]) -> dict[_Sync, list[Any]]:
+        if len(syncs) == 1:
+            one = syncs[0]
+            return {one: await self._sync_book(keys=[self.keys.unread(one.reader)], args=list(one.args))}
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for one in syncs:
+                await self._sync_book(keys=[self.keys.unread(one.reader)], args=list(one.args), client=pipe)
+            answers = await pipe.execute()
+        return dict(zip(syncs, answers, strict=True))
 
     async def read(self, reader: str, ticket_id: int, cursor: int) -> int:
         return int(await self._sync(keys=[self.keys.unread(reader)], args=[ticket_id, cursor]))
