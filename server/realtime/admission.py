@@ -102,9 +102,14 @@ class Connections:
     async def close(self, reader: str, conn_id: str) -> None:
         await self.redis.hdel(self.keys.connections(reader), conn_id)
 
-    async def refresh(self, entries: Iterable[tuple[str, str]], now: datetime) -> None:
+    async def refresh(self, entries: Iterable[tuple[str, str]], now: datetime, chunk: int = 500) -> None:
+        """Every connection of this node counted again, in pipelines of `chunk`: one
+        of twenty thousand would hold the event loop (packing it, reading the answers)
+        past the deadline of every other Redis call on the node."""
         expires = str((now + self.ttl).timestamp())
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for reader, conn_id in entries:
-                pipe.hset(self.keys.connections(reader), conn_id, expires)
-            await pipe.execute()
+        batch = list(entries)
+        for start in range(0, len(batch), chunk):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for reader, conn_id in batch[start:start + chunk]:
+                    pipe.hset(self.keys.connections(reader), conn_id, expires)
+                await pipe.execute()

@@ -1,5 +1,7 @@
-"""Unread books built by many hellos at once share one pipeline, on real Redis and on
-the embedded stand-in: each reader's book is exactly what building it alone gives."""
+"""Redis work done for many connections at once, in pipelines, on real Redis and on
+the embedded stand-in: unread books built by many hellos at once are each exactly
+what building it alone gives; the heartbeat's refresh of every connection, chunked,
+leaves none out."""
 
 from __future__ import annotations
 
@@ -51,3 +53,32 @@ async def test_one_reader_built_twice_at_once_keeps_both_views(book: UnreadBook)
     assert counts[7] == 3  # the union of both views: no message counted twice or lost
     # In the order asked: the first alone, then the other two in one pipeline.
     assert (first.counts[7], second.counts[7], again.counts[7]) == (2, 3, 3)
+
+
+@pytest.fixture(params=["redis", "embedded"])
+async def redis_client(request: pytest.FixtureRequest) -> AsyncIterator[aioredis.Redis]:
+    client = (aioredis.Redis.from_url(request.getfixturevalue("redis_url")) if request.param == "redis"
+              else fakeredis.FakeAsyncRedis())
+    yield client
+    await client.aclose()
+
+
+async def test_the_heartbeat_counts_every_connection_again_in_chunks(redis_client: aioredis.Redis) -> None:
+    """Twenty thousand connections are refreshed in pipelines of a few hundred; every
+    one of them gets its new expiry, none is left out at a chunk's edge."""
+    from datetime import UTC, datetime, timedelta
+
+    from server.realtime.admission import Connections
+
+    keys = Keys(f"{services.REDIS_PREFIX}{unique('refresh')}:")
+    connections = Connections(redis_client, keys, timedelta(seconds=30), RedisHealth(5.0))
+    entries = [(f"c:shop-{n % 97}:u{n % 13}", f"node:conn-{n}") for n in range(1_201)]
+    now = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
+    await connections.refresh(entries, now, chunk=500)
+    expires = str((now + timedelta(seconds=30)).timestamp()).encode()
+    stored: dict[str, dict[bytes, bytes]] = {}
+    for reader in {r for r, _ in entries}:
+        stored[reader] = await redis_client.hgetall(keys.connections(reader))
+    assert sum(len(fields) for fields in stored.values()) == len(entries)
+    for reader, conn_id in entries:
+        assert stored[reader][conn_id.encode()] == expires
