@@ -10,7 +10,7 @@ Redis failures degrade to the database's numbers, never to a failed request.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 from redis.exceptions import RedisError
 
@@ -23,6 +23,8 @@ from server.store.tickets import TicketStore
 
 log = logging.getLogger(__name__)
 _REDIS_DOWN = (RedisError, OSError, TimeoutError)
+# Reads a reader's unread state {ticket: (cursor, unread seqs)} from the database.
+UnreadStateOf = Callable[[Principal, list[int]], Awaitable[dict[int, tuple[int, list[int]]]]]
 
 
 class Readers:
@@ -34,8 +36,10 @@ class Readers:
         self.announce = announce
         self.list_max = list_max
 
-    async def snapshot_for(self, principal: Principal, ticket_ids: Iterable[int]) -> dict[int, int]:
-        """The reader's unread counts for a welcome, rebuilt from the database into Redis."""
+    async def snapshot_for(self, principal: Principal, ticket_ids: Iterable[int],
+                           unread_state: UnreadStateOf | None = None) -> dict[int, int]:
+        """The reader's unread counts for a welcome, rebuilt from the database into Redis
+        (a new customer reader's state read by `unread_state`: the hellos' batched read)."""
         ids = list(ticket_ids)
         if principal.is_agent:
             # An agent's inbox spans many tickets; its Redis state covers those it read.
@@ -54,7 +58,7 @@ class Readers:
                 return counts
         except _REDIS_DOWN as exc:
             log.warning("unread.redis_unavailable", extra={"error": str(exc) or repr(exc)})
-        state = await self.reads.unread_state(principal, ids)
+        state = await (unread_state or self.reads.unread_state)(principal, ids)
         try:
             snapshot = await self.book.sync(principal.key, state, join=True)
             return {t: n for t, n in snapshot.counts.items() if t in state or n}

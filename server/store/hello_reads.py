@@ -1,7 +1,8 @@
 """A customer hello's database work, batched across the hellos in flight.
 
 A reconnect storm is thousands of hellos at once, each recording its user, reading
-its shop's tickets and replaying what it missed: three small statements each,
+its shop's tickets, a new reader's unread state and replaying what it missed: small
+statements each,
 whose cost was SQLAlchemy's building, compiling and executing, not PostgreSQL's.
 On PostgreSQL the hellos in flight share one statement of each kind, written as
 raw SQL on asyncpg (as the group commit is): `= ANY($1)` and `unnest(...)` with a
@@ -13,7 +14,7 @@ alone through the stores, as before.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -29,6 +30,7 @@ from server.rules.records import Message, Ticket
 from server.store.attachments import AttachmentStore, linked
 from server.store.db import ErrorSink, Pulse, error_kind, single_statements
 from server.store.messages import MessageStore
+from server.store.reads import ReadStore
 from server.store.rows import MESSAGE_COLUMNS, TICKET_COLUMNS, message_row, ticket_row
 from server.store.tickets import TicketStore
 
@@ -59,6 +61,16 @@ CROSS JOIN LATERAL (
   FROM messages WHERE messages.ticket_id = w.t AND messages.seq > w.after AND messages.seq <= w.upto
   ORDER BY messages.seq LIMIT w.n
 ) AS x
+"""
+# A customer reader's cursor and unread seqs per ticket (`ReadStore.unread_state`): the
+# others' messages after its cursor, never a private note; `i` names the asking hello.
+_UNREAD = """
+SELECT w.i, w.t, coalesce(c.seq, 0) AS cursor, m.seq
+FROM unnest($1::int[], $2::text[], $3::text[], $4::bigint[]) AS w(i, reader, author, t)
+LEFT JOIN read_cursors c ON c.ticket_id = w.t AND c.reader = w.reader
+LEFT JOIN messages m ON m.ticket_id = w.t AND m.seq > coalesce(c.seq, 0)
+  AND (m.author_kind <> 'customer' OR m.author_id <> w.author) AND NOT m.internal
+ORDER BY w.i, m.seq
 """
 # Shops first (a customer's row needs its shop), then their users, in one statement.
 _TOUCH = """
@@ -92,10 +104,21 @@ class _Visit:
 
 
 Page = tuple[int, int, int, int]  # ticket, after seq, up to seq, at most
+UnreadState = dict[int, tuple[int, list[int]]]  # ticket → (cursor, unread seqs)
+
+
+@dataclass(frozen=True, slots=True)
+class _Reader:
+    """A customer reader asking for its unread state in these tickets."""
+
+    key: str
+    author: str
+    tickets: tuple[int, ...]
 
 
 class HelloReads:
-    """`touch_customer`, `shop_tickets` and `replay_page` for the hello, batched on PostgreSQL."""
+    """`touch_customer`, `shop_tickets`, `unread_state` and `replay_page` for the hello,
+    batched on PostgreSQL."""
 
     def __init__(self, engine: AsyncEngine, tickets_store: TicketStore, messages_store: MessageStore,
                  attachments: AttachmentStore, wall: Clock, pulse: Pulse, failed: ErrorSink, *,
@@ -112,6 +135,8 @@ class HelloReads:
         self._touch: Coalesced[_Visit, bool] = Coalesced(self._touch_many, bool, max_batch=BATCH_MAX)
         self._shops: Coalesced[str, list[Ticket]] = Coalesced(self._tickets_of, list, max_batch=BATCH_MAX)
         self._pages: Coalesced[Page, list[Message]] = Coalesced(self._pages_of, list, max_batch=BATCH_MAX)
+        self._unread: Coalesced[_Reader, UnreadState] = Coalesced(self._unread_of, dict, max_batch=BATCH_MAX)
+        self._reads = ReadStore(engine)
 
     async def touch_customer(self, principal: Principal, now: datetime) -> None:
         """Record the shop and its user (readers of the shop's tickets)."""
@@ -129,6 +154,15 @@ class HelloReads:
         if not self.batched:
             return await self._tickets.list_for(principal, limit=self._shop_limit)
         return await self._shops.get(principal.shop or "")
+
+    async def unread_state(self, principal: Principal, ticket_ids: Iterable[int]) -> UnreadState:
+        """A new reader's unread state (`ReadStore.unread_state`); customers' batched."""
+        ids = list(dict.fromkeys(ticket_ids))
+        if not ids:
+            return {}
+        if not self.batched or principal.is_agent:
+            return await self._reads.unread_state(principal, ids)
+        return await self._unread.get(_Reader(principal.key, principal.id, tuple(ids)))
 
     async def replay_page(self, ticket_id: int, after: int, upto: int, limit: int) -> list[Message]:
         """One page of a replay (`MessageStore.replay_page`), with its attachments' fresh links."""
@@ -169,6 +203,18 @@ class HelloReads:
         for row in rows:
             out.setdefault(row[1], []).append(ticket_row(row))
         return out
+
+    async def _unread_of(self, readers: list[_Reader]) -> Mapping[_Reader, UnreadState]:
+        asks = [(i, r, t) for i, r in enumerate(readers) for t in r.tickets]
+        rows = await self._run("select", lambda db: db.fetch(
+            _UNREAD, [i for i, _, _ in asks], [r.key for _, r, _ in asks], [r.author for _, r, _ in asks],
+            [t for _, _, t in asks]))
+        states: list[UnreadState] = [{} for _ in readers]
+        for i, ticket, cursor, seq in rows:
+            state = states[i].setdefault(ticket, (cursor, []))
+            if seq is not None:
+                state[1].append(seq)
+        return {reader: states[i] for i, reader in enumerate(readers)}
 
     async def _pages_of(self, pages: list[Page]) -> Mapping[Page, list[Message]]:
         async def work(db: Any) -> tuple[list[Any], dict[int, list[dict[str, Any]]]]:

@@ -4,8 +4,9 @@ Concurrent hellos are what a reconnect storm is: the reads asked for while one i
 flight go together in one statement on PostgreSQL. Each check compares what a batch
 hands every caller with the plain single reads of the stores, on a real migrated
 database: the shops' tickets, replay pages (two windows of one thread in one batch,
-attachments with fresh links), and the customers' records (several users of one shop
-and one user twice in a batch).
+attachments with fresh links), the customers' records (several users of one shop
+and one user twice in a batch), and new readers' unread state (cursors, own messages
+and private notes left out, one reader twice, a ticket that does not exist).
 """
 
 from __future__ import annotations
@@ -157,4 +158,32 @@ async def test_customers_recorded_together_each_get_their_row(world: World) -> N
     assert set(refreshed) == set(rows)
     assert refreshed[("shop-a", "bartek")].last_seen_at == again
     assert refreshed[("shop-a", "bartek")].first_seen_at == later
+    assert world.errors == []
+
+
+async def test_new_readers_unread_states_read_together_are_each_their_own(world: World) -> None:
+    from server.store.models import read_cursors
+    from server.store.reads import ReadStore
+
+    a, b = world.ticket_ids["shop-a"], world.ticket_ids["shop-b"]
+    async with world.engine.begin() as conn:
+        for ticket, reader, seq in ((a[0], "c:shop-a:x", 4), (a[1], "c:shop-a:y", 9), (b[0], "c:shop-b:x", 12)):
+            await conn.execute(insert(read_cursors).values(ticket_id=ticket, reader=reader, seq=seq, updated_at=NOW))
+    asks = [(customer("shop-a", "x"), [a[0], a[1], a[2]]),  # its own messages are not unread
+            (customer("shop-a", "y"), [a[1], a[0], 999_999]),  # a ticket that does not exist: cursor 0, nothing
+            (customer("shop-b", "x"), [b[0], b[1]]),  # read to the end in one, nothing read in the other
+            (customer("shop-a", "x"), [a[3]]),  # the same reader twice in one batch, other tickets
+            (customer("shop-c", "z"), [])]
+    got = await asyncio.gather(*(world.reads.unread_state(p, ids) for p, ids in asks))
+    alone = ReadStore(world.engine)
+
+    def ordered(state: dict[int, tuple[int, list[int]]]) -> dict[int, tuple[int, list[int]]]:
+        return {t: (cursor, sorted(seqs)) for t, (cursor, seqs) in state.items()}  # a set, in either order
+
+    for (principal, ids), state in zip(asks, got, strict=True):
+        assert ordered(state) == ordered(await alone.unread_state(principal, ids)), (principal.key, ids)
+    # Spot checks against the seeding (customer messages even seqs, seq 5 a private note).
+    assert got[0][a[0]] == (4, [7, 9, 11]) and got[1][999_999] == (0, [])
+    assert got[1][a[0]] == (0, [1, 2, 3, 4, 6, 7, 8, 9, 10, 11, 12])
+    assert got[2][b[0]] == (12, []) and got[4] == {}
     assert world.errors == []
