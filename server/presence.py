@@ -28,6 +28,7 @@ from redis.asyncio import Redis
 
 from server.batching import Coalesced
 from server.realtime.admission import ADMIT
+from server.realtime.clients import run_script_many
 from server.realtime.health import LATE, RedisHealth
 from server.realtime.keys import Keys
 
@@ -371,21 +372,10 @@ class Arrivals:
                                                  conn_id, now.timestamp(), tombstone, tuple(channels), payload))
 
     async def _arrive_many(self, arrivals: list[_Arriving]) -> dict[_Arriving, list[Any]]:
-        if len(arrivals) == 1:
-            one = arrivals[0]
-            return {one: await self._arrive(keys=list(one.keys), args=list(one.args))}
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for one in arrivals:
-                await self._arrive(keys=list(one.keys), args=list(one.args), client=pipe)
-            answers = await pipe.execute()
+        answers = await run_script_many(self.redis, self._arrive, [(list(a.keys), list(a.args)) for a in arrivals])
         return dict(zip(arrivals, answers, strict=True))
 
     async def _leave_many(self, leavings: list[_Leaving]) -> dict[_Leaving, bool]:
-        if len(leavings) == 1:
-            one = leavings[0]
-            return {one: bool(int(await self._leave(keys=[one.connections, one.shop], args=one.args)))}
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for one in leavings:
-                await self._leave(keys=[one.connections, one.shop], args=one.args, client=pipe)
-            answers = await pipe.execute()
+        answers = await run_script_many(self.redis, self._leave,
+                                        [([one.connections, one.shop], one.args) for one in leavings])
         return {one: bool(int(answer)) for one, answer in zip(leavings, answers, strict=True)}

@@ -17,13 +17,14 @@ Lua) behind the same deadlines.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.client import Pipeline
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff, NoBackoff
+from redis.commands.core import AsyncScript
 from redis.driver_info import DriverInfo
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -100,6 +101,20 @@ class GuardedPipeline(Pipeline):
         finally:
             await self.reset()  # type: ignore[no-untyped-call]  # skipped or cut short: nothing stays queued for a next use
         return result
+
+
+async def run_script_many(redis: Redis, script: AsyncScript, calls: Sequence[tuple[list[Any], list[Any]]]
+                          ) -> list[Any]:
+    """`script` once per (keys, args), in order: a lone call as it is, several in one
+    pipeline (the callers of a `server.batching.Coalesced` flight: one round trip)."""
+    if len(calls) == 1:
+        keys, args = calls[0]
+        return [await script(keys=keys, args=args)]
+    async with redis.pipeline(transaction=False) as pipe:
+        for keys, args in calls:
+            await script(keys=keys, args=args, client=pipe)
+        answers: list[Any] = await pipe.execute()
+    return answers
 
 
 def open_redis(settings: Settings, health: RedisHealth, errors: ErrorSink = _ignore

@@ -27,6 +27,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from server.batching import Coalesced
+from server.realtime.clients import run_script_many
 from server.realtime.health import LATE, RedisHealth
 from server.realtime.keys import Keys
 
@@ -223,13 +224,8 @@ class UnreadBook:
         return Snapshot(counts)
 
     async def _sync_many(self, syncs: list[_Sync]) -> dict[_Sync, list[Any]]:
-        if len(syncs) == 1:
-            one = syncs[0]
-            return {one: await self._sync_book(keys=[self.keys.unread(one.reader)], args=list(one.args))}
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for one in syncs:
-                await self._sync_book(keys=[self.keys.unread(one.reader)], args=list(one.args), client=pipe)
-            answers = await pipe.execute()
+        answers = await run_script_many(self.redis, self._sync_book,
+                                        [([self.keys.unread(one.reader)], list(one.args)) for one in syncs])
         return dict(zip(syncs, answers, strict=True))
 
     async def read(self, reader: str, ticket_id: int, cursor: int) -> int:
