@@ -158,8 +158,7 @@ async def _welcome(a: Adapters, conn: Connection, principal: Principal, req: fra
         replay, incomplete, denied = await _resume(a, conn, principal, req.resume, {t.id: t for t in tickets})
 
     ids = [t.id for t in tickets]
-    session.unread.update(await a.readers.snapshot_for(principal, set(ids) | set(session.follows),
-                                                       a.hello_reads.unread_state))
+    session.unread.update(await a.readers.snapshot_for(principal, set(ids) | set(session.follows)))
     now, wall_now = a.clock.now(), a.wall.now()
     session.reply(views.welcome(
         principal, await views_for(principal, tickets, session.unread, presence=a.presence, tickets=a.tickets,

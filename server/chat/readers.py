@@ -29,17 +29,17 @@ UnreadStateOf = Callable[[Principal, list[int]], Awaitable[dict[int, tuple[int, 
 
 class Readers:
     def __init__(self, book: UnreadBook, reads: ReadStore, tickets: TicketStore, announce: Announcer,
-                 list_max: int) -> None:
+                 list_max: int, unread_state: UnreadStateOf | None = None) -> None:
         self.book = book
         self.reads = reads
+        # A new customer reader's state from the database (the hellos' batched read).
+        self.unread_state = unread_state or reads.unread_state
         self.tickets = tickets
         self.announce = announce
         self.list_max = list_max
 
-    async def snapshot_for(self, principal: Principal, ticket_ids: Iterable[int],
-                           unread_state: UnreadStateOf | None = None) -> dict[int, int]:
-        """The reader's unread counts for a welcome, rebuilt from the database into Redis
-        (a new customer reader's state read by `unread_state`: the hellos' batched read)."""
+    async def snapshot_for(self, principal: Principal, ticket_ids: Iterable[int]) -> dict[int, int]:
+        """The reader's unread counts for a welcome, rebuilt from the database into Redis."""
         ids = list(ticket_ids)
         if principal.is_agent:
             # An agent's inbox spans many tickets; its Redis state covers those it read.
@@ -58,7 +58,7 @@ class Readers:
                 return counts
         except _REDIS_DOWN as exc:
             log.warning("unread.redis_unavailable", extra={"error": str(exc) or repr(exc)})
-        state = await (unread_state or self.reads.unread_state)(principal, ids)
+        state = await self.unread_state(principal, ids)
         try:
             snapshot = await self.book.sync(principal.key, state, join=True)
             return {t: n for t, n in snapshot.counts.items() if t in state or n}

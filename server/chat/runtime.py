@@ -143,7 +143,20 @@ async def running(settings: Settings, clock: Clock, rules: Rules | None = None,
     announce = Announcer(node_id=node_id, keys=keys, bus=bus, router=router, book=book, reads=reads,
                          tickets=tickets, presence=presence, clock=clock, wall=wall, health=health,
                          metrics=metrics)
-    readers = Readers(book, reads, tickets, announce, settings.welcome_tickets_max)
+    attachments = AttachmentStore(engine, models.attachments, settings.attachments_dir, settings.secret,
+                                  link_ttl=settings.attachment_link_ttl,
+                                  max_per_message=settings.attachments_per_message,
+                                  max_pixels=settings.attachment_max_pixels,
+                                  images=ImageChecker(max_pixels=settings.attachment_max_pixels,
+                                                      memory_bytes=settings.image_check_memory,
+                                                      cpu_seconds=settings.image_check_cpu.total_seconds(),
+                                                      concurrency=settings.image_checks))
+    # Beats whenever the database answers: the writer's commits and the hellos' batched reads.
+    pulse = watch(engine)
+    hello_reads = HelloReads(engine, tickets, messages, reads, attachments, wall, pulse, metrics.database_failed,
+                             shop_limit=settings.welcome_tickets_max)
+    readers = Readers(book, reads, tickets, announce, settings.welcome_tickets_max,
+                      unread_state=hello_reads.unread_state)
     roster = Roster(settings.max_connections, settings.max_pending, settings.max_pending_per_address,
                     settings.hello_concurrency)
     metrics.view(connections=roster.by_role, delivered=roster.delivered)
@@ -156,19 +169,9 @@ async def running(settings: Settings, clock: Clock, rules: Rules | None = None,
                             collision=collision)
     writer = MessageWriter(messages, rules.policy.hold, rules.policy.closed_until, announce.committed,
                            concurrency=settings.writer_concurrency,
-                           timeout=settings.database_timeout.total_seconds(), pulse=watch(engine),
+                           timeout=settings.database_timeout.total_seconds(), pulse=pulse,
                            metrics=metrics, start=rules.policy.next_response,
                            seconds=rules.policy.working_seconds)
-    attachments = AttachmentStore(engine, models.attachments, settings.attachments_dir, settings.secret,
-                                  link_ttl=settings.attachment_link_ttl,
-                                  max_per_message=settings.attachments_per_message,
-                                  max_pixels=settings.attachment_max_pixels,
-                                  images=ImageChecker(max_pixels=settings.attachment_max_pixels,
-                                                      memory_bytes=settings.image_check_memory,
-                                                      cpu_seconds=settings.image_check_cpu.total_seconds(),
-                                                      concurrency=settings.image_checks))
-    hello_reads = HelloReads(engine, tickets, messages, attachments, wall, writer.pulse, metrics.database_failed,
-                             shop_limit=settings.welcome_tickets_max)
     agents = AgentStore(engine)
     assigner = Assigner(settings=settings, agents=agents, tickets=tickets, presence=presence, announce=announce,
                         roster=roster, clock=clock)

@@ -121,10 +121,11 @@ class HelloReads:
     batched on PostgreSQL."""
 
     def __init__(self, engine: AsyncEngine, tickets_store: TicketStore, messages_store: MessageStore,
-                 attachments: AttachmentStore, wall: Clock, pulse: Pulse, failed: ErrorSink, *,
-                 shop_limit: int) -> None:
+                 reads_store: ReadStore, attachments: AttachmentStore, wall: Clock, pulse: Pulse, failed: ErrorSink,
+                 *, shop_limit: int) -> None:
         self._tickets = tickets_store
         self._messages = messages_store
+        self._reads = reads_store
         self._attachments = attachments
         self._wall = wall
         self._pulse = pulse
@@ -136,7 +137,6 @@ class HelloReads:
         self._shops: Coalesced[str, list[Ticket]] = Coalesced(self._tickets_of, list, max_batch=BATCH_MAX)
         self._pages: Coalesced[Page, list[Message]] = Coalesced(self._pages_of, list, max_batch=BATCH_MAX)
         self._unread: Coalesced[_Reader, UnreadState] = Coalesced(self._unread_of, dict, max_batch=BATCH_MAX)
-        self._reads = ReadStore(engine)
 
     async def touch_customer(self, principal: Principal, now: datetime) -> None:
         """Record the shop and its user (readers of the shop's tickets)."""

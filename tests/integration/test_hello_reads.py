@@ -30,6 +30,7 @@ from server.store.db import Pulse, create_engine
 from server.store.hello_reads import HelloReads
 from server.store.messages import MessageStore
 from server.store.models import customers, messages, shops, tickets
+from server.store.reads import ReadStore
 from server.store.tickets import TicketStore
 from tests.conftest import drop_store, fresh_store
 
@@ -54,7 +55,8 @@ class World:
         self.messages = MessageStore(engine)
         self.attachments = AttachmentStore(engine, models.attachments, tmp / "files", SECRET)
         self.errors: list[tuple[str, str]] = []
-        self.reads = HelloReads(engine, self.tickets, self.messages, self.attachments, FixedClock(NOW), Pulse(),
+        self.reads = HelloReads(engine, self.tickets, self.messages, ReadStore(engine), self.attachments,
+                                FixedClock(NOW), Pulse(),
                                 lambda op, kind: self.errors.append((op, kind)), shop_limit=3)
         self.ticket_ids: dict[str, list[int]] = {}
         self.message_ids: dict[tuple[int, int], int] = {}
@@ -163,7 +165,6 @@ async def test_customers_recorded_together_each_get_their_row(world: World) -> N
 
 async def test_new_readers_unread_states_read_together_are_each_their_own(world: World) -> None:
     from server.store.models import read_cursors
-    from server.store.reads import ReadStore
 
     a, b = world.ticket_ids["shop-a"], world.ticket_ids["shop-b"]
     async with world.engine.begin() as conn:
