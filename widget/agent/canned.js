@@ -214,6 +214,9 @@
 
   // ------------------------------------------------------------------ the management panel
   var editing = null; // the reply being changed, or null for a new one
+  // The reply whose delete button asks once more; kept when the list is drawn again
+  // (a reload that lands between the two clicks must not swallow the first).
+  var confirming = null;
   var listed = [];
 
   function departmentOptions(select, first) {
@@ -239,16 +242,22 @@
     ul.textContent = "";
     if (!listed.length) ul.append(h("li", { class: "muted", text: "Brak szablonów." }));
     listed.forEach(function (r) {
-      var del = h("button", { type: "button", class: "secondary", "aria-label": "Usuń szablon " + r.title, text: "Usuń" });
+      var asking = confirming === r.id;
+      var del = h("button", { type: "button", class: "secondary", "aria-label": "Usuń szablon " + r.title,
+        text: asking ? "Na pewno usunąć?" : "Usuń" });
       del.addEventListener("click", function () {
         // Two steps instead of a confirm() box: the button asks once more.
-        if (del.dataset.confirm !== "1") {
-          del.dataset.confirm = "1";
+        if (confirming !== r.id) {
+          confirming = r.id;
+          ul.querySelectorAll("button[data-asking]").forEach(function (b) { b.textContent = "Usuń"; delete b.dataset.asking; });
+          del.dataset.asking = "1";
           del.textContent = "Na pewno usunąć?";
           return;
         }
+        confirming = null;
         remove(r);
       });
+      if (asking) del.dataset.asking = "1";
       ul.append(h("li", { class: "canned-item", "data-id": r.id },
         h("div", null, h("b", { text: r.title }),
           h("div", { class: "muted", text: "/" + r.shortcut + " · " + (r.department ? names[r.department] || r.department : "wspólny") })),
@@ -315,6 +324,7 @@
     $("canned-open").addEventListener("click", function () {
       departmentOptions($("canned-filter"), "wszystkie");
       $("canned-form").hidden = true;
+      confirming = null;
       dialog.showModal();
       reload();
     });
