@@ -158,6 +158,9 @@ class Settings:
     # Group-commit batches in flight per node. One is as fast on a local PostgreSQL
     # (measured); more helps when commits wait on a remote database.
     writer_concurrency: int = 1
+    # Tickets whose rows the group commit believes it knows, so that a batch is one
+    # statement (docs/performance.md, "Third pass"); 0: every batch locks first.
+    writer_beliefs: int = 4096
     # Hellos a node works on at once up to their welcome; the rest wait their turn in
     # order (docs/performance.md, "Reconnect storm"): a storm does not starve the sends
     # nor push every Redis call of the node past its deadline.
@@ -348,6 +351,7 @@ class Settings:
             uvicorn_http=choice("POMOC_UVICORN_HTTP", "httptools", HTTP_IMPLEMENTATIONS),
             uvicorn_ws=choice("POMOC_UVICORN_WS", "websockets-sansio", WS_IMPLEMENTATIONS),
             writer_concurrency=integer("POMOC_WRITER_CONCURRENCY", 1, minimum=1),
+            writer_beliefs=integer("POMOC_WRITER_BELIEFS", 4096, minimum=0),
             hello_concurrency=integer("POMOC_HELLO_CONCURRENCY", 32, minimum=1),
             max_rate_limited=integer("POMOC_MAX_RATE_LIMITED", 50, minimum=1),
             run_jobs_in_web=flag("POMOC_JOBS_IN_WEB", embedded),

@@ -168,7 +168,7 @@ async def running(settings: Settings, clock: Clock, rules: Rules | None = None,
                             readers=readers, roster=roster, user_connections=rules.limits.user_connections,
                             collision=collision)
     writer = MessageWriter(messages, rules.policy.hold, rules.policy.closed_until, announce.committed,
-                           concurrency=settings.writer_concurrency,
+                           concurrency=settings.writer_concurrency, beliefs=settings.writer_beliefs,
                            timeout=settings.database_timeout.total_seconds(), pulse=pulse,
                            metrics=metrics, start=rules.policy.next_response,
                            seconds=rules.policy.working_seconds)

@@ -1,18 +1,30 @@
 """Group commit: concurrent sends stored together, each acknowledged only after commit.
 
 Every connection's `send` goes to the node's writer and waits. The writer takes all
-sends that are waiting and stores them in one PostgreSQL transaction: it locks the
-tickets involved (in id order, so writers on several nodes never deadlock), gives the
-sends consecutive seqs after each ticket's `last_seq`, inserts them in one statement
-and moves the counters in another. A retried send (same author and client id) is
-answered with the stored seq: the insert skips it, the transaction is rolled back and
-the batch is redone knowing the repeats, so no seq is ever skipped. While one batch is being committed the
-next one gathers, so under load a commit carries many messages and at rest a
-message waits for nothing. "Acked means committed" holds for every message.
+sends that are waiting and stores them together: it gives the sends consecutive seqs
+after each ticket's `last_seq` and stores the messages and the tickets' counters in
+one statement. Two ways (`server.store.commit_sql`):
+
+- believed (the default): the writer decides the batch from what it believes the
+  tickets' rows hold (`server.store.beliefs`: what its last store wrote, or a plain
+  read the first time) and sends one statement in autocommit, which locks the tickets
+  (in id order, so writers on several nodes never deadlock) and stores into those
+  whose rows still hold exactly that. Sends into a ticket that changed meanwhile
+  (another node's messages, a status change) are decided again from the row the
+  statement returned. At rest a send costs one round trip and the commit's flush.
+- locked: a transaction locks the tickets, decides, stores, commits. Used for the
+  rest of a batch whose beliefs were wrong twice, and for a batch with a repeat.
+
+A retried send (same author and client id) is answered with the stored seq: the
+believed statement aborts on the unique key (nothing stored), and the batch is redone
+the locked way knowing the repeats, whose insert skips them, so no seq is ever
+skipped. While one batch is being committed the next one gathers, so under load a
+commit carries many messages and at rest a message waits for nothing. "Acked means
+committed" holds for every message.
 
 Sends that need more than that — attachments, a customer reply that reopens the
 ticket — and every send on SQLite (one writer at a time anyway) go through
-`MessageStore.post` one by one, which keeps the same guarantees. Both ways admit a
+`MessageStore.post` one by one, which keeps the same guarantees. Every way admits a
 send by the same rule (`server.rules.tickets.admit_post`).
 
 Whatever the writer stores it hands, once committed, to `on_commit` (the announce
@@ -44,6 +56,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.errors import BadRequest, PomocError, Unavailable
@@ -61,6 +74,8 @@ from server.rules.tickets import (
     may_be_stale,
     stale_reply,
 )
+from server.store import commit_sql as sql
+from server.store.beliefs import TicketBeliefs, after_store, checked, from_record
 from server.store.db import DATABASE_DOWN, Pulse, describe, error_kind, refused
 from server.store.messages import MessageStore
 from server.store.rows import AttachFn, WorkingSeconds
@@ -69,70 +84,19 @@ log = logging.getLogger(__name__)
 # Sends whose outcome a failure left unknown, remembered so that a retry found
 # stored is announced (at most this many: the newest).
 UNCERTAIN_MAX = 10_000
+# Tickets whose rows a node keeps believing, and how often a batch is decided again
+# from the rows it found before the rest goes the locked way.
+DEFAULT_BELIEFS = 4096
+BELIEF_ATTEMPTS = 2
 REFUSED_TEXT = "the database refused this message (e.g. a character it cannot store); it was not stored"
 
 # Tells everyone about committed messages (the announce path).
 OnCommit = Callable[[list[Committed]], Awaitable[None]]
 
-_LOCK = """
-SELECT id, shop_id, status, severity, queued_until, live_until, last_seq, plan, sla_due_at, first_response_at,
-       sla_started_at, created_at
-FROM tickets WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE
-"""
-_EXISTING = """
-SELECT m.ticket_id, m.seq, m.id, m.author_kind, m.author_id, m.author_name, m.body, m.created_at, m.client_id,
-       m.queued_until, m.internal
-FROM messages m
-JOIN unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS k(t, ak, ai, ci)
-  ON m.ticket_id = k.t AND m.author_kind = k.ak AND m.author_id = k.ai AND m.client_id = k.ci
-"""
-# The batch's messages and the tickets' new last_seq and reaction clock in one statement
-# (one round trip inside the transaction; a repeat skipped by ON CONFLICT rolls both back).
-_STORE = """
-WITH stored AS (
-  INSERT INTO messages (ticket_id, seq, author_kind, author_id, author_name, body, client_id, created_at,
-                        queued_until, internal)
-  SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-                       $8::timestamptz[], $9::timestamptz[], $14::bool[])
-  ON CONFLICT (ticket_id, author_kind, author_id, client_id) DO NOTHING
-  RETURNING id, ticket_id, seq
-), bumped AS (
-  UPDATE tickets t SET last_seq = v.last_seq, last_message_at = v.at, updated_at = v.at,
-         last_public_seq = COALESCE(v.public_seq, t.last_public_seq),
-         first_response_at = CASE WHEN v.agent AND t.first_response_at IS NULL THEN v.at ELSE t.first_response_at END,
-         first_responder = CASE WHEN t.first_response_at IS NULL THEN v.responder ELSE t.first_responder END,
-         first_response_s = CASE WHEN t.first_response_at IS NULL THEN v.first_s ELSE t.first_response_s END,
-         next_responses = t.next_responses + v.steps,
-         next_response_s = t.next_response_s + v.steps_s,
-         next_response_breaches = t.next_response_breaches + v.late,
-         sla_due_at = CASE WHEN v.clock THEN v.due ELSE t.sla_due_at END,
-         sla_warning_at = CASE WHEN v.clock THEN v.warn ELSE t.sla_warning_at END,
-         sla_started_at = CASE WHEN v.clock THEN v.started ELSE t.sla_started_at END,
-         inbox_rank = CASE WHEN v.clock THEN v.rank ELSE t.inbox_rank END
-  FROM unnest($10::bigint[], $11::int[], $12::timestamptz[], $13::bool[], $15::int[], $16::bool[],
-              $17::timestamptz[], $18::timestamptz[], $19::timestamptz[], $20::smallint[], $21::text[],
-              $22::int[], $23::int[], $24::bigint[], $25::int[])
-       AS v(id, last_seq, at, agent, public_seq, clock, due, warn, started, rank, responder, first_s, steps,
-            steps_s, late)
-  WHERE t.id = v.id
-)
-SELECT id, ticket_id, seq FROM stored
-"""
-
-
-# Other agents' messages after what each checked send's console showed (only sends
-# whose ticket moved past it are looked up: see `may_be_stale`).
-_NEWER = """
-SELECT k.i, m.seq
-FROM unnest($1::int[], $2::bigint[], $3::int[], $4::text[]) AS k(i, t, after, me)
-JOIN messages m ON m.ticket_id = k.t AND m.seq > k.after AND m.author_kind = 'agent' AND m.author_id <> k.me
-  AND NOT m.internal
-ORDER BY k.i, m.seq
-"""
-
-
 class _Retried(Exception):
     """A send in the batch repeats a stored one: redo the batch knowing which."""
+
+
 @dataclass(slots=True)
 class Pending:
     principal: Principal
@@ -159,7 +123,7 @@ class MessageWriter:
     def __init__(self, store: MessageStore, hold: Hold, closed_until: ClosedUntil, on_commit: OnCommit,
                  max_batch: int = 500, concurrency: int = 1, timeout: float = 5.0,
                  pulse: Pulse | None = None, metrics: Metrics | None = None, *, start: StartClock,
-                 seconds: WorkingSeconds | None = None) -> None:
+                 seconds: WorkingSeconds | None = None, beliefs: int = DEFAULT_BELIEFS) -> None:
         self.timeout = timeout
         # One observation per commit (its size and latency), never per message.
         self.metrics = metrics or Metrics()
@@ -177,6 +141,10 @@ class MessageWriter:
         self.hold = hold
         self.max_batch = max_batch
         self.batched = self.engine.dialect.name == "postgresql"
+        # What the node last saw of its tickets (0: every batch locks its tickets first).
+        self.beliefs = TicketBeliefs(beliefs) if beliefs > 0 else None
+        # Tickets whose rows did not hold what was believed (each cost a statement more).
+        self.stale = 0
         self._waiting: list[Pending] = []
         self._wakeup = asyncio.Event()
         self.batches = 0
@@ -338,9 +306,8 @@ class MessageWriter:
                 # Down or hung: one by one would only wait `timeout` per send. The
                 # outcome of a COMMIT that failed this way is unknown.
                 log.warning("writer.batch_failed", extra={"size": len(batch), "error": describe(exc)})
-                for pending in batch:
+                for pending in retry:  # (those that ran out of time are in doubt already)
                     self._doubt(pending.key)
-                for pending in retry:
                     _fail(pending, Unavailable("the database is unavailable; retry"))
             else:
                 log.exception("writer.batch_failed", extra={"size": len(batch)})
@@ -459,96 +426,125 @@ class MessageWriter:
                 [steps.get(t, zero)[2] for t in bumped])
 
     async def _write(self, batch: list[Pending], look_up_repeats: bool = False) -> None:
-        slow: list[Pending] = []
+        if look_up_repeats or self.beliefs is None:
+            await self._write_locked(batch, look_up_repeats)
+        else:
+            await self._write_believed(batch, self.beliefs)
+
+    async def _write_locked(self, batch: list[Pending], look_up_repeats: bool = False) -> None:
+        """The batch in one transaction: its tickets locked first, then decided and stored."""
         started = time.perf_counter()
         async with self.engine.connect() as conn:
             raw = await conn.get_raw_connection()
             db: Any = raw.driver_connection
             async with db.transaction():
-                tickets = {r["id"]: r for r in await db.fetch(_LOCK, sorted({p.ticket_id for p in batch}))}
-                accepted: list[tuple[Pending, Admission]] = []
-                for pending in batch:
-                    row = tickets.get(pending.ticket_id)
-                    state = None if row is None else ThreadState(row["shop_id"], row["status"], row["severity"],
-                                                                 row["queued_until"], row["live_until"], row["plan"],
-                                                                 row["sla_due_at"])
-                    try:
-                        admitted = admit_post(pending.principal, pending.ticket_id, state, pending.now, self.hold,
-                                              self.closed_until, pending.internal)
-                    except PomocError as exc:
-                        _fail(pending, exc)
-                        continue
-                    if admitted.reopens or admitted.takes_over:
-                        slow.append(pending)  # the post changes the ticket too: one by one
-                    else:
-                        accepted.append((pending, admitted))
+                tickets = {r["id"]: r for r in await db.fetch(sql.LOCK, sorted({p.ticket_id for p in batch}))}
+                accepted, decided = _admit(batch, tickets, self.hold, self.closed_until)
                 existing = {}
                 # Repeats are rare: the insert below skips them (ON CONFLICT) and the
                 # batch is redone with this lookup only when one shows up.
                 if accepted and look_up_repeats:
                     columns = list(zip(*(p.key for p, _ in accepted), strict=True))
                     existing = {(r["ticket_id"], r["author_kind"], r["author_id"], r["client_id"]): r
-                                for r in await db.fetch(_EXISTING, *columns)}
-                newer = await _newer_replies(db, accepted, tickets)
-                fresh: list[tuple[Pending, Message]] = []
-                queued_tickets: set[int] = set()
-                seen: dict[tuple[int, str, str, str], Pending] = {}
-                last = {t: r["last_seq"] for t, r in tickets.items()}
-                for pending, admission in accepted:
-                    row = existing.get(pending.key)
-                    if row is not None:  # a retried send: the stored message, unchanged
-                        _resolve_later(pending, _message(row), tickets[pending.ticket_id]["shop_id"], new=False)
-                        continue
-                    if pending.seen_seq is not None:
-                        # Another agent's reply stored before it (earlier, or earlier in this batch).
-                        since = newer.get(id(pending), []) + [
-                            m.seq for p, m in fresh if m.ticket == pending.ticket_id and m.seq > pending.seen_seq
-                            and m.author.id != pending.principal.id and p.principal.is_agent and not m.internal]
-                        if since:
-                            _fail(pending, stale_reply(pending.ticket_id, since))
-                            continue
-                    twin = seen.get(pending.key)
-                    if twin is not None:  # the same send twice in this batch
-                        twin.done.add_done_callback(_mirror_into(pending))
-                        continue
-                    seen[pending.key] = pending
-                    last[pending.ticket_id] += 1
-                    author = Author.of(pending.principal)
-                    fresh.append((pending, Message(pending.ticket_id, last[pending.ticket_id], 0, author,
-                                                   pending.body, pending.now, pending.client_id,
-                                                   admission.queued_until, internal=pending.internal)))
-                    if admission.ticket_queued:
-                        queued_tickets.add(pending.ticket_id)
-                if fresh:
-                    bumped = sorted({m.ticket for _, m in fresh})
-                    at = {t: max(m.created_at for _, m in fresh if m.ticket == t) for t in bumped}
-                    # An agent's answer (not a private note) is the first response.
-                    agent = {t: any(p.principal.is_agent and not m.internal for p, m in fresh if m.ticket == t)
-                             for t in bumped}
-                    public = {t: max((m.seq for _, m in fresh if m.ticket == t and not m.internal), default=None)
-                              for t in bumped}
-                    clocks = self._clocks(tickets, fresh)
-                    rows = await db.fetch(_STORE, [m.ticket for _, m in fresh], [m.seq for _, m in fresh],
-                                          [m.author.kind for _, m in fresh], [m.author.id for _, m in fresh],
-                                          [m.author.name for _, m in fresh], [m.body for _, m in fresh],
-                                          [m.client_id for _, m in fresh], [m.created_at for _, m in fresh],
-                                          [m.queued_until for _, m in fresh],
-                                          bumped, [last[t] for t in bumped], [at[t] for t in bumped],
-                                          [agent[t] for t in bumped], [m.internal for _, m in fresh],
-                                          [public[t] for t in bumped], [t in clocks for t in bumped],
-                                          *_clock_columns(clocks, bumped), *self._facts(tickets, fresh, bumped))
-                    if len(rows) != len(fresh):
+                                for r in await db.fetch(sql.EXISTING, *columns)}
+                _number(accepted, tickets, existing, await _newer_replies(db, accepted, tickets), decided)
+                decided.apply(set(tickets) | {p.ticket_id for p in batch})
+                rows = []
+                if decided.fresh:
+                    rows = await db.fetch(sql.STORE, *self._store_args(tickets, decided).args)
+                    if len(rows) != len(decided.fresh):
                         raise _Retried()  # rolls the whole transaction back: no seq is used up
-                    ids = {(r["ticket_id"], r["seq"]): r["id"] for r in rows}
-                    for pending, message in fresh:
-                        message = replace(message, id=ids[(message.ticket, message.seq)])
-                        _resolve_later(pending, message, tickets[pending.ticket_id]["shop_id"], new=True,
-                                       queued=message.ticket in queued_tickets)
-        self.metrics.committed("group", len(batch) - len(slow), time.perf_counter() - started)
-        # Committed: now the senders may hear about it, then everyone else (a send
-        # that ran out of time is announced too: it was committed after all).
+                decided.stored({(r["ticket_id"], r["seq"]): r["id"] for r in rows}, tickets)
+        self.metrics.committed("group", len(batch) - len(decided.slow), time.perf_counter() - started)
+        await self._settle(batch)
+        if decided.slow:
+            await self._one_by_one(decided.slow)
+
+    async def _write_believed(self, batch: list[Pending], beliefs: TicketBeliefs) -> None:
+        """The batch decided from what this node believes of its tickets and stored in
+        one statement (`commit_sql.TRY`), which commits the sends of every ticket whose
+        row still holds that; the others' sends are decided again from the rows it
+        returned. After `BELIEF_ATTEMPTS` the rest goes the locked way."""
+        todo = batch
+        slow: list[Pending] = []
+        repeated = False
+        async with self.engine.connect() as conn:
+            raw = await conn.get_raw_connection()
+            db: Any = raw.driver_connection
+            for _ in range(BELIEF_ATTEMPTS):
+                started = time.perf_counter()
+                ids = sorted({p.ticket_id for p in todo})
+                unknown = [t for t in ids if beliefs.get(t) is None]
+                if unknown:
+                    for record in await db.fetch(sql.READ, unknown):
+                        beliefs.learn(record["id"], from_record(record, record["id"]))
+                tickets = {t: row for t in ids if (row := beliefs.get(t)) is not None}
+                accepted, decided = _admit(todo, tickets, self.hold, self.closed_until)
+                _number(accepted, tickets, {}, await _newer_replies(db, accepted, tickets), decided)
+                store = self._store_args(tickets, decided)
+                try:
+                    rows = await db.fetch(sql.TRY, *store.args, ids, *checked(tickets))
+                except asyncpg.UniqueViolationError:
+                    repeated = True  # a retried send: nothing of this attempt was stored
+                    break
+                held = {r["ticket_id"] for r in rows if r["kind"] == 2}
+                found = held | {r["ticket_id"] for r in rows if r["kind"] == 0}
+                # A ticket without a row that the statement did not find either: its
+                # sends' answers (not found) stand.
+                held |= {t for t in ids if t not in tickets and t not in found}
+                decided.apply(held)
+                decided.stored({(r["ticket_id"], r["seq"]): r["message_id"] for r in rows if r["kind"] == 1},
+                               tickets)
+                done = [p for p in todo if p.ticket_id in held]
+                slow.extend(p for p in decided.slow if p.ticket_id in held)
+                self.metrics.committed("group", len(done), time.perf_counter() - started)
+                self.stale += len(ids) - len(held)
+                await self._settle(done)
+                # What to believe now: what the statement wrote, or the row it found.
+                for t in held & set(store.bumped):
+                    beliefs.learn(t, after_store(tickets[t], decided.last[t], store.at[t], store.agent[t],
+                                                 store.clocks.get(t)))
+                for record in rows:
+                    if record["kind"] == 0:
+                        beliefs.learn(record["ticket_id"], from_record(record, record["ticket_id"]))
+                for t in tickets.keys() - found:
+                    beliefs.forget(t)  # gone since (purged): decided again without a row
+                todo = [p for p in todo if p.ticket_id not in held and not p.done.done()]
+                if not todo:
+                    break
+        if todo:
+            for pending in todo:
+                pending.result = None
+            await self._write_locked(todo, look_up_repeats=repeated)
+        if slow:
+            await self._one_by_one(slow)
+
+    def _store_args(self, tickets: dict[int, Any], decided: _Decided) -> _Store:
+        """The store statement's columns: the messages, then per bumped ticket its new
+        last seq, time, first response, clock and report facts."""
+        fresh = decided.fresh
+        bumped = sorted({m.ticket for _, m in fresh})
+        at = {t: max(m.created_at for _, m in fresh if m.ticket == t) for t in bumped}
+        # An agent's answer (not a private note) is the first response.
+        agent = {t: any(p.principal.is_agent and not m.internal for p, m in fresh if m.ticket == t) for t in bumped}
+        public = {t: max((m.seq for _, m in fresh if m.ticket == t and not m.internal), default=None)
+                  for t in bumped}
+        clocks = self._clocks(tickets, fresh)
+        args: tuple[list[Any], ...] = (
+                [m.ticket for _, m in fresh], [m.seq for _, m in fresh], [m.author.kind for _, m in fresh],
+                [m.author.id for _, m in fresh], [m.author.name for _, m in fresh], [m.body for _, m in fresh],
+                [m.client_id for _, m in fresh], [m.created_at for _, m in fresh],
+                [m.queued_until for _, m in fresh], bumped, [decided.last[t] for t in bumped],
+                [at[t] for t in bumped], [agent[t] for t in bumped], [m.internal for _, m in fresh],
+                [public[t] for t in bumped], [t in clocks for t in bumped], *_clock_columns(clocks, bumped),
+                *self._facts(tickets, fresh, bumped))
+        return _Store(args, bumped, at, agent, clocks)
+
+    async def _settle(self, part: list[Pending]) -> None:
+        """Committed: now the senders may hear about it, then everyone else (a send
+        that ran out of time is announced too: it was committed after all)."""
         stored: list[tuple[Posted, str | None, str]] = []
-        for pending in batch:
+        for pending in part:
             result = pending.result
             if result is None:
                 continue
@@ -563,9 +559,107 @@ class MessageWriter:
         self.pulse.beat()
         await self._announce(stored)
         self.batches += 1
-        self.messages += len(batch)
-        if slow:
-            await self._one_by_one(slow)
+        self.messages += len(part)
+
+
+@dataclass(slots=True)
+class _Store:
+    """The store statement's arguments and what they do to each bumped ticket."""
+
+    args: tuple[list[Any], ...]
+    bumped: list[int]
+    at: dict[int, datetime]
+    agent: dict[int, bool]
+    clocks: dict[int, Running]
+
+
+@dataclass(slots=True)
+class _Decided:
+    """What a batch's sends come to, given their tickets' rows. Nothing reaches a
+    sender until `apply` names the tickets whose rows were right (the believed way
+    decides before it knows)."""
+
+    queued_tickets: set[int]
+    last: dict[int, int]
+    fresh: list[tuple[Pending, Message]] = field(default_factory=list)
+    slow: list[Pending] = field(default_factory=list)  # the post changes the ticket too: one by one
+    failed: list[tuple[Pending, BaseException]] = field(default_factory=list)
+    twins: list[tuple[Pending, Pending]] = field(default_factory=list)  # (first, the same send again)
+    repeats: list[tuple[Pending, Message]] = field(default_factory=list)  # stored before, unchanged
+
+    def apply(self, tickets: set[int]) -> None:
+        """The answers known before the store (refusals, twins, repeats) for these tickets."""
+        for pending, exc in self.failed:
+            if pending.ticket_id in tickets:
+                _fail(pending, exc)
+        for first, second in self.twins:
+            if first.ticket_id in tickets:
+                first.done.add_done_callback(_mirror_into(second))
+
+    def stored(self, ids: dict[tuple[int, int], int], tickets: dict[int, Any]) -> None:
+        """The answers of the sends stored (found in `ids` by ticket and seq) and repeated."""
+        for pending, message in self.repeats:
+            _resolve_later(pending, message, tickets[pending.ticket_id]["shop_id"], new=False)
+        for pending, message in self.fresh:
+            stored_id = ids.get((message.ticket, message.seq))
+            if stored_id is not None:
+                _resolve_later(pending, replace(message, id=stored_id), tickets[pending.ticket_id]["shop_id"],
+                               new=True, queued=message.ticket in self.queued_tickets)
+
+
+def _admit(batch: list[Pending], tickets: dict[int, Any], hold: Hold, closed_until: ClosedUntil
+           ) -> tuple[list[tuple[Pending, Admission]], _Decided]:
+    """Each send admitted by the rule (`admit_post`) against its ticket's row."""
+    decided = _Decided(set(), {t: r["last_seq"] for t, r in tickets.items()})
+    accepted: list[tuple[Pending, Admission]] = []
+    for pending in batch:
+        row = tickets.get(pending.ticket_id)
+        state = None if row is None else ThreadState(row["shop_id"], row["status"], row["severity"],
+                                                     row["queued_until"], row["live_until"], row["plan"],
+                                                     row["sla_due_at"])
+        try:
+            admitted = admit_post(pending.principal, pending.ticket_id, state, pending.now, hold, closed_until,
+                                  pending.internal)
+        except PomocError as exc:
+            decided.failed.append((pending, exc))
+            continue
+        if admitted.reopens or admitted.takes_over:
+            decided.slow.append(pending)
+        else:
+            accepted.append((pending, admitted))
+    return accepted, decided
+
+
+def _number(accepted: list[tuple[Pending, Admission]], tickets: dict[int, Any], existing: dict[Any, Any],
+            newer: dict[int, list[int]], decided: _Decided) -> None:
+    """The admitted sends numbered after their tickets' last seqs, in order; repeats,
+    twins and replies that another agent's answer made stale set aside."""
+    seen: dict[tuple[int, str, str, str], Pending] = {}
+    for pending, admission in accepted:
+        row = existing.get(pending.key)
+        if row is not None:  # a retried send: the stored message, unchanged
+            decided.repeats.append((pending, _message(row)))
+            continue
+        if pending.seen_seq is not None:
+            # Another agent's reply stored before it (earlier, or earlier in this batch).
+            since = newer.get(id(pending), []) + [
+                m.seq for p, m in decided.fresh if m.ticket == pending.ticket_id and m.seq > pending.seen_seq
+                and m.author.id != pending.principal.id and p.principal.is_agent and not m.internal]
+            if since:
+                decided.failed.append((pending, stale_reply(pending.ticket_id, since)))
+                continue
+        twin = seen.get(pending.key)
+        if twin is not None:  # the same send twice in this batch
+            decided.twins.append((twin, pending))
+            continue
+        seen[pending.key] = pending
+        decided.last[pending.ticket_id] += 1
+        author = Author.of(pending.principal)
+        decided.fresh.append((pending, Message(pending.ticket_id, decided.last[pending.ticket_id], 0, author,
+                                               pending.body, pending.now, pending.client_id,
+                                               admission.queued_until, internal=pending.internal)))
+        if admission.ticket_queued:
+            decided.queued_tickets.add(pending.ticket_id)
 
 
 def _clock_columns(clocks: dict[int, Running], bumped: list[int]) -> tuple[list[Any], ...]:
@@ -585,7 +679,7 @@ async def _newer_replies(db: Any, accepted: list[tuple[Pending, Admission]], tic
                and may_be_stale(p.seen_seq, tickets[p.ticket_id]["last_seq"])]
     if not checked:
         return {}
-    rows = await db.fetch(_NEWER, list(range(len(checked))), [p.ticket_id for p in checked],
+    rows = await db.fetch(sql.NEWER, list(range(len(checked))), [p.ticket_id for p in checked],
                           [p.seen_seq for p in checked], [p.principal.id for p in checked])
     found: dict[int, list[int]] = {}
     for row in rows:
