@@ -523,12 +523,20 @@ class MessageWriter:
         """The store statement's columns: the messages, then per bumped ticket its new
         last seq, time, first response, clock and report facts."""
         fresh = decided.fresh
-        bumped = sorted({m.ticket for _, m in fresh})
-        at = {t: max(m.created_at for _, m in fresh if m.ticket == t) for t in bumped}
-        # An agent's answer (not a private note) is the first response.
-        agent = {t: any(p.principal.is_agent and not m.internal for p, m in fresh if m.ticket == t) for t in bumped}
-        public = {t: max((m.seq for _, m in fresh if m.ticket == t and not m.internal), default=None)
-                  for t in bumped}
+        at: dict[int, datetime] = {}
+        agent: dict[int, bool] = {}
+        public: dict[int, int | None] = {}
+        for pending, m in fresh:  # one pass: a batch holds hundreds of sends
+            t = m.ticket
+            if t not in at or m.created_at > at[t]:
+                at[t] = m.created_at
+            # An agent's answer (not a private note) is the first response.
+            agent[t] = agent.get(t, False) or (pending.principal.is_agent and not m.internal)
+            if not m.internal:
+                public[t] = m.seq  # seqs rise through the batch
+            else:
+                public.setdefault(t, None)
+        bumped = sorted(at)
         clocks = self._clocks(tickets, fresh)
         args: tuple[list[Any], ...] = (
                 [m.ticket for _, m in fresh], [m.seq for _, m in fresh], [m.author.kind for _, m in fresh],
