@@ -178,6 +178,16 @@ def is_open(cal: WorkingCalendar, t: datetime) -> bool:
     return span is not None and span[0] <= t < span[1]
 
 
+def open_span(cal: WorkingCalendar, t: datetime) -> tuple[datetime, datetime] | None:
+    """The opening interval `t` is in (UTC instants, end excluded), None while closed
+    (and for an always-open calendar, which has no intervals)."""
+    require_aware(t, "t")
+    if cal.always_open:
+        return None
+    span = _interval(cal, _local_date(cal, t))
+    return span if span is not None and span[0] <= t < span[1] else None
+
+
 def next_open(cal: WorkingCalendar, t: datetime) -> datetime:
     """`t` itself if open, else the start of the next opening interval."""
     require_aware(t, "t")

@@ -23,7 +23,15 @@ from types import MappingProxyType
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from server.rules.calendar import WARSAW, WorkingCalendar, default_calendar, is_open, next_open, working_time_between
+from server.rules.calendar import (
+    WARSAW,
+    WorkingCalendar,
+    default_calendar,
+    is_open,
+    next_open,
+    open_span,
+    working_time_between,
+)
 from server.rules.deadlines import Running
 from server.rules.hours import parse_hours, parse_span
 from server.rules.plans import DEFAULT_PLAN, Plan, parse_cutoff, parse_plans, promise, same_day_due
@@ -87,6 +95,9 @@ class SupportPolicy:
         object.__setattr__(self, "plans", MappingProxyType(dict(self.plans)))
         # Every welcome carries its plan's week: worked out once per plan, not per hello.
         object.__setattr__(self, "_weekly", {})
+        # Per plan, the opening interval last seen: every customer message asks whether
+        # support is open, and the answer stays the same until the interval ends.
+        object.__setattr__(self, "_open", {})
 
     @classmethod
     def from_config(cls, hours: str = "", closed: str = "", opened: str = "", sla: str = "",
@@ -169,12 +180,30 @@ class SupportPolicy:
 
     def hold(self, severity: str, now: datetime, plan: str | None = None) -> datetime | None:
         """Until when a customer's message waits (None: it goes to agents now)."""
+        if self._known_open(plan, now):
+            return None
         return queued_until(self.calendar_of(plan), Severity(severity), now)
 
     def closed_until(self, now: datetime, plan: str | None = None) -> datetime | None:
         """When support opens next (for the plan), while it is closed; None while it is open."""
+        if self._known_open(plan, now):
+            return None
         calendar = self.calendar_of(plan)
         return None if is_open(calendar, now) else next_open(calendar, now)
+
+    def _known_open(self, plan: str | None, now: datetime) -> bool:
+        """Whether `now` is in the plan's opening interval seen last (or in the one it
+        is in now, remembered for the next question); False: ask the calendar."""
+        name = plan if plan is not None and plan in self.plans else DEFAULT_PLAN
+        cache: dict[str, tuple[datetime, datetime]] = self.__dict__["_open"]
+        span = cache.get(name)
+        if span is not None and span[0] <= now < span[1]:
+            return True
+        span = open_span(self.calendar_of(name), now)
+        if span is None:
+            return False
+        cache[name] = span
+        return True
 
     def service(self, now: datetime, plan: str | None = None) -> dict[str, Any]:
         calendar = self.calendar_of(plan)

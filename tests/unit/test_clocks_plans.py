@@ -259,6 +259,40 @@ def test_each_plans_week_is_the_one_its_calendar_gives() -> None:
         assert POLICY.weekly_hours_of(name) == weekly_hours(POLICY.calendar_of(name))
 
 
+def test_the_remembered_opening_answers_as_the_calendar_does() -> None:
+    """`hold` and `closed_until` remember the opening interval they saw last; every
+    instant of a fortnight around the autumn DST switch, Christmas Eve and 1 November
+    (every 13 minutes, each interval's last and first microsecond, in order and shuffled)
+    gets the calendar's own answer, for every plan."""
+    import random
+
+    from server.rules.calendar import is_open, next_open
+    from server.rules.severity import Severity
+    from server.rules.sla import queued_until
+
+    instants: list[datetime] = []
+    for start in (w(2026, 10, 22), w(2026, 10, 29), w(2026, 12, 21)):
+        instants += [start + timedelta(minutes=13 * k) for k in range(7 * 24 * 60 // 13)]
+        for day in range(7):
+            for hour in (9, 13, 17):  # the intervals' edges (a Saturday plan closes at 13:00)
+                edge = datetime.combine((start + timedelta(days=day)).astimezone(WAW).date(), time(hour),
+                                        tzinfo=WAW).astimezone(UTC)
+                instants += [edge - timedelta(microseconds=1), edge]
+    shuffled = random.Random(7).sample(instants, len(instants))
+    fresh = SupportPolicy.from_config()
+    for policy in (fresh, SATURDAYS):
+        for order in (instants, shuffled):
+            for at in order:
+                for plan in (*policy.plans, None, "gold"):
+                    calendar = policy.calendar_of(plan)
+                    closed = None if is_open(calendar, at) else next_open(calendar, at)
+                    assert policy.closed_until(at, plan) == closed, (plan, at)
+                    for severity in ("minor", "critical"):
+                        assert policy.hold(severity, at, plan) == queued_until(calendar, Severity(severity), at)
+    # It did remember; plan names nobody has are the standard plan's, not a memory each.
+    assert fresh.__dict__["_open"] and set(fresh.__dict__["_open"]) <= set(fresh.plans)
+
+
 # ------------------------------------------------------- on-call wording
 def test_the_on_call_sms_and_mail_name_the_step() -> None:
     from server.rules.mailtext import sms_text
