@@ -29,6 +29,8 @@ from redis.driver_info import DriverInfo
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from server.realtime.commands import DIRECT, DirectCommands, name_of
+from server.realtime.commands import usable as direct_usable
 from server.realtime.health import RedisDown, RedisHealth
 from server.realtime.subscriber import RawSubscriber
 from server.realtime.subscriber import usable as raw_subscriber_usable
@@ -71,36 +73,77 @@ async def _within(health: RedisHealth, call: Callable[[], Awaitable[Any]], opera
 
 class GuardedRedis(Redis):
     """A command client whose every command and pipeline has the deadline and skips
-    Redis while it is known to be down."""
+    Redis while it is known to be down. Scripts and publishes (and pipelines of
+    nothing else) go over `direct` when there is one (`server.realtime.commands`)."""
 
-    def __init__(self, *, health: RedisHealth, errors: ErrorSink = _ignore, **kwargs: Any) -> None:
+    def __init__(self, *, health: RedisHealth, errors: ErrorSink = _ignore, direct: DirectCommands | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.health = health
         self.errors = errors
+        self.direct = direct
+
+    def register_script(self, script: Any) -> Any:
+        registered = super().register_script(script)
+        if self.direct is not None:
+            self.direct.scripts[_sha(registered.sha)] = _source(registered.script)
+        return registered
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
+        direct = self.direct
+        if direct is not None and args and name_of(args) in DIRECT:
+            return (await _direct(self.health, direct, [args], True, self.errors))[0]
         run = super().execute_command
         return await _within(self.health, lambda: run(*args, **options),  # type: ignore[no-untyped-call]
                              args[0] if args else "other", self.errors)
 
     def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> Pipeline:
-        return GuardedPipeline(self.health, self.errors, self.connection_pool, self.response_callbacks,
+        return GuardedPipeline(self.health, self.errors, self.direct, self.connection_pool, self.response_callbacks,
                                transaction, shard_hint)
 
 
 class GuardedPipeline(Pipeline):
-    def __init__(self, health: RedisHealth, errors: ErrorSink, *args: Any) -> None:
+    def __init__(self, health: RedisHealth, errors: ErrorSink, direct: DirectCommands | None, *args: Any) -> None:
         super().__init__(*args)
         self.health = health
         self.errors = errors
+        self.direct = direct
 
     async def execute(self, raise_on_error: bool = True) -> list[Any]:
-        run = super().execute
+        direct = self.direct
         try:
+            stack = self.command_stack
+            if (direct is not None and stack and not self.is_transaction and not self.explicit_transaction
+                    and all(name_of(args) in DIRECT for args, _ in stack)):
+                # No SCRIPT EXISTS first: a script Redis does not know is loaded on NOSCRIPT.
+                for script in self.scripts:
+                    direct.scripts.setdefault(_sha(script.sha), _source(script.script))
+                return await _direct(self.health, direct, [args for args, _ in stack], raise_on_error, self.errors)
+            run = super().execute
             result: list[Any] = await _within(self.health, lambda: run(raise_on_error), "pipeline", self.errors)
         finally:
             await self.reset()  # type: ignore[no-untyped-call]  # skipped or cut short: nothing stays queued for a next use
         return result
+
+
+async def _direct(health: RedisHealth, direct: DirectCommands, commands: list[Any], raise_on_error: bool,
+                  errors: ErrorSink) -> list[Any]:
+    operation = commands[0][0] if len(commands) == 1 else "pipeline"
+    try:
+        replies: list[Any] = await _within(health, lambda: direct.call_many(commands, raise_on_error), operation,
+                                           errors)
+        return replies
+    except RedisDown:
+        direct.stuck()  # replies that late: the connection is given up, the next call opens another
+        raise
+
+
+def _sha(sha: str | bytes) -> str:
+    return sha.decode() if isinstance(sha, bytes) else sha
+
+
+def _source(script: str | bytes | memoryview) -> str | bytes:
+    return bytes(script) if isinstance(script, memoryview) else script
 
 
 async def run_script_many(redis: Redis, script: AsyncScript, calls: Sequence[tuple[list[Any], list[Any]]]
@@ -146,5 +189,7 @@ def open_redis(settings: Settings, health: RedisHealth, errors: ErrorSink = _ign
     else:
         subscriber = Redis.from_url(settings.redis_url, socket_timeout=None, socket_connect_timeout=timeout,
                                     socket_keepalive=True, retry=Retry(NoBackoff(), 0), driver_info=driver)
-    return (GuardedRedis(connection_pool=blocking, health=health, errors=errors), subscriber,
+    # Scripts and publishes, most of a node's calls, over a connection of their own.
+    direct = DirectCommands(settings.redis_url, timeout) if direct_usable(settings.redis_url) else None
+    return (GuardedRedis(connection_pool=blocking, health=health, errors=errors, direct=direct), subscriber,
             Redis(connection_pool=blocking))
