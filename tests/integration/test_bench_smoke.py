@@ -34,6 +34,8 @@ TOOLS = {
     "stack.py": ["stack: medians over the rounds", "| httptools | websockets-sansio |", "| h11 | websockets-sansio |",
                  "server warnings/errors in the logs: 0"],
     "subscriber.py": ["subscriber: ", "redis-py PubSub  receiving:", "Pomoc RawPubSub  receiving:"],
+    "commands.py": ["commands: ", "one call each     redis-py", "one call each     direct",
+                    "pipelines of 16   redis-py", "pipelines of 16   direct"],
     "mail.py": ["mail: ", "delivered 300/300; duplicates: 0; recorded sent: 300", "target: all"],
     "purge.py": ["purge: ", "dry run: ", "deleted_messages", "msg/s", "largest single DELETE",
                  "dry run == purge == seeded old", "old rows all gone: yes; recent and open rows all kept: yes"],
