@@ -68,9 +68,7 @@ async def run(redis: GuardedRedis, key: str, calls: int, concurrency: int, batch
 
 
 async def close(redis: GuardedRedis) -> None:
-    if redis.direct is not None:
-        await redis.direct.aclose()
-    await redis.aclose()
+    await redis.aclose()  # its direct connection too
     await redis.connection_pool.disconnect()
 
 

@@ -83,6 +83,11 @@ class GuardedRedis(Redis):
         self.errors = errors
         self.direct = direct
 
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        if self.direct is not None:
+            await self.direct.aclose()
+        await super().aclose(close_connection_pool)
+
     def register_script(self, script: Any) -> Any:
         registered = super().register_script(script)
         if self.direct is not None:

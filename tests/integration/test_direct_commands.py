@@ -39,9 +39,7 @@ def guarded(url: str, timeout: float = 5.0, direct: bool = True) -> GuardedRedis
 
 
 async def close(client: GuardedRedis) -> None:
-    if client.direct is not None:
-        await client.direct.aclose()
-    await client.aclose()
+    await client.aclose()  # its direct connection too
     await client.connection_pool.disconnect()
 
 
@@ -68,6 +66,16 @@ async def test_scripts_answer_as_through_redis_py(clients) -> None:
         assert await fast.publish(unique("direct-nobody"), b"x") == 0
     finally:
         await plain.delete(key)
+
+
+async def test_closing_the_client_closes_its_direct_connection(redis_url: str) -> None:
+    fast = guarded(redis_url)
+    assert await fast.register_script(ECHO)(keys=[], args=["open"]) == b"open"
+    assert fast.direct is not None
+    link = fast.direct._link
+    assert link is not None and link.lost is None
+    await close(fast)
+    assert link.lost is not None and fast.direct._link is None
 
 
 async def test_many_callers_at_once_each_get_their_own_reply(clients) -> None:
