@@ -38,6 +38,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from server.batching import Coalesced
+from server.realtime.deadline import Deadline
 from server.realtime.health import LATE, RedisHealth
 from server.realtime.subscriber import RawSubscriber
 
@@ -111,7 +112,7 @@ class Bus:
                 first.append(channel)
         writing = False
         try:
-            async with asyncio.timeout(self._timeout):
+            async with Deadline(self._timeout):
                 if first and self._pubsub is not None:
                     writing = True
                     # One SUBSCRIBE for every channel asked for while one is being written.
@@ -273,7 +274,7 @@ class Bus:
                 self.health.down("no answer on the subscriber connection")
                 raise TimeoutError(f"no answer from Redis on the subscriber connection for {now - last_seen:.1f} s")
             if now - last_ping >= _PING_EVERY:
-                async with asyncio.timeout(self._timeout):
+                async with Deadline(self._timeout):
                     await pubsub.ping()
                 last_ping = now
             message = await pubsub.get_message(timeout=_PING_EVERY)

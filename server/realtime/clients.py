@@ -2,7 +2,8 @@
 
 Every command and pipeline of the command client has a deadline
 (`POMOC_REDIS_TIMEOUT`: the pool's wait for a free connection, connecting, and the
-answer, all within it) and consults the process's `RedisHealth` first: while Redis
+answer, all within it; a stall of the process's own loop is not taken for a late
+Redis: `server.realtime.deadline`) and consults the process's `RedisHealth` first: while Redis
 is known to be down a call fails at once with `RedisDown`, and a call that cannot
 connect or misses its deadline marks it down (`server.realtime.health`). A broken
 connection (Redis restarted) is retried once on a fresh one, a timeout never: a
@@ -16,7 +17,6 @@ Lua) behind the same deadlines.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -31,6 +31,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from server.realtime.commands import DIRECT, DirectCommands, name_of
 from server.realtime.commands import usable as direct_usable
+from server.realtime.deadline import Deadline
 from server.realtime.health import RedisDown, RedisHealth
 from server.realtime.subscriber import RawSubscriber
 from server.realtime.subscriber import usable as raw_subscriber_usable
@@ -59,7 +60,7 @@ async def _within(health: RedisHealth, call: Callable[[], Awaitable[Any]], opera
         errors(_name(operation), "skipped")
         health.check()
     try:
-        async with asyncio.timeout(health.timeout):
+        async with Deadline(health.timeout):
             return await call()
     except RedisDown:
         errors(_name(operation), "skipped")

@@ -30,6 +30,8 @@ from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from server.realtime.deadline import Deadline
+
 log = logging.getLogger(__name__)
 
 # Prepended to the scripts that must not act late. ARGV carries the deadline in
@@ -126,7 +128,7 @@ class RedisHealth:
     async def _probe(self, probe: Callable[[], Awaitable[Any]]) -> bool:
         sent = self._wall()
         try:
-            async with asyncio.timeout(self.timeout):
+            async with Deadline(self.timeout):
                 seconds, micros = await probe()
         except asyncio.CancelledError:
             raise
