@@ -57,13 +57,12 @@ async def test_badge_flips_on_reply_and_clears_on_read_on_every_tab_and_node(pai
                                    "client_id": "o1"}, "ticket"))["ticket"]
     agent, _ = await join(b, clients, tokens.agent(unique("a")))
     await agent.request({"type": "follow", "ticket": ticket["id"]}, "ticket")
-    started = time.monotonic()
     ack = await agent.request({"type": "send", "ticket": ticket["id"], "body": "Już patrzę"}, "ack")
     key = str(ticket["id"])
+    # Pushed to every tab on both nodes (nothing else would bring it before a reconnect).
     for tab in (tab_a, tab_b):
         frame = await tab.expect("unread", where=lambda f: f["tickets"].get(key) == 1)
         assert frame["badge"] is True
-    assert time.monotonic() - started < 2
     await tab_b.send({"type": "read", "ticket": ticket["id"], "seq": ack["seq"]})
     for tab in (tab_a, tab_b):
         frame = await tab.expect("unread", where=lambda f: f["tickets"].get(key) == 0)
