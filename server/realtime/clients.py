@@ -30,11 +30,10 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from server.realtime.commands import DIRECT, DirectCommands, name_of
-from server.realtime.commands import usable as direct_usable
 from server.realtime.deadline import Deadline
 from server.realtime.health import RedisDown, RedisHealth
+from server.realtime.resp import usable
 from server.realtime.subscriber import RawSubscriber
-from server.realtime.subscriber import usable as raw_subscriber_usable
 from server.settings import Settings
 
 # What says "Redis is not answering" (as opposed to an error answer such as NOSCRIPT).
@@ -189,13 +188,13 @@ def open_redis(settings: Settings, health: RedisHealth, errors: ErrorSink = _ign
         driver_info=driver,
     )
     subscriber: Redis | RawSubscriber
-    if raw_subscriber_usable(settings.redis_url):
+    if usable(settings.redis_url):
         # Every event a node delivers comes through the subscriber: no redis-py layers per message.
         subscriber = RawSubscriber(settings.redis_url, timeout)
     else:
         subscriber = Redis.from_url(settings.redis_url, socket_timeout=None, socket_connect_timeout=timeout,
                                     socket_keepalive=True, retry=Retry(NoBackoff(), 0), driver_info=driver)
     # Scripts and publishes, most of a node's calls, over a connection of their own.
-    direct = DirectCommands(settings.redis_url, timeout) if direct_usable(settings.redis_url) else None
+    direct = DirectCommands(settings.redis_url, timeout) if usable(settings.redis_url) else None
     return (GuardedRedis(connection_pool=blocking, health=health, errors=errors, direct=direct), subscriber,
             Redis(connection_pool=blocking))

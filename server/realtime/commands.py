@@ -23,26 +23,21 @@ redis-py for everything.
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
 import hiredis
-from redis.connection import parse_url
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
+
+from server.realtime.resp import Endpoint, keep_alive
 
 # Commands whose replies redis-py returns unchanged (no response callback), by name.
 DIRECT = frozenset({"EVALSHA", "PUBLISH"})
 
 Command = Sequence[Any]
-
-
-def usable(url: str) -> bool:
-    """Whether this connection serves the URL (plain TCP, no TLS or unix socket)."""
-    return url.startswith("redis://")
 
 
 def name_of(command: Command) -> str:
@@ -66,9 +61,7 @@ class _Link(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        keep_alive(transport)
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -117,21 +110,12 @@ class DirectCommands:
     """The shared connection to the Redis at `url` for `DIRECT` commands and scripts."""
 
     def __init__(self, url: str, timeout: float) -> None:
-        options = parse_url(url)  # type: ignore[no-untyped-call]
-        self.host: str = options.get("host") or "127.0.0.1"
-        self.port: int = int(options.get("port") or 6379)
-        self.username: str | None = options.get("username")
-        self.password: str | None = options.get("password")
-        self.db = int(options.get("db") or 0)
+        self.endpoint = Endpoint.from_url(url)
         self.timeout = timeout
         self._link: _Link | None = None
         self._opening: asyncio.Future[_Link] | None = None
         # Script sources by sha, to load one Redis does not know (NOSCRIPT).
         self.scripts: dict[str, str | bytes] = {}
-
-    async def call(self, command: Command) -> Any:
-        """One command's reply (an error reply raised as redis-py's error)."""
-        return (await self.call_many([command], raise_on_error=True))[0]
 
     async def call_many(self, commands: Sequence[Command], raise_on_error: bool = True) -> list[Any]:
         """The replies of commands sent together (one write, one round trip), in
@@ -192,14 +176,9 @@ class DirectCommands:
     async def _connect(self) -> _Link:
         loop = asyncio.get_running_loop()
         async with asyncio.timeout(self.timeout):
-            _, link = await loop.create_connection(_Link, self.host, self.port)
+            _, link = await loop.create_connection(_Link, self.endpoint.host, self.endpoint.port)
             try:
-                setup: list[tuple[Any, ...]] = []
-                if self.password is not None:
-                    setup.append(("AUTH", *((self.username,) if self.username else ()), self.password))
-                if self.db:
-                    setup.append(("SELECT", self.db))
-                setup.append(("PING",))
+                setup = self.endpoint.opening(select=True)
                 answers = link.send(b"".join(_pack(*c) for c in setup), len(setup))
                 for reply in await asyncio.gather(*answers):
                     if isinstance(reply, hiredis.ReplyError):

@@ -20,22 +20,17 @@ embedded mode the stand-in's.
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections import deque
 from typing import Any
 
 import hiredis
-from redis.connection import parse_url
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
+from server.realtime.resp import Endpoint, keep_alive
+
 Message = dict[str, Any]
 _PONG = {"type": "pong", "pattern": None, "channel": None, "data": b""}
-
-
-def usable(url: str) -> bool:
-    """Whether this subscriber serves the URL (plain TCP, no TLS or unix socket)."""
-    return url.startswith("redis://")
 
 
 def _command(*args: str | bytes) -> bytes:
@@ -50,11 +45,7 @@ class RawSubscriber:
     """Hands out subscriber connections to the Redis at `url` (one per `pubsub()`)."""
 
     def __init__(self, url: str, connect_timeout: float) -> None:
-        options = parse_url(url)  # type: ignore[no-untyped-call]
-        self.host: str = options.get("host") or "127.0.0.1"
-        self.port: int = int(options.get("port") or 6379)
-        self.username: str | None = options.get("username")
-        self.password: str | None = options.get("password")
+        self.endpoint = Endpoint.from_url(url)
         self.connect_timeout = connect_timeout
 
     def pubsub(self) -> RawPubSub:
@@ -74,9 +65,7 @@ class _Replies(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        keep_alive(transport)
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -151,13 +140,11 @@ class RawPubSub:
         s = self._subscriber
         loop = asyncio.get_running_loop()
         async with asyncio.timeout(s.connect_timeout):
-            _, replies = await loop.create_connection(_Replies, s.host, s.port)
+            _, replies = await loop.create_connection(_Replies, s.endpoint.host, s.endpoint.port)
             try:
-                if s.password is not None:
-                    replies.send("AUTH", *((s.username,) if s.username else ()), s.password)
+                for command in s.endpoint.opening(select=False):
+                    replies.send(*command)
                     _answer(await replies.reply(None))
-                replies.send("PING")
-                _answer(await replies.reply(None))
             except BaseException:
                 replies.close()
                 raise

@@ -7,11 +7,13 @@ hang and never a reply handed to the wrong caller."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -144,18 +146,27 @@ async def until(check, budget: float = 15.0) -> None:
         await asyncio.sleep(0.02)  # polling a condition, bounded by the budget
 
 
-async def probing(fast: GuardedRedis, url: str) -> tuple[asyncio.Task, aioredis.Redis]:
-    """The process's health probe (as the node runs it), on a client of its own."""
-    prober = aioredis.Redis.from_url(url, socket_timeout=1)
-    return asyncio.ensure_future(fast.health.run(prober.time)), prober
+@contextlib.asynccontextmanager
+async def private_redis(timeout: float) -> AsyncIterator[tuple[PrivateRedis, GuardedRedis, Any]]:
+    """A private Redis this test may freeze or kill, a client of it with its direct
+    connection and the echo script, and the process's health probe (as the node runs
+    it, on a client of its own)."""
+    server = PrivateRedis().start()
+    fast = guarded(server.url, timeout=timeout)
+    prober = aioredis.Redis.from_url(server.url, socket_timeout=1)
+    probe = asyncio.ensure_future(fast.health.run(prober.time))
+    try:
+        yield server, fast, fast.register_script(ECHO)
+    finally:
+        probe.cancel()
+        await asyncio.gather(probe, return_exceptions=True)
+        await prober.aclose()
+        server.stop()
+        await close(fast)
 
 
 async def test_a_frozen_redis_costs_one_deadline_then_a_new_connection() -> None:
-    server = PrivateRedis().start()
-    fast = guarded(server.url, timeout=0.5)
-    echo = fast.register_script(ECHO)
-    probe, prober = await probing(fast, server.url)
-    try:
+    async with private_redis(0.5) as (server, fast, echo):
         assert await echo(keys=[], args=["warm"]) == b"warm"
         assert fast.direct is not None
         before = fast.direct._link
@@ -175,20 +186,10 @@ async def test_a_frozen_redis_costs_one_deadline_then_a_new_connection() -> None
         await until(lambda: fast.health.up)
         assert await asyncio.gather(*(echo(keys=[], args=[f"after-{n}"]) for n in range(20))) == \
             [f"after-{n}".encode() for n in range(20)]
-    finally:
-        probe.cancel()
-        await asyncio.gather(probe, return_exceptions=True)
-        await prober.aclose()
-        server.stop()
-        await close(fast)
 
 
 async def test_redis_going_away_fails_the_waiting_calls_and_the_next_one_reconnects() -> None:
-    server = PrivateRedis().start()
-    fast = guarded(server.url, timeout=5.0)
-    echo = fast.register_script(ECHO)
-    probe, prober = await probing(fast, server.url)
-    try:
+    async with private_redis(5.0) as (server, fast, echo):
         assert await echo(keys=[], args=["up"]) == b"up"
         tree = server.freeze()
         waiting = asyncio.ensure_future(echo(keys=[], args=["lost"]))
@@ -206,9 +207,3 @@ async def test_redis_going_away_fails_the_waiting_calls_and_the_next_one_reconne
         server.start()
         await until(lambda: fast.health.up)
         assert await echo(keys=[], args=["back"]) == b"back"
-    finally:
-        probe.cancel()
-        await asyncio.gather(probe, return_exceptions=True)
-        await prober.aclose()
-        server.stop()
-        await close(fast)

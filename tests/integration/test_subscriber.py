@@ -14,7 +14,8 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
-from server.realtime.subscriber import RawPubSub, RawSubscriber, usable
+from server.realtime.resp import usable
+from server.realtime.subscriber import RawPubSub, RawSubscriber
 from tests.conftest import unique
 from tests.private import PrivateRedis, thaw
 
